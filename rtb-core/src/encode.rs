@@ -1,0 +1,307 @@
+//! Encodes the exchange's OpenRTB bid response into a reused buffer, without a JSON value tree:
+//! `id`, `bidid`, `cur`, and `seatbid` grouped by (DSP, seat) with each winning bid at its
+//! clearing price and macros substituted in `adm` and `burl`.
+//!
+//! The winner's `nurl` is not forwarded: the exchange fires it itself (see
+//! [`win_notice_url`]), so forwarding it would bill twice. Strings in the views are unescaped
+//! (simd-json decoded them), so everything is escaped again here; the output is tested to parse
+//! with serde_json and to equal what was meant.
+
+use crate::auction::{AuctionOutcome, Winner};
+use crate::macros::{price_text, substitute, substitute_into, MacroValues};
+use crate::request::BidRequest;
+use crate::response::BidResponse;
+use crate::splice::u32_digits;
+
+/// Writes `text` as a JSON string body (without the quotes), escaping `"`, `\` and control
+/// characters; everything else, non-ASCII included, passes through as UTF-8.
+pub fn escape_json_into(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    let mut run_start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[run_start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(byte >> 4) as usize]);
+                out.push(HEX[(byte & 0xf) as usize]);
+                run_start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..i]);
+        out.extend_from_slice(escape);
+        run_start = i + 1;
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+}
+
+fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    escape_json_into(value, out);
+    out.push(b'"');
+}
+
+/// The macro values of a winner.
+pub fn macro_values<'m, 'q: 'm, 'r: 'm>(
+    request: &BidRequest<'q>,
+    response: &BidResponse<'r>,
+    winner: &Winner,
+) -> MacroValues<'m> {
+    let bid = &response.bids[winner.bid as usize];
+    MacroValues {
+        auction_id: request.id,
+        bid_id: response.bidid.unwrap_or(bid.id),
+        imp_id: bid.impid,
+        seat_id: bid.seat.unwrap_or(""),
+        ad_id: bid.adid.unwrap_or(""),
+        price: winner.clearing_price,
+        currency: request.auction_currency(),
+        loss: 0,
+        min_to_win: winner.min_to_win,
+    }
+}
+
+/// Writes the winner's `nurl` with macros substituted into `out` (cleared first); false when
+/// the bid has no `nurl`.
+pub fn win_notice_url(
+    request: &BidRequest<'_>,
+    response: &BidResponse<'_>,
+    winner: &Winner,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    let Some(nurl) = response.bids[winner.bid as usize].nurl else {
+        return false;
+    };
+    substitute_into(nurl, &macro_values(request, response, winner), out);
+    true
+}
+
+/// Encodes the bid response for `outcome` into `out` (cleared first). Returns false, writing
+/// nothing, when there is no winner: the caller answers 204.
+pub fn encode_bid_response(
+    request: &BidRequest<'_>,
+    responses: &[&BidResponse<'_>],
+    outcome: &AuctionOutcome,
+    bidid: Option<&str>,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    if outcome.winners.is_empty() {
+        return false;
+    }
+    out.extend_from_slice(b"{\"id\":\"");
+    escape_json_into(request.id, out);
+    out.push(b'"');
+    if let Some(bidid) = bidid {
+        string_field(out, "bidid", bidid);
+    }
+    string_field(out, "cur", request.auction_currency());
+    out.extend_from_slice(b",\"seatbid\":[");
+    // Winners are at most REQUEST_IMPS_MAX (64): a bit per winner marks it written.
+    let mut written: u64 = 0;
+    let mut first_seat = true;
+    for (i, winner) in outcome.winners.iter().enumerate().take(64) {
+        if written & (1 << i) != 0 {
+            continue;
+        }
+        let seat = responses[winner.response as usize].bids[winner.bid as usize].seat;
+        if !first_seat {
+            out.push(b',');
+        }
+        first_seat = false;
+        out.push(b'{');
+        if let Some(seat) = seat {
+            out.extend_from_slice(b"\"seat\":\"");
+            escape_json_into(seat, out);
+            out.extend_from_slice(b"\",");
+        }
+        out.extend_from_slice(b"\"bid\":[");
+        let mut first_bid = true;
+        for (j, other) in outcome.winners.iter().enumerate().skip(i).take(64 - i) {
+            let response = responses[other.response as usize];
+            if other.response != winner.response || response.bids[other.bid as usize].seat != seat {
+                continue;
+            }
+            written |= 1 << j;
+            if !first_bid {
+                out.push(b',');
+            }
+            first_bid = false;
+            encode_bid(request, response, other, out);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+    true
+}
+
+fn encode_bid(
+    request: &BidRequest<'_>,
+    response: &BidResponse<'_>,
+    winner: &Winner,
+    out: &mut Vec<u8>,
+) {
+    let bid = &response.bids[winner.bid as usize];
+    let values = macro_values(request, response, winner);
+    out.extend_from_slice(b"{\"id\":\"");
+    escape_json_into(bid.id, out);
+    out.push(b'"');
+    string_field(out, "impid", bid.impid);
+    out.extend_from_slice(b",\"price\":");
+    price_text(winner.clearing_price, &mut |piece| {
+        out.extend_from_slice(piece.as_bytes())
+    });
+    for (name, value) in [
+        ("adid", bid.adid),
+        ("crid", bid.crid),
+        ("dealid", bid.dealid),
+    ] {
+        if let Some(value) = value {
+            string_field(out, name, value);
+        }
+    }
+    for (name, template) in [("burl", bid.burl), ("adm", bid.adm)] {
+        if let Some(template) = template {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":\"");
+            substitute(template, &values, &mut |piece| escape_json_into(piece, out));
+            out.push(b'"');
+        }
+    }
+    for (name, mut items) in [
+        ("adomain", response.adomain(bid)),
+        ("cat", response.cat(bid)),
+    ] {
+        let Some(first) = items.next() else {
+            continue;
+        };
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":[\"");
+        escape_json_into(first, out);
+        out.push(b'"');
+        for item in items {
+            out.extend_from_slice(b",\"");
+            escape_json_into(item, out);
+            out.push(b'"');
+        }
+        out.push(b']');
+    }
+    for (name, value) in [("w", bid.w), ("h", bid.h)] {
+        if let Some(value) = value {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            let mut digits = [0u8; 10];
+            out.extend_from_slice(u32_digits(value, &mut digits));
+        }
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auction::{Auction, AuctionConfig};
+    use crate::json::{Decoder, Document};
+
+    #[test]
+    fn escaping_round_trips_through_serde_json() {
+        let nasty =
+            "<a href=\"x\">'</a>\\ \u{1}\u{1f}\u{7f} \u{e9}\u{1F600} \n\r\t\u{8}\u{c} \u{2028}";
+        let mut out = vec![b'"'];
+        escape_json_into(nasty, &mut out);
+        out.push(b'"');
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, nasty);
+    }
+
+    #[test]
+    fn response_groups_winners_by_dsp_and_seat_and_substitutes_macros() {
+        let mut decoder = Decoder::new();
+        let mut req_doc = Document::default();
+        let request = BidRequest::decode(
+            br#"{"id":"auc\"1","at":2,"imp":[{"id":"i1","banner":{},"bidfloor":0.5},{"id":"i2","banner":{}},{"id":"i3","video":{}}]}"#,
+            &mut req_doc,
+            &mut decoder,
+        )
+        .unwrap();
+        let mut docs = [Document::default(), Document::default()];
+        let [doc_a, doc_b] = &mut docs;
+        let a = BidResponse::decode(
+            br#"{"id":"auc\"1","bidid":"resp-a","seatbid":[{"seat":"s1","bid":[{"id":"b1","impid":"i1","price":2,"adm":"<img src=\"p?${AUCTION_PRICE}\">","burl":"http://b/${AUCTION_ID}/${AUCTION_BID_ID}","adomain":["a.com"],"w":300,"h":250,"nurl":"http://n/?p=${AUCTION_PRICE}&i=${AUCTION_IMP_ID}"},{"id":"b3","impid":"i3","price":1}]}]}"#,
+            doc_a,
+            &mut decoder,
+        )
+        .unwrap();
+        let b = BidResponse::decode(
+            br#"{"id":"auc\"1","seatbid":[{"seat":"s2","bid":[{"id":"b2","impid":"i2","price":3,"cat":["IAB1","IAB2"]},{"id":"b1x","impid":"i1","price":1}]}]}"#,
+            doc_b,
+            &mut decoder,
+        )
+        .unwrap();
+        let responses = [&a, &b];
+        let mut auction = Auction::new(AuctionConfig::default());
+        let outcome = auction.run(&request, &responses);
+        let mut out = Vec::new();
+        assert!(encode_bid_response(
+            &request,
+            &responses,
+            outcome,
+            Some("x1"),
+            &mut out
+        ));
+        let got: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let expected = serde_json::json!({
+            "id": "auc\"1", "bidid": "x1", "cur": "USD",
+            "seatbid": [
+                {"seat": "s1", "bid": [
+                    {"id": "b1", "impid": "i1", "price": 1.01,
+                     "burl": "http://b/auc\"1/resp-a",
+                     "adm": "<img src=\"p?1.01\">", "adomain": ["a.com"], "w": 300, "h": 250},
+                    {"id": "b3", "impid": "i3", "price": 0.01}
+                ]},
+                {"seat": "s2", "bid": [
+                    {"id": "b2", "impid": "i2", "price": 0.01, "cat": ["IAB1", "IAB2"]}
+                ]}
+            ]
+        });
+        assert_eq!(got, expected);
+        let mut url = Vec::new();
+        assert!(win_notice_url(&request, &a, &outcome.winners[0], &mut url));
+        assert_eq!(url, b"http://n/?p=1.01&i=i1");
+        assert!(!win_notice_url(&request, &b, &outcome.winners[1], &mut url));
+    }
+
+    #[test]
+    fn no_winner_writes_nothing() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let request = BidRequest::decode(
+            br#"{"id":"a","imp":[{"id":"1","banner":{}}]}"#,
+            &mut doc,
+            &mut decoder,
+        )
+        .unwrap();
+        let mut auction = Auction::new(AuctionConfig::default());
+        let outcome = auction.run(&request, &[]);
+        let mut out = b"stale".to_vec();
+        assert!(!encode_bid_response(&request, &[], outcome, None, &mut out));
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,159 @@
+//! OpenRTB substitution macros (`${AUCTION_PRICE}` and friends) in the winning bid's `nurl`,
+//! `burl`, `lurl` and `adm`.
+//!
+//! Substitution streams pieces to a sink, so the encoder can JSON-escape them straight into its
+//! output buffer and the win-notice path can append them to a URL buffer: no intermediate
+//! string. Unknown macros (e.g. `${AUCTION_MULTIPLIER}`, which needs DOOH data the core does not
+//! keep) are left as they are.
+
+use std::fmt::Write as _;
+
+/// Values of the macros for one winning bid.
+#[derive(Clone, Copy, Debug)]
+pub struct MacroValues<'a> {
+    /// `${AUCTION_ID}`: the bid request's id.
+    pub auction_id: &'a str,
+    /// `${AUCTION_BID_ID}`: the DSP response's `bidid`, else the bid's id.
+    pub bid_id: &'a str,
+    /// `${AUCTION_IMP_ID}`
+    pub imp_id: &'a str,
+    /// `${AUCTION_SEAT_ID}`
+    pub seat_id: &'a str,
+    /// `${AUCTION_AD_ID}`
+    pub ad_id: &'a str,
+    /// `${AUCTION_PRICE}`: the clearing price.
+    pub price: f64,
+    /// `${AUCTION_CURRENCY}`
+    pub currency: &'a str,
+    /// `${AUCTION_LOSS}`: 0 for the winner.
+    pub loss: u16,
+    /// `${AUCTION_MIN_TO_WIN}`
+    pub min_to_win: f64,
+}
+
+/// A formatted number on the stack.
+struct NumberText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl NumberText {
+    fn new(args: std::fmt::Arguments<'_>) -> Self {
+        let mut text = NumberText {
+            bytes: [0; 40],
+            len: 0,
+        };
+        // Only numbers are written here: they fit; an error would only shorten the text.
+        let _ = text.write_fmt(args);
+        text
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+/// Writes a CPM price the way OpenRTB JSON and macros want it: shortest round-trip decimal.
+pub(crate) fn price_text(price: f64, sink: &mut impl FnMut(&str)) {
+    sink(NumberText::new(format_args!("{price}")).as_str());
+}
+
+/// Streams `template` to `sink` with every known macro replaced by its value.
+pub fn substitute(template: &str, values: &MacroValues<'_>, sink: &mut impl FnMut(&str)) {
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let (before, from_macro) = rest.split_at(start);
+        sink(before);
+        let Some(end) = from_macro.find('}') else {
+            sink(from_macro);
+            return;
+        };
+        let name = &from_macro[2..end];
+        let known = match name {
+            "AUCTION_ID" => Some(values.auction_id),
+            "AUCTION_BID_ID" => Some(values.bid_id),
+            "AUCTION_IMP_ID" => Some(values.imp_id),
+            "AUCTION_SEAT_ID" => Some(values.seat_id),
+            "AUCTION_AD_ID" => Some(values.ad_id),
+            "AUCTION_CURRENCY" => Some(values.currency),
+            "AUCTION_PRICE" => {
+                price_text(values.price, sink);
+                Some("")
+            }
+            "AUCTION_MIN_TO_WIN" => {
+                price_text(values.min_to_win, sink);
+                Some("")
+            }
+            "AUCTION_LOSS" => {
+                sink(NumberText::new(format_args!("{}", values.loss)).as_str());
+                Some("")
+            }
+            _ => None,
+        };
+        match known {
+            Some(value) => sink(value),
+            None => sink(&from_macro[..=end]),
+        }
+        rest = &from_macro[end + 1..];
+    }
+    sink(rest);
+}
+
+/// Substitutes into a reused byte buffer (the win-notice path).
+pub fn substitute_into(template: &str, values: &MacroValues<'_>, out: &mut Vec<u8>) {
+    substitute(template, values, &mut |piece| {
+        out.extend_from_slice(piece.as_bytes())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> MacroValues<'static> {
+        MacroValues {
+            auction_id: "req-1",
+            bid_id: "bid-9",
+            imp_id: "imp-2",
+            seat_id: "seat-3",
+            ad_id: "ad-4",
+            price: 1.23,
+            currency: "USD",
+            loss: 0,
+            min_to_win: 1.02,
+        }
+    }
+
+    fn sub(template: &str) -> String {
+        let mut out = Vec::new();
+        substitute_into(template, &values(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_known_macro_is_substituted() {
+        assert_eq!(
+            sub("a=${AUCTION_ID}&b=${AUCTION_BID_ID}&i=${AUCTION_IMP_ID}&s=${AUCTION_SEAT_ID}&ad=${AUCTION_AD_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}&l=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
+            "a=req-1&b=bid-9&i=imp-2&s=seat-3&ad=ad-4&p=1.23&c=USD&l=0&m=1.02"
+        );
+    }
+
+    #[test]
+    fn unknown_and_broken_macros_are_left_as_they_are() {
+        assert_eq!(sub("x${AUCTION_MULTIPLIER}y"), "x${AUCTION_MULTIPLIER}y");
+        assert_eq!(sub("p=${AUCTION_PRICE"), "p=${AUCTION_PRICE");
+        assert_eq!(sub("$${AUCTION_PRICE}}"), "$1.23}");
+        assert_eq!(sub("no macros"), "no macros");
+        assert_eq!(sub(""), "");
+    }
+}

@@ -1,0 +1,584 @@
+//! The DSP registry as data: who can be called, at which URL, since when. Times are values the
+//! caller passes in (milliseconds on any clock it likes), so expiry is unit-testable.
+//!
+//! Each worker holds a [`RegistrySnapshot`] (an `Arc` of the entries: cloning it is one atomic
+//! increment) and swaps in a new one between requests; the control plane owns the
+//! [`Registry`] and publishes a snapshot after each change.
+//! URL rules: `http` only (DSP calls are plain HTTP/1.1 inside the data centre), no userinfo,
+//! no link-local or cloud-metadata targets; loopback is a policy the caller chooses.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Longest DSP name accepted.
+pub const DSP_NAME_BYTES_MAX: usize = 64;
+/// Longest base URL or bid path accepted.
+pub const DSP_URL_BYTES_MAX: usize = 512;
+/// Default cap on the number of registered DSPs.
+pub const DEFAULT_DSPS_MAX: usize = 64;
+/// Path used when an onboarding call gives none.
+pub const DEFAULT_BID_PATH: &str = "/bid";
+/// Host names of cloud instance-metadata services: never a DSP.
+pub const METADATA_HOSTS: &[&str] = &[
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.azure.com",
+];
+
+/// Where a DSP takes bid requests: `http://host:port/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidUrl {
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// TCP port (80 when the URL gives none).
+    pub port: u16,
+    /// Absolute path, with query if any.
+    pub path: String,
+}
+
+/// Why a DSP URL was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not `http://`.
+    NotHttp,
+    /// Has `user:pass@`.
+    HasUserinfo,
+    /// No host.
+    NoHost,
+    /// Port missing after `:`, not a number, or 0.
+    BadPort,
+    /// Path not starting with `/`, or with spaces or control characters.
+    BadPath,
+    /// Longer than [`DSP_URL_BYTES_MAX`].
+    TooLong,
+    /// A metadata host name or a forbidden address.
+    ForbiddenHost(AddressError),
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::NotHttp => f.write_str("only http:// URLs are accepted"),
+            UrlError::HasUserinfo => f.write_str("userinfo is not allowed in the URL"),
+            UrlError::NoHost => f.write_str("the URL has no host"),
+            UrlError::BadPort => f.write_str("the URL's port is invalid"),
+            UrlError::BadPath => f.write_str("the bid path must start with / and have no spaces"),
+            UrlError::TooLong => f.write_str("the URL is too long"),
+            UrlError::ForbiddenHost(why) => write!(f, "forbidden host: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// Why an address may not be called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    /// 169.254.0.0/16, fe80::/10 (cloud metadata lives there).
+    LinkLocal,
+    /// A known metadata address or host name.
+    Metadata,
+    /// 127.0.0.0/8, ::1, when loopback is not allowed.
+    Loopback,
+    /// 0.0.0.0, ::, multicast, broadcast.
+    NotUnicast,
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressError::LinkLocal => "link-local address",
+            AddressError::Metadata => "cloud metadata address",
+            AddressError::Loopback => "loopback address not allowed",
+            AddressError::NotUnicast => "not a unicast address",
+        })
+    }
+}
+
+/// Whether a DSP may be called at `ip`. Check every address a name resolves to, at
+/// registration and after each re-resolution (DNS rebinding).
+pub fn check_address(ip: IpAddr, allow_loopback: bool) -> Result<(), AddressError> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        IpAddr::V4(_) => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            // Alibaba Cloud's metadata service sits outside link-local.
+            if o == [100, 100, 100, 200] {
+                return Err(AddressError::Metadata);
+            }
+            if v4.is_link_local() {
+                return Err(AddressError::LinkLocal);
+            }
+            if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() {
+                return Err(AddressError::NotUnicast);
+            }
+            if v4.is_loopback() && !allow_loopback {
+                return Err(AddressError::Loopback);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            // AWS's IPv6 metadata endpoint.
+            if segments == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] {
+                return Err(AddressError::Metadata);
+            }
+            if segments[0] & 0xffc0 == 0xfe80 {
+                return Err(AddressError::LinkLocal);
+            }
+            if v6.is_unspecified() || v6.is_multicast() {
+                return Err(AddressError::NotUnicast);
+            }
+            if v6.is_loopback() && !allow_loopback {
+                return Err(AddressError::Loopback);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl BidUrl {
+    /// Parses an onboarding `base_url` plus optional `bid_path` (default `/bid`). IP literals
+    /// are checked with [`check_address`]; host names must be resolved and checked by the
+    /// caller.
+    pub fn parse(
+        base_url: &str,
+        bid_path: Option<&str>,
+        allow_loopback: bool,
+    ) -> Result<BidUrl, UrlError> {
+        if base_url.len() > DSP_URL_BYTES_MAX
+            || bid_path.is_some_and(|p| p.len() > DSP_URL_BYTES_MAX)
+        {
+            return Err(UrlError::TooLong);
+        }
+        let rest = strip_prefix_ignore_case(base_url, "http://").ok_or(UrlError::NotHttp)?;
+        let (authority, base_path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(UrlError::HasUserinfo);
+        }
+        let (host, port) = split_host_port(authority)?;
+        if host.is_empty() {
+            return Err(UrlError::NoHost);
+        }
+        let host = host.to_ascii_lowercase();
+        match host.parse::<IpAddr>() {
+            Ok(ip) => check_address(ip, allow_loopback).map_err(UrlError::ForbiddenHost)?,
+            Err(_) => {
+                let bare = host.trim_end_matches('.');
+                if METADATA_HOSTS.contains(&bare) {
+                    return Err(UrlError::ForbiddenHost(AddressError::Metadata));
+                }
+                if bare == "localhost" && !allow_loopback {
+                    return Err(UrlError::ForbiddenHost(AddressError::Loopback));
+                }
+                let valid = bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+                if bare.is_empty() || !valid {
+                    return Err(UrlError::NoHost);
+                }
+            }
+        }
+        let base_path = base_path
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/');
+        let bid_path = bid_path.unwrap_or(DEFAULT_BID_PATH);
+        if !bid_path.starts_with('/') {
+            return Err(UrlError::BadPath);
+        }
+        let path = format!("{base_path}{bid_path}");
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(UrlError::BadPath);
+        }
+        Ok(BidUrl { host, port, path })
+    }
+
+    /// `host:port` as written in a `Host` header (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for BidUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.path)
+    }
+}
+
+fn strip_prefix_ignore_case<'s>(text: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or(UrlError::NoHost)?;
+        let after = &v6[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return Err(UrlError::BadPort),
+        };
+        (&v6[..end], port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port != 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => return Err(UrlError::BadPort),
+        },
+    };
+    Ok((host, port))
+}
+
+/// One registered DSP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DspEntry {
+    /// Unique name, `[A-Za-z0-9._-]{1,64}`.
+    pub name: String,
+    /// Where bid requests go.
+    pub url: BidUrl,
+    /// When it was first added (caller's clock, ms).
+    pub added_at_ms: u64,
+    /// When it last onboarded (caller's clock, ms).
+    pub last_seen_ms: u64,
+}
+
+/// Why an onboarding was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The name is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
+    InvalidName,
+    /// Already [`Registry::dsps_max`] DSPs.
+    Full,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegistryError::InvalidName => "name must be 1-64 characters of [A-Za-z0-9._-]",
+            RegistryError::Full => "the registry is full",
+        })
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// What an upsert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new DSP.
+    Added,
+    /// Same name and URL: last-seen refreshed.
+    Refreshed,
+    /// Same name, new URL: the URL replaced.
+    Replaced,
+}
+
+/// An immutable, versioned copy of the registry; cloning is cheap.
+#[derive(Clone, Debug, Default)]
+pub struct RegistrySnapshot {
+    /// Increases with every change.
+    pub version: u64,
+    /// The DSPs, in the order they were added.
+    pub dsps: Arc<[DspEntry]>,
+}
+
+impl RegistrySnapshot {
+    /// Whether no DSP is registered (the exchange answers 404).
+    pub fn is_empty(&self) -> bool {
+        self.dsps.is_empty()
+    }
+}
+
+/// The authoritative registry (control plane).
+#[derive(Debug)]
+pub struct Registry {
+    entries: Vec<DspEntry>,
+    version: u64,
+    dsps_max: usize,
+    snapshot: RegistrySnapshot,
+}
+
+impl Registry {
+    /// An empty registry accepting at most `dsps_max` DSPs.
+    pub fn new(dsps_max: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            version: 0,
+            dsps_max,
+            snapshot: RegistrySnapshot::default(),
+        }
+    }
+
+    /// The cap on DSPs.
+    pub fn dsps_max(&self) -> usize {
+        self.dsps_max
+    }
+
+    /// Adds or refreshes a DSP. Idempotent: the same call twice leaves one entry.
+    pub fn upsert(
+        &mut self,
+        name: &str,
+        url: BidUrl,
+        now_ms: u64,
+    ) -> Result<Upsert, RegistryError> {
+        let valid_name = !name.is_empty()
+            && name.len() <= DSP_NAME_BYTES_MAX
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid_name {
+            return Err(RegistryError::InvalidName);
+        }
+        let outcome = match self.entries.iter_mut().find(|e| e.name == name) {
+            Some(entry) => {
+                entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+                if entry.url == url {
+                    Upsert::Refreshed
+                } else {
+                    entry.url = url;
+                    Upsert::Replaced
+                }
+            }
+            None => {
+                if self.entries.len() >= self.dsps_max {
+                    return Err(RegistryError::Full);
+                }
+                self.entries.push(DspEntry {
+                    name: name.to_string(),
+                    url,
+                    added_at_ms: now_ms,
+                    last_seen_ms: now_ms,
+                });
+                Upsert::Added
+            }
+        };
+        self.publish();
+        Ok(outcome)
+    }
+
+    /// Removes a DSP by name; false when there was none.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.name != name);
+        let removed = self.entries.len() != before;
+        if removed {
+            self.publish();
+        }
+        removed
+    }
+
+    /// Removes every DSP not seen for more than `ttl_ms`; returns their number.
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|e| now_ms.saturating_sub(e.last_seen_ms) <= ttl_ms);
+        let expired = before - self.entries.len();
+        if expired > 0 {
+            self.publish();
+        }
+        expired
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        self.snapshot.clone()
+    }
+
+    fn publish(&mut self) {
+        self.version += 1;
+        self.snapshot = RegistrySnapshot {
+            version: self.version,
+            dsps: self.entries.clone().into(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> BidUrl {
+        BidUrl::parse(s, None, true).unwrap()
+    }
+
+    #[test]
+    fn urls_parse_with_defaults() {
+        let u = url("http://braid:5000");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("braid", 5000, "/bid")
+        );
+        assert_eq!(u.to_string(), "http://braid:5000/bid");
+        let u = BidUrl::parse("HTTP://Example.COM/base/", Some("/v2/bid?x=1"), false).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("example.com", 80, "/base/v2/bid?x=1")
+        );
+        let u = url("http://[::1]:7000");
+        assert_eq!(
+            (u.host.as_str(), u.authority()),
+            ("::1", "[::1]:7000".to_string())
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        let cases = [
+            ("https://x:1", UrlError::NotHttp),
+            ("ftp://x", UrlError::NotHttp),
+            ("x:1", UrlError::NotHttp),
+            ("http://user:pw@x:1", UrlError::HasUserinfo),
+            ("http://:80", UrlError::NoHost),
+            ("http://x:0", UrlError::BadPort),
+            ("http://x:99999", UrlError::BadPort),
+            ("http://x:+1", UrlError::BadPort),
+            ("http://x:", UrlError::BadPort),
+            ("http://bad host", UrlError::NoHost),
+            (
+                "http://169.254.169.254",
+                UrlError::ForbiddenHost(AddressError::LinkLocal),
+            ),
+            (
+                "http://[fe80::1]:80",
+                UrlError::ForbiddenHost(AddressError::LinkLocal),
+            ),
+            (
+                "http://[fd00:ec2::254]",
+                UrlError::ForbiddenHost(AddressError::Metadata),
+            ),
+            (
+                "http://100.100.100.200",
+                UrlError::ForbiddenHost(AddressError::Metadata),
+            ),
+            (
+                "http://metadata.google.internal",
+                UrlError::ForbiddenHost(AddressError::Metadata),
+            ),
+            (
+                "http://0.0.0.0:80",
+                UrlError::ForbiddenHost(AddressError::NotUnicast),
+            ),
+            (
+                "http://[::ffff:169.254.169.254]",
+                UrlError::ForbiddenHost(AddressError::LinkLocal),
+            ),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(BidUrl::parse(raw, None, true), Err(expected), "{raw}");
+        }
+        assert_eq!(
+            BidUrl::parse("http://x", Some("bid"), true),
+            Err(UrlError::BadPath)
+        );
+        assert_eq!(
+            BidUrl::parse("http://x", Some("/b id"), true),
+            Err(UrlError::BadPath)
+        );
+        assert_eq!(
+            BidUrl::parse(&format!("http://{}", "a".repeat(600)), None, true),
+            Err(UrlError::TooLong)
+        );
+    }
+
+    #[test]
+    fn loopback_is_a_policy() {
+        assert!(BidUrl::parse("http://127.0.0.1:5000", None, true).is_ok());
+        assert_eq!(
+            BidUrl::parse("http://127.0.0.1:5000", None, false),
+            Err(UrlError::ForbiddenHost(AddressError::Loopback))
+        );
+        assert_eq!(
+            BidUrl::parse("http://localhost:5000", None, false),
+            Err(UrlError::ForbiddenHost(AddressError::Loopback))
+        );
+        assert_eq!(
+            check_address("::1".parse().unwrap(), false),
+            Err(AddressError::Loopback)
+        );
+        assert_eq!(check_address("10.0.0.7".parse().unwrap(), false), Ok(()));
+    }
+
+    #[test]
+    fn upsert_is_idempotent_and_versioned() {
+        let mut registry = Registry::new(2);
+        assert_eq!(
+            registry.upsert("braid", url("http://a:1"), 10),
+            Ok(Upsert::Added)
+        );
+        assert_eq!(
+            registry.upsert("braid", url("http://a:1"), 20),
+            Ok(Upsert::Refreshed)
+        );
+        let snapshot = registry.snapshot();
+        assert_eq!(snapshot.dsps.len(), 1);
+        assert_eq!(
+            (snapshot.dsps[0].added_at_ms, snapshot.dsps[0].last_seen_ms),
+            (10, 20)
+        );
+        assert_eq!(
+            registry.upsert("braid", url("http://b:2"), 30),
+            Ok(Upsert::Replaced)
+        );
+        assert_eq!(registry.snapshot().dsps[0].url, url("http://b:2"));
+        assert!(registry.snapshot().version > snapshot.version);
+        assert_eq!(
+            registry.upsert("x", url("http://c:3"), 30),
+            Ok(Upsert::Added)
+        );
+        assert_eq!(
+            registry.upsert("y", url("http://d:4"), 30),
+            Err(RegistryError::Full)
+        );
+        assert_eq!(
+            registry.upsert("", url("http://d:4"), 30),
+            Err(RegistryError::InvalidName)
+        );
+        assert_eq!(
+            registry.upsert("a b", url("http://d:4"), 30),
+            Err(RegistryError::InvalidName)
+        );
+        assert!(registry.remove("x"));
+        assert!(!registry.remove("x"));
+        assert_eq!(registry.snapshot().dsps.len(), 1);
+    }
+
+    #[test]
+    fn entries_expire_by_last_seen() {
+        let mut registry = Registry::new(8);
+        registry.upsert("old", url("http://a:1"), 0).unwrap();
+        registry.upsert("new", url("http://b:1"), 20_000).unwrap();
+        assert_eq!(registry.expire(30_000, 30_000), 0);
+        assert_eq!(registry.expire(30_001, 30_000), 1);
+        let names: Vec<_> = registry
+            .snapshot()
+            .dsps
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        assert_eq!(names, ["new"]);
+        assert!(!registry.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,901 @@
+//! The OpenRTB 2.x bid request as the exchange sees it: a borrowed view of only the fields an
+//! auction needs, decoded and validated in one walk over simd-json's tape.
+//!
+//! Strings are `&'a str` into the [`Document`]'s bytes (escaped strings too: simd-json unescapes
+//! in place). String lists (`bcat`, `badv`, `cur`, `wseat`, `bseat`, a deal's `wseat`) and the
+//! deals stay on the tape the view owns and are read on demand, so a request with 35 blocked
+//! categories costs no allocation. Everything else in the body is skipped by its tape span.
+//! Unknown fields and unknown enum values are tolerated, as OpenRTB 2.6 requires.
+
+use simd_json::{Node, Tape};
+use smallvec::SmallVec;
+
+use crate::error::{FieldPath, RequestError, Rule};
+use crate::json::{
+    array_items, as_f64, as_i64, as_str, is_null, is_object, object_entries, str_list, Decoder,
+    Document, ReleasedTape, StrIter, StrListRef,
+};
+
+/// Most impressions accepted in one request; more is a 400 (`imp: too many items`).
+pub const REQUEST_IMPS_MAX: usize = 64;
+/// Most deals accepted in one impression's `pmp.deals`.
+pub const IMP_DEALS_MAX: usize = 64;
+/// Currency OpenRTB assumes when `cur`/`bidfloorcur` is absent.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// Auction type when the request has no `at` (OpenRTB default: second price plus).
+pub const DEFAULT_AUCTION_TYPE: i64 = 2;
+
+/// Which media objects an impression offers, as bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaTypes(u8);
+
+impl MediaTypes {
+    /// `imp.banner` present.
+    pub const BANNER: MediaTypes = MediaTypes(1);
+    /// `imp.video` present.
+    pub const VIDEO: MediaTypes = MediaTypes(2);
+    /// `imp.audio` present.
+    pub const AUDIO: MediaTypes = MediaTypes(4);
+    /// `imp.native` present.
+    pub const NATIVE: MediaTypes = MediaTypes(8);
+
+    /// Whether every bit of `other` is set here.
+    pub fn contains(self, other: MediaTypes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no media type is present.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn insert(&mut self, other: MediaTypes) {
+        self.0 |= other.0;
+    }
+}
+
+/// The distribution channel object of the request (OpenRTB allows at most one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// `site`
+    Site,
+    /// `app`
+    App,
+    /// `dooh`
+    Dooh,
+}
+
+/// Where the top-level `tmax` sits in the raw body, so it can be rewritten per DSP without
+/// re-encoding (see [`crate::splice`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TmaxSite {
+    /// The value's bytes are `raw[start..end]`.
+    Value {
+        /// First byte of the value.
+        start: u32,
+        /// One past its last byte.
+        end: u32,
+    },
+    /// No `tmax` key: a new member goes right after the opening brace at `insert_at - 1`.
+    Absent {
+        /// Byte offset just after the top-level `{`.
+        insert_at: u32,
+        /// Whether the object is `{}` (then no comma follows the inserted member).
+        object_empty: bool,
+    },
+    /// A `tmax` spelled with escapes (`"t\u006dax"`): decoded, but not found in the raw bytes.
+    /// Splicing refuses rather than add a duplicate key.
+    Unlocatable,
+}
+
+/// One impression: what the auction needs of `imp[i]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Imp<'a> {
+    /// `imp.id`
+    pub id: &'a str,
+    /// `imp.bidfloor` (0 when absent), CPM.
+    pub bidfloor: f64,
+    /// `imp.bidfloorcur` (USD when absent).
+    pub bidfloorcur: &'a str,
+    /// Which of banner, video, audio, native are present.
+    pub media: MediaTypes,
+    /// `imp.pmp.private_auction == 1`: only deal bids may win.
+    pub private_auction: bool,
+    deals: StrListRef,
+}
+
+/// One deal of `imp.pmp.deals`, read from the tape on demand.
+#[derive(Clone, Copy, Debug)]
+pub struct Deal<'a> {
+    /// `deal.id`
+    pub id: &'a str,
+    /// `deal.bidfloor` (0 when absent).
+    pub bidfloor: f64,
+    /// `deal.bidfloorcur` (USD when absent).
+    pub bidfloorcur: &'a str,
+    /// `deal.at`: 1 first price, 2 second price, 3 the floor is the agreed price.
+    pub at: Option<i64>,
+    wseat: StrListRef,
+}
+
+/// A decoded, validated bid request. Owns its tape; borrows its strings from the [`Document`].
+pub struct BidRequest<'a> {
+    tape: Tape<'a>,
+    /// `id`
+    pub id: &'a str,
+    /// `imp[]`, in request order.
+    pub imps: SmallVec<[Imp<'a>; 4]>,
+    /// `tmax` in ms, when given.
+    pub tmax_ms: Option<u32>,
+    /// `at` (2 when absent); 1 is first price, every other value is auctioned second price.
+    pub at: i64,
+    /// `test == 1`
+    pub test: bool,
+    /// `site`, `app` or `dooh`, when present.
+    pub channel: Option<Channel>,
+    /// Where `tmax` sits in the raw body.
+    pub tmax_site: TmaxSite,
+    cur: StrListRef,
+    bcat: StrListRef,
+    badv: StrListRef,
+    wseat: StrListRef,
+    bseat: StrListRef,
+}
+
+impl std::fmt::Debug for BidRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BidRequest")
+            .field("id", &self.id)
+            .field("imps", &self.imps)
+            .field("tmax_ms", &self.tmax_ms)
+            .field("at", &self.at)
+            .field("cur", &self.currencies().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> BidRequest<'a> {
+    /// Decodes and validates `raw` (copied into `doc`, which the view then borrows).
+    pub fn decode(
+        raw: &[u8],
+        doc: &'a mut Document,
+        decoder: &mut Decoder,
+    ) -> Result<BidRequest<'a>, RequestError> {
+        let parsed = doc
+            .parse(raw, decoder)
+            .map_err(|e| RequestError::malformed(&e))?;
+        let tmax_site = locate_top_level_key(raw, parsed.structurals, b"\"tmax\"");
+        let mut request = BidRequest {
+            tape: parsed.tape,
+            id: "",
+            imps: SmallVec::new(),
+            tmax_ms: None,
+            at: DEFAULT_AUCTION_TYPE,
+            test: false,
+            channel: None,
+            tmax_site,
+            cur: StrListRef::ABSENT,
+            bcat: StrListRef::ABSENT,
+            badv: StrListRef::ABSENT,
+            wseat: StrListRef::ABSENT,
+            bseat: StrListRef::ABSENT,
+        };
+        match request.fill() {
+            Ok(()) => Ok(request),
+            Err(error) => {
+                *parsed.spare_slot = request.release().0;
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives the tape back for reuse by the next decode into the same [`Document`].
+    pub fn release(self) -> ReleasedTape {
+        ReleasedTape(self.tape.reset())
+    }
+
+    /// `cur`: currencies allowed for bids (USD when absent).
+    pub fn currencies(&self) -> impl Iterator<Item = &'a str> + '_ {
+        let explicit = self.cur.iter(&self.tape.0);
+        let default = (!self.cur.is_present()).then_some(DEFAULT_CURRENCY);
+        explicit.chain(default)
+    }
+
+    /// The currency the auction is held in: the first of `cur`, USD when absent. rtb-core has no
+    /// exchange rates, so bids in any other currency are rejected.
+    pub fn auction_currency(&self) -> &'a str {
+        self.cur
+            .iter(&self.tape.0)
+            .next()
+            .unwrap_or(DEFAULT_CURRENCY)
+    }
+
+    /// `bcat`: blocked advertiser categories.
+    pub fn bcat(&self) -> StrIter<'_, 'a> {
+        self.bcat.iter(&self.tape.0)
+    }
+
+    /// `badv`: blocked advertiser domains.
+    pub fn badv(&self) -> StrIter<'_, 'a> {
+        self.badv.iter(&self.tape.0)
+    }
+
+    /// `wseat`: the only buyer seats allowed to bid (empty: all).
+    pub fn wseat(&self) -> StrIter<'_, 'a> {
+        self.wseat.iter(&self.tape.0)
+    }
+
+    /// `bseat`: buyer seats blocked from bidding.
+    pub fn bseat(&self) -> StrIter<'_, 'a> {
+        self.bseat.iter(&self.tape.0)
+    }
+
+    /// The deals of an impression, in request order.
+    pub fn deals(&self, imp: &Imp<'a>) -> impl Iterator<Item = Deal<'a>> + '_ {
+        let nodes = &self.tape.0;
+        let array = imp.deals.array_index as usize;
+        let items = if imp.deals.is_present() {
+            Some(array)
+        } else {
+            None
+        };
+        items
+            .into_iter()
+            .flat_map(move |array| array_items(nodes, array))
+            .filter_map(move |item| decode_deal(nodes, item, 0, 0).ok())
+    }
+
+    /// A deal's `wseat` (empty: any seat).
+    pub fn deal_wseat(&self, deal: &Deal<'a>) -> StrIter<'_, 'a> {
+        deal.wseat.iter(&self.tape.0)
+    }
+
+    /// Index of the impression with this id.
+    pub fn imp_index(&self, imp_id: &str) -> Option<usize> {
+        self.imps.iter().position(|imp| imp.id == imp_id)
+    }
+
+    fn fill(&mut self) -> Result<(), RequestError> {
+        let nodes: &[Node<'a>] = &self.tape.0;
+        if !is_object(nodes, 0) {
+            return Err(RequestError::new(FieldPath::top(""), Rule::NotAnObject));
+        }
+        let mut seen = 0u32;
+        let mut id = None;
+        let mut imp_index = None;
+        let mut channels = 0;
+        for (key, value) in object_entries(nodes, 0) {
+            let (bit, name) = match key {
+                "id" => (1, "id"),
+                "imp" => (2, "imp"),
+                "tmax" => (4, "tmax"),
+                "at" => (8, "at"),
+                "cur" => (16, "cur"),
+                "bcat" => (32, "bcat"),
+                "badv" => (64, "badv"),
+                "wseat" => (128, "wseat"),
+                "bseat" => (256, "bseat"),
+                "test" => (512, "test"),
+                "site" => (1024, "site"),
+                "app" => (2048, "app"),
+                "dooh" => (4096, "dooh"),
+                _ => continue,
+            };
+            let field = FieldPath::top(name);
+            // A second copy of a field the auction reads would let the exchange and a DSP
+            // disagree about the request; refuse it.
+            if seen & bit != 0 {
+                return Err(RequestError::new(field, Rule::Duplicate));
+            }
+            seen |= bit;
+            match bit {
+                1 => id = Some(required_str(nodes, value, field)?),
+                2 => imp_index = Some(value),
+                4 => {
+                    let tmax = as_i64(nodes, value)
+                        .ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
+                    if tmax <= 0 {
+                        return Err(RequestError::new(field, Rule::MustBePositive));
+                    }
+                    let tmax = u32::try_from(tmax)
+                        .map_err(|_| RequestError::new(field, Rule::OutOfRange))?;
+                    self.tmax_ms = Some(tmax);
+                }
+                8 => {
+                    let at = as_i64(nodes, value)
+                        .ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
+                    if at < 1 {
+                        return Err(RequestError::new(field, Rule::OutOfRange));
+                    }
+                    self.at = at;
+                }
+                16 => self.cur = optional_str_list(nodes, value, field)?,
+                32 => self.bcat = optional_str_list(nodes, value, field)?,
+                64 => self.badv = optional_str_list(nodes, value, field)?,
+                128 => self.wseat = optional_str_list(nodes, value, field)?,
+                256 => self.bseat = optional_str_list(nodes, value, field)?,
+                512 => {
+                    self.test = match as_i64(nodes, value) {
+                        Some(0) => false,
+                        Some(1) => true,
+                        Some(_) => return Err(RequestError::new(field, Rule::OutOfRange)),
+                        None if is_null(nodes, value) => false,
+                        None => {
+                            return Err(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))
+                        }
+                    }
+                }
+                _ => {
+                    if is_null(nodes, value) {
+                        continue;
+                    }
+                    if !is_object(nodes, value) {
+                        return Err(RequestError::new(field, Rule::WrongType(MUST_BE_OBJECT)));
+                    }
+                    channels += 1;
+                    self.channel = Some(match bit {
+                        1024 => Channel::Site,
+                        2048 => Channel::App,
+                        _ => Channel::Dooh,
+                    });
+                    if channels > 1 {
+                        return Err(RequestError::new(
+                            field,
+                            Rule::OnlyOneOf("only one of site, app, dooh"),
+                        ));
+                    }
+                }
+            }
+        }
+        self.id = id.ok_or(RequestError::new(FieldPath::top("id"), Rule::Missing))?;
+        let imp_index = imp_index.ok_or(RequestError::new(FieldPath::top("imp"), Rule::Missing))?;
+        decode_imps(nodes, imp_index, &mut self.imps)?;
+        if matches!(self.tmax_site, TmaxSite::Absent { .. }) && self.tmax_ms.is_some() {
+            self.tmax_site = TmaxSite::Unlocatable;
+        }
+        Ok(())
+    }
+}
+
+const MUST_BE_STRING: &str = "must be a string";
+const MUST_BE_NUMBER: &str = "must be a number";
+const MUST_BE_INTEGER: &str = "must be an integer";
+const MUST_BE_OBJECT: &str = "must be an object";
+const MUST_BE_ARRAY: &str = "must be an array";
+const MUST_BE_STR_ARRAY: &str = "must be an array of strings";
+
+fn required_str<'a>(
+    nodes: &[Node<'a>],
+    index: usize,
+    field: FieldPath,
+) -> Result<&'a str, RequestError> {
+    let value =
+        as_str(nodes, index).ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_STRING)))?;
+    if value.is_empty() {
+        return Err(RequestError::new(field, Rule::Empty));
+    }
+    Ok(value)
+}
+
+fn optional_str_list(
+    nodes: &[Node<'_>],
+    index: usize,
+    field: FieldPath,
+) -> Result<StrListRef, RequestError> {
+    if is_null(nodes, index) {
+        return Ok(StrListRef::ABSENT);
+    }
+    str_list(nodes, index).ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_STR_ARRAY)))
+}
+
+fn floor(nodes: &[Node<'_>], index: usize, field: FieldPath) -> Result<f64, RequestError> {
+    let value =
+        as_f64(nodes, index).ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_NUMBER)))?;
+    if !(value >= 0.0 && value.is_finite()) {
+        return Err(RequestError::new(field, Rule::MustNotBeNegative));
+    }
+    Ok(value)
+}
+
+fn decode_imps<'a>(
+    nodes: &[Node<'a>],
+    array: usize,
+    imps: &mut SmallVec<[Imp<'a>; 4]>,
+) -> Result<(), RequestError> {
+    let field = FieldPath::top("imp");
+    let len = match nodes.get(array) {
+        Some(Node::Array { len, .. }) => *len,
+        _ => return Err(RequestError::new(field, Rule::WrongType(MUST_BE_ARRAY))),
+    };
+    if len == 0 {
+        return Err(RequestError::new(field, Rule::Empty));
+    }
+    if len > REQUEST_IMPS_MAX {
+        return Err(RequestError::new(field, Rule::TooMany));
+    }
+    for (i, item) in array_items(nodes, array).enumerate() {
+        let imp = decode_imp(nodes, item, i)?;
+        if imps.iter().any(|other| other.id == imp.id) {
+            return Err(RequestError::new(FieldPath::imp(i, "id"), Rule::Duplicate));
+        }
+        imps.push(imp);
+    }
+    Ok(())
+}
+
+fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>, RequestError> {
+    if !is_object(nodes, index) {
+        return Err(RequestError::new(
+            FieldPath::imp(i, ""),
+            Rule::WrongType(MUST_BE_OBJECT),
+        ));
+    }
+    let mut imp = Imp {
+        id: "",
+        bidfloor: 0.0,
+        bidfloorcur: DEFAULT_CURRENCY,
+        media: MediaTypes::default(),
+        private_auction: false,
+        deals: StrListRef::ABSENT,
+    };
+    let mut id = None;
+    for (key, value) in object_entries(nodes, index) {
+        let media = match key {
+            "id" => {
+                id = Some(required_str(nodes, value, FieldPath::imp(i, "id"))?);
+                continue;
+            }
+            "bidfloor" => {
+                imp.bidfloor = floor(nodes, value, FieldPath::imp(i, "bidfloor"))?;
+                continue;
+            }
+            "bidfloorcur" => {
+                imp.bidfloorcur = required_str(nodes, value, FieldPath::imp(i, "bidfloorcur"))?;
+                continue;
+            }
+            "pmp" => {
+                decode_pmp(nodes, value, i, &mut imp)?;
+                continue;
+            }
+            "banner" => MediaTypes::BANNER,
+            "video" => MediaTypes::VIDEO,
+            "audio" => MediaTypes::AUDIO,
+            "native" => MediaTypes::NATIVE,
+            _ => continue,
+        };
+        if is_object(nodes, value) {
+            imp.media.insert(media);
+        } else if !is_null(nodes, value) {
+            return Err(RequestError::new(
+                FieldPath::imp(i, key_name(key)),
+                Rule::WrongType(MUST_BE_OBJECT),
+            ));
+        }
+    }
+    imp.id = id.ok_or(RequestError::new(FieldPath::imp(i, "id"), Rule::Missing))?;
+    if imp.media.is_empty() {
+        return Err(RequestError::new(
+            FieldPath::imp(i, ""),
+            Rule::NeedsMediaType,
+        ));
+    }
+    Ok(imp)
+}
+
+fn key_name(key: &str) -> &'static str {
+    match key {
+        "banner" => "banner",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "native",
+    }
+}
+
+fn decode_pmp(
+    nodes: &[Node<'_>],
+    index: usize,
+    i: usize,
+    imp: &mut Imp<'_>,
+) -> Result<(), RequestError> {
+    if is_null(nodes, index) {
+        return Ok(());
+    }
+    if !is_object(nodes, index) {
+        return Err(RequestError::new(
+            FieldPath::imp(i, "pmp"),
+            Rule::WrongType(MUST_BE_OBJECT),
+        ));
+    }
+    for (key, value) in object_entries(nodes, index) {
+        match key {
+            "private_auction" => {
+                let field = FieldPath::imp(i, "pmp.private_auction");
+                imp.private_auction = match as_i64(nodes, value) {
+                    Some(0) => false,
+                    Some(1) => true,
+                    Some(_) => return Err(RequestError::new(field, Rule::OutOfRange)),
+                    None => return Err(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER))),
+                };
+            }
+            "deals" => {
+                let field = FieldPath::imp(i, "pmp.deals");
+                let len = match nodes.get(value) {
+                    Some(Node::Array { len, .. }) => *len,
+                    _ if is_null(nodes, value) => continue,
+                    _ => return Err(RequestError::new(field, Rule::WrongType(MUST_BE_ARRAY))),
+                };
+                if len > IMP_DEALS_MAX {
+                    return Err(RequestError::new(field, Rule::TooMany));
+                }
+                let mut first_ids: SmallVec<[&str; 8]> = SmallVec::new();
+                for (j, item) in array_items(nodes, value).enumerate() {
+                    let deal = decode_deal(nodes, item, i, j)?;
+                    // Duplicate deal ids would make a bid's `dealid` ambiguous. Only the first
+                    // few are checked pairwise: beyond that the cost is quadratic for nothing.
+                    if first_ids.contains(&deal.id) {
+                        return Err(RequestError::new(
+                            FieldPath::deal(i, j, "id"),
+                            Rule::Duplicate,
+                        ));
+                    }
+                    if first_ids.len() < first_ids.inline_size() {
+                        first_ids.push(deal.id);
+                    }
+                }
+                imp.deals = StrListRef {
+                    array_index: u32::try_from(value)
+                        .map_err(|_| RequestError::new(field, Rule::TooMany))?,
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn decode_deal<'a>(
+    nodes: &[Node<'a>],
+    index: usize,
+    i: usize,
+    j: usize,
+) -> Result<Deal<'a>, RequestError> {
+    if !is_object(nodes, index) {
+        return Err(RequestError::new(
+            FieldPath::deal(i, j, ""),
+            Rule::WrongType(MUST_BE_OBJECT),
+        ));
+    }
+    let mut deal = Deal {
+        id: "",
+        bidfloor: 0.0,
+        bidfloorcur: DEFAULT_CURRENCY,
+        at: None,
+        wseat: StrListRef::ABSENT,
+    };
+    let mut id = None;
+    for (key, value) in object_entries(nodes, index) {
+        match key {
+            "id" => id = Some(required_str(nodes, value, FieldPath::deal(i, j, "id"))?),
+            "bidfloor" => deal.bidfloor = floor(nodes, value, FieldPath::deal(i, j, "bidfloor"))?,
+            "bidfloorcur" => {
+                deal.bidfloorcur = required_str(nodes, value, FieldPath::deal(i, j, "bidfloorcur"))?
+            }
+            "at" => {
+                let field = FieldPath::deal(i, j, "at");
+                let at = as_i64(nodes, value)
+                    .ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
+                if at < 1 {
+                    return Err(RequestError::new(field, Rule::OutOfRange));
+                }
+                deal.at = Some(at);
+            }
+            "wseat" => {
+                deal.wseat = optional_str_list(nodes, value, FieldPath::deal(i, j, "wseat"))?
+            }
+            _ => {}
+        }
+    }
+    deal.id = id.ok_or(RequestError::new(
+        FieldPath::deal(i, j, "id"),
+        Rule::Missing,
+    ))?;
+    Ok(deal)
+}
+
+/// Finds the top-level member `key` (given with its quotes, e.g. `"tmax"`) in the raw bytes,
+/// walking simd-json's structural indexes instead of the bytes: a few hundred steps for 3 KB.
+pub(crate) fn locate_top_level_key(raw: &[u8], structurals: &[u32], key: &[u8]) -> TmaxSite {
+    let at = |k: usize| structurals.get(k).map(|&p| p as usize);
+    let byte = |k: usize| at(k).and_then(|p| raw.get(p)).copied();
+    let Some(open) = at(0) else {
+        return TmaxSite::Unlocatable;
+    };
+    if byte(0) != Some(b'{') {
+        return TmaxSite::Unlocatable;
+    }
+    let mut depth = 0usize;
+    let mut k = 0usize;
+    while let Some(c) = byte(k) {
+        match c {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' if depth == 1 && byte(k + 1) == Some(b':') => {
+                let start = at(k).unwrap_or(0);
+                if raw.get(start..start + key.len()) == Some(key) {
+                    let (Some(value_start), Some(value_end)) = (at(k + 2), at(k + 3)) else {
+                        return TmaxSite::Unlocatable;
+                    };
+                    let mut end = value_end;
+                    while end > value_start && raw[end - 1].is_ascii_whitespace() {
+                        end -= 1;
+                    }
+                    return match (u32::try_from(value_start), u32::try_from(end)) {
+                        (Ok(start), Ok(end)) => TmaxSite::Value { start, end },
+                        _ => TmaxSite::Unlocatable,
+                    };
+                }
+                // Skip the key, the colon and, when it is a scalar, the value: the loop handles
+                // nested containers by depth.
+                k += 2;
+                continue;
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    match u32::try_from(open + 1) {
+        Ok(insert_at) => TmaxSite::Absent {
+            insert_at,
+            object_empty: byte(1) == Some(b'}'),
+        },
+        Err(_) => TmaxSite::Unlocatable,
+    }
+}
+
+/// How many tape nodes a request used: exposed for tests of the skipping logic.
+#[cfg(test)]
+pub(crate) fn value_span(request: &BidRequest<'_>, index: usize) -> usize {
+    crate::json::span(&request.tape.0, index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Result<String, String> {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        BidRequest::decode(json.as_bytes(), &mut doc, &mut decoder)
+            .map(|r| format!("{}:{}", r.id, r.imps.len()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn err(json: &str) -> String {
+        decode(json).unwrap_err()
+    }
+
+    const IMP: &str = r#"{"id":"1","banner":{}}"#;
+
+    #[test]
+    fn minimal_request_decodes_with_defaults() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = format!(r#"{{"id":"r1","imp":[{IMP}]}}"#);
+        let r = BidRequest::decode(raw.as_bytes(), &mut doc, &mut decoder).unwrap();
+        assert_eq!(r.id, "r1");
+        assert_eq!(r.at, 2);
+        assert_eq!(r.tmax_ms, None);
+        assert_eq!(r.auction_currency(), "USD");
+        assert_eq!(r.currencies().collect::<Vec<_>>(), ["USD"]);
+        assert_eq!(r.imps[0].bidfloor, 0.0);
+        assert_eq!(r.imps[0].bidfloorcur, "USD");
+        assert!(r.imps[0].media.contains(MediaTypes::BANNER));
+        assert_eq!(
+            r.tmax_site,
+            TmaxSite::Absent {
+                insert_at: 1,
+                object_empty: false
+            }
+        );
+        assert_eq!(value_span(&r, 0), r.tape.0.len());
+    }
+
+    #[test]
+    fn every_validation_rule_names_its_field() {
+        let cases = [
+            ("[]", "must be a JSON object"),
+            ("{", "malformed JSON at byte 0"),
+            (r#"{"imp":[]}"#, "id: missing"),
+            (r#"{"id":"","imp":[]}"#, "id: must not be empty"),
+            (r#"{"id":7,"imp":[]}"#, "id: must be a string"),
+            (r#"{"id":"a"}"#, "imp: missing"),
+            (r#"{"id":"a","imp":[]}"#, "imp: must not be empty"),
+            (r#"{"id":"a","imp":{}}"#, "imp: must be an array"),
+            (r#"{"id":"a","imp":[7]}"#, "imp[0]: must be an object"),
+            (r#"{"id":"a","imp":[{"banner":{}}]}"#, "imp[0].id: missing"),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{}},{"banner":{}}]}"#,
+                "imp[1].id: missing",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{}},{"id":"1","video":{}}]}"#,
+                "imp[1].id: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1"}]}"#,
+                "imp[0]: needs one of banner, video, audio, native",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":null}]}"#,
+                "imp[0]: needs one of banner, video, audio, native",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":[]}]}"#,
+                "imp[0].banner: must be an object",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"bidfloor":-1}]}"#,
+                "imp[0].bidfloor: must be >= 0",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"bidfloor":"1"}]}"#,
+                "imp[0].bidfloor: must be a number",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"bidfloorcur":""}]}"#,
+                "imp[0].bidfloorcur: must not be empty",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[{"bidfloor":1}]}}]}"#,
+                "imp[0].pmp.deals[0].id: missing",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[{"id":"d"},{"id":"d"}]}}]}"#,
+                "imp[0].pmp.deals[1].id: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"private_auction":2}}]}"#,
+                "imp[0].pmp.private_auction: out of range",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[{"id":"d","at":0}]}}]}"#,
+                "imp[0].pmp.deals[0].at: out of range",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[{"id":"d","wseat":[1]}]}}]}"#,
+                "imp[0].pmp.deals[0].wseat: must be an array of strings",
+            ),
+            (
+                &format!(r#"{{"id":"a","tmax":0,"imp":[{IMP}]}}"#),
+                "tmax: must be > 0",
+            ),
+            (
+                &format!(r#"{{"id":"a","tmax":-5,"imp":[{IMP}]}}"#),
+                "tmax: must be > 0",
+            ),
+            (
+                &format!(r#"{{"id":"a","tmax":"80","imp":[{IMP}]}}"#),
+                "tmax: must be an integer",
+            ),
+            (
+                &format!(r#"{{"id":"a","tmax":99999999999,"imp":[{IMP}]}}"#),
+                "tmax: out of range",
+            ),
+            (
+                &format!(r#"{{"id":"a","tmax":80,"tmax":90,"imp":[{IMP}]}}"#),
+                "tmax: duplicate",
+            ),
+            (
+                &format!(r#"{{"id":"a","at":0,"imp":[{IMP}]}}"#),
+                "at: out of range",
+            ),
+            (
+                &format!(r#"{{"id":"a","test":2,"imp":[{IMP}]}}"#),
+                "test: out of range",
+            ),
+            (
+                &format!(r#"{{"id":"a","bcat":"IAB1","imp":[{IMP}]}}"#),
+                "bcat: must be an array of strings",
+            ),
+            (
+                &format!(r#"{{"id":"a","cur":["USD",1],"imp":[{IMP}]}}"#),
+                "cur: must be an array of strings",
+            ),
+            (
+                &format!(r#"{{"id":"a","site":{{}},"app":{{}},"imp":[{IMP}]}}"#),
+                "app: only one of site, app, dooh",
+            ),
+            (
+                &format!(r#"{{"id":"a","site":5,"imp":[{IMP}]}}"#),
+                "site: must be an object",
+            ),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(err(json), expected, "for {json}");
+        }
+    }
+
+    #[test]
+    fn too_many_imps_is_refused() {
+        let imps: Vec<String> = (0..=REQUEST_IMPS_MAX)
+            .map(|i| format!(r#"{{"id":"{i}","banner":{{}}}}"#))
+            .collect();
+        let json = format!(r#"{{"id":"a","imp":[{}]}}"#, imps.join(","));
+        assert_eq!(err(&json), "imp: too many items");
+    }
+
+    #[test]
+    fn unknown_fields_and_enum_values_are_tolerated() {
+        let json = r#"{"id":"a","at":501,"future":{"x":[1,{"y":null}]},"imp":[{"id":"1","video":{"plcmt":99},"ext":{"prebid":{}}}],"ext":{"gdpr":1},"regs":{"ext":{"gdpr":1}}}"#;
+        assert_eq!(decode(json).unwrap(), "a:1");
+    }
+
+    #[test]
+    fn escaped_strings_borrow_unescaped() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = br#"{"id":"a\"b\u00e9\n","imp":[{"id":"\u0031","native":{}}],"bcat":["IAB\/1"]}"#;
+        let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
+        assert_eq!(r.id, "a\"b\u{e9}\n");
+        assert_eq!(r.imps[0].id, "1");
+        assert_eq!(r.bcat().collect::<Vec<_>>(), ["IAB/1"]);
+    }
+
+    #[test]
+    fn lists_and_deals_read_from_the_tape() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = br#"{"id":"a","cur":["EUR","USD"],"wseat":["s1"],"bseat":["s2"],"badv":["x.com"],"imp":[{"id":"1","banner":{},"pmp":{"private_auction":1,"deals":[{"id":"d1","bidfloor":2.5,"at":3,"wseat":["s1","s3"]},{"id":"d2"}]}}]}"#;
+        let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
+        assert_eq!(r.auction_currency(), "EUR");
+        assert_eq!(r.currencies().collect::<Vec<_>>(), ["EUR", "USD"]);
+        assert_eq!(r.wseat().collect::<Vec<_>>(), ["s1"]);
+        assert_eq!(r.bseat().collect::<Vec<_>>(), ["s2"]);
+        assert_eq!(r.badv().collect::<Vec<_>>(), ["x.com"]);
+        let imp = r.imps[0];
+        assert!(imp.private_auction);
+        let deals: Vec<_> = r.deals(&imp).collect();
+        assert_eq!(deals.len(), 2);
+        assert_eq!(
+            (deals[0].id, deals[0].bidfloor, deals[0].at),
+            ("d1", 2.5, Some(3))
+        );
+        assert_eq!(r.deal_wseat(&deals[0]).collect::<Vec<_>>(), ["s1", "s3"]);
+        assert_eq!(
+            (deals[1].id, deals[1].bidfloor, deals[1].at),
+            ("d2", 0.0, None)
+        );
+    }
+
+    #[test]
+    fn tmax_is_located_in_raw_bytes() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = br#"{"id":"a","x":{"tmax":1},"tmax" : 120 ,"imp":[{"id":"1","banner":{}}]}"#;
+        let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
+        let TmaxSite::Value { start, end } = r.tmax_site else {
+            panic!("{:?}", r.tmax_site)
+        };
+        assert_eq!(&raw[start as usize..end as usize], b"120");
+        let tape = r.release();
+        doc.reuse(tape);
+        let raw = br#"{"id":"a","t\u006dax":120,"imp":[{"id":"1","banner":{}}]}"#;
+        let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
+        assert_eq!(r.tmax_ms, Some(120));
+        assert_eq!(r.tmax_site, TmaxSite::Unlocatable);
+    }
+
+    #[test]
+    fn the_tape_is_reused_after_release() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = format!(r#"{{"id":"r1","imp":[{IMP}]}}"#);
+        let r = BidRequest::decode(raw.as_bytes(), &mut doc, &mut decoder).unwrap();
+        let tape = r.release();
+        let capacity = tape.0 .0.capacity();
+        doc.reuse(tape);
+        assert_eq!(doc.spare_tape.0.capacity(), capacity);
+        assert!(capacity > 0);
+    }
+}
