@@ -1,0 +1,251 @@
+//! Owns the types a handler sees: [`Request`], [`Response`], the [`Handler`] trait and the
+//! per-worker [`WorkerCtx`], plus response serialisation.
+//!
+//! A request keeps its head as one refcounted `Bytes` (a slice of the connection's read buffer)
+//! and header positions as offsets into it, so parsing allocates nothing per header.
+
+use std::{future::Future, ops::Range, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use smallvec::SmallVec;
+
+use crate::{driver::ActiveDriver, limits::WorkerStats, shutdown::ShutdownHandle};
+
+/// Headers kept inline in a [`Request`] before spilling to the heap.
+pub const REQUEST_HEADERS_INLINE: usize = 16;
+
+/// Identity of a worker thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// 0-based worker index; also the index of its broadcast receiver.
+    pub index: usize,
+    /// The core it is pinned to, if pinning is on and succeeded.
+    pub core: Option<usize>,
+    /// The IO driver it runs.
+    pub driver: ActiveDriver,
+}
+
+/// What a handler can reach on its worker.
+#[derive(Debug)]
+pub struct WorkerCtx {
+    /// This worker.
+    pub info: WorkerInfo,
+    /// The server-wide shutdown signal.
+    pub shutdown: ShutdownHandle,
+    /// This worker's counters.
+    pub stats: Arc<WorkerStats>,
+}
+
+/// A parsed HTTP/1.x request with its whole body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+    head: Bytes,
+    path: Range<usize>,
+    headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
+    /// Body after chunked and gzip decoding; a slice of the read buffer when neither applied.
+    pub body: Bytes,
+    /// When the first byte of the head was read.
+    pub arrival: Instant,
+}
+
+impl Request {
+    pub(crate) fn from_parts(
+        method: Method,
+        version_minor: u8,
+        head: Bytes,
+        path: Range<usize>,
+        headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
+        body: Bytes,
+        arrival: Instant,
+    ) -> Self {
+        Self {
+            method,
+            version_minor,
+            head,
+            path,
+            headers,
+            body,
+            arrival,
+        }
+    }
+
+    /// Request target as sent (path and query). httparse guarantees it is valid UTF-8 token
+    /// bytes, so this only returns "" if that changes.
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(&self.head[self.path.clone()]).unwrap_or("")
+    }
+
+    /// Path without the query string.
+    pub fn path(&self) -> &str {
+        let target = self.target();
+        target.split_once('?').map_or(target, |(path, _)| path)
+    }
+
+    /// First value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// All headers in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers.iter().map(|(n, v)| {
+            (
+                std::str::from_utf8(&self.head[n.clone()]).unwrap_or(""),
+                &self.head[v.clone()],
+            )
+        })
+    }
+}
+
+/// A response to write. Content-Length and Connection are added by the server.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// Content-Type, kept out of `headers` so the common response allocates nothing.
+    pub content_type: Option<&'static str>,
+    /// Other headers. Empty maps do not allocate.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// An empty-bodied response.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            content_type: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A response with a body and its content type.
+    pub fn with_body(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        Self {
+            status,
+            content_type: Some(content_type),
+            headers: HeaderMap::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
+        Self::with_body(status, "application/json", body)
+    }
+}
+
+/// Serves requests on one worker. Built per worker by the server's factory, so it may hold
+/// `Rc`, `RefCell` and pools; the returned future need not be `Send`.
+///
+/// Implementations may write `async fn handle(&self, req: Request, ctx: &WorkerCtx) -> Response`.
+pub trait Handler: 'static {
+    /// Answers one request. Requests on one connection are handled one at a time, in order.
+    fn handle(&self, req: Request, ctx: &WorkerCtx) -> impl Future<Output = Response>;
+}
+
+/// Appends a serialised response head and body to `out`.
+pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, head_only: bool, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        resp.status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    if let Some(content_type) = resp.content_type {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &resp.headers {
+        if name == http::header::CONTENT_LENGTH
+            || name == http::header::CONNECTION
+            || (resp.content_type.is_some() && name == http::header::CONTENT_TYPE)
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let status = resp.status.as_u16();
+    let bodyless = status < 200 || status == 204 || status == 304;
+    if !bodyless {
+        out.extend_from_slice(b"content-length: ");
+        let mut digits = [0u8; 20];
+        out.extend_from_slice(format_usize(resp.body.len(), &mut digits));
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodyless && !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+}
+
+/// Decimal digits of `n` without allocating.
+pub(crate) fn format_usize(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_response() {
+        let mut out = Vec::new();
+        encode_response(&mut out, &Response::json(StatusCode::OK, "{}"), false, true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+        );
+        out.clear();
+        encode_response(
+            &mut out,
+            &Response::new(StatusCode::NO_CONTENT),
+            false,
+            false,
+        );
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[test]
+    fn formats_numbers() {
+        let mut d = [0u8; 20];
+        assert_eq!(format_usize(0, &mut d), b"0");
+        assert_eq!(format_usize(65536, &mut d), b"65536");
+        assert_eq!(
+            format_usize(usize::MAX, &mut d),
+            usize::MAX.to_string().as_bytes()
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Owns the worker threads: one per core, each pinned, each with its own monoio runtime and its
+//! own `SO_REUSEPORT` listener, so the kernel spreads connections and no state is shared on the
+//! request path. Also owns graceful shutdown of the workers.
+
+use std::{
+    cell::Cell,
+    io,
+    net::SocketAddr,
+    rc::Rc,
+    sync::{mpsc, Arc},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use monoio::{io::Canceller, net::TcpListener};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{
+    conn::{serve_conn, ConnShared},
+    driver::{build_runtime, DriverKind, URING_ENTRIES_DEFAULT},
+    http::{Handler, WorkerCtx, WorkerInfo},
+    limits::{ServerLimits, ServerStats, WorkerStats},
+    shutdown::{ShutdownHandle, SHUTDOWN_POLL_PERIOD},
+};
+
+/// Listen backlog per worker socket.
+pub const BACKLOG_DEFAULT: i32 = 4096;
+/// How long workers wait for in-flight requests at shutdown before dropping them.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(30);
+/// How long [`Server::start`] waits for every worker to build its runtime.
+pub const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after an accept error such as EMFILE, so a full fd table does not spin the core.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind, IPv4 or IPv6. Port 0 picks one free port shared by all workers.
+    pub addr: SocketAddr,
+    /// Worker threads; default `available_parallelism`.
+    pub workers: usize,
+    /// Pin worker `i` to core `i` (modulo the core count).
+    pub pin_cores: bool,
+    /// IO driver preference.
+    pub driver: DriverKind,
+    /// Listen backlog per worker socket.
+    pub backlog: i32,
+    /// io_uring submission queue entries per worker.
+    pub uring_entries: u32,
+    /// Per-connection limits.
+    pub limits: ServerLimits,
+    /// Wait for in-flight requests at shutdown before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the address.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_cores: true,
+            driver: DriverKind::Auto,
+            backlog: BACKLOG_DEFAULT,
+            uring_entries: URING_ENTRIES_DEFAULT,
+            limits: ServerLimits::default(),
+            shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+        }
+    }
+}
+
+/// Running workers. Dropping it triggers shutdown and waits for the workers.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    workers: Vec<WorkerInfo>,
+    stats: Vec<Arc<WorkerStats>>,
+    shutdown: ShutdownHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Binds one `SO_REUSEPORT` listener.
+pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds the listeners, starts the workers and returns once all of them serve. `factory`
+    /// runs once on each worker thread, inside its runtime (so it may `monoio::spawn`).
+    pub fn start<H, F>(config: ServerConfig, factory: F) -> io::Result<Server>
+    where
+        H: Handler,
+        F: Fn(&WorkerCtx) -> H + Send + Sync + 'static,
+    {
+        let workers = config.workers.max(1);
+        let first = bind_reuseport(config.addr, config.backlog)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind_reuseport(local_addr, config.backlog)?);
+        }
+        let cores = if config.pin_cores {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let factory = Arc::new(factory);
+        let shutdown = ShutdownHandle::new();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        let mut stats = Vec::with_capacity(workers);
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let worker_stats = Arc::new(WorkerStats::default());
+            stats.push(worker_stats.clone());
+            let factory = factory.clone();
+            let worker_shutdown = shutdown.clone();
+            let ready_tx = ready_tx.clone();
+            let config = config.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("rtb-worker-{index}"))
+                .spawn(move || {
+                    let pinned = core.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+                    let (mut rt, driver) = match build_runtime(config.driver, config.uring_entries)
+                    {
+                        Ok(built) => built,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let info = WorkerInfo {
+                        index,
+                        core: pinned,
+                        driver,
+                    };
+                    tracing::info!(worker = index, core = ?pinned, driver = %driver, "worker started");
+                    rt.block_on(worker_main(
+                        info,
+                        listener,
+                        &*factory,
+                        worker_shutdown,
+                        worker_stats,
+                        &config,
+                        ready_tx,
+                    ));
+                    tracing::info!(worker = index, "worker stopped");
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shutdown.trigger();
+                    return Err(e);
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut infos = Vec::with_capacity(workers);
+        let mut server = Server {
+            local_addr,
+            workers: Vec::new(),
+            stats,
+            shutdown,
+            threads,
+        };
+        for _ in 0..workers {
+            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(info)) => infos.push(info),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("worker did not start")),
+            }
+        }
+        infos.sort_by_key(|i| i.index);
+        server.workers = infos;
+        Ok(server)
+    }
+
+    /// The bound address (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Workers with their core and driver, by index.
+    pub fn workers(&self) -> &[WorkerInfo] {
+        &self.workers
+    }
+
+    /// A handle that stops the server; hand it to the signal handler.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Counters summed over workers.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats::sum(self.stats.iter().map(|s| &**s))
+    }
+
+    /// Waits until every worker has exited (after a shutdown trigger).
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_threads()
+    }
+
+    fn join_threads(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                result = Err(io::Error::other("worker panicked"));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shutdown.trigger();
+            let _ = self.join_threads();
+        }
+    }
+}
+
+async fn worker_main<H, F>(
+    info: WorkerInfo,
+    listener: std::net::TcpListener,
+    factory: &F,
+    shutdown: ShutdownHandle,
+    stats: Arc<WorkerStats>,
+    config: &ServerConfig,
+    ready: mpsc::Sender<io::Result<WorkerInfo>>,
+) where
+    H: Handler,
+    F: Fn(&WorkerCtx) -> H,
+{
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let ctx = Rc::new(WorkerCtx {
+        info,
+        shutdown: shutdown.clone(),
+        stats: stats.clone(),
+    });
+    let handler = Rc::new(factory(&ctx));
+    let canceller = Canceller::new();
+    let shared = Rc::new(ConnShared {
+        limits: config.limits,
+        stats: stats.clone(),
+        draining: Cell::new(false),
+        idle_cancel: canceller.handle(),
+    });
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        monoio::spawn(async move {
+            shutdown.triggered().await;
+            shared.draining.set(true);
+            // Wakes the pending accept and every idle keep-alive read with ECANCELED; an op that
+            // already completed keeps its result, so no accepted connection is lost.
+            drop(canceller.cancel());
+        });
+    }
+    let _ = ready.send(Ok(info));
+    let connections_max = config.limits.connections_per_worker_max as u64;
+    loop {
+        match listener.cancelable_accept(shared.idle_cancel.clone()).await {
+            Ok((stream, _peer)) => {
+                stats.connections_accepted.incr();
+                if stats.connections_open.get() >= connections_max {
+                    stats.connections_rejected_over_limit.incr();
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                stats.connections_open.incr();
+                let handler = handler.clone();
+                let ctx = ctx.clone();
+                let shared = shared.clone();
+                monoio::spawn(async move {
+                    let stats = shared.stats.clone();
+                    serve_conn(stream, handler, ctx, shared).await;
+                    stats.connections_open.decr();
+                });
+            }
+            Err(_) if shared.draining.get() => break,
+            Err(error) => {
+                tracing::debug!(%error, "accept failed");
+                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    let grace_end = monoio::time::Instant::now() + config.shutdown_grace;
+    while stats.connections_open.get() > 0 && monoio::time::Instant::now() < grace_end {
+        monoio::time::sleep(SHUTDOWN_POLL_PERIOD).await;
+    }
+    if stats.connections_open.get() > 0 {
+        tracing::warn!(
+            worker = info.index,
+            open = stats.connections_open.get(),
+            "shutdown grace elapsed, dropping connections"
+        );
+    }
+}
