@@ -1,0 +1,2 @@
+//! rtb-dsp (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! rtb-exchange (work in progress).
+fn main() {}
