@@ -112,7 +112,9 @@ pub struct Deal<'a> {
     pub id: &'a str,
     /// `deal.bidfloor` (0 when absent).
     pub bidfloor: f64,
-    /// `deal.bidfloorcur` (USD when absent).
+    /// `deal.bidfloorcur`; when absent, the impression's `bidfloorcur`. (The spec's default is
+    /// USD, but the IAB's own DOOH examples put GBP deals in a GBP request without it: a floor
+    /// inherits its impression's currency, which is what those examples mean.)
     pub bidfloorcur: &'a str,
     /// `deal.at`: 1 first price, 2 second price, 3 the floor is the agreed price.
     pub at: Option<i64>,
@@ -234,6 +236,7 @@ impl<'a> BidRequest<'a> {
     /// The deals of an impression, in request order.
     pub fn deals(&self, imp: &Imp<'a>) -> impl Iterator<Item = Deal<'a>> + '_ {
         let nodes = &self.tape.0;
+        let imp_currency = imp.bidfloorcur;
         let array = imp.deals.array_index as usize;
         let items = if imp.deals.is_present() {
             Some(array)
@@ -243,7 +246,7 @@ impl<'a> BidRequest<'a> {
         items
             .into_iter()
             .flat_map(move |array| array_items(nodes, array))
-            .filter_map(move |item| decode_deal(nodes, item, 0, 0).ok())
+            .filter_map(move |item| decode_deal(nodes, item, 0, 0, imp_currency).ok())
     }
 
     /// A deal's `wseat` (empty: any seat).
@@ -530,7 +533,7 @@ fn decode_pmp(
                 }
                 let mut first_ids: SmallVec<[&str; 8]> = SmallVec::new();
                 for (j, item) in array_items(nodes, value).enumerate() {
-                    let deal = decode_deal(nodes, item, i, j)?;
+                    let deal = decode_deal(nodes, item, i, j, DEFAULT_CURRENCY)?;
                     // Duplicate deal ids would make a bid's `dealid` ambiguous. Only the first
                     // few are checked pairwise: beyond that the cost is quadratic for nothing.
                     if first_ids.contains(&deal.id) {
@@ -559,6 +562,7 @@ fn decode_deal<'a>(
     index: usize,
     i: usize,
     j: usize,
+    default_currency: &'a str,
 ) -> Result<Deal<'a>, RequestError> {
     if !is_object(nodes, index) {
         return Err(RequestError::new(
@@ -569,7 +573,7 @@ fn decode_deal<'a>(
     let mut deal = Deal {
         id: "",
         bidfloor: 0.0,
-        bidfloorcur: DEFAULT_CURRENCY,
+        bidfloorcur: default_currency,
         at: None,
         wseat: StrListRef::ABSENT,
     };
