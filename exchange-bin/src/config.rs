@@ -1,0 +1,345 @@
+//! Owns the exchange's configuration: every flag, its environment variable and its default, and
+//! the translation into rtb-io's [`ServerConfig`] and rtb-core's [`DeadlinePolicy`].
+//!
+//! Parsing is clap's (derive, `env`); on a bad value the error names the flag, the variable and
+//! the value (see [`Config::parse_or_exit`]).
+
+use std::{
+    ffi::OsString,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use clap::{CommandFactory, Parser, ValueEnum};
+use rtb_core::deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN};
+use rtb_io::{
+    limits::{
+        BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
+        HEAD_BYTES_MAX_DEFAULT,
+    },
+    DriverKind, ServerConfig,
+};
+
+/// Default main port.
+pub const PORT_DEFAULT: u16 = 3000;
+/// Default debug/metrics port.
+pub const DEBUG_PORT_DEFAULT: u16 = 6060;
+/// Default cap on an auction's duration, ms.
+pub const DEADLINE_MS_CAP_DEFAULT: u64 = 80;
+/// Default TTL of a DSP that stopped re-onboarding, s.
+pub const DSP_TTL_S_DEFAULT: u64 = 30;
+/// Default cap on registered DSPs.
+pub const DSPS_MAX_DEFAULT: usize = rtb_core::registry::DEFAULT_DSPS_MAX;
+/// Default pending win notices per worker.
+pub const WIN_QUEUE_MAX_DEFAULT: usize = 1024;
+/// Longest onboarding token accepted (a longer one is a configuration mistake).
+pub const ONBOARD_TOKEN_BYTES_MAX: usize = 256;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// rtb-exchange: a thread-per-core OpenRTB 2.6 ad exchange.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rtb-exchange", version, about, long_about = None)]
+pub struct Config {
+    /// Main (auction and onboarding) port; 0 picks a free one (printed as `listening on ADDR`).
+    #[arg(long, env = "RTB_EXCHANGE_PORT", default_value_t = PORT_DEFAULT)]
+    pub port: u16,
+
+    /// Address to bind both ports on.
+    #[arg(long, env = "RTB_EXCHANGE_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Debug port (/metrics, /debug/registry); 0 picks a free one.
+    #[arg(long, env = "RTB_EXCHANGE_DEBUG_PORT", default_value_t = DEBUG_PORT_DEFAULT)]
+    pub debug_port: u16,
+
+    /// Worker threads [default: usable cores].
+    #[arg(long, env = "RTB_EXCHANGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Pin worker i to core i.
+    #[arg(long, env = "RTB_EXCHANGE_PIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin: bool,
+
+    /// IO driver: auto (io_uring, epoll fallback), uring or epoll.
+    #[arg(long, env = "RTB_EXCHANGE_IO_DRIVER", default_value = "auto")]
+    pub io_driver: DriverKind,
+
+    /// Cap on an auction's duration, ms, whatever the request's tmax says.
+    #[arg(long, env = "RTB_EXCHANGE_DEADLINE_MS", default_value_t = DEADLINE_MS_CAP_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub deadline_ms: u64,
+
+    /// Time kept after the DSP deadline to run the auction and answer, ms.
+    #[arg(long, env = "RTB_EXCHANGE_MARGIN_MS", default_value_t = DEFAULT_RESPONSE_MARGIN.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub margin_ms: u64,
+
+    /// Bearer token required by POST /dsp, DELETE /dsp/{name} and /debug/registry [default: none,
+    /// open onboarding].
+    #[arg(long, env = "RTB_ONBOARD_TOKEN", hide_env_values = true)]
+    pub onboard_token: Option<String>,
+
+    /// A DSP not re-onboarded within this many seconds is removed.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_TTL_S", default_value_t = DSP_TTL_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dsp_ttl_s: u64,
+
+    /// Most DSPs registered at once; onboarding beyond it answers 409.
+    #[arg(long, env = "RTB_EXCHANGE_MAX_DSPS", default_value_t = DSPS_MAX_DEFAULT)]
+    pub max_dsps: usize,
+
+    /// Refuse DSPs on loopback addresses (127.0.0.0/8, ::1, localhost).
+    #[arg(long, env = "RTB_EXCHANGE_DENY_LOOPBACK_DSP", default_value_t = false)]
+    pub deny_loopback_dsp: bool,
+
+    /// Largest request head (request line and headers), bytes.
+    #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
+    pub head_bytes_max: usize,
+
+    /// Largest request body as sent, bytes.
+    #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
+    pub body_bytes_max: usize,
+
+    /// Largest request body after gzip decoding, bytes.
+    #[arg(long, env = "RTB_EXCHANGE_DECOMPRESSED_BYTES_MAX", default_value_t = DECOMPRESSED_BYTES_MAX_DEFAULT)]
+    pub decompressed_bytes_max: usize,
+
+    /// Most open client connections per worker.
+    #[arg(long, env = "RTB_EXCHANGE_CONNECTIONS_PER_WORKER", default_value_t = CONNECTIONS_PER_WORKER_MAX_DEFAULT)]
+    pub connections_per_worker: usize,
+
+    /// Time allowed to read a request head, ms.
+    #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub header_timeout_ms: u64,
+
+    /// Time allowed to read a request body, ms.
+    #[arg(long, env = "RTB_EXCHANGE_BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
+
+    /// Time an idle keep-alive client connection is kept, s.
+    #[arg(long, env = "RTB_EXCHANGE_IDLE_TIMEOUT_S", default_value_t = 60)]
+    pub idle_timeout_s: u64,
+
+    /// Pending win notices per worker; beyond it new ones are dropped (and counted).
+    #[arg(long, env = "RTB_EXCHANGE_WIN_QUEUE_MAX", default_value_t = WIN_QUEUE_MAX_DEFAULT)]
+    pub win_queue_max: usize,
+
+    /// Time given to in-flight requests at shutdown, s.
+    #[arg(long, env = "RTB_EXCHANGE_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+
+    /// Log format (levels come from RUST_LOG, default info).
+    #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Parses the process's arguments and environment, or prints the error (naming the flag,
+    /// its variable and the value) and exits with status 2.
+    pub fn parse_or_exit() -> Config {
+        match Self::try_parse_from_env(std::env::args_os()) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// Parses `args` plus the environment, then checks cross-field rules.
+    pub fn try_parse_from_env<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let config = Config::try_parse_from(args).map_err(with_env_hint)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), clap::Error> {
+        let bad = |flag: &str, env: &str, value: String, why: &str| {
+            Config::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{value}' for '--{flag}' (env {env}): {why}"),
+            )
+        };
+        if self.margin_ms >= self.deadline_ms {
+            return Err(bad(
+                "margin-ms",
+                "RTB_EXCHANGE_MARGIN_MS",
+                self.margin_ms.to_string(),
+                "must be below --deadline-ms",
+            ));
+        }
+        if let Some(token) = &self.onboard_token {
+            // The value itself is never echoed: it is a secret.
+            if token.is_empty() || token.len() > ONBOARD_TOKEN_BYTES_MAX {
+                return Err(bad(
+                    "onboard-token",
+                    "RTB_ONBOARD_TOKEN",
+                    "<hidden>".into(),
+                    "must be 1 to 256 bytes",
+                ));
+            }
+        }
+        let nonzero: [(&str, &str, u64); 6] = [
+            ("max-dsps", "RTB_EXCHANGE_MAX_DSPS", self.max_dsps as u64),
+            (
+                "head-bytes-max",
+                "RTB_EXCHANGE_HEAD_BYTES_MAX",
+                self.head_bytes_max as u64,
+            ),
+            (
+                "body-bytes-max",
+                "RTB_EXCHANGE_BODY_BYTES_MAX",
+                self.body_bytes_max as u64,
+            ),
+            (
+                "connections-per-worker",
+                "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
+                self.connections_per_worker as u64,
+            ),
+            (
+                "win-queue-max",
+                "RTB_EXCHANGE_WIN_QUEUE_MAX",
+                self.win_queue_max as u64,
+            ),
+            (
+                "header-timeout-ms",
+                "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
+                self.header_timeout_ms,
+            ),
+        ];
+        for (flag, env, value) in nonzero {
+            if value == 0 {
+                return Err(bad(flag, env, "0".into(), "must be > 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Worker count: the flag, or the cores this process may use.
+    pub fn worker_count(&self) -> usize {
+        self.workers.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// The timing policy.
+    pub fn deadline_policy(&self) -> DeadlinePolicy {
+        DeadlinePolicy {
+            cap: Duration::from_millis(self.deadline_ms),
+            response_margin: Duration::from_millis(self.margin_ms),
+            ..DeadlinePolicy::default()
+        }
+    }
+
+    /// The main server's configuration.
+    pub fn server_config(&self) -> ServerConfig {
+        let mut c = ServerConfig::new(SocketAddr::new(self.bind, self.port));
+        c.workers = self.worker_count();
+        c.pin_cores = self.pin;
+        c.driver = self.io_driver;
+        c.limits.head_bytes_max = self.head_bytes_max;
+        c.limits.body_bytes_max = self.body_bytes_max;
+        c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
+        c.limits.connections_per_worker_max = self.connections_per_worker;
+        c.limits.header_read_timeout = Duration::from_millis(self.header_timeout_ms);
+        c.limits.body_read_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
+        c.limits.idle_keepalive_timeout = Duration::from_secs(self.idle_timeout_s.max(1));
+        c.shutdown_grace = Duration::from_secs(self.shutdown_grace_s);
+        c
+    }
+
+    /// The debug server: one unpinned worker on the same driver.
+    pub fn debug_server_config(&self) -> ServerConfig {
+        let mut c = ServerConfig::new(SocketAddr::new(self.bind, self.debug_port));
+        c.workers = 1;
+        c.pin_cores = false;
+        c.driver = self.io_driver;
+        c.shutdown_grace = Duration::from_secs(1);
+        c
+    }
+}
+
+/// Adds the environment variable of the offending argument to a clap value error, since clap
+/// names only the flag even when the value came from the environment.
+fn with_env_hint(error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let command = Config::command();
+    let env = command.get_arguments().find_map(|a| {
+        let long = a.get_long()?;
+        let matches = arg.starts_with(&format!("--{long} ")) || arg == &format!("--{long}");
+        matches.then(|| a.get_env().map(|e| e.to_string_lossy().into_owned()))?
+    });
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let reason = error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    match env {
+        Some(env) => command.clone().error(
+            ErrorKind::ValueValidation,
+            format!("{reason} (flag {arg}, env {env}, value '{value}')"),
+        ),
+        None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::try_parse_from(["rtb-exchange"]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.debug_port, 6060);
+        assert_eq!(c.deadline_ms, 80);
+        assert_eq!(c.dsp_ttl_s, 30);
+        assert!(c.pin);
+        assert_eq!(c.io_driver, DriverKind::Auto);
+        assert_eq!(c.deadline_policy().cap, Duration::from_millis(80));
+    }
+
+    #[test]
+    fn bad_values_name_flag_and_value() {
+        let e = Config::try_parse_from_env(["rtb-exchange", "--port", "70000"]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--port") && text.contains("70000"), "{text}");
+        assert!(text.contains("RTB_EXCHANGE_PORT"), "{text}");
+        let e = Config::try_parse_from_env(["rtb-exchange", "--io-driver", "kqueue"]).unwrap_err();
+        assert!(e.to_string().contains("kqueue"));
+        let e = Config::try_parse_from_env(["rtb-exchange", "--margin-ms", "90"]).unwrap_err();
+        assert!(e.to_string().contains("RTB_EXCHANGE_MARGIN_MS"));
+    }
+
+    #[test]
+    fn pin_takes_a_value() {
+        let c = Config::try_parse_from(["rtb-exchange", "--pin", "false"]).unwrap();
+        assert!(!c.pin);
+    }
+}

@@ -1,0 +1,77 @@
+//! Owns the debug port's handler: `GET /metrics` (Prometheus text, summed from per-worker
+//! counters on scrape), `GET /debug/registry` (token-protected when a token is set) and
+//! `GET /healthz`. It runs as a second rtb-io server with one unpinned worker, so scrapes never
+//! share a runtime with auctions. There is no pprof endpoint (use `perf` on the pinned workers).
+
+use std::sync::{atomic::Ordering, Arc};
+
+use futures_channel::oneshot;
+use http::{Method, StatusCode};
+use rtb_io::{Handler, Request, Response, ServerStats, WorkerCtx};
+
+use crate::{control::Command, json_error, metrics, unauthorized, Shared};
+
+/// Content type of the Prometheus text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The debug port's handler.
+#[derive(Debug)]
+pub struct DebugHandler {
+    shared: Arc<Shared>,
+}
+
+impl DebugHandler {
+    /// A handler reading `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn metrics(&self) -> Response {
+        let stats = self
+            .shared
+            .server_stats
+            .lock()
+            .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
+            .unwrap_or_default();
+        let text = metrics::render(&self.shared.metrics, Some(&stats));
+        Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
+    }
+
+    async fn registry(&self, req: &Request) -> Response {
+        if !self.shared.authorized(req) {
+            return unauthorized();
+        }
+        let (tx, rx) = oneshot::channel();
+        if !self.shared.control.send(Command::List { reply: tx }) {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane busy", "");
+        }
+        let Ok(registry) = rx.await else {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane gone", "");
+        };
+        let applied: Vec<u64> = self
+            .shared
+            .metrics
+            .iter()
+            .map(|m| m.applied_version.load(Ordering::Acquire))
+            .collect();
+        let applied = serde_json::to_string(&applied).unwrap_or_else(|_| "[]".into());
+        Response::json(
+            StatusCode::OK,
+            format!("{{\"registry\":{registry},\"workers_applied_version\":{applied}}}"),
+        )
+    }
+}
+
+impl Handler for DebugHandler {
+    async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
+        if req.method != Method::GET {
+            return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+        }
+        match req.path() {
+            "/metrics" => self.metrics(),
+            "/debug/registry" => self.registry(&req).await,
+            "/healthz" => Response::json(StatusCode::OK, r#"{"status":"ok"}"#),
+            _ => json_error(StatusCode::NOT_FOUND, "no such route", ""),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! rtb-exchange as a library: configuration, the worker handler, the control plane, metrics and
+//! win notices, so `main.rs` stays thin and tests reach the pure helpers.
+//!
+//! - [`config`]: flags and environment.
+//! - [`auction`]: the per-worker handler: routing, the auction path, DSP slots.
+//! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
+//! - [`control`]: the control thread that owns the registry.
+//! - [`win`]: per-worker win-notice queue.
+//! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`debug`]: the debug port's handler.
+
+pub mod auction;
+pub mod config;
+pub mod control;
+pub mod debug;
+pub mod metrics;
+pub mod onboard;
+pub mod win;
+
+use std::sync::{atomic::AtomicBool, Arc, Mutex};
+
+use http::StatusCode;
+use rtb_core::deadline::DeadlinePolicy;
+use rtb_io::{limits::WorkerStats, Request, Response};
+
+/// State shared by every worker and the debug port (read-only on the hot path).
+#[derive(Debug)]
+pub struct Shared {
+    /// Auction timing.
+    pub policy: DeadlinePolicy,
+    /// Onboarding bearer token (never logged).
+    pub token: Option<String>,
+    /// The control thread.
+    pub control: control::ControlHandle,
+    /// One entry per worker, each written by its worker only.
+    pub metrics: Arc<[metrics::WorkerMetrics]>,
+    /// The HTTP layer's per-worker counters, filled in by each worker's factory.
+    pub server_stats: Mutex<Vec<Arc<WorkerStats>>>,
+    /// Set once every worker and the debug port listen; cleared at shutdown.
+    pub ready: AtomicBool,
+    /// Pending win notices per worker.
+    pub win_queue_max: usize,
+    /// Whether loopback DSP and win-notice addresses are allowed.
+    pub allow_loopback: bool,
+}
+
+/// Compares a presented secret with the configured one in time independent of where they
+/// differ (the length may leak; the content does not).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Shared {
+    /// Whether `req` carries the configured bearer token (always true when none is set).
+    pub fn authorized(&self, req: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        req.header("authorization")
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .is_some_and(|got| constant_time_eq(got, token.as_bytes()))
+    }
+}
+
+/// A JSON error body `{"error": ..., "field": ...}`.
+pub fn json_error(status: StatusCode, error: &str, field: &str) -> Response {
+    let body = serde_json::json!({ "error": error, "field": field }).to_string();
+    Response::json(status, body)
+}
+
+/// 401 with a `WWW-Authenticate` challenge.
+pub fn unauthorized() -> Response {
+    let mut r = json_error(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid bearer token",
+        "authorization",
+    );
+    r.headers.insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,678 @@
+//! Owns the exchange's counters and their Prometheus text exposition.
+//!
+//! Every worker owns one [`WorkerMetrics`] (in an `Arc<[WorkerMetrics]>` list) and is its only
+//! writer: counters are rtb-io's single-writer [`Counter`] (relaxed load + store, no locked
+//! read-modify-write, no shared cache line between workers). The debug port sums them on
+//! scrape. Per-DSP counters are an `Arc<DspMetrics>` held by the worker's DSP slot; the
+//! worker's name → metrics list sits behind a mutex touched only when the DSP set changes and
+//! on scrape, never per request.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::Duration,
+};
+
+use rtb_core::RejectReason;
+use rtb_io::{limits::Counter, CallError, ServerStats};
+
+/// Histogram bucket upper bounds, microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 80_000, 100_000,
+];
+/// Per-DSP metric entries kept per worker (DSPs that left keep their counters); names beyond it
+/// share one `_other` entry so a churn of names cannot grow memory without bound.
+pub const DSP_METRIC_NAMES_MAX: usize = 1024;
+
+/// Routes counted in `rtb_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// POST /openrtb2/auction
+    Auction,
+    /// POST /dsp
+    DspOnboard,
+    /// GET /dsp
+    DspList,
+    /// DELETE /dsp/{name}
+    DspDelete,
+    /// /healthz, /readyz
+    Health,
+    /// Anything else.
+    Other,
+}
+
+const ROUTES: [(Route, &str); 6] = [
+    (Route::Auction, "auction"),
+    (Route::DspOnboard, "dsp_onboard"),
+    (Route::DspList, "dsp_list"),
+    (Route::DspDelete, "dsp_delete"),
+    (Route::Health, "health"),
+    (Route::Other, "other"),
+];
+
+/// Statuses with their own counter; the rest count as "other".
+const STATUSES: [u16; 14] = [
+    200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 507,
+];
+
+/// Auction outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200 with at least one winner.
+    Won,
+    /// 204: DSPs called, nobody won.
+    NoBid,
+    /// 204 at once: too late to start.
+    Shed,
+    /// 400: request failed validation.
+    Invalid,
+    /// 404: no DSP registered.
+    NoDsp,
+}
+
+const OUTCOMES: [(Outcome, &str); 5] = [
+    (Outcome::Won, "won"),
+    (Outcome::NoBid, "no_bid"),
+    (Outcome::Shed, "shed"),
+    (Outcome::Invalid, "invalid"),
+    (Outcome::NoDsp, "no_dsp"),
+];
+
+const CALL_ERRORS: [CallError; 6] = [
+    CallError::Timeout,
+    CallError::ConnectError,
+    CallError::ProtocolError,
+    CallError::TooLarge,
+    CallError::Closed,
+    CallError::Overloaded,
+];
+
+/// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
+const REJECT_REASONS: [&str; 15] = [
+    "defective",
+    "auction_id_mismatch",
+    "wrong_currency",
+    "unknown_imp",
+    "invalid_price",
+    "price_too_high",
+    "unknown_deal",
+    "private_auction_needs_deal",
+    "seat_not_allowed",
+    "below_floor",
+    "below_deal_floor",
+    "blocked_advertiser",
+    "blocked_category",
+    "lost_to_higher_bid",
+    "lost_to_deal",
+];
+
+/// A latency histogram with [`LATENCY_BUCKETS_US`] bounds; single writer.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts; the last slot is +Inf.
+    buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    /// Records one observation. Owner thread only.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].incr();
+        self.sum_us.add(us);
+    }
+
+    fn snapshot(&self) -> HistSnapshot {
+        let mut s = HistSnapshot::default();
+        s.add(self);
+        s
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct HistSnapshot {
+    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl HistSnapshot {
+    fn add(&mut self, h: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(h.buckets.iter()) {
+            *a += b.get();
+        }
+        self.sum_us += h.sum_us.get();
+    }
+    fn merge(&mut self, o: &HistSnapshot) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_us += o.sum_us;
+    }
+}
+
+/// One DSP's counters on one worker.
+#[derive(Debug, Default)]
+pub struct DspMetrics {
+    /// Calls started.
+    pub calls: Counter,
+    /// Bids received (every bid of every 200 response).
+    pub bids: Counter,
+    /// Impressions won.
+    pub wins: Counter,
+    /// 204 or empty answers.
+    pub no_bids: Counter,
+    call_errors: [Counter; CALL_ERRORS.len()],
+    /// 200 responses that did not decode.
+    pub decode_errors: Counter,
+    /// Answers with a status other than 200 and 204.
+    pub bad_status: Counter,
+    rejections: [Counter; REJECT_REASONS.len()],
+    /// Call latency (answered calls and errors; timeouts included).
+    pub latency: Histogram,
+    /// Connections opened by this worker's pool (mirrors the pool's counter).
+    pub pool_connects: AtomicU64,
+    /// Calls served on a reused pooled connection (mirrors the pool's counter).
+    pub pool_reuses: AtomicU64,
+    /// Idle pooled connections after the last call (gauge).
+    pub pool_idle: AtomicU64,
+}
+
+impl DspMetrics {
+    /// Counts a failed call. Owner thread only.
+    pub fn call_error(&self, e: CallError) {
+        if let Some(i) = CALL_ERRORS.iter().position(|&k| k == e) {
+            self.call_errors[i].incr();
+        }
+    }
+
+    /// Counts a rejected bid. Owner thread only.
+    pub fn rejection(&self, r: RejectReason) {
+        let name = r.as_str();
+        if let Some(i) = REJECT_REASONS.iter().position(|&k| k == name) {
+            self.rejections[i].incr();
+        }
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    requests: [[Counter; STATUSES.len() + 1]; ROUTES.len()],
+    outcomes: [Counter; OUTCOMES.len()],
+    /// Arrival to answer of auctions that called DSPs.
+    pub auction_latency: Histogram,
+    /// Win notices answered with any HTTP status.
+    pub win_sent: Counter,
+    /// Win notices dropped: queue full, URL refused.
+    pub win_dropped: Counter,
+    /// Win notices that failed on the wire.
+    pub win_failed: Counter,
+    /// Registry version this worker applied (read by onboarding to wait for every worker).
+    pub applied_version: AtomicU64,
+    /// The IO driver, set once the worker runs.
+    pub driver: OnceLock<&'static str>,
+    dsps: Mutex<Vec<(String, Arc<DspMetrics>)>>,
+}
+
+impl WorkerMetrics {
+    /// Counts a request by route and status. Owner thread only.
+    pub fn request(&self, route: Route, status: u16) {
+        let r = ROUTES.iter().position(|(k, _)| *k == route).unwrap_or(0);
+        let s = STATUSES
+            .iter()
+            .position(|&k| k == status)
+            .unwrap_or(STATUSES.len());
+        self.requests[r][s].incr();
+    }
+
+    /// Counts an auction outcome. Owner thread only.
+    pub fn outcome(&self, o: Outcome) {
+        if let Some(i) = OUTCOMES.iter().position(|(k, _)| *k == o) {
+            self.outcomes[i].incr();
+        }
+    }
+
+    /// Value of one outcome counter.
+    pub fn outcome_count(&self, o: Outcome) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|(k, _)| *k == o)
+            .map_or(0, |i| self.outcomes[i].get())
+    }
+
+    /// The counters of DSP `name` on this worker, created on first use. Called when the DSP set
+    /// changes, not per request.
+    pub fn dsp(&self, name: &str) -> Arc<DspMetrics> {
+        let mut list = self.dsps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
+            return m.clone();
+        }
+        let name = if list.len() >= DSP_METRIC_NAMES_MAX {
+            "_other"
+        } else {
+            name
+        };
+        if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
+            return m.clone();
+        }
+        let m = Arc::new(DspMetrics::default());
+        list.push((name.to_string(), m.clone()));
+        m
+    }
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+        cumulative += h.buckets[i];
+        let le = *b as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    cumulative += h.buckets[LATENCY_BUCKETS_US.len()];
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+    );
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+}
+
+/// A per-DSP series: name, type, help, value.
+type DspSeries = (&'static str, &'static str, &'static str, fn(&DspSum) -> u64);
+
+#[derive(Default)]
+struct DspSum {
+    calls: u64,
+    bids: u64,
+    wins: u64,
+    no_bids: u64,
+    call_errors: [u64; CALL_ERRORS.len()],
+    decode_errors: u64,
+    bad_status: u64,
+    rejections: [u64; REJECT_REASONS.len()],
+    latency: HistSnapshot,
+    pool_connects: u64,
+    pool_reuses: u64,
+    pool_idle: u64,
+}
+
+/// Renders every worker's counters, summed, plus the server's connection counters, in the
+/// Prometheus text format (version 0.0.4).
+pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+
+    header(
+        &mut out,
+        "rtb_worker_info",
+        "gauge",
+        "Worker threads and their IO driver.",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let driver = w.driver.get().copied().unwrap_or("starting");
+        let _ = writeln!(
+            out,
+            "rtb_worker_info{{worker=\"{i}\",driver=\"{driver}\"}} 1"
+        );
+    }
+
+    header(
+        &mut out,
+        "rtb_requests_total",
+        "counter",
+        "HTTP requests by route and status.",
+    );
+    for (r, (_, route)) in ROUTES.iter().enumerate() {
+        for s in 0..=STATUSES.len() {
+            let n: u64 = workers.iter().map(|w| w.requests[r][s].get()).sum();
+            if n == 0 {
+                continue;
+            }
+            let status = STATUSES.get(s).map_or("other".to_string(), u16::to_string);
+            let _ = writeln!(
+                out,
+                "rtb_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+
+    header(
+        &mut out,
+        "rtb_auctions_total",
+        "counter",
+        "Auctions by outcome.",
+    );
+    for (i, (_, name)) in OUTCOMES.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.outcomes[i].get()).sum();
+        let _ = writeln!(out, "rtb_auctions_total{{outcome=\"{name}\"}} {n}");
+    }
+
+    header(
+        &mut out,
+        "rtb_auction_duration_seconds",
+        "histogram",
+        "Arrival to answer of auctions that called DSPs.",
+    );
+    let mut h = HistSnapshot::default();
+    for w in workers {
+        h.merge(&w.auction_latency.snapshot());
+    }
+    histogram(&mut out, "rtb_auction_duration_seconds", "", &h);
+
+    header(
+        &mut out,
+        "rtb_win_notices_total",
+        "counter",
+        "Win notices by result.",
+    );
+    for (result, get) in [
+        (
+            "sent",
+            (|w: &WorkerMetrics| w.win_sent.get()) as fn(&WorkerMetrics) -> u64,
+        ),
+        ("dropped", |w| w.win_dropped.get()),
+        ("failed", |w| w.win_failed.get()),
+    ] {
+        let n: u64 = workers.iter().map(get).sum();
+        let _ = writeln!(out, "rtb_win_notices_total{{result=\"{result}\"}} {n}");
+    }
+
+    let mut dsps: BTreeMap<String, DspSum> = BTreeMap::new();
+    for w in workers {
+        let list = w.dsps.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, m) in list.iter() {
+            let s = dsps.entry(name.clone()).or_default();
+            s.calls += m.calls.get();
+            s.bids += m.bids.get();
+            s.wins += m.wins.get();
+            s.no_bids += m.no_bids.get();
+            for (a, b) in s.call_errors.iter_mut().zip(m.call_errors.iter()) {
+                *a += b.get();
+            }
+            s.decode_errors += m.decode_errors.get();
+            s.bad_status += m.bad_status.get();
+            for (a, b) in s.rejections.iter_mut().zip(m.rejections.iter()) {
+                *a += b.get();
+            }
+            s.latency.merge(&m.latency.snapshot());
+            s.pool_connects += m.pool_connects.load(Ordering::Relaxed);
+            s.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
+            s.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+        }
+    }
+    let mut label = String::new();
+    let simple: [DspSeries; 7] = [
+        (
+            "rtb_dsp_calls_total",
+            "counter",
+            "Calls made to each DSP.",
+            |s| s.calls,
+        ),
+        (
+            "rtb_dsp_bids_total",
+            "counter",
+            "Bids received from each DSP.",
+            |s| s.bids,
+        ),
+        (
+            "rtb_dsp_wins_total",
+            "counter",
+            "Impressions won by each DSP.",
+            |s| s.wins,
+        ),
+        (
+            "rtb_dsp_no_bids_total",
+            "counter",
+            "204 or empty answers from each DSP.",
+            |s| s.no_bids,
+        ),
+        (
+            "rtb_dsp_pool_connections_opened_total",
+            "counter",
+            "Connections opened to each DSP.",
+            |s| s.pool_connects,
+        ),
+        (
+            "rtb_dsp_pool_connections_reused_total",
+            "counter",
+            "Calls served on a reused pooled connection.",
+            |s| s.pool_reuses,
+        ),
+        (
+            "rtb_dsp_pool_connections_idle",
+            "gauge",
+            "Idle pooled connections to each DSP.",
+            |s| s.pool_idle,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        header(&mut out, name, kind, help);
+        for (dsp, s) in &dsps {
+            label.clear();
+            escape_label(dsp, &mut label);
+            let _ = writeln!(out, "{name}{{dsp=\"{label}\"}} {}", get(s));
+        }
+    }
+    header(
+        &mut out,
+        "rtb_dsp_timeouts_total",
+        "counter",
+        "DSP calls that missed the deadline.",
+    );
+    for (dsp, s) in &dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        let _ = writeln!(
+            out,
+            "rtb_dsp_timeouts_total{{dsp=\"{label}\"}} {}",
+            s.call_errors[0]
+        );
+    }
+    header(
+        &mut out,
+        "rtb_dsp_errors_total",
+        "counter",
+        "DSP call failures by kind (transport errors, bad status, undecodable response).",
+    );
+    for (dsp, s) in &dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        for (i, e) in CALL_ERRORS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"{}\"}} {}",
+                e.as_str(),
+                s.call_errors[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"bad_status\"}} {}",
+            s.bad_status
+        );
+        let _ = writeln!(
+            out,
+            "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"decode_error\"}} {}",
+            s.decode_errors
+        );
+    }
+    header(
+        &mut out,
+        "rtb_dsp_bid_rejections_total",
+        "counter",
+        "Bids that did not win, by reason.",
+    );
+    for (dsp, s) in &dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        for (i, reason) in REJECT_REASONS.iter().enumerate() {
+            if s.rejections[i] > 0 {
+                let _ = writeln!(
+                    out,
+                    "rtb_dsp_bid_rejections_total{{dsp=\"{label}\",reason=\"{reason}\"}} {}",
+                    s.rejections[i]
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "rtb_dsp_call_duration_seconds",
+        "histogram",
+        "DSP call latency, start to answer or failure.",
+    );
+    for (dsp, s) in &dsps {
+        label.clear();
+        label.push_str("dsp=\"");
+        escape_label(dsp, &mut label);
+        label.push('"');
+        histogram(
+            &mut out,
+            "rtb_dsp_call_duration_seconds",
+            &label,
+            &s.latency,
+        );
+    }
+
+    if let Some(st) = server {
+        header(
+            &mut out,
+            "rtb_connections_open",
+            "gauge",
+            "Client connections open now.",
+        );
+        let _ = writeln!(out, "rtb_connections_open {}", st.connections_open);
+        header(
+            &mut out,
+            "rtb_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+        );
+        let _ = writeln!(
+            out,
+            "rtb_connections_accepted_total {}",
+            st.connections_accepted
+        );
+        header(
+            &mut out,
+            "rtb_http_rejected_total",
+            "counter",
+            "Requests refused by the HTTP layer before the handler.",
+        );
+        for (reason, n) in [
+            ("bad_request", st.rejected_bad_request),
+            ("timeout", st.rejected_timeout),
+            ("length_required", st.rejected_length_required),
+            ("body_too_large", st.rejected_body_too_large),
+            ("head_too_large", st.rejected_head_too_large),
+            ("bad_version", st.rejected_bad_version),
+            ("over_connection_limit", st.connections_rejected_over_limit),
+        ] {
+            let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_with_inf() {
+        let w = WorkerMetrics::default();
+        w.auction_latency.observe(Duration::from_micros(40));
+        w.auction_latency.observe(Duration::from_micros(700));
+        w.auction_latency.observe(Duration::from_millis(500));
+        let text = render(std::slice::from_ref(&w), None);
+        assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
+        assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.1\"} 2\n"));
+        assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("rtb_auction_duration_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn sums_workers_and_labels_dsps() {
+        let ws: Vec<WorkerMetrics> = (0..2).map(|_| WorkerMetrics::default()).collect();
+        for w in &ws {
+            w.request(Route::Auction, 200);
+            w.outcome(Outcome::Won);
+            let d = w.dsp("br\"aid");
+            d.calls.incr();
+            d.call_error(CallError::Timeout);
+            d.rejection(RejectReason::BelowFloor);
+        }
+        ws[0].driver.set("epoll").unwrap();
+        let text = render(&ws, None);
+        assert!(text.contains("rtb_requests_total{route=\"auction\",status=\"200\"} 2\n"));
+        assert!(text.contains("rtb_auctions_total{outcome=\"won\"} 2\n"));
+        assert!(text.contains("rtb_dsp_calls_total{dsp=\"br\\\"aid\"} 2\n"));
+        assert!(text.contains("rtb_dsp_timeouts_total{dsp=\"br\\\"aid\"} 2\n"));
+        assert!(text.contains(
+            "rtb_dsp_bid_rejections_total{dsp=\"br\\\"aid\",reason=\"below_floor\"} 2\n"
+        ));
+        assert!(text.contains("rtb_worker_info{worker=\"0\",driver=\"epoll\"} 1\n"));
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn reject_reason_names_cover_the_enum() {
+        use rtb_core::response::BidDefect;
+        let all = [
+            RejectReason::Defective(BidDefect::MissingPrice),
+            RejectReason::AuctionIdMismatch,
+            RejectReason::WrongCurrency,
+            RejectReason::UnknownImp,
+            RejectReason::InvalidPrice,
+            RejectReason::PriceTooHigh,
+            RejectReason::UnknownDeal,
+            RejectReason::PrivateAuctionNeedsDeal,
+            RejectReason::SeatNotAllowed,
+            RejectReason::BelowFloor,
+            RejectReason::BelowDealFloor,
+            RejectReason::BlockedAdvertiser,
+            RejectReason::BlockedCategory,
+            RejectReason::LostToHigherBid,
+            RejectReason::LostToDeal,
+        ];
+        for r in all {
+            assert!(REJECT_REASONS.contains(&r.as_str()), "{}", r.as_str());
+        }
+    }
+}

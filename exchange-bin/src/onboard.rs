@@ -1,0 +1,167 @@
+//! Owns the HTTP side of the control plane on the workers: `POST /dsp`, `GET /dsp`,
+//! `DELETE /dsp/{name}`, `/healthz` and `/readyz`.
+//!
+//! Workers only check the token and the JSON shape; resolution, address checks and the
+//! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
+//! answered once every worker has applied the new registry version (bounded by
+//! [`APPLY_WAIT_MAX`]), so a client that gets 201 can bid at once on any connection.
+
+use std::sync::atomic::Ordering;
+
+use futures_channel::oneshot;
+use http::StatusCode;
+use rtb_core::registry::Upsert;
+use rtb_io::{Request, Response};
+use serde::Deserialize;
+
+use crate::{
+    auction::APPLY_WAIT_MAX,
+    control::{truncate, Command, OnboardError},
+    json_error, unauthorized, Shared,
+};
+
+/// How often onboarding polls the workers' applied versions.
+const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+#[derive(Debug, Deserialize)]
+struct OnboardBody {
+    name: String,
+    base_url: String,
+    #[serde(default)]
+    bid_path: Option<String>,
+}
+
+fn control_unavailable() -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "control plane busy, retry",
+        "",
+    )
+}
+
+async fn wait_applied(shared: &Shared, version: u64) {
+    let give_up = std::time::Instant::now() + APPLY_WAIT_MAX;
+    while shared
+        .metrics
+        .iter()
+        .any(|m| m.applied_version.load(Ordering::Acquire) < version)
+    {
+        if std::time::Instant::now() >= give_up {
+            tracing::warn!(version, "not every worker applied the registry in time");
+            return;
+        }
+        monoio::time::sleep(APPLY_POLL).await;
+    }
+}
+
+/// `POST /dsp`: 201 added, 200 refreshed or replaced, 400 invalid, 401 bad token, 409 full.
+pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
+    if !shared.authorized(req) {
+        return unauthorized();
+    }
+    let body: OnboardBody = match serde_json::from_slice(&req.body) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = e.to_string();
+            let field = ["name", "base_url", "bid_path"]
+                .into_iter()
+                .find(|f| msg.contains(&format!("`{f}`")))
+                .unwrap_or("");
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid onboarding body: {}", truncate(&msg)),
+                field,
+            );
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    let name_for_log = truncate(&body.name).to_string();
+    if !shared.control.send(Command::Onboard {
+        name: body.name,
+        base_url: body.base_url,
+        bid_path: body.bid_path,
+        reply: tx,
+    }) {
+        return control_unavailable();
+    }
+    match rx.await {
+        Ok(Ok(done)) => {
+            wait_applied(shared, done.version).await;
+            let (status, what) = match done.upsert {
+                Upsert::Added => (StatusCode::CREATED, "added"),
+                Upsert::Refreshed => (StatusCode::OK, "refreshed"),
+                Upsert::Replaced => (StatusCode::OK, "replaced"),
+            };
+            let body = serde_json::json!({
+                "status": what,
+                "name": done.entry.name,
+                "url": done.entry.url.to_string(),
+                "addr": done.addr.to_string(),
+                "version": done.version,
+                "added_at_ms": done.entry.added_at_ms,
+                "last_seen_ms": done.entry.last_seen_ms,
+            });
+            Response::json(status, body.to_string())
+        }
+        Ok(Err(OnboardError::Invalid(msg))) => {
+            tracing::debug!(dsp = %name_for_log, error = %msg, "onboarding refused");
+            let field = msg.split_once(':').map_or("", |(f, _)| f);
+            json_error(StatusCode::BAD_REQUEST, &msg, field)
+        }
+        // 409: the request conflicts with the registry's state (it is full); retrying after a
+        // DSP leaves or expires can succeed.
+        Ok(Err(OnboardError::Full)) => json_error(
+            StatusCode::CONFLICT,
+            "the registry is full (--max-dsps)",
+            "name",
+        ),
+        Err(_) => control_unavailable(),
+    }
+}
+
+/// `GET /dsp`: the registry as JSON.
+pub async fn list(shared: &Shared) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if !shared.control.send(Command::List { reply: tx }) {
+        return control_unavailable();
+    }
+    match rx.await {
+        Ok(json) => Response::json(StatusCode::OK, json),
+        Err(_) => control_unavailable(),
+    }
+}
+
+/// `DELETE /dsp/{name}`: 200 removed, 404 unknown, 401 bad token.
+pub async fn delete_dsp(shared: &Shared, req: &Request, name: &str) -> Response {
+    if !shared.authorized(req) {
+        return unauthorized();
+    }
+    let (tx, rx) = oneshot::channel();
+    if !shared.control.send(Command::Remove {
+        name: name.to_string(),
+        reply: tx,
+    }) {
+        return control_unavailable();
+    }
+    match rx.await {
+        Ok((true, version)) => {
+            wait_applied(shared, version).await;
+            let body = serde_json::json!({ "status": "removed", "name": name, "version": version });
+            Response::json(StatusCode::OK, body.to_string())
+        }
+        Ok((false, _)) => json_error(StatusCode::NOT_FOUND, "no such DSP", "name"),
+        Err(_) => control_unavailable(),
+    }
+}
+
+/// `/healthz` (process alive) and `/readyz` (every worker listening, not shutting down).
+pub fn health(shared: &Shared, path: &str) -> Response {
+    if path == "/healthz" {
+        return Response::json(StatusCode::OK, r#"{"status":"ok"}"#);
+    }
+    if shared.ready.load(Ordering::Acquire) {
+        Response::json(StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        Response::json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+    }
+}
