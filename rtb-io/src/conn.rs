@@ -435,6 +435,9 @@ async fn serve_one<H: Handler>(
     );
     shared.stats.requests_handled.incr();
     let resp = handler.handle(req, ctx).await;
+    if resp.is_abort() {
+        return Ok(Next::Close);
+    }
     let close = head.close || shared.draining.get();
     wbuf.clear();
     encode_response(wbuf, &resp, is_head, close);

@@ -115,9 +115,25 @@ pub struct Response {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// Close the connection without writing this response (see [`Response::abort`]).
+    abort: bool,
 }
 
 impl Response {
+    /// No response at all: the server closes the connection without writing anything, as a
+    /// crashed or reset peer would. For fault injection (the DSP simulator).
+    pub fn abort() -> Self {
+        Self {
+            abort: true,
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+
+    /// Whether this is [`Response::abort`].
+    pub fn is_abort(&self) -> bool {
+        self.abort
+    }
+
     /// An empty-bodied response.
     pub fn new(status: StatusCode) -> Self {
         Self {
@@ -125,6 +141,7 @@ impl Response {
             content_type: None,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            abort: false,
         }
     }
 
@@ -139,6 +156,7 @@ impl Response {
             content_type: Some(content_type),
             headers: HeaderMap::new(),
             body: body.into(),
+            abort: false,
         }
     }
 
