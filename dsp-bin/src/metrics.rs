@@ -1,0 +1,184 @@
+//! Owns the simulator's counters, shared by its workers, and their Prometheus text rendering.
+//!
+//! Relaxed atomics shared across workers: a simulated DSP is not the hot path under test, and
+//! one shared set keeps `/metrics` consistent whichever worker serves it.
+
+use std::{
+    fmt::Write as _,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// Won prices are summed in millionths of a CPM unit, so the sum is an integer.
+const PRICE_MICROS: f64 = 1_000_000.0;
+
+/// Kinds of injected failure, in the order the rates are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Never answer.
+    Hang,
+    /// Close the connection without answering.
+    Reset,
+    /// Answer 500.
+    Error500,
+    /// Answer 200 with a truncated JSON body.
+    Malformed,
+}
+
+impl Failure {
+    /// All kinds, in check order.
+    pub const ALL: [Failure; 4] = [
+        Failure::Hang,
+        Failure::Reset,
+        Failure::Error500,
+        Failure::Malformed,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Hang => "hang",
+            Failure::Reset => "reset",
+            Failure::Error500 => "error500",
+            Failure::Malformed => "malformed",
+        }
+    }
+}
+
+/// Counters of one DSP process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Bid requests received (valid or not).
+    pub requests: AtomicU64,
+    /// Requests rejected with 400.
+    pub invalid: AtomicU64,
+    /// Responses carrying bids.
+    pub responses_with_bids: AtomicU64,
+    /// Bids sent (one per impression bid on).
+    pub bids: AtomicU64,
+    /// 204 answers for a bid-rate miss.
+    pub no_bids: AtomicU64,
+    /// 204 answers because the sampled latency would miss `tmax`.
+    pub tmax_skips: AtomicU64,
+    /// Win notices counted.
+    pub wins: AtomicU64,
+    /// Sum of won prices, micros.
+    pub win_value_micros: AtomicU64,
+    /// Win notices that could not be parsed.
+    pub bad_win_notices: AtomicU64,
+    failures: [AtomicU64; 4],
+}
+
+impl Metrics {
+    /// Adds one to `counter`.
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an injected failure.
+    pub fn failure(&self, kind: Failure) {
+        Self::incr(&self.failures[kind as usize]);
+    }
+
+    /// Injected failures of `kind` so far.
+    pub fn failures(&self, kind: Failure) -> u64 {
+        self.failures[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a win at `price`.
+    pub fn win(&self, price: f64) {
+        Self::incr(&self.wins);
+        let micros = (price.max(0.0) * PRICE_MICROS).round() as u64;
+        self.win_value_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition, every series labelled with the DSP name.
+    pub fn render(&self, dsp: &str) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(1024);
+        let mut counter = |name: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name}{{dsp=\"{dsp}\"}} {value}");
+        };
+        counter(
+            "rtb_dspsim_requests_total",
+            "Bid requests received.",
+            get(&self.requests).to_string(),
+        );
+        counter(
+            "rtb_dspsim_invalid_requests_total",
+            "Bid requests answered 400.",
+            get(&self.invalid).to_string(),
+        );
+        counter(
+            "rtb_dspsim_bid_responses_total",
+            "Responses carrying bids.",
+            get(&self.responses_with_bids).to_string(),
+        );
+        counter(
+            "rtb_dspsim_bids_total",
+            "Bids sent.",
+            get(&self.bids).to_string(),
+        );
+        counter(
+            "rtb_dspsim_no_bids_total",
+            "No-bid (204) answers by bid-rate.",
+            get(&self.no_bids).to_string(),
+        );
+        counter(
+            "rtb_dspsim_tmax_skips_total",
+            "204 answers because latency would exceed tmax.",
+            get(&self.tmax_skips).to_string(),
+        );
+        counter(
+            "rtb_dspsim_wins_total",
+            "Win notices received.",
+            get(&self.wins).to_string(),
+        );
+        counter(
+            "rtb_dspsim_win_value_sum",
+            "Sum of won clearing prices (CPM).",
+            format!("{}", get(&self.win_value_micros) as f64 / PRICE_MICROS),
+        );
+        counter(
+            "rtb_dspsim_bad_win_notices_total",
+            "Win notices without a parsable price.",
+            get(&self.bad_win_notices).to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP rtb_dspsim_failures_injected_total Failures injected on purpose.\n# TYPE rtb_dspsim_failures_injected_total counter"
+        );
+        for kind in Failure::ALL {
+            let _ = writeln!(
+                out,
+                "rtb_dspsim_failures_injected_total{{dsp=\"{dsp}\",kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.failures(kind)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        Metrics::incr(&m.requests);
+        m.win(1.25);
+        m.win(0.5);
+        m.failure(Failure::Reset);
+        let text = m.render("braid");
+        assert!(
+            text.contains("rtb_dspsim_requests_total{dsp=\"braid\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("rtb_dspsim_wins_total{dsp=\"braid\"} 2\n"));
+        assert!(text.contains("rtb_dspsim_win_value_sum{dsp=\"braid\"} 1.75\n"));
+        assert!(text.contains("kind=\"reset\"} 1\n"));
+        assert!(text.contains("kind=\"hang\"} 0\n"));
+    }
+}
