@@ -50,6 +50,9 @@ impl Decoder {
 /// the raw body for forwarding and decodes this copy.
 pub struct Document {
     pub(crate) bytes: Vec<u8>,
+    /// An untouched copy of the body, kept for bid responses only: the winning ad markup is
+    /// forwarded still JSON-escaped from here instead of being unescaped and escaped again.
+    pub(crate) pristine: Vec<u8>,
     pub(crate) spare_tape: Tape<'static>,
 }
 
@@ -57,6 +60,7 @@ impl Default for Document {
     fn default() -> Self {
         Self {
             bytes: Vec::with_capacity(4096 + simd_json::INPUT_PADDING),
+            pristine: Vec::new(),
             spare_tape: Tape(Vec::with_capacity(512)),
         }
     }
@@ -80,6 +84,7 @@ impl Document {
     pub fn with_capacity(bytes_expected: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(bytes_expected + simd_json::INPUT_PADDING),
+            pristine: Vec::new(),
             spare_tape: Tape(Vec::with_capacity(bytes_expected / 8)),
         }
     }
@@ -97,16 +102,30 @@ impl Document {
         &'a mut self,
         raw: &[u8],
         decoder: &'d mut Decoder,
+        keep_pristine: bool,
     ) -> Result<Parsed<'a, 'd>, simd_json::Error> {
-        let Document { bytes, spare_tape } = self;
+        let Document {
+            bytes,
+            pristine,
+            spare_tape,
+        } = self;
         bytes.clear();
         bytes.extend_from_slice(raw);
         bytes.resize(raw.len() + simd_json::INPUT_PADDING, 0);
+        pristine.clear();
+        if keep_pristine {
+            pristine.extend_from_slice(raw);
+        }
+        let base_address = bytes.as_ptr() as usize;
         let mut tape = std::mem::replace(spare_tape, Tape(Vec::new())).reset::<'a>();
         match simd_json::fill_tape_padded(bytes, raw.len(), &mut decoder.buffers, &mut tape) {
             Ok(()) => Ok(Parsed {
                 tape,
-                structurals: decoder.buffers.structural_indexes(),
+                source: Source {
+                    structurals: decoder.buffers.structural_indexes(),
+                    pristine,
+                    base_address,
+                },
                 spare_slot: spare_tape,
             }),
             Err(error) => {
@@ -121,8 +140,35 @@ impl Document {
 /// tape slot.
 pub(crate) struct Parsed<'a, 'd> {
     pub(crate) tape: Tape<'a>,
-    pub(crate) structurals: &'d [u32],
+    pub(crate) source: Source<'a, 'd>,
     pub(crate) spare_slot: &'a mut Tape<'static>,
+}
+
+/// Where decoded values came from in the body.
+pub(crate) struct Source<'a, 'd> {
+    pub(crate) structurals: &'d [u32],
+    /// The body as received (empty unless asked for).
+    pub(crate) pristine: &'a [u8],
+    /// Address of the decoded bytes: a decoded string's offset is its address minus this.
+    pub(crate) base_address: usize,
+}
+
+impl<'a> Source<'a, '_> {
+    /// The JSON-escaped text of a decoded string as it was in the body, between its quotes.
+    ///
+    /// simd-json unescapes a string in place, starting where its raw text started, so the
+    /// string's offset locates the raw text; the raw text ends at the closing quote just before
+    /// the next structural character.
+    pub(crate) fn raw_text(&self, decoded: &str) -> Option<&'a [u8]> {
+        let start = (decoded.as_ptr() as usize).checked_sub(self.base_address)?;
+        let opening_quote = u32::try_from(start.checked_sub(1)?).ok()?;
+        let k = self.structurals.binary_search(&opening_quote).ok()?;
+        let next = *self.structurals.get(k + 1)? as usize;
+        let before_next = self.pristine.get(start..next)?;
+        let closing = before_next.iter().rposition(|&b| b == b'"')?;
+        let text = &before_next[..closing];
+        (text.len() >= decoded.len()).then_some(text)
+    }
 }
 
 /// Number of tape nodes the value at `index` occupies, itself included.
@@ -306,7 +352,7 @@ mod tests {
     fn tape_of(json: &str) -> Vec<String> {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
-        let parsed = doc.parse(json.as_bytes(), &mut decoder).unwrap();
+        let parsed = doc.parse(json.as_bytes(), &mut decoder, false).unwrap();
         let nodes = &parsed.tape.0;
         object_entries(nodes, 0)
             .map(|(k, v)| format!("{k}:{}", span(nodes, v)))
@@ -326,13 +372,49 @@ mod tests {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
         let tape = doc
-            .parse(br#"{"l":["x","y\"z"]}"#, &mut decoder)
+            .parse(br#"{"l":["x","y\"z"]}"#, &mut decoder, false)
             .unwrap()
             .tape;
         let list = str_list(&tape.0, 2).unwrap();
         assert_eq!(list.iter(&tape.0).collect::<Vec<_>>(), ["x", "y\"z"]);
         assert_eq!(StrListRef::ABSENT.iter(&tape.0).count(), 0);
         assert!(str_list(&tape.0, 1).is_none(), "a string is not a list");
+    }
+
+    #[test]
+    fn raw_text_finds_the_escaped_source_of_a_string() {
+        let mut decoder = Decoder::new();
+        let mut doc = Document::default();
+        let raw = br#"{"a": "x\"y\u00e9" , "b":"", "c":["q\\w","\u0041"]}"#;
+        let parsed = doc.parse(raw, &mut decoder, true).unwrap();
+        let texts: Vec<(String, String)> = parsed
+            .tape
+            .0
+            .iter()
+            .filter_map(|n| match n {
+                Node::String(s) => Some((
+                    s.to_string(),
+                    String::from_utf8(parsed.source.raw_text(s).unwrap().to_vec()).unwrap(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let expected = [
+            ("a", "a"),
+            ("x\"y\u{e9}", r#"x\"y\u00e9"#),
+            ("b", "b"),
+            ("", ""),
+            ("c", "c"),
+            ("q\\w", r#"q\\w"#),
+            ("A", r#"\u0041"#),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(texts, expected);
+        let outside = String::from("x");
+        assert_eq!(parsed.source.raw_text(&outside), None);
     }
 
     #[test]
@@ -343,6 +425,7 @@ mod tests {
             .parse(
                 br#"[120, 120.0, 120.5, -3, "7", 18446744073709551615]"#,
                 &mut decoder,
+                false,
             )
             .unwrap()
             .tape;
@@ -357,8 +440,8 @@ mod tests {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
         let deep = "[".repeat(100_000);
-        assert!(doc.parse(deep.as_bytes(), &mut decoder).is_err());
+        assert!(doc.parse(deep.as_bytes(), &mut decoder, false).is_err());
         let ok = format!("{}{}", "[".repeat(10), "]".repeat(10));
-        assert!(doc.parse(ok.as_bytes(), &mut decoder).is_ok());
+        assert!(doc.parse(ok.as_bytes(), &mut decoder, false).is_ok());
     }
 }

@@ -64,56 +64,71 @@ impl NumberText {
 }
 
 /// Writes a CPM price the way OpenRTB JSON and macros want it: shortest round-trip decimal.
-pub(crate) fn price_text(price: f64, sink: &mut impl FnMut(&str)) {
-    sink(NumberText::new(format_args!("{price}")).as_str());
+pub(crate) fn price_text(price: f64, sink: &mut impl FnMut(&[u8])) {
+    sink(NumberText::new(format_args!("{price}")).as_str().as_bytes());
 }
 
-/// Streams `template` to `sink` with every known macro replaced by its value.
-pub fn substitute(template: &str, values: &MacroValues<'_>, sink: &mut impl FnMut(&str)) {
+/// Streams `template` to `sink` with every known macro replaced by its value. The sink gets
+/// each piece and whether it is a substituted value (`true`) or template text (`false`), so a
+/// caller holding JSON-escaped template text can escape only the values.
+pub fn substitute_pieces(
+    template: &[u8],
+    values: &MacroValues<'_>,
+    sink: &mut impl FnMut(&[u8], bool),
+) {
     let mut rest = template;
-    while let Some(start) = rest.find("${") {
+    while let Some(start) = find_macro_start(rest) {
         let (before, from_macro) = rest.split_at(start);
-        sink(before);
-        let Some(end) = from_macro.find('}') else {
-            sink(from_macro);
+        sink(before, false);
+        let Some(end) = memchr::memchr(b'}', from_macro) else {
+            sink(from_macro, false);
             return;
         };
         let name = &from_macro[2..end];
         let known = match name {
-            "AUCTION_ID" => Some(values.auction_id),
-            "AUCTION_BID_ID" => Some(values.bid_id),
-            "AUCTION_IMP_ID" => Some(values.imp_id),
-            "AUCTION_SEAT_ID" => Some(values.seat_id),
-            "AUCTION_AD_ID" => Some(values.ad_id),
-            "AUCTION_CURRENCY" => Some(values.currency),
-            "AUCTION_PRICE" => {
-                price_text(values.price, sink);
+            b"AUCTION_ID" => Some(values.auction_id),
+            b"AUCTION_BID_ID" => Some(values.bid_id),
+            b"AUCTION_IMP_ID" => Some(values.imp_id),
+            b"AUCTION_SEAT_ID" => Some(values.seat_id),
+            b"AUCTION_AD_ID" => Some(values.ad_id),
+            b"AUCTION_CURRENCY" => Some(values.currency),
+            b"AUCTION_PRICE" => {
+                price_text(values.price, &mut |p| sink(p, true));
                 Some("")
             }
-            "AUCTION_MIN_TO_WIN" => {
-                price_text(values.min_to_win, sink);
+            b"AUCTION_MIN_TO_WIN" => {
+                price_text(values.min_to_win, &mut |p| sink(p, true));
                 Some("")
             }
-            "AUCTION_LOSS" => {
-                sink(NumberText::new(format_args!("{}", values.loss)).as_str());
+            b"AUCTION_LOSS" => {
+                let text = NumberText::new(format_args!("{}", values.loss));
+                sink(text.as_str().as_bytes(), true);
                 Some("")
             }
             _ => None,
         };
         match known {
-            Some(value) => sink(value),
-            None => sink(&from_macro[..=end]),
+            Some(value) => sink(value.as_bytes(), true),
+            None => sink(&from_macro[..=end], false),
         }
         rest = &from_macro[end + 1..];
     }
-    sink(rest);
+    sink(rest, false);
+}
+
+/// SIMD search (memchr): markup is kilobytes long and usually holds one or two macros.
+fn find_macro_start(text: &[u8]) -> Option<usize> {
+    memchr::memmem::find(text, b"${")
+}
+
+/// Streams `template` to `sink` with every known macro replaced by its value.
+pub fn substitute(template: &str, values: &MacroValues<'_>, sink: &mut impl FnMut(&[u8])) {
+    substitute_pieces(template.as_bytes(), values, &mut |piece, _| sink(piece));
 }
 
 /// Substitutes into a reused byte buffer (the win-notice path).
 pub fn substitute_into(template: &str, values: &MacroValues<'_>, out: &mut Vec<u8>) {
-    substitute(template, values, &mut |piece| {
-        out.extend_from_slice(piece.as_bytes())
-    });
+    substitute(template, values, &mut |piece| out.extend_from_slice(piece));
 }
 
 #[cfg(test)]
@@ -155,5 +170,24 @@ mod tests {
         assert_eq!(sub("$${AUCTION_PRICE}}"), "$1.23}");
         assert_eq!(sub("no macros"), "no macros");
         assert_eq!(sub(""), "");
+        assert_eq!(sub("$x${AUCTION_LOSS}$"), "$x0$");
+    }
+
+    #[test]
+    fn pieces_say_which_are_values() {
+        let mut pieces = Vec::new();
+        substitute_pieces(b"a${AUCTION_ID}b${NOPE}", &values(), &mut |p, is_value| {
+            pieces.push((String::from_utf8(p.to_vec()).unwrap(), is_value))
+        });
+        let expected = [
+            ("a", false),
+            ("req-1", true),
+            ("b", false),
+            ("${NOPE}", false),
+            ("", false),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(p, v)| (p.to_string(), *v)).collect();
+        assert_eq!(pieces, expected);
     }
 }

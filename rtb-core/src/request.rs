@@ -165,9 +165,9 @@ impl<'a> BidRequest<'a> {
         decoder: &mut Decoder,
     ) -> Result<BidRequest<'a>, RequestError> {
         let parsed = doc
-            .parse(raw, decoder)
+            .parse(raw, decoder, false)
             .map_err(|e| RequestError::malformed(&e))?;
-        let tmax_site = locate_top_level_key(raw, parsed.structurals, b"\"tmax\"");
+        let tmax_site = locate_top_level_key(raw, parsed.source.structurals, b"\"tmax\"");
         let mut request = BidRequest {
             tape: parsed.tape,
             id: "",
