@@ -31,6 +31,7 @@ use rtb_io::{
 };
 
 use crate::{
+    breaker::{Admit, Breaker, BreakerConfig, Transition},
     control::Resolved,
     json_error,
     metrics::{DspMetrics, Outcome, Route, WorkerMetrics},
@@ -63,6 +64,9 @@ pub struct DspSlot {
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
     pub metrics: Arc<DspMetrics>,
+    /// This worker's circuit breaker for the DSP (kept, like the pool, across registry
+    /// versions while name and authority stay the same).
+    pub breaker: Rc<RefCell<Breaker>>,
 }
 
 /// The DSPs a worker calls, as of one registry version.
@@ -112,7 +116,12 @@ pub struct ExchangeHandler {
 
 /// Builds `set` from a new snapshot, keeping pools of DSPs whose name and authority did not
 /// change (re-pointing them if only the address moved) and pre-warming new ones.
-fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) -> DspSet {
+fn apply_snapshot(
+    old: &DspSet,
+    snapshot: &Resolved,
+    metrics: &WorkerMetrics,
+    breaker: BreakerConfig,
+) -> DspSet {
     let mut slots = Vec::with_capacity(snapshot.dsps.len());
     for dsp in snapshot.dsps.iter() {
         let url = &dsp.entry.url;
@@ -124,10 +133,10 @@ fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) ->
             .slots
             .iter()
             .find(|s| s.name == dsp.entry.name && s.host == url.host && s.port == url.port);
-        let upstream = match kept {
+        let (upstream, breaker) = match kept {
             Some(s) => {
                 s.upstream.set_addr(dsp.addr);
-                s.upstream.clone()
+                (s.upstream.clone(), s.breaker.clone())
             }
             None => {
                 let up = Upstream::new(dsp.addr, &url.authority(), ClientConfig::default());
@@ -135,9 +144,13 @@ fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) ->
                 monoio::spawn(async move {
                     warm.prewarm(PREWARM_CONNECTIONS).await;
                 });
-                up
+                (up, Rc::new(RefCell::new(Breaker::new(breaker))))
             }
         };
+        let metrics = metrics.dsp(&dsp.entry.name);
+        metrics
+            .breaker_state
+            .store(breaker.borrow().state().gauge(), Ordering::Relaxed);
         slots.push(DspSlot {
             name: dsp.entry.name.clone(),
             host: url.host.clone(),
@@ -145,7 +158,8 @@ fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) ->
             addr: dsp.addr,
             path,
             upstream,
-            metrics: metrics.dsp(&dsp.entry.name),
+            metrics,
+            breaker,
         });
     }
     DspSet {
@@ -180,7 +194,7 @@ impl ExchangeHandler {
                     let Some(metrics) = shared.metrics.get(index) else {
                         return;
                     };
-                    let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics);
+                    let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, shared.breaker);
                     tracing::debug!(
                         worker = index,
                         version = next.version,
@@ -285,28 +299,52 @@ impl ExchangeHandler {
 
         // Fan out. Like rtb_io::fan_out (one task per call, each bounded by the deadline), but
         // each task also records when it completed, so the auction sees responses in arrival
-        // order and every DSP gets a latency sample.
+        // order and every DSP gets a latency sample. DSPs whose breaker is open are skipped.
         let started = Instant::now();
-        let handles: Vec<_> = set
+        let admits: Vec<Admit> = set
             .slots
             .iter()
             .map(|slot| {
+                let mut breaker = slot.breaker.borrow_mut();
+                let admit = breaker.admit(started);
+                slot.metrics
+                    .breaker_state
+                    .store(breaker.state().gauge(), Ordering::Relaxed);
+                admit
+            })
+            .collect();
+        let handles: Vec<_> = set
+            .slots
+            .iter()
+            .zip(&admits)
+            .map(|(slot, &admit)| {
+                if admit == Admit::Skip {
+                    slot.metrics.skipped.incr();
+                    return None;
+                }
                 slot.metrics.calls.incr();
                 let upstream = slot.upstream.clone();
                 let call = ClientRequest::openrtb_post(slot.path.clone(), body.clone());
-                monoio::spawn(async move {
+                Some(monoio::spawn(async move {
                     let result = upstream.call(&call, deadline).await;
                     (result, Instant::now())
-                })
+                }))
             })
             .collect();
-        let mut results: Vec<(Result<ClientResponse, CallError>, Instant)> =
+        let mut results: Vec<Option<(Result<ClientResponse, CallError>, Instant)>> =
             Vec::with_capacity(handles.len());
         for h in handles {
-            results.push(h.await);
+            results.push(match h {
+                Some(h) => Some(h.await),
+                None => None,
+            });
         }
-        let mut order: Vec<usize> = (0..results.len()).collect();
-        order.sort_by_key(|&i| results[i].1);
+        let mut order: Vec<(usize, Instant)> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|(_, done)| (i, *done)))
+            .collect();
+        order.sort_by_key(|&(_, done)| done);
 
         if response_docs.len() < results.len() {
             response_docs.resize_with(results.len(), Document::default);
@@ -314,11 +352,16 @@ impl ExchangeHandler {
         let mut docs = response_docs.iter_mut();
         let mut views: Vec<BidResponse<'_>> = Vec::with_capacity(results.len());
         let mut view_slot: Vec<usize> = Vec::with_capacity(results.len());
-        for &i in &order {
-            let (result, done) = &results[i];
+        for &(i, done) in &order {
+            let Some((result, _)) = &results[i] else {
+                continue;
+            };
             let slot = &set.slots[i];
             let m = &slot.metrics;
             m.latency.observe(done.saturating_duration_since(started));
+            // Whether the DSP answered usably, for its breaker (rejected bids still count as
+            // answers: the breaker guards availability, rejections are counted apart).
+            let answered_ok;
             let stats = &slot.upstream.stats;
             m.pool_connects
                 .store(stats.connects.get(), Ordering::Relaxed);
@@ -330,6 +373,7 @@ impl ExchangeHandler {
                     let Some(doc) = docs.next() else { break };
                     match BidResponse::decode(&r.body, doc, decoder) {
                         Ok(view) => {
+                            answered_ok = true;
                             m.bids.add(view.bids.len() as u64);
                             if view.bids.is_empty() {
                                 m.no_bids.incr();
@@ -338,23 +382,37 @@ impl ExchangeHandler {
                             view_slot.push(i);
                         }
                         Err(e) => {
+                            answered_ok = false;
                             m.decode_errors.incr();
                             tracing::debug!(dsp = %slot.name, error = %e, "undecodable bid response");
                         }
                     }
                 }
                 Ok(r) if r.status == StatusCode::OK || r.status == StatusCode::NO_CONTENT => {
+                    answered_ok = true;
                     m.no_bids.incr();
                 }
                 Ok(r) => {
+                    answered_ok = false;
                     m.bad_status.incr();
                     tracing::debug!(dsp = %slot.name, status = r.status.as_u16(), "unexpected DSP status");
                 }
                 Err(e) => {
+                    answered_ok = false;
                     m.call_error(*e);
                     tracing::debug!(dsp = %slot.name, error = e.as_str(), "DSP call failed");
                 }
             }
+            let mut breaker = slot.breaker.borrow_mut();
+            match breaker.record(admits[i], answered_ok, done) {
+                Transition::Tripped => {
+                    m.breaker_trips.incr();
+                    tracing::debug!(dsp = %slot.name, "circuit breaker opened");
+                }
+                Transition::Reopened | Transition::Closed | Transition::None => {}
+            }
+            m.breaker_state
+                .store(breaker.state().gauge(), Ordering::Relaxed);
         }
 
         let refs: Vec<&BidResponse<'_>> = views.iter().collect();

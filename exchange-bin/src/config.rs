@@ -136,6 +136,31 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
 
+    /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
+    /// 0 disables the breaker.
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = crate::breaker::FAILURES_TO_TRIP_DEFAULT)]
+    pub breaker_failures: u32,
+
+    /// First cool-down of an open breaker, ms (doubles on each failed probe).
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = crate::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub breaker_cooldown_ms: u64,
+
+    /// Longest cool-down of an open breaker, ms.
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = crate::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub breaker_cooldown_max_ms: u64,
+
+    /// Onboarding calls (POST /dsp, DELETE /dsp/{name}) allowed per second, process-wide;
+    /// beyond it (and the burst) they answer 429. 0 disables the limit.
+    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_RATE_PER_S", default_value_t = crate::ratelimit::ONBOARD_RATE_PER_S_DEFAULT)]
+    pub onboard_rate_per_s: u32,
+
+    /// Onboarding calls allowed in a burst.
+    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_BURST", default_value_t = crate::ratelimit::ONBOARD_BURST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub onboard_burst: u32,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -239,6 +264,19 @@ impl Config {
             cap: Duration::from_millis(self.deadline_ms),
             response_margin: Duration::from_millis(self.margin_ms),
             ..DeadlinePolicy::default()
+        }
+    }
+
+    /// The circuit breaker's settings.
+    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
+        let cooldown = Duration::from_millis(self.breaker_cooldown_ms);
+        let cooldown_max = Duration::from_millis(self.breaker_cooldown_max_ms).max(cooldown);
+        crate::breaker::BreakerConfig {
+            failures_to_trip: self.breaker_failures,
+            cooldown,
+            cooldown_max,
+            probe_timeout: crate::breaker::PROBE_TIMEOUT_DEFAULT
+                .max(Duration::from_millis(self.deadline_ms * 2)),
         }
     }
 

@@ -156,12 +156,22 @@ pub fn spawn(
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
-        .spawn(move || Control::new(config, broadcast).run(&rx))?;
+        .spawn(move || Control::new(config, broadcast, system_resolver()).run(&rx))?;
     Ok((ControlHandle { tx }, join))
+}
+
+/// Turns `host, port` into addresses: the system resolver in the binary, a scripted one in
+/// tests (so re-resolution can be tested without editing /etc/hosts).
+pub type Resolver = Arc<dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String> + Send + Sync>;
+
+/// The system resolver, bounded by [`RESOLVE_TIMEOUT`].
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host, port| resolve_all(host, port, RESOLVE_TIMEOUT))
 }
 
 struct Control {
     config: ControlConfig,
+    resolver: Resolver,
     registry: Registry,
     addrs: Vec<(String, SocketAddr)>,
     broadcast: Broadcast<Resolved>,
@@ -198,9 +208,17 @@ fn resolve_all(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAdd
     }
 }
 
-/// Resolves and checks every address; returns the first one.
-pub fn resolve_checked(url: &BidUrl, allow_loopback: bool) -> Result<SocketAddr, String> {
-    let addrs = resolve_all(&url.host, url.port, RESOLVE_TIMEOUT)?;
+/// Resolves and checks every address (the DNS-rebinding defence: a name is judged by what it
+/// resolves to, not by how it is spelt); returns the first one.
+pub fn resolve_checked(
+    resolver: &Resolver,
+    url: &BidUrl,
+    allow_loopback: bool,
+) -> Result<SocketAddr, String> {
+    let addrs = match url.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, url.port)],
+        Err(_) => resolver(&url.host, url.port)?,
+    };
     for a in &addrs {
         check_address(a.ip(), allow_loopback)
             .map_err(|e| format!("host resolves to a forbidden address: {e}"))?;
@@ -230,9 +248,10 @@ struct List<'a> {
 }
 
 impl Control {
-    fn new(config: ControlConfig, broadcast: Broadcast<Resolved>) -> Self {
+    fn new(config: ControlConfig, broadcast: Broadcast<Resolved>, resolver: Resolver) -> Self {
         Self {
             config,
+            resolver,
             registry: Registry::new(config.dsps_max),
             addrs: Vec::new(),
             broadcast,
@@ -295,7 +314,7 @@ impl Control {
     ) -> Result<Onboarded, OnboardError> {
         let url = BidUrl::parse(base_url, bid_path, self.config.allow_loopback)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
-        let addr = resolve_checked(&url, self.config.allow_loopback)
+        let addr = resolve_checked(&self.resolver, &url, self.config.allow_loopback)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
         let upsert = self
             .registry
@@ -359,7 +378,7 @@ impl Control {
             if entry.url.host.parse::<IpAddr>().is_ok() {
                 continue;
             }
-            match resolve_checked(&entry.url, self.config.allow_loopback) {
+            match resolve_checked(&self.resolver, &entry.url, self.config.allow_loopback) {
                 Ok(addr) => {
                     if let Some(slot) = self.addrs.iter_mut().find(|(n, _)| *n == entry.name) {
                         if slot.1 != addr {
@@ -444,17 +463,116 @@ mod tests {
     use super::*;
 
     fn control(max: usize) -> (Control, Broadcast<Resolved>) {
+        control_with(max, true, system_resolver())
+    }
+
+    fn control_with(
+        max: usize,
+        allow_loopback: bool,
+        resolver: Resolver,
+    ) -> (Control, Broadcast<Resolved>) {
         let b = Broadcast::new(1);
         let c = Control::new(
             ControlConfig {
                 dsps_max: max,
                 ttl: Duration::from_secs(30),
-                allow_loopback: true,
+                allow_loopback,
                 reresolve_period: RERESOLVE_PERIOD,
             },
             b.clone(),
+            resolver,
         );
         (c, b)
+    }
+
+    /// A resolver answering `dsp.test` with whatever the test last set.
+    type Answer = Arc<std::sync::Mutex<Result<Vec<SocketAddr>, String>>>;
+
+    fn scripted() -> (Resolver, Answer) {
+        let answer = Arc::new(std::sync::Mutex::new(Ok(vec![SocketAddr::from((
+            [10, 0, 0, 1],
+            80,
+        ))])));
+        let a = answer.clone();
+        let resolver: Resolver = Arc::new(move |host, port| {
+            assert_eq!(host, "dsp.test");
+            a.lock().unwrap().clone().map(|v| {
+                v.into_iter()
+                    .map(|s| SocketAddr::new(s.ip(), port))
+                    .collect()
+            })
+        });
+        (resolver, answer)
+    }
+
+    fn addrs_of(snapshots: &[Resolved]) -> Vec<Vec<SocketAddr>> {
+        snapshots
+            .iter()
+            .map(|s| s.dsps.iter().map(|d| d.addr).collect())
+            .collect()
+    }
+
+    #[test]
+    fn reresolve_follows_moves_keeps_last_good_and_drops_forbidden() {
+        let (resolver, answer) = scripted();
+        let (mut c, b) = control_with(4, false, resolver);
+        let rx = b.receiver(0).unwrap();
+        let r = c.onboard("a", "http://dsp.test:8080", None).unwrap();
+        assert_eq!(r.addr, "10.0.0.1:8080".parse().unwrap());
+        let mut got = Vec::new();
+        rx.drain(|s| got.push(s));
+        assert_eq!(got.len(), 1);
+
+        // Same answer: nothing is broadcast.
+        c.reresolve();
+        assert_eq!(rx.drain(|_| {}), 0);
+
+        // The name stops resolving: the last good address is kept, nothing is broadcast.
+        *answer.lock().unwrap() = Err("host name does not resolve".into());
+        c.reresolve();
+        assert_eq!(rx.drain(|_| {}), 0);
+        assert!(c.list_json().contains("10.0.0.1:8080"), "{}", c.list_json());
+
+        // It moves: workers get the new address.
+        *answer.lock().unwrap() = Ok(vec!["10.0.0.2:1".parse().unwrap()]);
+        c.reresolve();
+        let mut got = Vec::new();
+        rx.drain(|s| got.push(s));
+        assert_eq!(
+            addrs_of(&got),
+            vec![vec!["10.0.0.2:8080".parse::<SocketAddr>().unwrap()]]
+        );
+
+        // It is rebound to loopback (not allowed here): the DSP is removed.
+        *answer.lock().unwrap() = Ok(vec!["127.0.0.1:1".parse().unwrap()]);
+        c.reresolve();
+        let mut got = Vec::new();
+        rx.drain(|s| got.push(s));
+        assert_eq!(addrs_of(&got), vec![Vec::<SocketAddr>::new()]);
+        assert!(c.registry.snapshot().dsps.is_empty());
+    }
+
+    #[test]
+    fn onboarding_checks_every_resolved_address() {
+        let (resolver, answer) = scripted();
+        let (mut c, _b) = control_with(4, false, resolver);
+        // One good and one metadata address: refused (an attacker controls which one a later
+        // connect would use).
+        *answer.lock().unwrap() = Ok(vec![
+            "10.0.0.1:1".parse().unwrap(),
+            "169.254.169.254:1".parse().unwrap(),
+        ]);
+        let e = c.onboard("a", "http://dsp.test", None).unwrap_err();
+        assert!(
+            matches!(&e, OnboardError::Invalid(m) if m.contains("forbidden")),
+            "{e:?}"
+        );
+        *answer.lock().unwrap() = Ok(vec!["127.0.0.1:1".parse().unwrap()]);
+        assert!(c.onboard("a", "http://dsp.test", None).is_err());
+        *answer.lock().unwrap() = Err("host name does not resolve".into());
+        assert!(c.onboard("a", "http://dsp.test", None).is_err());
+        *answer.lock().unwrap() = Ok(vec!["10.0.0.1:1".parse().unwrap()]);
+        assert!(c.onboard("a", "http://dsp.test", None).is_ok());
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! - [`control`]: the control thread that owns the registry.
 //! - [`win`]: per-worker win-notice queue.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`breaker`]: the per-worker, per-DSP circuit breaker (pure state machine).
+//! - [`ratelimit`]: the onboarding token bucket.
 //! - [`debug`]: the debug port's handler.
 
 pub mod auction;
+pub mod breaker;
 pub mod config;
 pub mod control;
 pub mod debug;
 pub mod metrics;
 pub mod onboard;
+pub mod ratelimit;
 pub mod win;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
@@ -42,6 +46,10 @@ pub struct Shared {
     pub win_queue_max: usize,
     /// Whether loopback DSP and win-notice addresses are allowed.
     pub allow_loopback: bool,
+    /// Circuit breaker settings, for every DSP on every worker.
+    pub breaker: breaker::BreakerConfig,
+    /// Onboarding rate limit (process-wide; touched only by onboarding calls).
+    pub onboard_limit: Mutex<ratelimit::TokenBucket>,
 }
 
 /// Compares a presented secret with the configured one in time independent of where they

@@ -16,6 +16,7 @@ use exchange::{
     control::{self, ControlConfig, Resolved},
     debug::DebugHandler,
     metrics::WorkerMetrics,
+    ratelimit::TokenBucket,
     Shared,
 };
 use rtb_io::{Broadcast, Server, WorkerCtx};
@@ -67,6 +68,12 @@ fn run(config: &Config) -> std::io::Result<()> {
         ready: false.into(),
         win_queue_max: config.win_queue_max,
         allow_loopback: !config.deny_loopback_dsp,
+        breaker: config.breaker_config(),
+        onboard_limit: Mutex::new(TokenBucket::new(
+            config.onboard_rate_per_s,
+            config.onboard_burst,
+            std::time::Instant::now(),
+        )),
     });
 
     let main_shared = shared.clone();

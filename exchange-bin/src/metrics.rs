@@ -183,6 +183,22 @@ pub struct DspMetrics {
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub pool_idle: AtomicU64,
+    /// This worker's breaker state for the DSP (gauge: 0 closed, 1 open, 2 half-open).
+    pub breaker_state: AtomicU64,
+    /// Closed → open transitions.
+    pub breaker_trips: Counter,
+    /// Calls not made because the breaker was open (or half-open with a probe out).
+    pub skipped: Counter,
+}
+
+/// Orders breaker gauge values by severity (closed < half-open < open) so the scrape shows the
+/// worst state any worker has.
+fn breaker_severity(state: u64) -> u8 {
+    match state {
+        1 => 2,
+        2 => 1,
+        _ => 0,
+    }
 }
 
 impl DspMetrics {
@@ -326,6 +342,9 @@ struct DspSum {
     pool_connects: u64,
     pool_reuses: u64,
     pool_idle: u64,
+    breaker_state: u64,
+    breaker_trips: u64,
+    skipped: u64,
 }
 
 /// Renders every worker's counters, summed, plus the server's connection counters, in the
@@ -429,10 +448,16 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             s.pool_connects += m.pool_connects.load(Ordering::Relaxed);
             s.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
             s.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+            let state = m.breaker_state.load(Ordering::Relaxed);
+            if breaker_severity(state) > breaker_severity(s.breaker_state) {
+                s.breaker_state = state;
+            }
+            s.breaker_trips += m.breaker_trips.get();
+            s.skipped += m.skipped.get();
         }
     }
     let mut label = String::new();
-    let simple: [DspSeries; 7] = [
+    let simple: [DspSeries; 10] = [
         (
             "rtb_dsp_calls_total",
             "counter",
@@ -474,6 +499,24 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             "gauge",
             "Idle pooled connections to each DSP.",
             |s| s.pool_idle,
+        ),
+        (
+            "rtb_dsp_breaker_state",
+            "gauge",
+            "Circuit breaker state, worst over workers: 0 closed, 1 open, 2 half-open.",
+            |s| s.breaker_state,
+        ),
+        (
+            "rtb_dsp_breaker_trips_total",
+            "counter",
+            "Circuit breaker trips (closed to open), summed over workers.",
+            |s| s.breaker_trips,
+        ),
+        (
+            "rtb_dsp_skipped_total",
+            "counter",
+            "Calls not made because the DSP's circuit breaker was open.",
+            |s| s.skipped,
         ),
     ];
     for (name, kind, help, get) in simple {

@@ -39,6 +39,30 @@ fn control_unavailable() -> Response {
     )
 }
 
+/// 429 with `Retry-After` when the onboarding bucket is empty (checked before the token, so
+/// token guessing is limited too).
+fn over_rate(shared: &Shared) -> Option<Response> {
+    let mut bucket = shared
+        .onboard_limit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if bucket.try_take(std::time::Instant::now()) {
+        return None;
+    }
+    let retry_after = bucket.retry_after_s();
+    drop(bucket);
+    let mut r = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many onboarding calls (--onboard-rate-per-s), retry later",
+        "",
+    );
+    r.headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(retry_after),
+    );
+    Some(r)
+}
+
 async fn wait_applied(shared: &Shared, version: u64) {
     let give_up = std::time::Instant::now() + APPLY_WAIT_MAX;
     while shared
@@ -54,8 +78,12 @@ async fn wait_applied(shared: &Shared, version: u64) {
     }
 }
 
-/// `POST /dsp`: 201 added, 200 refreshed or replaced, 400 invalid, 401 bad token, 409 full.
+/// `POST /dsp`: 201 added, 200 refreshed or replaced, 400 invalid, 401 bad token, 409 full,
+/// 429 over the onboarding rate.
 pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
+    if let Some(r) = over_rate(shared) {
+        return r;
+    }
     if !shared.authorized(req) {
         return unauthorized();
     }
@@ -131,8 +159,11 @@ pub async fn list(shared: &Shared) -> Response {
     }
 }
 
-/// `DELETE /dsp/{name}`: 200 removed, 404 unknown, 401 bad token.
+/// `DELETE /dsp/{name}`: 200 removed, 404 unknown, 401 bad token, 429 over the onboarding rate.
 pub async fn delete_dsp(shared: &Shared, req: &Request, name: &str) -> Response {
+    if let Some(r) = over_rate(shared) {
+        return r;
+    }
     if !shared.authorized(req) {
         return unauthorized();
     }

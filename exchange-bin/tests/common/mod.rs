@@ -428,3 +428,165 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+// ---- Appended for tests/faults.rs and tests/soak.rs (fault matrix, breaker, soak). ----
+
+/// Reads one HTTP/1.1 request from `conn` (bytes already read but unused stay in `buf`).
+pub fn read_http_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+    read_request(conn, buf)
+}
+
+impl Exchange {
+    /// Like [`Exchange::start`], with `RUST_LOG=rust_log` and stderr appended to `log`
+    /// (so a test can search the logs for panics or secrets).
+    pub fn start_logged(extra: &[&str], log: &std::path::Path, rust_log: &str) -> Exchange {
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--debug-port",
+            "0",
+            "--workers",
+            "2",
+            "--pin",
+            "false",
+            "--shutdown-grace-s",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rtb-exchange"))
+            .args(&args)
+            .env_remove("RTB_ONBOARD_TOKEN")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start rtb-exchange");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut addr = None;
+        let mut debug = None;
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while addr.is_none() || debug.is_none() {
+            let left = give_up.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("exchange did not print its ports");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("debug listening on ") {
+                debug = Some(a.parse().unwrap());
+            }
+        }
+        Exchange {
+            child: Some(child),
+            addr: addr.unwrap(),
+            debug: debug.unwrap(),
+        }
+    }
+
+    /// The exchange's pid (for /proc/PID/status and /proc/PID/fd).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+/// The `rtb-dsp` binary built next to this test's binary (`cargo test --workspace` and
+/// `cargo build -p dsp-bin` put it there), or `RTB_DSP_BIN`.
+pub fn dsp_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("RTB_DSP_BIN") {
+        return Some(p.into());
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/rtb-dsp
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("rtb-dsp");
+    p.is_file().then_some(p)
+}
+
+/// A running `rtb-dsp` process (not onboarded by itself); killed on drop.
+pub struct DspProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl DspProcess {
+    /// Starts `rtb-dsp` on `port` (0 picks one) with `extra` flags; None if it did not print
+    /// its address within 10 s (e.g. the port is still taken).
+    pub fn start(
+        bin: &std::path::Path,
+        name: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Option<DspProcess> {
+        let port = port.to_string();
+        let mut args = vec![
+            "--dsp-name",
+            name,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--io-driver",
+            "epoll",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(bin)
+            .args(&args)
+            .env_remove("RTB_ONBOARD_TOKEN")
+            .env_remove("RTB_DSP_ONBOARD_ENDPOINTS")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdout = child.stdout.take()?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = give_up.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("listening on ") {
+                        let addr = a.trim().parse().ok()?;
+                        return Some(DspProcess { child, addr });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DspProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
