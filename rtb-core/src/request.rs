@@ -286,12 +286,7 @@ impl<'a> BidRequest<'a> {
                 _ => continue,
             };
             let field = FieldPath::top(name);
-            // A second copy of a field the auction reads would let the exchange and a DSP
-            // disagree about the request; refuse it.
-            if seen & bit != 0 {
-                return Err(RequestError::new(field, Rule::Duplicate));
-            }
-            seen |= bit;
+            first_time(&mut seen, bit, field)?;
             match bit {
                 1 => id = Some(required_str(nodes, value, field)?),
                 2 => imp_index = Some(value),
@@ -368,6 +363,16 @@ const MUST_BE_OBJECT: &str = "must be an object";
 const MUST_BE_ARRAY: &str = "must be an array";
 const MUST_BE_STR_ARRAY: &str = "must be an array of strings";
 
+/// Refuses a second copy of a key the exchange reads (`bit` names it within its object): with
+/// two values the exchange and a DSP could read different requests.
+fn first_time(seen: &mut u32, bit: u32, field: FieldPath) -> Result<(), RequestError> {
+    if *seen & bit != 0 {
+        return Err(RequestError::new(field, Rule::Duplicate));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
 fn required_str<'a>(
     nodes: &[Node<'a>],
     index: usize,
@@ -443,7 +448,20 @@ fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>,
         deals: StrListRef::ABSENT,
     };
     let mut id = None;
+    let mut seen = 0u32;
     for (key, value) in object_entries(nodes, index) {
+        let (bit, name) = match key {
+            "id" => (1, "id"),
+            "bidfloor" => (2, "bidfloor"),
+            "bidfloorcur" => (4, "bidfloorcur"),
+            "pmp" => (8, "pmp"),
+            "banner" => (16, "banner"),
+            "video" => (32, "video"),
+            "audio" => (64, "audio"),
+            "native" => (128, "native"),
+            _ => continue,
+        };
+        first_time(&mut seen, bit, FieldPath::imp(i, name))?;
         let media = match key {
             "id" => {
                 id = Some(required_str(nodes, value, FieldPath::imp(i, "id"))?);
@@ -510,7 +528,15 @@ fn decode_pmp(
             Rule::WrongType(MUST_BE_OBJECT),
         ));
     }
+    let mut seen = 0u32;
     for (key, value) in object_entries(nodes, index) {
+        match key {
+            "private_auction" => {
+                first_time(&mut seen, 1, FieldPath::imp(i, "pmp.private_auction"))?
+            }
+            "deals" => first_time(&mut seen, 2, FieldPath::imp(i, "pmp.deals"))?,
+            _ => continue,
+        }
         match key {
             "private_auction" => {
                 let field = FieldPath::imp(i, "pmp.private_auction");
@@ -578,7 +604,17 @@ fn decode_deal<'a>(
         wseat: StrListRef::ABSENT,
     };
     let mut id = None;
+    let mut seen = 0u32;
     for (key, value) in object_entries(nodes, index) {
+        let (bit, name) = match key {
+            "id" => (1, "id"),
+            "bidfloor" => (2, "bidfloor"),
+            "bidfloorcur" => (4, "bidfloorcur"),
+            "at" => (8, "at"),
+            "wseat" => (16, "wseat"),
+            _ => continue,
+        };
+        first_time(&mut seen, bit, FieldPath::deal(i, j, name))?;
         match key {
             "id" => id = Some(required_str(nodes, value, FieldPath::deal(i, j, "id"))?),
             "bidfloor" => deal.bidfloor = floor(nodes, value, FieldPath::deal(i, j, "bidfloor"))?,
@@ -789,6 +825,22 @@ mod tests {
             (
                 &format!(r#"{{"id":"a","tmax":80,"tmax":90,"imp":[{IMP}]}}"#),
                 "tmax: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","id":"2","banner":{}}]}"#,
+                "imp[0].id: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"bidfloor":1,"bidfloor":0}]}"#,
+                "imp[0].bidfloor: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[],"deals":[{"id":"x"}]}}]}"#,
+                "imp[0].pmp.deals: duplicate",
+            ),
+            (
+                r#"{"id":"a","imp":[{"id":"1","banner":{},"pmp":{"deals":[{"id":"d","bidfloor":1,"bidfloor":2}]}}]}"#,
+                "imp[0].pmp.deals[0].bidfloor: duplicate",
             ),
             (
                 &format!(r#"{{"id":"a","at":0,"imp":[{IMP}]}}"#),
