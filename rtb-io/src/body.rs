@@ -10,6 +10,10 @@ use bytes::{Buf, BytesMut};
 
 /// Longest trailer section accepted after the last chunk, bytes.
 pub const TRAILER_BYTES_MAX: usize = 4 * 1024;
+/// Longest chunk size line (size, extensions, CRLF) accepted, bytes. Enforced on complete lines
+/// too, so whether a line is refused does not depend on how the bytes were split into reads
+/// (found by the `http_head` fuzz target).
+pub const CHUNK_SIZE_LINE_BYTES_MAX: usize = 64;
 
 /// Why a body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +60,11 @@ impl ChunkedDecoder {
     pub fn decode(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, BodyError> {
         loop {
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(input) {
+                // Only the first CHUNK_SIZE_LINE_BYTES_MAX bytes are ever looked at, so the
+                // outcome (and its message) is the same however the line was split into reads.
+                ChunkState::Size => match httparse::parse_chunk_size(
+                    &input[..input.len().min(CHUNK_SIZE_LINE_BYTES_MAX)],
+                ) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         input.advance(used);
                         let size = usize::try_from(size).map_err(|_| BodyError::TooLarge)?;
@@ -72,7 +80,7 @@ impl ChunkedDecoder {
                     }
                     Ok(httparse::Status::Partial) => {
                         // A size line longer than this is not a chunk size; refuse to buffer it.
-                        if input.len() > 64 {
+                        if input.len() >= CHUNK_SIZE_LINE_BYTES_MAX {
                             return Err(BodyError::Malformed("chunk size line too long"));
                         }
                         return Ok(false);
@@ -180,6 +188,30 @@ mod tests {
             decode_all(b"5\r\nhelloXX0\r\n\r\n", 40, 64),
             Err(BodyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn chunk_size_line_limit_does_not_depend_on_the_read_split() {
+        // Extensions may hold any octet, a bare LF included: the line ends at CRLF only.
+        let mut wire = b"6;ext=".to_vec();
+        wire.extend_from_slice(&[b'x'; 40]);
+        wire.extend_from_slice(b"\n");
+        wire.extend_from_slice(&[b'y'; 40]);
+        wire.extend_from_slice(b"\r\nhello!\r\n0\r\n\r\n");
+        for step in [1, 7, wire.len()] {
+            assert_eq!(
+                decode_all(&wire, 100, step),
+                Err(BodyError::Malformed("chunk size line too long")),
+                "step {step}"
+            );
+        }
+        // At the limit exactly: accepted whatever the split.
+        let mut wire = b"6;".to_vec();
+        wire.extend_from_slice(&[b'e'; CHUNK_SIZE_LINE_BYTES_MAX - 5]);
+        wire.extend_from_slice(b"\r\nhello!\r\n0\r\n\r\n");
+        for step in [1, 7, wire.len()] {
+            assert_eq!(decode_all(&wire, 100, step).unwrap().0, b"hello!");
+        }
     }
 
     #[test]

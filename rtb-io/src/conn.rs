@@ -4,29 +4,29 @@
 //! Requests on a connection are processed one at a time; pipelined requests wait in the read
 //! buffer, so answers come out in order without a queue.
 
-use std::{cell::Cell, io, ops::Range, rc::Rc, sync::Arc, time::Instant};
+use std::{cell::Cell, io, rc::Rc, sync::Arc, time::Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, StatusCode};
+use http::Method;
 use monoio::{
     buf::SliceMut,
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent},
     net::TcpStream,
     time::{timeout_at, Instant as MonoInstant},
 };
-use smallvec::SmallVec;
 
 use crate::{
     body::{gunzip_limited, BodyError, ChunkedDecoder},
-    http::{encode_response, Handler, Request, Response, WorkerCtx, REQUEST_HEADERS_INLINE},
-    limits::{ServerLimits, WorkerStats, HEADERS_COUNT_CAP},
+    head::{parse_request_head, Framing, Reject},
+    http::{encode_response, Handler, Request, Response, WorkerCtx},
+    limits::{ServerLimits, WorkerStats},
 };
 
 /// Initial read buffer per connection; grows to the head and body limits when needed.
 pub const READ_BUF_BYTES_INITIAL: usize = 4 * 1024;
 /// Least free space offered to a read.
 const READ_SPARE_BYTES_MIN: usize = 1024;
-/// Initial write buffer per connection.
+/// Write buffer reserved at a connection's first response.
 pub const WRITE_BUF_BYTES_INITIAL: usize = 4 * 1024;
 /// After an error response, how long unread request bytes are drained so the close does not
 /// turn into a reset that destroys the response before the client reads it.
@@ -51,192 +51,6 @@ impl std::fmt::Debug for ConnShared {
             .field("draining", &self.draining.get())
             .finish_non_exhaustive()
     }
-}
-
-/// Why a request was refused; maps to a status and a counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reject {
-    BadRequest(&'static str),
-    Timeout,
-    LengthRequired,
-    BodyTooLarge,
-    HeadTooLarge,
-    BadVersion,
-}
-
-impl Reject {
-    fn status(self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::BadVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-        }
-    }
-
-    fn message(self) -> &'static str {
-        match self {
-            Self::BadRequest(why) => why,
-            Self::Timeout => "request not received in time",
-            Self::LengthRequired => "content-length required",
-            Self::BodyTooLarge => "body too large",
-            Self::HeadTooLarge => "request head too large",
-            Self::BadVersion => "http version not supported",
-        }
-    }
-
-    fn count(self, stats: &WorkerStats) {
-        match self {
-            Self::BadRequest(_) => stats.rejected_bad_request.incr(),
-            Self::Timeout => stats.rejected_timeout.incr(),
-            Self::LengthRequired => stats.rejected_length_required.incr(),
-            Self::BodyTooLarge => stats.rejected_body_too_large.incr(),
-            Self::HeadTooLarge => stats.rejected_head_too_large.incr(),
-            Self::BadVersion => stats.rejected_bad_version.incr(),
-        }
-    }
-}
-
-/// How a request body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
-}
-
-/// A parsed head as offsets into the read buffer, so the buffer can be mutated afterwards.
-#[derive(Debug)]
-struct Head {
-    len: usize,
-    method: Method,
-    version_minor: u8,
-    path: Range<usize>,
-    headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
-    framing: Framing,
-    close: bool,
-    expect_continue: bool,
-    gzip: bool,
-}
-
-fn offset_in(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
-}
-
-fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn parse_length(value: &[u8]) -> Option<usize> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0usize, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-    })
-}
-
-/// Parses a complete head from `buf`, `Ok(None)` when more bytes are needed.
-fn parse_head(buf: &[u8], limits: &ServerLimits) -> Result<Option<Head>, Reject> {
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_COUNT_CAP];
-    let count_max = limits.headers_count_max.clamp(1, HEADERS_COUNT_CAP);
-    let mut req = httparse::Request::new(&mut storage[..count_max]);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() >= limits.head_bytes_max {
-                return Err(Reject::HeadTooLarge);
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
-        Err(httparse::Error::Version) => return Err(Reject::BadVersion),
-        Err(_) => return Err(Reject::BadRequest("malformed request head")),
-    };
-    if len > limits.head_bytes_max {
-        return Err(Reject::HeadTooLarge);
-    }
-    let version_minor = req.version.unwrap_or(1);
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| Reject::BadRequest("bad method"))?;
-    let path = offset_in(buf, req.path.unwrap_or("").as_bytes());
-
-    let mut headers = SmallVec::new();
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
-    let mut close = version_minor == 0;
-    let mut expect_continue = false;
-    let mut gzip = false;
-    for h in req.headers.iter() {
-        headers.push((offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value)));
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(h.value.trim_ascii())
-                .ok_or(Reject::BadRequest("bad content-length"))?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(Reject::BadRequest("conflicting content-length"));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
-            if transfer_encoding || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(Reject::BadRequest("unsupported transfer-encoding"));
-            }
-            transfer_encoding = true;
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if has_token(h.value, "close") {
-                close = true;
-            } else if has_token(h.value, "keep-alive") {
-                close = false;
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = version_minor == 1;
-            } else {
-                return Err(Reject::BadRequest("unsupported expectation"));
-            }
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            gzip = h.value.trim_ascii().eq_ignore_ascii_case(b"gzip");
-        }
-    }
-    let framing = match (content_length, chunked) {
-        (Some(_), true) => return Err(Reject::BadRequest("content-length with transfer-encoding")),
-        (None, true) if version_minor == 0 => {
-            return Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
-        }
-        (None, true) => Framing::Chunked,
-        (Some(0), false) => Framing::Empty,
-        (Some(n), false) => {
-            if n > limits.body_bytes_max {
-                return Err(Reject::BodyTooLarge);
-            }
-            Framing::Length(n)
-        }
-        (None, false) => {
-            if method == Method::POST || method == Method::PUT || method == Method::PATCH {
-                return Err(Reject::LengthRequired);
-            }
-            Framing::Empty
-        }
-    };
-    Ok(Some(Head {
-        len,
-        method,
-        version_minor,
-        path,
-        headers,
-        framing,
-        close,
-        expect_continue,
-        gzip,
-    }))
 }
 
 /// Reads more bytes onto the end of `buf`, offering at least `spare` free bytes.
@@ -284,7 +98,9 @@ pub(crate) async fn serve_conn<H: Handler>(
     shared: Rc<ConnShared>,
 ) {
     let mut rbuf = BytesMut::with_capacity(READ_BUF_BYTES_INITIAL);
-    let mut wbuf = Vec::with_capacity(WRITE_BUF_BYTES_INITIAL);
+    // Allocated at the first response, not at accept: an idle connection (slowloris, or one of
+    // thousands a client opens and never uses) costs only its read buffer.
+    let mut wbuf = Vec::new();
     let mut first = true;
     loop {
         match serve_one(
@@ -350,7 +166,7 @@ async fn serve_one<H: Handler>(
     let arrival = Instant::now();
     let head_deadline = MonoInstant::now() + limits.header_read_timeout;
     let head = loop {
-        match parse_head(rbuf, limits) {
+        match parse_request_head(rbuf, limits) {
             Ok(Some(head)) => break head,
             Ok(None) => {}
             Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
@@ -440,6 +256,7 @@ async fn serve_one<H: Handler>(
     }
     let close = head.close || shared.draining.get();
     wbuf.clear();
+    wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
     encode_response(wbuf, &resp, is_head, close);
     write_response(stream, wbuf, limits).await?;
     Ok(if close { Next::Close } else { Next::Continue })
@@ -504,62 +321,5 @@ async fn lingering_close(stream: &mut TcpStream, rbuf: &mut BytesMut) {
             Ok(Ok(n)) if n > 0 => drained += n,
             _ => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(raw: &[u8]) -> Result<Option<Head>, Reject> {
-        parse_head(raw, &ServerLimits::default())
-    }
-
-    #[test]
-    fn framing_rules() {
-        let h = parse(b"POST /a?b HTTP/1.1\r\ncontent-length: 5\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, Framing::Length(5));
-        assert!(!h.close);
-        let h = parse(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, Framing::Chunked);
-        assert_eq!(
-            parse(b"POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n")
-                .unwrap_err()
-                .status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            parse(b"POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n")
-                .unwrap_err(),
-            Reject::BadRequest("conflicting content-length")
-        );
-        assert_eq!(
-            parse(b"POST / HTTP/1.1\r\n\r\n").unwrap_err(),
-            Reject::LengthRequired
-        );
-        assert_eq!(
-            parse(b"GET / HTTP/2.0\r\n\r\n").unwrap_err(),
-            Reject::BadVersion
-        );
-        assert_eq!(
-            parse(b"POST / HTTP/1.1\r\ncontent-length: 999999999\r\n\r\n").unwrap_err(),
-            Reject::BodyTooLarge
-        );
-        assert!(parse(b"GET / HTTP/1.1\r\nhost: x").unwrap().is_none());
-        let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert!(h.close);
-    }
-
-    #[test]
-    fn lengths() {
-        assert_eq!(parse_length(b"0"), Some(0));
-        assert_eq!(parse_length(b"123"), Some(123));
-        assert_eq!(parse_length(b"+1"), None);
-        assert_eq!(parse_length(b""), None);
-        assert_eq!(parse_length(b"99999999999999999999999"), None);
     }
 }

@@ -1,0 +1,281 @@
+//! Owns request head parsing: a pure function from the bytes read so far to a parsed head (or
+//! "need more bytes", or a [`Reject`] that says which 4xx/5xx to answer), including the body
+//! framing rules (Content-Length, `Transfer-Encoding: chunked`, request smuggling checks).
+//!
+//! No IO and no allocation per header: the connection loop in `conn.rs` calls it on its read
+//! buffer, and the fuzz targets in `fuzz/` call the very same function.
+
+use std::ops::Range;
+
+use http::{Method, StatusCode};
+use smallvec::SmallVec;
+
+use crate::{
+    http::REQUEST_HEADERS_INLINE,
+    limits::{ServerLimits, WorkerStats, HEADERS_COUNT_CAP},
+};
+
+/// Why a request was refused; maps to a status and a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: malformed head or framing, request smuggling attempt.
+    BadRequest(&'static str),
+    /// 408: head or body not received in time.
+    Timeout,
+    /// 411: body-carrying method without a length.
+    LengthRequired,
+    /// 413: body over a limit.
+    BodyTooLarge,
+    /// 431: head over a limit.
+    HeadTooLarge,
+    /// 505: HTTP version other than 1.0 or 1.1.
+    BadVersion,
+}
+
+impl Reject {
+    /// The status to answer with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BadVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        }
+    }
+
+    /// A short static reason, sent in the JSON error body.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::BadRequest(why) => why,
+            Self::Timeout => "request not received in time",
+            Self::LengthRequired => "content-length required",
+            Self::BodyTooLarge => "body too large",
+            Self::HeadTooLarge => "request head too large",
+            Self::BadVersion => "http version not supported",
+        }
+    }
+
+    pub(crate) fn count(self, stats: &WorkerStats) {
+        match self {
+            Self::BadRequest(_) => stats.rejected_bad_request.incr(),
+            Self::Timeout => stats.rejected_timeout.incr(),
+            Self::LengthRequired => stats.rejected_length_required.incr(),
+            Self::BodyTooLarge => stats.rejected_body_too_large.incr(),
+            Self::HeadTooLarge => stats.rejected_head_too_large.incr(),
+            Self::BadVersion => stats.rejected_bad_version.incr(),
+        }
+    }
+}
+
+/// How a request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`, already checked against `body_bytes_max`.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head as offsets into the read buffer, so the buffer can be mutated afterwards.
+#[derive(Debug)]
+pub struct ParsedHead {
+    /// Bytes of the head, its final empty line included; the body starts here.
+    pub len: usize,
+    /// Method.
+    pub method: Method,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+    /// The request target.
+    pub path: Range<usize>,
+    /// `(name, value)` of every header, in order.
+    pub headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
+    /// How the body is framed.
+    pub framing: Framing,
+    /// Close after answering (`Connection: close`, or HTTP/1.0 without keep-alive).
+    pub close: bool,
+    /// `Expect: 100-continue` on HTTP/1.1.
+    pub expect_continue: bool,
+    /// `Content-Encoding: gzip`.
+    pub gzip: bool,
+}
+
+fn offset_in(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn parse_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0usize, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
+}
+
+/// Parses a complete head from the front of `buf`, `Ok(None)` when more bytes are needed (and
+/// the head limit is not reached yet). Bytes after the head (body, pipelined requests) are left
+/// alone; every range in the result indexes `buf`.
+pub fn parse_request_head(buf: &[u8], limits: &ServerLimits) -> Result<Option<ParsedHead>, Reject> {
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_COUNT_CAP];
+    let count_max = limits.headers_count_max.clamp(1, HEADERS_COUNT_CAP);
+    let mut req = httparse::Request::new(&mut storage[..count_max]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.head_bytes_max {
+                return Err(Reject::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(Reject::BadVersion),
+        Err(_) => return Err(Reject::BadRequest("malformed request head")),
+    };
+    if len > limits.head_bytes_max {
+        return Err(Reject::HeadTooLarge);
+    }
+    let version_minor = req.version.unwrap_or(1);
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| Reject::BadRequest("bad method"))?;
+    let path = offset_in(buf, req.path.unwrap_or("").as_bytes());
+
+    let mut headers = SmallVec::new();
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut close = version_minor == 0;
+    let mut expect_continue = false;
+    let mut gzip = false;
+    for h in req.headers.iter() {
+        headers.push((offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value)));
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_length(h.value.trim_ascii())
+                .ok_or(Reject::BadRequest("bad content-length"))?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(Reject::BadRequest("conflicting content-length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
+            if transfer_encoding || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::BadRequest("unsupported transfer-encoding"));
+            }
+            transfer_encoding = true;
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(h.value, "close") {
+                close = true;
+            } else if has_token(h.value, "keep-alive") {
+                close = false;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = version_minor == 1;
+            } else {
+                return Err(Reject::BadRequest("unsupported expectation"));
+            }
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            gzip = h.value.trim_ascii().eq_ignore_ascii_case(b"gzip");
+        }
+    }
+    let framing = match (content_length, chunked) {
+        (Some(_), true) => return Err(Reject::BadRequest("content-length with transfer-encoding")),
+        (None, true) if version_minor == 0 => {
+            return Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
+        }
+        (None, true) => Framing::Chunked,
+        (Some(0), false) => Framing::Empty,
+        (Some(n), false) => {
+            if n > limits.body_bytes_max {
+                return Err(Reject::BodyTooLarge);
+            }
+            Framing::Length(n)
+        }
+        (None, false) => {
+            if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+                return Err(Reject::LengthRequired);
+            }
+            Framing::Empty
+        }
+    };
+    Ok(Some(ParsedHead {
+        len,
+        method,
+        version_minor,
+        path,
+        headers,
+        framing,
+        close,
+        expect_continue,
+        gzip,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<ParsedHead>, Reject> {
+        parse_request_head(raw, &ServerLimits::default())
+    }
+
+    #[test]
+    fn framing_rules() {
+        let h = parse(b"POST /a?b HTTP/1.1\r\ncontent-length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(!h.close);
+        let h = parse(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n")
+                .unwrap_err(),
+            Reject::BadRequest("conflicting content-length")
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\n\r\n").unwrap_err(),
+            Reject::LengthRequired
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            Reject::BadVersion
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\ncontent-length: 999999999\r\n\r\n").unwrap_err(),
+            Reject::BodyTooLarge
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nhost: x").unwrap().is_none());
+        let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(h.close);
+    }
+
+    #[test]
+    fn lengths() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"123"), Some(123));
+        assert_eq!(parse_length(b"+1"), None);
+        assert_eq!(parse_length(b""), None);
+        assert_eq!(parse_length(b"99999999999999999999999"), None);
+    }
+}
