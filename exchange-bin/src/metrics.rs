@@ -644,6 +644,13 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         ] {
             let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
         }
+        header(
+            &mut out,
+            "rtb_handler_panics_total",
+            "counter",
+            "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
+        );
+        let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
     }
     out
 }

@@ -4,10 +4,12 @@
 //! Requests on a connection are processed one at a time; pipelined requests wait in the read
 //! buffer, so answers come out in order without a queue.
 
-use std::{cell::Cell, io, rc::Rc, sync::Arc, time::Instant};
+use std::{cell::Cell, io, panic::AssertUnwindSafe, rc::Rc, sync::Arc, time::Instant};
+
+use futures_util::FutureExt as _;
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
+use http::{Method, StatusCode};
 use monoio::{
     buf::SliceMut,
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent},
@@ -250,11 +252,27 @@ async fn serve_one<H: Handler>(
         arrival,
     );
     shared.stats.requests_handled.incr();
-    let resp = handler.handle(req, ctx).await;
+    // A bug in one handler call must not take the worker (its listener, every connection on
+    // it) down: answer 500, close this connection, keep serving. Free unless a panic happens.
+    let (resp, panicked) = match AssertUnwindSafe(handler.handle(req, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => (resp, false),
+        Err(_) => {
+            shared.stats.handler_panics.incr();
+            tracing::error!("request handler panicked; answered 500 and closed the connection");
+            let body = Bytes::from_static(br#"{"error":"internal error"}"#);
+            (
+                Response::json(StatusCode::INTERNAL_SERVER_ERROR, body),
+                true,
+            )
+        }
+    };
     if resp.is_abort() {
         return Ok(Next::Close);
     }
-    let close = head.close || shared.draining.get();
+    let close = head.close || shared.draining.get() || panicked;
     wbuf.clear();
     wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
     encode_response(wbuf, &resp, is_head, close);

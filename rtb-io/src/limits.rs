@@ -161,4 +161,6 @@ stats! {
     rejected_bad_version,
     /// Connections that ended with a read or write error (reset, broken pipe).
     io_errors,
+    /// Handler panics caught: answered 500 and the connection closed; the worker lives on.
+    handler_panics,
 }

@@ -23,7 +23,8 @@ use rtb_io::{
     ServerLimits, WorkerCtx,
 };
 
-/// Echoes the body; `/slow` waits 200 ms first; `/worker` answers the worker index.
+/// Echoes the body; `/slow` waits 200 ms first; `/worker` answers the worker index; `/panic`
+/// panics.
 struct Echo;
 
 impl Handler for Echo {
@@ -33,6 +34,7 @@ impl Handler for Echo {
                 monoio::time::sleep(Duration::from_millis(200)).await;
                 Response::with_body(StatusCode::OK, "text/plain", req.body)
             }
+            "/panic" => panic!("a handler bug"),
             "/worker" => {
                 Response::with_body(StatusCode::OK, "text/plain", ctx.info.index.to_string())
             }
@@ -73,6 +75,24 @@ fn reports_workers_and_drivers() {
         eprintln!("worker {} driver {}", w.index, w.driver);
     }
     assert_ne!(server.local_addr().port(), 0);
+}
+
+#[test]
+fn a_handler_panic_is_a_500_and_the_worker_keeps_serving() {
+    let server = start_with(ServerLimits::default(), 1);
+    let mut s = connect(server.local_addr());
+    let mut buf = Vec::new();
+    s.write_all(&post("/panic", b"x")).unwrap();
+    let r = read_response(&mut s, &mut buf).unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_by_peer(&mut s, Duration::from_secs(2)));
+    for i in 0..3 {
+        let body = format!("after {i}");
+        let r = roundtrip(server.local_addr(), &post("/echo", body.as_bytes())).unwrap();
+        assert_eq!((r.status, r.body), (200, body.into_bytes()));
+    }
+    assert_eq!(server.stats().handler_panics, 1);
 }
 
 #[test]
