@@ -272,7 +272,9 @@ async fn serve_one<H: Handler>(
     if resp.is_abort() {
         return Ok(Next::Close);
     }
-    let close = head.close || shared.draining.get() || panicked;
+    // While draining, requests a client already pipelined behind this one were accepted too:
+    // answer them before closing, and say `connection: close` on the last one.
+    let close = head.close || panicked || (shared.draining.get() && rbuf.is_empty());
     wbuf.clear();
     wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
     encode_response(wbuf, &resp, is_head, close);

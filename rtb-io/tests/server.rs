@@ -388,6 +388,35 @@ fn ipv6_loopback() {
 }
 
 #[test]
+fn graceful_shutdown_answers_requests_pipelined_behind_the_one_in_flight() {
+    let server = start_with(ServerLimits::default(), 1);
+    let mut s = connect(server.local_addr());
+    let mut raw = post("/slow", b"first");
+    raw.extend_from_slice(&post("/echo", b"second"));
+    raw.extend_from_slice(&post("/echo", b"third"));
+    s.write_all(&raw).unwrap();
+    thread::sleep(Duration::from_millis(80));
+    server.shutdown_handle().trigger();
+    let mut buf = Vec::new();
+    let answers: Vec<_> = (0..3)
+        .map(|_| {
+            let r = read_response(&mut s, &mut buf).unwrap();
+            (r.body.clone(), r.header("connection").map(str::to_owned))
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (b"first".to_vec(), None),
+            (b"second".to_vec(), None),
+            (b"third".to_vec(), Some("close".to_string())),
+        ]
+    );
+    assert!(closed_by_peer(&mut s, Duration::from_secs(2)));
+    server.join().unwrap();
+}
+
+#[test]
 fn graceful_shutdown_loses_no_in_flight_request() {
     let server = start_with(ServerLimits::default(), 2);
     let addr: SocketAddr = server.local_addr();
