@@ -7,7 +7,7 @@
 //! new scratch. DSP slots are swapped in between requests by the broadcast applier.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
     sync::{atomic::Ordering, Arc},
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{uri::PathAndQuery, HeaderValue, Method, StatusCode};
 use rtb_core::{
     auction::{Auction, AuctionConfig},
-    deadline::DspBudget,
+    deadline::{DspBudget, ShedReason},
     encode::{encode_bid_response, win_notice_url},
     json::{Decoder, Document, ReleasedTape},
     request::BidRequest,
@@ -67,6 +67,9 @@ pub struct DspSlot {
     /// This worker's circuit breaker for the DSP (kept, like the pool, across registry
     /// versions while name and authority stay the same).
     pub breaker: Rc<RefCell<Breaker>>,
+    /// The pool's (connects, reuses) already added to the `_total` counters. A re-onboarded
+    /// DSP gets a new pool counting from zero; counting deltas keeps the totals monotonic.
+    pub pool_counted: Rc<Cell<(u64, u64)>>,
 }
 
 /// The DSPs a worker calls, as of one registry version.
@@ -112,6 +115,31 @@ pub struct ExchangeHandler {
     dsps: Rc<RefCell<Rc<DspSet>>>,
     scratch: RefCell<Vec<Scratch>>,
     wins: win::WinSender,
+    /// How late this worker's event loop runs (smoothed), kept by [`spawn_lag_monitor`].
+    lag: Rc<Cell<Duration>>,
+    /// Auctions on this worker waiting for DSPs.
+    in_flight: Cell<u32>,
+}
+
+/// How often the lag monitor wakes. monoio's timer has millisecond resolution, so an idle
+/// worker reads ~1 ms of "lag"; the default shed threshold is 10 ms.
+const LAG_PROBE_PERIOD: Duration = Duration::from_millis(1);
+
+/// Measures how late the worker's timers fire: a task that sleeps a millisecond at a time and
+/// records how much longer it took, smoothed (EWMA, 1/4 weight on the newest sample). One
+/// wake-up per millisecond per worker; no cross-core traffic.
+fn spawn_lag_monitor(shutdown: rtb_io::ShutdownHandle) -> Rc<Cell<Duration>> {
+    let lag = Rc::new(Cell::new(Duration::ZERO));
+    let out = lag.clone();
+    monoio::spawn(async move {
+        while !shutdown.is_triggered() {
+            let started = Instant::now();
+            monoio::time::sleep(LAG_PROBE_PERIOD).await;
+            let late = started.elapsed().saturating_sub(LAG_PROBE_PERIOD);
+            lag.set((lag.get() * 3 + late) / 4);
+        }
+    });
+    out
 }
 
 /// Builds `set` from a new snapshot, keeping pools of DSPs whose name and authority did not
@@ -133,10 +161,14 @@ fn apply_snapshot(
             .slots
             .iter()
             .find(|s| s.name == dsp.entry.name && s.host == url.host && s.port == url.port);
-        let (upstream, breaker) = match kept {
+        let (upstream, breaker, pool_counted) = match kept {
             Some(s) => {
                 s.upstream.set_addr(dsp.addr);
-                (s.upstream.clone(), s.breaker.clone())
+                (
+                    s.upstream.clone(),
+                    s.breaker.clone(),
+                    s.pool_counted.clone(),
+                )
             }
             None => {
                 let up = Upstream::new(dsp.addr, &url.authority(), ClientConfig::default());
@@ -144,7 +176,11 @@ fn apply_snapshot(
                 monoio::spawn(async move {
                     warm.prewarm(PREWARM_CONNECTIONS).await;
                 });
-                (up, Rc::new(RefCell::new(Breaker::new(breaker))))
+                (
+                    up,
+                    Rc::new(RefCell::new(Breaker::new(breaker))),
+                    Rc::default(),
+                )
             }
         };
         let metrics = metrics.dsp(&dsp.entry.name);
@@ -160,6 +196,7 @@ fn apply_snapshot(
             upstream,
             metrics,
             breaker,
+            pool_counted,
         });
     }
     DspSet {
@@ -209,7 +246,10 @@ impl ExchangeHandler {
             );
         }
         let wins = win::spawn(shared.clone(), index, dsps.clone());
+        let lag = spawn_lag_monitor(ctx.shutdown.clone());
         Self {
+            lag,
+            in_flight: Cell::new(0),
             shared,
             index,
             dsps,
@@ -279,12 +319,23 @@ impl ExchangeHandler {
                 call_deadline,
             } => (tmax_ms, call_deadline - DEADLINE_SLACK),
             DspBudget::TooLate => {
-                metrics.outcome(Outcome::Shed);
+                metrics.shed(ShedReason::TooLate);
                 let tape = request.release();
                 request_doc.reuse(tape);
                 return Response::new(StatusCode::NO_CONTENT);
             }
         };
+        if let Some(reason) = self
+            .shared
+            .overload
+            .shed(self.lag.get(), self.in_flight.get())
+        {
+            metrics.shed(reason);
+            let tape = request.release();
+            request_doc.reuse(tape);
+            return Response::new(StatusCode::NO_CONTENT);
+        }
+        let _in_flight = InFlight::enter(&self.in_flight);
         let body = if request.tmax_ms == Some(tmax_ms) {
             req.body.clone()
         } else {
@@ -363,9 +414,15 @@ impl ExchangeHandler {
             // answers: the breaker guards availability, rejections are counted apart).
             let answered_ok;
             let stats = &slot.upstream.stats;
-            m.pool_connects
-                .store(stats.connects.get(), Ordering::Relaxed);
-            m.pool_reuses.store(stats.reuses.get(), Ordering::Relaxed);
+            let (connects, reuses) = (stats.connects.get(), stats.reuses.get());
+            let (counted_connects, counted_reuses) = slot.pool_counted.get();
+            // Single writer (this worker): load + store, no read-modify-write needed.
+            let add = |total: &std::sync::atomic::AtomicU64, delta: u64| {
+                total.store(total.load(Ordering::Relaxed) + delta, Ordering::Relaxed)
+            };
+            add(&m.pool_connects, connects.saturating_sub(counted_connects));
+            add(&m.pool_reuses, reuses.saturating_sub(counted_reuses));
+            slot.pool_counted.set((connects, reuses));
             m.pool_idle
                 .store(slot.upstream.idle_count() as u64, Ordering::Relaxed);
             match result {
@@ -461,6 +518,22 @@ impl ExchangeHandler {
             metrics.outcome(Outcome::NoBid);
             Response::new(StatusCode::NO_CONTENT)
         }
+    }
+}
+
+/// Counts an auction as in flight for as long as it lives (also when its future is dropped).
+struct InFlight<'c>(&'c Cell<u32>);
+
+impl<'c> InFlight<'c> {
+    fn enter(count: &'c Cell<u32>) -> Self {
+        count.set(count.get() + 1);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

@@ -46,7 +46,7 @@ pub enum LogFormat {
 
 /// rtb-exchange: a thread-per-core OpenRTB 2.6 ad exchange.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "rtb-exchange", version, about, long_about = None)]
+#[command(name = "rtb-exchange", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
     /// Main (auction and onboarding) port; 0 picks a free one (printed as `listening on ADDR`).
     #[arg(long, env = "RTB_EXCHANGE_PORT", default_value_t = PORT_DEFAULT)]
@@ -135,6 +135,17 @@ pub struct Config {
     /// Time given to in-flight requests at shutdown, s.
     #[arg(long, env = "RTB_EXCHANGE_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
+
+    /// Shed new auctions (204 at once) while a worker's event loop lags more than this, ms: its
+    /// timers, the DSP deadlines among them, would fire late.
+    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::deadline::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub shed_lag_ms: u64,
+
+    /// Shed new auctions (204 at once) while this many already wait for DSPs on a worker.
+    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::deadline::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_auctions_in_flight: u32,
 
     /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
     /// 0 disables the breaker.
@@ -264,6 +275,14 @@ impl Config {
             cap: Duration::from_millis(self.deadline_ms),
             response_margin: Duration::from_millis(self.margin_ms),
             ..DeadlinePolicy::default()
+        }
+    }
+
+    /// When a worker sheds auctions.
+    pub fn overload_policy(&self) -> rtb_core::deadline::OverloadPolicy {
+        rtb_core::deadline::OverloadPolicy {
+            event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
+            auctions_in_flight_max: self.max_auctions_in_flight,
         }
     }
 

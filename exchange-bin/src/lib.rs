@@ -32,6 +32,8 @@ use rtb_io::{limits::WorkerStats, Request, Response};
 pub struct Shared {
     /// Auction timing.
     pub policy: DeadlinePolicy,
+    /// When workers shed auctions.
+    pub overload: rtb_core::deadline::OverloadPolicy,
     /// Onboarding bearer token (never logged).
     pub token: Option<String>,
     /// The control thread.

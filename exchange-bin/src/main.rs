@@ -69,6 +69,7 @@ fn run(config: &Config) -> std::io::Result<()> {
         win_queue_max: config.win_queue_max,
         allow_loopback: !config.deny_loopback_dsp,
         breaker: config.breaker_config(),
+        overload: config.overload_policy(),
         onboard_limit: Mutex::new(TokenBucket::new(
             config.onboard_rate_per_s,
             config.onboard_burst,

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use rtb_core::RejectReason;
+use rtb_core::{deadline::ShedReason, RejectReason};
 use rtb_io::{limits::Counter, CallError, ServerStats};
 
 /// Histogram bucket upper bounds, microseconds.
@@ -223,6 +223,7 @@ impl DspMetrics {
 pub struct WorkerMetrics {
     requests: [[Counter; STATUSES.len() + 1]; ROUTES.len()],
     outcomes: [Counter; OUTCOMES.len()],
+    shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
     pub auction_latency: Histogram,
     /// Win notices answered with any HTTP status.
@@ -247,6 +248,14 @@ impl WorkerMetrics {
             .position(|&k| k == status)
             .unwrap_or(STATUSES.len());
         self.requests[r][s].incr();
+    }
+
+    /// Counts a shed auction (outcome `shed`) with its reason. Owner thread only.
+    pub fn shed(&self, reason: ShedReason) {
+        self.outcome(Outcome::Shed);
+        if let Some(i) = ShedReason::ALL.iter().position(|&r| r == reason) {
+            self.shed_reasons[i].incr();
+        }
     }
 
     /// Counts an auction outcome. Owner thread only.
@@ -395,6 +404,21 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     for (i, (_, name)) in OUTCOMES.iter().enumerate() {
         let n: u64 = workers.iter().map(|w| w.outcomes[i].get()).sum();
         let _ = writeln!(out, "rtb_auctions_total{{outcome=\"{name}\"}} {n}");
+    }
+
+    header(
+        &mut out,
+        "rtb_auctions_shed_total",
+        "counter",
+        "Auctions answered 204 at once, by reason: too_late (no DSP budget left), event_loop_lag (the worker runs late), in_flight (too many auctions waiting for DSPs).",
+    );
+    for (i, reason) in ShedReason::ALL.iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.shed_reasons[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "rtb_auctions_shed_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
     }
 
     header(

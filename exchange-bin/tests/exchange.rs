@@ -478,3 +478,80 @@ fn too_short_tmax_is_shed_at_once() {
     // A normal tmax still auctions.
     assert_eq!(ex.auction(&bid_request("ok", 2, 100, 0.1)).status, 200);
 }
+
+#[test]
+fn auctions_over_the_in_flight_cap_are_shed_at_once() {
+    let ex = Exchange::start(&["--workers", "1", "--max-auctions-in-flight", "1"]);
+    let slow = FakeDsp::start(Behaviour::Hang);
+    ex.onboard("slow", slow.addr);
+    // The first auction waits for the hanging DSP until its deadline...
+    let first = send(
+        ex.addr,
+        "POST",
+        "/openrtb2/auction",
+        &[],
+        &bid_request("a", 2, 300, 0.1),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    // ...so the second one, on the same (only) worker, is over the cap: 204 at once.
+    let started = Instant::now();
+    let second = read_reply(send(
+        ex.addr,
+        "POST",
+        "/openrtb2/auction",
+        &[],
+        &bid_request("b", 2, 300, 0.1),
+    ));
+    let took = started.elapsed();
+    assert_eq!(second.status, 204);
+    assert!(took < Duration::from_millis(40), "shed after {took:?}");
+    assert_eq!(
+        read_reply(first).status,
+        204,
+        "the first ran to its deadline"
+    );
+    let m = ex.metrics();
+    assert_eq!(
+        sample(&m, "rtb_auctions_shed_total{reason=\"in_flight\"}"),
+        1.0
+    );
+    assert_eq!(sample(&m, "rtb_auctions_total{outcome=\"shed\"}"), 1.0);
+    // Once the first is done, auctions run again.
+    let third = read_reply(send(
+        ex.addr,
+        "POST",
+        "/openrtb2/auction",
+        &[],
+        &bid_request("c", 2, 50, 0.1),
+    ));
+    assert_eq!(third.status, 204);
+    assert_eq!(
+        sample(&ex.metrics(), "rtb_dsp_calls_total{dsp=\"slow\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn pool_counters_stay_monotonic_when_a_dsp_is_onboarded_again() {
+    let ex = Exchange::start(&["--workers", "1"]);
+    let dsp = FakeDsp::start(bid(1.0, "braid"));
+    ex.onboard("braid", dsp.addr);
+    for i in 0..5 {
+        let r = ex.auction(&bid_request(&format!("p{i}"), 2, 100, 0.1));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let series = |m: &str, name: &str| sample(m, &format!("{name}{{dsp=\"braid\"}}"));
+    let before = ex.metrics();
+    let reused = series(&before, "rtb_dsp_pool_connections_reused_total");
+    let opened = series(&before, "rtb_dsp_pool_connections_opened_total");
+    assert!(reused >= 4.0, "{reused}");
+    let removed = read_reply(send(ex.addr, "DELETE", "/dsp/braid", &[], b""));
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    ex.onboard("braid", dsp.addr);
+    let r = ex.auction(&bid_request("after", 2, 100, 0.1));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = ex.metrics();
+    assert!(series(&after, "rtb_dsp_pool_connections_reused_total") >= reused);
+    assert!(series(&after, "rtb_dsp_pool_connections_opened_total") >= opened);
+    assert_eq!(series(&after, "rtb_dsp_calls_total"), 6.0);
+}
