@@ -44,6 +44,9 @@ pub const PREWARM_CONNECTIONS: usize = 2;
 pub const SCRATCH_IDLE_MAX: usize = 64;
 /// Time kept between the end of the DSP wait and `answer_by` for timer lateness (two ticks).
 pub const DEADLINE_SLACK: Duration = Duration::from_millis(2);
+
+/// Most event-loop lag subtracted from the DSP wait (beyond it the worker sheds instead).
+const LAG_COMPENSATION_MAX: Duration = Duration::from_millis(10);
 /// The OpenRTB version the exchange speaks.
 pub const OPENRTB_VERSION: &str = "2.6";
 
@@ -311,13 +314,15 @@ impl ExchangeHandler {
         let now = Instant::now();
         // Every DSP is called at this one instant, so they share one budget, one spliced body.
         // Calls return up to two timer ticks after their deadline (rtb-io measured 1.3 to
-        // 2.0 ms), so plan as if it were that much later: the tmax sent and the wait both end
-        // early enough for the answer to leave by `answer_by`.
-        let (tmax_ms, deadline) = match policy.dsp_budget(&timing, now + DEADLINE_SLACK) {
+        // 2.0 ms), and later still when this worker's event loop runs late (its timers fire
+        // that much late): plan as if it were that much later, so the tmax sent and the wait
+        // both end early enough for the answer to leave by `answer_by`.
+        let slack = DEADLINE_SLACK + self.lag.get().min(LAG_COMPENSATION_MAX);
+        let (tmax_ms, deadline) = match policy.dsp_budget(&timing, now + slack) {
             DspBudget::Call {
                 tmax_ms,
                 call_deadline,
-            } => (tmax_ms, call_deadline - DEADLINE_SLACK),
+            } => (tmax_ms, call_deadline - slack),
             DspBudget::TooLate => {
                 metrics.shed(ShedReason::TooLate);
                 let tape = request.release();

@@ -26,6 +26,12 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn start(extra: &[&str]) -> Exchange {
+        Exchange::spawn(extra, "warn", Stdio::inherit())
+    }
+
+    /// Starts the binary on free loopback ports with the test defaults plus `extra`, and waits
+    /// for the lines that say where it listens.
+    fn spawn(extra: &[&str], rust_log: &str, stderr: Stdio) -> Exchange {
         let mut args = vec![
             "--bind",
             "127.0.0.1",
@@ -41,12 +47,16 @@ impl Exchange {
             "5",
         ];
         args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtb-exchange"))
+        // RTB_EXCHANGE_BIN runs the tests against another build (scripts/test gives the soak an
+        // optimized one); by default, the binary cargo built with the tests.
+        let bin = std::env::var_os("RTB_EXCHANGE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_rtb-exchange").into());
+        let mut child = Command::new(bin)
             .args(&args)
             .env_remove("RTB_ONBOARD_TOKEN")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start rtb-exchange");
         let stdout = child.stdout.take().unwrap();
@@ -440,61 +450,12 @@ impl Exchange {
     /// Like [`Exchange::start`], with `RUST_LOG=rust_log` and stderr appended to `log`
     /// (so a test can search the logs for panics or secrets).
     pub fn start_logged(extra: &[&str], log: &std::path::Path, rust_log: &str) -> Exchange {
-        let mut args = vec![
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--debug-port",
-            "0",
-            "--workers",
-            "2",
-            "--pin",
-            "false",
-            "--shutdown-grace-s",
-            "5",
-        ];
-        args.extend_from_slice(extra);
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtb-exchange"))
-            .args(&args)
-            .env_remove("RTB_ONBOARD_TOKEN")
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("start rtb-exchange");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut addr = None;
-        let mut debug = None;
-        let give_up = Instant::now() + Duration::from_secs(10);
-        while addr.is_none() || debug.is_none() {
-            let left = give_up.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("exchange did not print its ports");
-            if let Some(a) = line.strip_prefix("listening on ") {
-                addr = Some(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("debug listening on ") {
-                debug = Some(a.parse().unwrap());
-            }
-        }
-        Exchange {
-            child: Some(child),
-            addr: addr.unwrap(),
-            debug: debug.unwrap(),
-        }
+        Exchange::spawn(extra, rust_log, Stdio::from(err))
     }
 
     /// The exchange's pid (for /proc/PID/status and /proc/PID/fd).
