@@ -19,6 +19,7 @@ any failure.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -271,23 +272,14 @@ def check_seccomp() -> None:
         note("systemd-analyze missing: seccomp syscall names not checked against a syscall table")
 
 
-def systemd_group(group: str, seen: set | None = None) -> set:
-    """Syscall names of a systemd-analyze syscall-filter group, nested groups expanded."""
-    seen = set() if seen is None else seen
-    out = subprocess.run(["systemd-analyze", "syscall-filter", group],
-                         capture_output=True, text=True, check=False).stdout
-    names: set = set()
-    for line in out.splitlines()[1:]:
-        word = line.strip().split(" ")[0] if line.strip() else ""
-        if not word or word.startswith("#"):
-            continue
-        if word.startswith("@"):
-            if word not in seen:
-                seen.add(word)
-                names |= systemd_group(word, seen)
-        else:
-            names.add(word)
-    return names
+def systemd_group(group: str) -> set:
+    """Syscall names of a systemd-analyze syscall-filter group: the profile generator's own
+    expansion, so the check and the generator cannot disagree on what a group holds."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_seccomp_profile", Path(__file__).parent / "scripts" / "gen-seccomp-profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.expand(group, check=False)
 
 
 # ---------------------------------------------------------------- main

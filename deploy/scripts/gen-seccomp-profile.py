@@ -35,10 +35,12 @@ NEVER = sorted(DENY | {
 })
 
 
-def expand(group, seen=None):
+def expand(group, seen=None, check=True):
+    """Syscall names of a systemd-analyze syscall-filter group, nested groups expanded
+    (also used by deploy/check_rendered.py, with check=False)."""
     seen = set() if seen is None else seen
     out = subprocess.run(["systemd-analyze", "syscall-filter", group],
-                         check=True, capture_output=True, text=True).stdout
+                         check=check, capture_output=True, text=True).stdout
     names = set()
     for line in out.splitlines()[1:]:
         word = line.strip().split(" ")[0] if line.strip() else ""
@@ -47,7 +49,7 @@ def expand(group, seen=None):
         if word.startswith("@"):
             if word not in seen:
                 seen.add(word)
-                names |= expand(word, seen)
+                names |= expand(word, seen, check)
         else:
             names.add(word)
     return names
