@@ -114,7 +114,9 @@ check_ansible_lint() {
 }
 
 check_shell() {
-    shellcheck "${DEPLOY_DIR}/validate.sh" "${DEPLOY_DIR}"/scripts/*.sh && echo "shellcheck: clean"
+    shellcheck "${DEPLOY_DIR}/validate.sh" "${DEPLOY_DIR}"/scripts/*.sh \
+        "${DEPLOY_DIR}"/../scripts/{need,test,demo} "${DEPLOY_DIR}"/../benches/scripts/load \
+        && echo "shellcheck: clean"
 }
 
 check_ssh_script() {
