@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use benches::{
     decode_owned, decode_view_serde_json, decode_view_sonic, mid_size_request_samples,
-    pipeline_cases, Pipeline,
+    pipeline_cases, EngineDriver,
 };
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
@@ -68,8 +68,7 @@ fn main() {
         let mut core = || {
             let request = BidRequest::decode(black_box(raw), &mut doc, &mut decoder).unwrap();
             black_box(request.imps.len());
-            let t = request.release();
-            doc.reuse(t);
+            drop(request);
         };
         let mut owned = || {
             black_box(decode_owned(black_box(raw)).unwrap());
@@ -151,15 +150,11 @@ fn main() {
     }
 
     println!();
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     let mut medians = Vec::new();
     for case in pipeline_cases() {
         let mut run = || {
-            black_box(
-                pipeline
-                    .run(black_box(&case.request), &case.responses)
-                    .unwrap(),
-            );
+            black_box(pipeline.run(black_box(&case)).unwrap());
         };
         let iterations = iterations_for(&mut run);
         let mut times: Vec<f64> = (0..ROUNDS)

@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use benches::{pipeline_cases, Pipeline};
+use benches::{pipeline_cases, EngineDriver};
 
 /// Iterations before counting: buffers grow to their working size here.
 const WARM_UP_ITERATIONS: usize = 10;
@@ -62,11 +62,11 @@ fn pipeline_allocates_nothing_once_warm() {
 
     let cases = pipeline_cases();
     assert!(!cases.is_empty());
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     for case in &cases {
         let mut last = None;
         for _ in 0..WARM_UP_ITERATIONS {
-            last = Some(pipeline.run(&case.request, &case.responses).unwrap());
+            last = Some(pipeline.run(case).unwrap());
         }
         let warm = last.unwrap();
         assert!(
@@ -76,7 +76,7 @@ fn pipeline_allocates_nothing_once_warm() {
         );
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         for _ in 0..COUNTED_ITERATIONS {
-            let result = pipeline.run(&case.request, &case.responses).unwrap();
+            let result = pipeline.run(case).unwrap();
             assert_eq!(result, warm);
         }
         let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;

@@ -138,8 +138,7 @@ fn bids_on_the_sample_request_above_floor() {
                 .unwrap()
                 .contains(&format!(":{}/win?price=${{AUCTION_PRICE}}", dsp.port)));
         }
-        let t = resp.release();
-        resp_doc.reuse(t);
+        drop(resp);
     }
     assert_eq!(dsp.stop(), Some(0));
 }

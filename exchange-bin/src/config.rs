@@ -11,7 +11,10 @@ use std::{
 };
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use rtb_core::deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN};
+use rtb_core::{
+    deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
+    engine::EngineConfig,
+};
 use rtb_io::{
     limits::{
         BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
@@ -138,27 +141,27 @@ pub struct Config {
 
     /// Shed new auctions (204 at once) while a worker's event loop lags more than this, ms: its
     /// timers, the DSP deadlines among them, would fire late.
-    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::deadline::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::engine::admission::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub shed_lag_ms: u64,
 
     /// Shed new auctions (204 at once) while this many already wait for DSPs on a worker.
-    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::deadline::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
+    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::engine::admission::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auctions_in_flight: u32,
 
     /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
     /// 0 disables the breaker.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = crate::breaker::FAILURES_TO_TRIP_DEFAULT)]
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = rtb_core::engine::breaker::FAILURES_TO_TRIP_DEFAULT)]
     pub breaker_failures: u32,
 
     /// First cool-down of an open breaker, ms (doubles on each failed probe).
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = crate::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub breaker_cooldown_ms: u64,
 
     /// Longest cool-down of an open breaker, ms.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = crate::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub breaker_cooldown_max_ms: u64,
 
@@ -279,23 +282,33 @@ impl Config {
     }
 
     /// When a worker sheds auctions.
-    pub fn overload_policy(&self) -> rtb_core::deadline::OverloadPolicy {
-        rtb_core::deadline::OverloadPolicy {
+    pub fn overload_policy(&self) -> rtb_core::engine::OverloadPolicy {
+        rtb_core::engine::OverloadPolicy {
             event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
             auctions_in_flight_max: self.max_auctions_in_flight,
         }
     }
 
     /// The circuit breaker's settings.
-    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
+    pub fn breaker_config(&self) -> rtb_core::engine::breaker::BreakerConfig {
         let cooldown = Duration::from_millis(self.breaker_cooldown_ms);
         let cooldown_max = Duration::from_millis(self.breaker_cooldown_max_ms).max(cooldown);
-        crate::breaker::BreakerConfig {
+        rtb_core::engine::breaker::BreakerConfig {
             failures_to_trip: self.breaker_failures,
             cooldown,
             cooldown_max,
-            probe_timeout: crate::breaker::PROBE_TIMEOUT_DEFAULT
+            probe_timeout: rtb_core::engine::breaker::PROBE_TIMEOUT_DEFAULT
                 .max(Duration::from_millis(self.deadline_ms * 2)),
+        }
+    }
+
+    /// Everything the auction engine decides by.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            deadline: self.deadline_policy(),
+            overload: self.overload_policy(),
+            breaker: self.breaker_config(),
+            ..EngineConfig::default()
         }
     }
 

@@ -11,10 +11,10 @@ use std::{
 };
 
 use exchange::{
-    auction::ExchangeHandler,
     config::{Config, LogFormat},
     control::{self, ControlConfig, Resolved},
     debug::DebugHandler,
+    handler::ExchangeHandler,
     metrics::WorkerMetrics,
     ratelimit::TokenBucket,
     Shared,
@@ -60,7 +60,7 @@ fn run(config: &Config) -> std::io::Result<()> {
     )?;
     let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
     let shared = Arc::new(Shared {
-        policy: config.deadline_policy(),
+        engine: config.engine_config(),
         token: config.onboard_token.clone(),
         control,
         metrics,
@@ -68,8 +68,6 @@ fn run(config: &Config) -> std::io::Result<()> {
         ready: false.into(),
         win_queue_max: config.win_queue_max,
         allow_loopback: !config.deny_loopback_dsp,
-        breaker: config.breaker_config(),
-        overload: config.overload_policy(),
         onboard_limit: Mutex::new(TokenBucket::new(
             config.onboard_rate_per_s,
             config.onboard_burst,

@@ -17,8 +17,11 @@ use std::{
     time::Duration,
 };
 
-use rtb_core::{deadline::ShedReason, RejectReason};
-use rtb_io::{limits::Counter, CallError, ServerStats};
+use rtb_core::{
+    engine::{CallFailure, ShedReason},
+    RejectReason,
+};
+use rtb_io::{limits::Counter, ServerStats};
 
 /// Histogram bucket upper bounds, microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -82,14 +85,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::NoDsp, "no_dsp"),
 ];
 
-const CALL_ERRORS: [CallError; 6] = [
-    CallError::Timeout,
-    CallError::ConnectError,
-    CallError::ProtocolError,
-    CallError::TooLarge,
-    CallError::Closed,
-    CallError::Overloaded,
-];
+const CALL_ERRORS: [CallFailure; 6] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
 const REJECT_REASONS: [&str; 15] = [
@@ -203,7 +199,7 @@ fn breaker_severity(state: u64) -> u8 {
 
 impl DspMetrics {
     /// Counts a failed call. Owner thread only.
-    pub fn call_error(&self, e: CallError) {
+    pub fn call_error(&self, e: CallFailure) {
         if let Some(i) = CALL_ERRORS.iter().position(|&k| k == e) {
             self.call_errors[i].incr();
         }
@@ -705,7 +701,7 @@ mod tests {
             w.outcome(Outcome::Won);
             let d = w.dsp("br\"aid");
             d.calls.incr();
-            d.call_error(CallError::Timeout);
+            d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
         }
         ws[0].driver.set("epoll").unwrap();

@@ -15,11 +15,12 @@ use rtb_io::{Request, Response};
 use serde::Deserialize;
 
 use crate::{
-    auction::APPLY_WAIT_MAX,
     control::{truncate, Command, OnboardError},
     json_error, unauthorized, Shared,
 };
 
+/// How long onboarding waits for every worker to apply a new registry version.
+pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often onboarding polls the workers' applied versions.
 const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 

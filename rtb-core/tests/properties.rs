@@ -179,9 +179,9 @@ proptest! {
             .zip(docs.iter_mut())
             .map(|(raw, doc)| BidResponse::decode(raw.as_bytes(), doc, &mut decoder).unwrap())
             .collect();
-        let refs: Vec<&BidResponse<'_>> = responses.iter().collect();
+        let refs = &responses;
         let mut auction = Auction::new(AuctionConfig::default());
-        let first = auction.run(&request, &refs);
+        let first = auction.run(&request, refs);
         let winners = first.winners.clone();
         let rejections = first.rejections.clone();
 
@@ -204,7 +204,7 @@ proptest! {
                 }
             }
         }
-        let again = auction.run(&request, &refs);
+        let again = auction.run(&request, refs);
         prop_assert_eq!(&again.winners, &winners, "deterministic");
         prop_assert_eq!(&again.rejections, &rejections, "deterministic");
     }

@@ -82,8 +82,7 @@ fn every_request_sample_decodes_and_validates_like_serde_json_reads_it() {
         );
         let bcat = reference["bcat"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(request.bcat().count(), bcat, "{name}");
-        let tape = request.release();
-        doc.reuse(tape);
+        drop(request);
     }
 }
 
@@ -113,8 +112,7 @@ fn every_response_sample_decodes_with_all_its_bids() {
             assert_eq!(bid.nurl, expected["nurl"].as_str(), "{name}");
             assert_eq!(bid.defect, None, "{name}");
         }
-        let tape = response.release();
-        doc.reuse(tape);
+        drop(response);
     }
 }
 
@@ -134,9 +132,7 @@ fn tmax_splice_round_trips_on_every_request_sample() {
                 .unwrap_or_else(|e| panic!("{name}: spliced body does not decode: {e}"));
             assert_eq!(again.tmax_ms, Some(tmax), "{name}");
             assert_eq!(again.id, request.id, "{name}");
-            let tape = (again.release(), request.release());
-            spliced_doc.reuse(tape.0);
-            doc.reuse(tape.1);
+            drop((again, request));
             let mut expected: Value = serde_json::from_slice(raw).unwrap();
             expected["tmax"] = Value::from(tmax);
             let got: Value = serde_json::from_slice(&spliced).unwrap();
@@ -214,7 +210,8 @@ fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
         let [doc_a, doc_b] = &mut docs;
         let a = BidResponse::decode(answers[0].as_bytes(), doc_a, &mut decoder).unwrap();
         let b = BidResponse::decode(answers[1].as_bytes(), doc_b, &mut decoder).unwrap();
-        let outcome = auction.run(&request, &[&a, &b]);
+        let both = [a, b];
+        let outcome = auction.run(&request, &both);
         assert_eq!(
             outcome.winners.len(),
             request.imps.len(),
@@ -223,7 +220,7 @@ fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
         );
         assert!(encode_bid_response(
             &request,
-            &[&a, &b],
+            &both,
             outcome,
             Some("x"),
             &mut out

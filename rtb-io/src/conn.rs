@@ -4,7 +4,7 @@
 //! Requests on a connection are processed one at a time; pipelined requests wait in the read
 //! buffer, so answers come out in order without a queue.
 
-use std::{cell::Cell, io, panic::AssertUnwindSafe, rc::Rc, sync::Arc, time::Instant};
+use std::{cell::Cell, io, panic::AssertUnwindSafe, pin::Pin, rc::Rc, sync::Arc, time::Instant};
 
 use futures_util::FutureExt as _;
 
@@ -19,7 +19,7 @@ use monoio::{
 
 use crate::{
     body::{gunzip_limited, BodyError, ChunkedDecoder},
-    head::{parse_request_head, Framing, Reject},
+    head::{parse_request_head, Framing, ParsedHead, Reject},
     http::{encode_response, Handler, Request, Response, WorkerCtx},
     limits::{ServerLimits, WorkerStats},
 };
@@ -92,7 +92,29 @@ enum Next {
     Close,
 }
 
+/// What reading the next request produced.
+enum Read {
+    /// A whole request, with what the answer must respect.
+    Request(Request, AnswerRules),
+    /// Nothing more on this connection (closed, idle, rejected and answered already).
+    Close,
+}
+
+/// How the answer to a request is written.
+#[derive(Debug, Clone, Copy)]
+struct AnswerRules {
+    /// HEAD: headers only.
+    is_head: bool,
+    /// The client asked to close after this answer.
+    close: bool,
+}
+
 /// Serves one accepted connection until it closes.
+///
+/// The handler's future for a request is kept in one box per connection, reused for every
+/// request on it (`Pin::set`): the connection's own future stays small (an idle connection
+/// costs its buffers, not the handler's state), and a busy connection allocates its handler's
+/// state once, not per request.
 pub(crate) async fn serve_conn<H: Handler>(
     mut stream: TcpStream,
     handler: Rc<H>,
@@ -103,88 +125,109 @@ pub(crate) async fn serve_conn<H: Handler>(
     // Allocated at the first response, not at accept: an idle connection (slowloris, or one of
     // thousands a client opens and never uses) costs only its read buffer.
     let mut wbuf = Vec::new();
+    // The handler's future, boxed once and reused (its type is only known by inference).
+    let mut running = None;
     let mut first = true;
     loop {
-        match serve_one(
+        let read = read_request(&mut stream, &mut rbuf, &mut wbuf, &shared, first).await;
+        let (req, rules) = match read {
+            Ok(Read::Request(req, rules)) => (req, rules),
+            Ok(Read::Close) => return,
+            Err(error) => return connection_error(&shared, &error),
+        };
+        first = false;
+        let future = handler.handle(req, &ctx);
+        let future = reuse_box(&mut running, future);
+        // A bug in one handler call must not take the worker (its listener, every connection
+        // on it) down: answer 500, close this connection, keep serving. Free unless a panic
+        // happens.
+        let (resp, panicked) = match AssertUnwindSafe(future.as_mut()).catch_unwind().await {
+            Ok(resp) => (resp, false),
+            Err(_) => (handler_panicked(&shared), true),
+        };
+        match respond(
             &mut stream,
-            &mut rbuf,
+            &rbuf,
             &mut wbuf,
-            &*handler,
-            &ctx,
             &shared,
-            first,
+            resp,
+            rules,
+            panicked,
         )
         .await
         {
-            Ok(Next::Continue) => first = false,
+            Ok(Next::Continue) => {}
             Ok(Next::Close) => return,
-            Err(error) => {
-                tracing::debug!(%error, "connection error");
-                shared.stats.io_errors.incr();
-                return;
-            }
+            Err(error) => return connection_error(&shared, &error),
         }
     }
 }
 
-async fn serve_one<H: Handler>(
+/// Puts `future` in the slot's box (allocated on first use, reused after) and returns it.
+fn reuse_box<F>(slot: &mut Option<Pin<Box<F>>>, future: F) -> &mut Pin<Box<F>> {
+    match slot {
+        Some(boxed) => {
+            boxed.set(future);
+            boxed
+        }
+        None => slot.insert(Box::pin(future)),
+    }
+}
+
+fn connection_error(shared: &ConnShared, error: &io::Error) {
+    tracing::debug!(%error, "connection error");
+    shared.stats.io_errors.incr();
+}
+
+fn handler_panicked(shared: &ConnShared) -> Response {
+    shared.stats.handler_panics.incr();
+    tracing::error!("request handler panicked; answered 500 and closed the connection");
+    let body = Bytes::from_static(br#"{"error":"internal error"}"#);
+    Response::json(StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+/// Writes the handler's answer; says whether the connection goes on.
+async fn respond(
+    stream: &mut TcpStream,
+    rbuf: &BytesMut,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+    resp: Response,
+    rules: AnswerRules,
+    panicked: bool,
+) -> io::Result<Next> {
+    if resp.is_abort() {
+        return Ok(Next::Close);
+    }
+    // While draining, requests a client already pipelined behind this one were accepted too:
+    // answer them before closing, and say `connection: close` on the last one.
+    let close = rules.close || panicked || (shared.draining.get() && rbuf.is_empty());
+    wbuf.clear();
+    wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
+    encode_response(wbuf, &resp, rules.is_head, close);
+    write_response(stream, wbuf, &shared.limits).await?;
+    Ok(if close { Next::Close } else { Next::Continue })
+}
+
+/// Waits for the next request on the connection (bounded by the idle timeout, cancelled at
+/// shutdown unless it is the connection's first), then reads its head and body.
+async fn read_request(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
-    handler: &H,
-    ctx: &WorkerCtx,
     shared: &ConnShared,
     first: bool,
-) -> io::Result<Next> {
-    let limits = &shared.limits;
-    if rbuf.is_empty() {
-        if shared.draining.get() && !first {
-            shared.stats.connections_idle_closed.incr();
-            return Ok(Next::Close);
-        }
-        let idle_deadline = MonoInstant::now() + limits.idle_keepalive_timeout;
-        // A new connection's first request is not cancelled at shutdown: it was accepted, so it
-        // is served. Idle keep-alive waits are.
-        let read = if first {
-            timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-        } else {
-            let cancel = shared.idle_cancel.clone();
-            timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
-        };
-        match read {
-            Err(_elapsed) => {
-                shared.stats.connections_idle_closed.incr();
-                return Ok(Next::Close);
-            }
-            Ok(Ok(0)) => return Ok(Next::Close),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                shared.stats.connections_idle_closed.incr();
-                return Ok(Next::Close);
-            }
-            Ok(Err(e)) => return Err(e),
-        }
+) -> io::Result<Read> {
+    if rbuf.is_empty() && !wait_for_request(stream, rbuf, shared, first).await? {
+        return Ok(Read::Close);
     }
     let arrival = Instant::now();
-    let head_deadline = MonoInstant::now() + limits.header_read_timeout;
-    let head = loop {
-        match parse_request_head(rbuf, limits) {
-            Ok(Some(head)) => break head,
-            Ok(None) => {}
-            Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
-        }
-        match timeout_at(head_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
-            Err(_elapsed) => {
-                return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-            }
-            Ok(Ok(0)) => return Ok(Next::Close),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-        }
+    let head = match read_head(stream, rbuf, &shared.limits).await? {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(Read::Close),
+        Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
     };
-
     let head_bytes = rbuf.split_to(head.len).freeze();
-    let body_deadline = MonoInstant::now() + limits.body_read_timeout;
     if head.expect_continue && head.framing != Framing::Empty && rbuf.is_empty() {
         wbuf.clear();
         wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -192,56 +235,15 @@ async fn serve_one<H: Handler>(
         *wbuf = buf;
         res?;
     }
-    let body = match head.framing {
-        Framing::Empty => Bytes::new(),
-        Framing::Length(n) => {
-            while rbuf.len() < n {
-                let want = n - rbuf.len();
-                match timeout_at(body_deadline, read_more(stream, rbuf, want)).await {
-                    Err(_elapsed) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-                    }
-                    Ok(Ok(0)) => return Ok(Next::Close),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            rbuf.split_to(n).freeze()
-        }
-        Framing::Chunked => {
-            let mut decoder = ChunkedDecoder::new(limits.body_bytes_max);
-            let mut out = BytesMut::new();
-            loop {
-                match decoder.decode(rbuf, &mut out) {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(e) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await
-                    }
-                }
-                match timeout_at(body_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-                {
-                    Err(_elapsed) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-                    }
-                    Ok(Ok(0)) => return Ok(Next::Close),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            out.freeze()
-        }
+    let body = match read_body(stream, rbuf, &shared.limits, head.framing, head.gzip).await? {
+        Ok(Some(body)) => body,
+        Ok(None) => return Ok(Read::Close),
+        Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
     };
-    let body = if head.gzip && !body.is_empty() {
-        match gunzip_limited(&body, limits.decompressed_bytes_max) {
-            Ok(plain) => Bytes::from(plain),
-            Err(e) => return reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await,
-        }
-    } else {
-        body
+    let rules = AnswerRules {
+        is_head: head.method == Method::HEAD,
+        close: head.close,
     };
-
-    let is_head = head.method == Method::HEAD;
     let req = Request::from_parts(
         head.method,
         head.version_minor,
@@ -252,34 +254,125 @@ async fn serve_one<H: Handler>(
         arrival,
     );
     shared.stats.requests_handled.incr();
-    // A bug in one handler call must not take the worker (its listener, every connection on
-    // it) down: answer 500, close this connection, keep serving. Free unless a panic happens.
-    let (resp, panicked) = match AssertUnwindSafe(handler.handle(req, ctx))
-        .catch_unwind()
-        .await
-    {
-        Ok(resp) => (resp, false),
-        Err(_) => {
-            shared.stats.handler_panics.incr();
-            tracing::error!("request handler panicked; answered 500 and closed the connection");
-            let body = Bytes::from_static(br#"{"error":"internal error"}"#);
-            (
-                Response::json(StatusCode::INTERNAL_SERVER_ERROR, body),
-                true,
-            )
-        }
-    };
-    if resp.is_abort() {
-        return Ok(Next::Close);
+    Ok(Read::Request(req, rules))
+}
+
+/// Waits for a request's first bytes; false when the connection should close instead (peer
+/// closed, idle timeout, shutdown).
+async fn wait_for_request(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    shared: &ConnShared,
+    first: bool,
+) -> io::Result<bool> {
+    if shared.draining.get() && !first {
+        shared.stats.connections_idle_closed.incr();
+        return Ok(false);
     }
-    // While draining, requests a client already pipelined behind this one were accepted too:
-    // answer them before closing, and say `connection: close` on the last one.
-    let close = head.close || panicked || (shared.draining.get() && rbuf.is_empty());
-    wbuf.clear();
-    wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
-    encode_response(wbuf, &resp, is_head, close);
-    write_response(stream, wbuf, limits).await?;
-    Ok(if close { Next::Close } else { Next::Continue })
+    let idle_deadline = MonoInstant::now() + shared.limits.idle_keepalive_timeout;
+    // A new connection's first request is not cancelled at shutdown: it was accepted, so it
+    // is served. Idle keep-alive waits are.
+    let read = if first {
+        timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
+    } else {
+        let cancel = shared.idle_cancel.clone();
+        timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
+    };
+    match read {
+        Err(_elapsed) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(false)
+        }
+        Ok(Ok(0)) => Ok(false),
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(false)
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// Reads until a whole head parses. `Ok(None)`: the peer closed; `Err(reject)`: answer it.
+async fn read_head(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+) -> io::Result<Result<Option<ParsedHead>, Reject>> {
+    let head_deadline = MonoInstant::now() + limits.header_read_timeout;
+    loop {
+        match parse_request_head(rbuf, limits) {
+            Ok(Some(head)) => return Ok(Ok(Some(head))),
+            Ok(None) => {}
+            Err(reject) => return Ok(Err(reject)),
+        }
+        match timeout_at(head_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
+            Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+            Ok(Ok(0)) => return Ok(Ok(None)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Reads the body as framed, then gunzips it when asked. `Ok(None)`: the peer closed.
+async fn read_body(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+    framing: Framing,
+    gzip: bool,
+) -> io::Result<Result<Option<Bytes>, Reject>> {
+    let deadline = MonoInstant::now() + limits.body_read_timeout;
+    let body = match framing {
+        Framing::Empty => Bytes::new(),
+        Framing::Length(n) => {
+            while rbuf.len() < n {
+                let want = n - rbuf.len();
+                match timeout_at(deadline, read_more(stream, rbuf, want)).await {
+                    Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+                    Ok(Ok(0)) => return Ok(Ok(None)),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            rbuf.split_to(n).freeze()
+        }
+        Framing::Chunked => match read_chunked(stream, rbuf, limits, deadline).await? {
+            Ok(Some(body)) => body,
+            other => return Ok(other),
+        },
+    };
+    if !gzip || body.is_empty() {
+        return Ok(Ok(Some(body)));
+    }
+    Ok(match gunzip_limited(&body, limits.decompressed_bytes_max) {
+        Ok(plain) => Ok(Some(Bytes::from(plain))),
+        Err(e) => Err(body_reject(e)),
+    })
+}
+
+async fn read_chunked(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+    deadline: MonoInstant,
+) -> io::Result<Result<Option<Bytes>, Reject>> {
+    let mut decoder = ChunkedDecoder::new(limits.body_bytes_max);
+    let mut out = BytesMut::new();
+    loop {
+        match decoder.decode(rbuf, &mut out) {
+            Ok(true) => return Ok(Ok(Some(out.freeze()))),
+            Ok(false) => {}
+            Err(e) => return Ok(Err(body_reject(e))),
+        }
+        match timeout_at(deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
+            Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+            Ok(Ok(0)) => return Ok(Ok(None)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
 }
 
 fn body_reject(e: BodyError) -> Reject {
@@ -311,7 +404,7 @@ async fn reject_and_close(
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
     reject: Reject,
-) -> io::Result<Next> {
+) -> io::Result<Read> {
     reject.count(&shared.stats);
     tracing::debug!(
         status = reject.status().as_u16(),
@@ -326,7 +419,7 @@ async fn reject_and_close(
     encode_response(wbuf, &Response::json(reject.status(), body), false, true);
     write_response(stream, wbuf, &shared.limits).await?;
     lingering_close(stream, rbuf).await;
-    Ok(Next::Close)
+    Ok(Read::Close)
 }
 
 /// Half-closes, then discards what the client is still sending for a bounded time, so the

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use rtb_io::{
     driver::{block_on, driver_from_env},
-    fan_out, CallError, ClientConfig, ClientRequest, Upstream,
+    fan_out, CallError, ClientConfig, ClientRequest, FanOutCall, RequestParts, Upstream,
 };
 
 /// Slack over a deadline that a loaded 2-core CI machine may add to a timer wake-up.
@@ -174,6 +174,35 @@ fn pool(addr: SocketAddr) -> Rc<Upstream> {
     Upstream::new(addr, "dsp.test", ClientConfig::default())
 }
 
+/// What a fan-out call ended with, copied out of the callback.
+type Gathered = Result<(u16, Vec<u8>), CallError>;
+
+/// Runs one fan-out of `body` to every pool and gathers each call's result, checking that each
+/// is reported exactly once and that completion times are in order.
+async fn gather(pools: &[Rc<Upstream>], body: &[u8], deadline: Instant) -> Vec<Gathered> {
+    let calls: Vec<FanOutCall<'_>> = pools
+        .iter()
+        .map(|p| FanOutCall {
+            upstream: p,
+            request: RequestParts::openrtb_post("/bid", body),
+        })
+        .collect();
+    let mut results: Vec<Option<Gathered>> = vec![None; calls.len()];
+    let mut last = Instant::now() - Duration::from_secs(1);
+    fan_out(&calls, deadline, |i, result, at| {
+        assert!(results[i].is_none(), "call {i} reported twice");
+        assert!(at >= last, "completion times go forward");
+        last = at;
+        results[i] = Some(result.map(|a| (a.status.as_u16(), a.body.to_vec())));
+    })
+    .await;
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| panic!("call {i} never reported")))
+        .collect()
+}
+
 #[test]
 fn pool_reuses_connections_after_warmup() {
     let _serial = serial();
@@ -196,10 +225,12 @@ fn pool_reuses_connections_after_warmup() {
         }
         // Two concurrent calls fit the two warm connections.
         for _ in 0..5 {
-            let calls = vec![(pool.clone(), req(b"a")), (pool.clone(), req(b"b"))];
-            let results = fan_out(calls, Instant::now() + Duration::from_secs(1)).await;
-            assert_eq!(&results[0].as_ref().unwrap().body[..], b"a");
-            assert_eq!(&results[1].as_ref().unwrap().body[..], b"b");
+            let pools = [pool.clone(), pool.clone()];
+            let results = gather(&pools, b"ab", Instant::now() + Duration::from_secs(1)).await;
+            assert_eq!(
+                results,
+                [Ok((200, b"ab".to_vec())), Ok((200, b"ab".to_vec()))]
+            );
         }
         assert_eq!(pool.idle_count(), 2);
     });
@@ -335,15 +366,18 @@ fn fan_out_returns_by_deadline_with_mixed_upstreams() {
         for _ in 0..5 {
             let budget = Duration::from_millis(40);
             let start = Instant::now();
-            let calls = pools.iter().map(|p| (p.clone(), req(b"{}")));
-            let results = fan_out(calls, start + budget).await;
+            let results = gather(&pools, b"{}", start + budget).await;
             let took = start.elapsed();
             worst = worst.max(took.saturating_sub(budget));
-            assert_eq!(results.len(), 4);
-            assert_eq!(&results[0].as_ref().unwrap().body[..], b"{}");
-            assert_eq!(results[1].as_ref().unwrap_err(), &CallError::Timeout);
-            assert_eq!(results[2].as_ref().unwrap_err(), &CallError::ProtocolError);
-            assert_eq!(&results[3].as_ref().unwrap().body[..], b"{}");
+            assert_eq!(
+                results,
+                [
+                    Ok((200, b"{}".to_vec())),
+                    Err(CallError::Timeout),
+                    Err(CallError::ProtocolError),
+                    Ok((200, b"{}".to_vec())),
+                ]
+            );
         }
         worst
     });
