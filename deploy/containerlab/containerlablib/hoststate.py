@@ -55,11 +55,13 @@ def links():
 
 
 class HostState:
-    def __init__(self):
+    def __init__(self, pristine=False):
+        """pristine: as if podman had never run (for --cleanup after a killed run): every CNI
+        chain and podman parent cgroup counts as the run's; ip_forward is left as it is."""
         self.ip_forward = IP_FORWARD.read_text().strip()
-        self.chains = cni_chains()
+        self.chains = set() if pristine else cni_chains()
         self.links = links()
-        self.cgroups = set(podman_cgroups())
+        self.cgroups = set() if pristine else set(podman_cgroups())
 
     def _remove_new_chains(self):
         new = cni_chains() - self.chains

@@ -28,6 +28,7 @@ NPROC = 4096
 NOFILE_MAX = 1048576
 TIMEOUT_S = 120
 STARTUP_TIMEOUT_S = 20.0
+REMOVE_ATTEMPTS = 3
 DEPLOY = Path(__file__).resolve().parents[2]
 BUILD_IMAGE = DEPLOY / "scripts" / "build-image.sh"
 
@@ -172,12 +173,17 @@ class Session:
         return not had_base
 
     def remove_containers(self):
-        if self.containers:
+        # A `podman rm` killed mid-way (Ctrl-C) leaves a container that the next `rm` may
+        # fail on while podman finishes with it: a few attempts, a second apart.
+        for attempt in range(REMOVE_ATTEMPTS):
+            if not self.containers:
+                break
+            if attempt:
+                time.sleep(1)
             podman("rm", "-f", "-t", "2", *self.containers, check=False)
-        left = [c for c in self.containers
-                if podman("container", "exists", c, check=False).returncode == 0]
-        self.containers = left
-        return left
+            self.containers = [c for c in self.containers
+                               if podman("container", "exists", c, check=False).returncode == 0]
+        return list(self.containers)
 
     def cleanup(self):
         """Removes containers, then networks, then owned images; returns what is left."""
