@@ -5,7 +5,7 @@
 use std::{cell::Cell, time::Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use rtb_core::engine::{
     Answer, AuctionRun, CallFailure, Finished, Plan, Start, WorkerLoad, Workspace,
 };
@@ -26,6 +26,8 @@ use crate::{
 pub const WORKSPACES_IDLE_MAX: usize = 64;
 /// The OpenRTB version the exchange speaks.
 pub const OPENRTB_VERSION: &str = "2.6";
+/// The header that says so, pre-encoded.
+const OPENRTB_VERSION_HEADER: &[u8] = b"x-openrtb-version: 2.6\r\n";
 /// Fan-out calls kept on the stack before the list spills to the heap.
 const CALLS_INLINE: usize = 8;
 
@@ -80,7 +82,7 @@ impl ExchangeHandler {
         metrics
             .auction_latency
             .observe(Instant::now().saturating_duration_since(req.arrival));
-        answer(&finished, metrics)
+        self.answer(&finished, metrics)
     }
 
     /// One fan-out over the plan's DSPs, each result reported to the run as it arrives.
@@ -119,21 +121,20 @@ impl ExchangeHandler {
     }
 }
 
-/// 200 with the bid response, or 204.
-fn answer(finished: &Finished<'_>, metrics: &WorkerMetrics) -> Response {
-    match finished.answer() {
-        Answer::Bid(body) => {
-            metrics.outcome(Outcome::Won);
-            let mut r = Response::json(StatusCode::OK, Bytes::copy_from_slice(body));
-            r.headers.insert(
-                http::header::HeaderName::from_static("x-openrtb-version"),
-                HeaderValue::from_static(OPENRTB_VERSION),
-            );
-            r
-        }
-        Answer::NoBid => {
-            metrics.outcome(Outcome::NoBid);
-            Response::new(StatusCode::NO_CONTENT)
+impl ExchangeHandler {
+    /// 200 with the bid response, or 204. The body goes out through the worker's body pool
+    /// (reused buffers), so steady state allocates nothing.
+    fn answer(&self, finished: &Finished<'_>, metrics: &WorkerMetrics) -> Response {
+        match finished.answer() {
+            Answer::Bid(body) => {
+                metrics.outcome(Outcome::Won);
+                let body = self.answers.borrow_mut().bytes(body);
+                Response::json(StatusCode::OK, body).with_static_headers(OPENRTB_VERSION_HEADER)
+            }
+            Answer::NoBid => {
+                metrics.outcome(Outcome::NoBid);
+                Response::new(StatusCode::NO_CONTENT)
+            }
         }
     }
 }

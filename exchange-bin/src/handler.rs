@@ -11,7 +11,8 @@ use std::{
 use http::{HeaderValue, Method, StatusCode};
 use rtb_core::engine::{Engine, Workspace};
 use rtb_io::{
-    broadcast::APPLY_PERIOD_DEFAULT, BroadcastReceiver, Handler, Request, Response, WorkerCtx,
+    broadcast::APPLY_PERIOD_DEFAULT, BodyPool, BroadcastReceiver, Handler, Request, Response,
+    WorkerCtx,
 };
 
 use crate::{
@@ -33,6 +34,8 @@ pub struct ExchangeHandler {
     /// The DSP slots, in the engine's table order.
     pub(crate) dsps: Rc<RefCell<Rc<DspSet>>>,
     pub(crate) workspaces: RefCell<Vec<Workspace>>,
+    /// Where answers are copied for rtb-io to write (see `ExchangeHandler::answer`).
+    pub(crate) answers: RefCell<BodyPool>,
     pub(crate) notices: NoticeQueue,
     /// How late this worker's event loop runs (smoothed).
     pub(crate) lag: Rc<Cell<Duration>>,
@@ -69,6 +72,7 @@ impl ExchangeHandler {
             engine,
             dsps,
             workspaces: RefCell::new(Vec::new()),
+            answers: RefCell::new(BodyPool::default()),
             notices,
         }
     }

@@ -2,6 +2,7 @@
 //! win notices, so `main.rs` stays thin and tests reach the pure helpers.
 //!
 //! - [`config`]: flags and environment.
+//! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
 //! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
@@ -14,6 +15,7 @@
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`debug`]: the debug port's handler.
 
+pub mod app;
 pub mod auction;
 pub mod config;
 pub mod control;

@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: one pinned worker thread per core, each with its own runtime
 //!   ([`driver`]: io_uring with COOP_TASKRUN, epoll fallback) and `SO_REUSEPORT` listener.
+//! - [`bodies`]: response bodies cut from reused per-worker buffers ([`BodyPool`]).
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
@@ -11,6 +12,7 @@
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
+pub mod bodies;
 pub mod body;
 pub mod broadcast;
 pub mod client;
@@ -24,6 +26,7 @@ mod pinned;
 pub mod server;
 pub mod shutdown;
 
+pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
 pub use client::{
     encode_headers, resolve_blocking, CallError, ClientConfig, ClientRequest, ClientResponse,

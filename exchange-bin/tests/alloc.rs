@@ -1,0 +1,236 @@
+//! Heap allocations per auction through the real exchange: the shipped handler, engine and
+//! fan-out running in this process on one worker, three real `rtb-dsp` processes on loopback,
+//! keep-alive clients sending real OpenRTB requests. A counting global allocator counts only on
+//! the worker threads (named `rtb-worker-*` by rtb-io), so the test's own clients do not count.
+//!
+//! After a warm-up (pools, workspaces, notice buffers, connection boxes grow to their working
+//! size), the steady state must allocate nothing per auction. This file holds a single test so
+//! nothing else runs in the process meanwhile.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use clap::Parser;
+use common::{dsp_binary, DspProcess};
+use exchange::{app::App, config::Config};
+
+/// Keep-alive client connections (auctions in flight at once).
+const CLIENTS: usize = 4;
+/// Auctions per client before counting starts.
+const WARM_UP_PER_CLIENT: usize = 500;
+/// Auctions per client that are counted.
+const COUNTED_PER_CLIENT: usize = 1_000;
+
+static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// 0: not looked at yet, 1: an rtb-io worker thread, 2: another thread.
+    static THREAD_KIND: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Whether the current thread is an rtb-io worker, by its name (read with pthread_getname_np,
+/// which does not allocate: `std::thread::current()` may, inside the allocator).
+fn on_worker_thread() -> bool {
+    THREAD_KIND.with(|kind| {
+        if kind.get() == 0 {
+            let mut name = [0u8; 16];
+            // SAFETY: the buffer is 16 bytes, the size pthread_getname_np is told about, and
+            // pthread_self() is the calling thread.
+            let rc = unsafe {
+                libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16)
+            };
+            kind.set(if rc == 0 && name.starts_with(b"rtb-worker") {
+                1
+            } else {
+                2
+            });
+        }
+        kind.get() == 1
+    })
+}
+
+struct CountingAlloc;
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract holds exactly as it does for `System`; counting has no effect on the
+// memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if on_worker_thread() {
+            WORKER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller upholds `alloc`'s contract, passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if on_worker_thread() {
+            WORKER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was returned by this allocator, i.e. by `System`, with this `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if on_worker_thread() {
+            WORKER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: `ptr`/`layout` come from this allocator and the caller upholds `realloc`'s
+        // contract for `new_size`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// A keep-alive client that sends the same request again and again and checks each answer's
+/// status, reusing its buffers.
+struct Client {
+    stream: TcpStream,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr, body: &[u8]) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut request = format!(
+            "POST /openrtb2/auction HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        Client {
+            stream,
+            request,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// One auction; its HTTP status.
+    fn auction(&mut self) -> u16 {
+        self.stream.write_all(&self.request).unwrap();
+        let mut have = 0;
+        loop {
+            let n = self.stream.read(&mut self.buf[have..]).unwrap();
+            assert!(n > 0, "the exchange closed the connection");
+            have += n;
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head)) = response.parse(&self.buf[..have]) {
+                let length = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if have >= head + length {
+                    return response.code.unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
+    let Some(dsp_bin) = dsp_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "rtb-dsp binary missing under CI (cargo build -p dsp-bin)"
+        );
+        eprintln!("SKIP: rtb-dsp binary not built (cargo build -p dsp-bin)");
+        return;
+    };
+    let dsps: Vec<DspProcess> = ["braid", "the-witness", "order-of-the-sinking-star"]
+        .iter()
+        .map(|name| {
+            DspProcess::start(
+                &dsp_bin,
+                name,
+                0,
+                &["--latency", "fixed:0", "--bid-rate", "1"],
+            )
+            .expect("rtb-dsp started")
+        })
+        .collect();
+    let config = Config::try_parse_from([
+        "rtb-exchange",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--debug-port",
+        "0",
+        "--workers",
+        "1",
+        "--dsp-ttl-s",
+        "3600",
+    ])
+    .unwrap();
+    let app = App::start(&config).unwrap();
+    for dsp in &dsps {
+        let name = format!("dsp-{}", dsp.addr.port());
+        let r = common::request(
+            app.addr(),
+            "POST",
+            "/dsp",
+            &[("content-type", "application/json")],
+            format!(r#"{{"name":"{name}","base_url":"http://{}"}}"#, dsp.addr).as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let body = common::bid_request("alloc-1", 2, 100, 0.01);
+    let counted = run_clients(app.addr(), &body);
+    app.stop().unwrap();
+    drop(dsps);
+    let per_auction = counted as f64 / (CLIENTS * COUNTED_PER_CLIENT) as f64;
+    println!(
+        "{counted} allocations on the worker in {} auctions ({per_auction:.3} per auction)",
+        CLIENTS * COUNTED_PER_CLIENT
+    );
+    assert_eq!(
+        counted, 0,
+        "{per_auction:.3} allocations per auction once warm"
+    );
+}
+
+/// Warms up, then counts the worker's allocations while every client runs its auctions.
+fn run_clients(addr: SocketAddr, body: &[u8]) -> u64 {
+    let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::new(addr, body)).collect();
+    let round = |clients: &mut Vec<Client>, per_client: usize| {
+        std::thread::scope(|s| {
+            for client in clients.iter_mut() {
+                s.spawn(move || {
+                    for _ in 0..per_client {
+                        assert_eq!(client.auction(), 200);
+                    }
+                });
+            }
+        });
+    };
+    round(&mut clients, WARM_UP_PER_CLIENT);
+    let before = WORKER_ALLOCATIONS.load(Ordering::SeqCst);
+    round(&mut clients, COUNTED_PER_CLIENT);
+    WORKER_ALLOCATIONS.load(Ordering::SeqCst) - before
+}
