@@ -336,6 +336,7 @@ impl Config {
         c.pin_cores = false;
         c.driver = self.io_driver;
         c.shutdown_grace = Duration::from_secs(1);
+        c.thread_name = "rtb-debug";
         c
     }
 }

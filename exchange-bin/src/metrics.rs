@@ -228,6 +228,8 @@ pub struct WorkerMetrics {
     pub win_dropped: Counter,
     /// Win notices that failed on the wire.
     pub win_failed: Counter,
+    /// Connections opened to send notices (a notice pool growing, or a host closing them).
+    pub notice_connects: Counter,
     /// Registry version this worker applied (read by onboarding to wait for every worker).
     pub applied_version: AtomicU64,
     /// The IO driver, set once the worker runs.
@@ -446,6 +448,14 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         let n: u64 = workers.iter().map(get).sum();
         let _ = writeln!(out, "rtb_win_notices_total{{result=\"{result}\"}} {n}");
     }
+    header(
+        &mut out,
+        "rtb_win_notice_connections_opened_total",
+        "counter",
+        "Connections opened to send win notices (pools growing, or hosts closing them).",
+    );
+    let opened: u64 = workers.iter().map(|w| w.notice_connects.get()).sum();
+    let _ = writeln!(out, "rtb_win_notice_connections_opened_total {opened}");
 
     let mut dsps: BTreeMap<String, DspSum> = BTreeMap::new();
     for w in workers {

@@ -191,10 +191,13 @@ impl Notifier {
             header_lines: b"",
             body: b"",
         };
+        let connects_before = upstream.stats.connects.get();
         let sent = upstream
             .call_parts(request, Instant::now() + NOTICE_TIMEOUT)
             .await
             .map(drop);
+        let opened = upstream.stats.connects.get() - connects_before;
+        metrics.notice_connects.add(opened);
         match sent {
             Ok(()) => metrics.win_sent.incr(),
             Err(e) => {

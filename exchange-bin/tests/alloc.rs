@@ -1,11 +1,21 @@
 //! Heap allocations per auction through the real exchange: the shipped handler, engine and
 //! fan-out running in this process on one worker, three real `rtb-dsp` processes on loopback,
 //! keep-alive clients sending real OpenRTB requests. A counting global allocator counts only on
-//! the worker threads (named `rtb-worker-*` by rtb-io), so the test's own clients do not count.
+//! the main port's worker threads (named `rtb-worker-*` by rtb-io; the debug port's are
+//! `rtb-debug-*`), so neither the test's own clients nor its metrics scrapes count.
 //!
 //! After a warm-up (pools, workspaces, notice buffers, connection boxes grow to their working
 //! size), the steady state must allocate nothing per auction. This file holds a single test so
 //! nothing else runs in the process meanwhile.
+//!
+//! One thing may still grow after any warm-up: a keep-alive pool (DSP calls or win notices)
+//! meets a new peak of concurrent calls and opens a connection, which costs a few allocations
+//! (the fd's shared handle, two buffers, the pool's slot). Peaks are random (a new maximum
+//! lands in the counted window about as often as the window's share of all auctions), so the
+//! test reads the exchange's own connection counters around the window: with no connection
+//! opened, not one allocation is allowed; otherwise at most
+//! [`ALLOCATIONS_PER_CONNECTION_OPENED_MAX`] per connection opened. Any per-auction allocation
+//! shows up as thousands and fails either way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -29,6 +39,10 @@ const CLIENTS: usize = 4;
 const WARM_UP_PER_CLIENT: usize = 500;
 /// Auctions per client that are counted.
 const COUNTED_PER_CLIENT: usize = 1_000;
+
+/// What opening one pooled connection may allocate on the worker (measured: 4 or 5, the pool's
+/// slot vector growing only sometimes).
+const ALLOCATIONS_PER_CONNECTION_OPENED_MAX: u64 = 6;
 
 static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -201,22 +215,50 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         assert_eq!(r.status, 201, "{}", r.text());
     }
     let body = common::bid_request("alloc-1", 2, 100, 0.01);
-    let counted = run_clients(app.addr(), &body);
+    let window = run_clients(app.addr(), app.debug_addr(), &body);
     app.stop().unwrap();
     drop(dsps);
-    let per_auction = counted as f64 / (CLIENTS * COUNTED_PER_CLIENT) as f64;
+    let auctions = CLIENTS * COUNTED_PER_CLIENT;
+    let per_auction = window.allocations as f64 / auctions as f64;
     println!(
-        "{counted} allocations on the worker in {} auctions ({per_auction:.3} per auction)",
-        CLIENTS * COUNTED_PER_CLIENT
+        "{} allocations on the worker in {auctions} auctions ({per_auction:.4} per auction); \
+         {} connections opened meanwhile",
+        window.allocations, window.connections_opened
     );
-    assert_eq!(
-        counted, 0,
-        "{per_auction:.3} allocations per auction once warm"
+    assert!(
+        window.allocations <= window.connections_opened * ALLOCATIONS_PER_CONNECTION_OPENED_MAX,
+        "{per_auction:.4} allocations per auction once warm, more than the {} connections \
+         opened in the window account for",
+        window.connections_opened
     );
 }
 
-/// Warms up, then counts the worker's allocations while every client runs its auctions.
-fn run_clients(addr: SocketAddr, body: &[u8]) -> u64 {
+/// What happened on the worker while the counted auctions ran.
+struct Window {
+    allocations: u64,
+    connections_opened: u64,
+}
+
+/// Connections the exchange has opened so far (to DSPs and for win notices), from its metrics.
+fn connections_opened(debug: SocketAddr) -> u64 {
+    let r = common::request(debug, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    let sum = |family: &str| -> u64 {
+        r.text()
+            .lines()
+            .filter(|l| l.starts_with(family))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    let dsp = sum("rtb_dsp_pool_connections_opened_total{");
+    let notices = sum("rtb_win_notice_connections_opened_total ");
+    dsp + notices
+}
+
+/// Warms up, then counts the worker's allocations (and the connections it opens) while every
+/// client runs its auctions.
+fn run_clients(addr: SocketAddr, debug: SocketAddr, body: &[u8]) -> Window {
     let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::new(addr, body)).collect();
     let round = |clients: &mut Vec<Client>, per_client: usize| {
         std::thread::scope(|s| {
@@ -230,7 +272,12 @@ fn run_clients(addr: SocketAddr, body: &[u8]) -> u64 {
         });
     };
     round(&mut clients, WARM_UP_PER_CLIENT);
+    let connections_before = connections_opened(debug);
     let before = WORKER_ALLOCATIONS.load(Ordering::SeqCst);
     round(&mut clients, COUNTED_PER_CLIENT);
-    WORKER_ALLOCATIONS.load(Ordering::SeqCst) - before
+    let allocations = WORKER_ALLOCATIONS.load(Ordering::SeqCst) - before;
+    Window {
+        allocations,
+        connections_opened: connections_opened(debug) - connections_before,
+    }
 }
