@@ -67,6 +67,7 @@ TARGET_NGINX = 1.0
 TARGET_BARE = 0.9
 TARGET_TOKIO_NO_DSP = 1.5
 TARGET_TOKIO_THREE = 2.0
+TARGET_FLOOR = 0.85
 TARGET_THREE_OVER_NO_DSP = 0.33
 TARGET_P99_MS = 5.0
 TARGET_P999_MS = 15.0
@@ -101,7 +102,7 @@ SCENARIOS = {
         "connections": 32,
         "open_connections": 64,
         "rates": OPEN_LOOP_RATES_PCT,
-        "baselines": ["tokio"],
+        "baselines": ["floor", "tokio"],
         "epoll": True,
         "about": "three rtb-dsp answering at once (latency 0, always bid)",
     },
@@ -139,6 +140,7 @@ SERVER_LABELS = {
     "nginx": "nginx `return 404`",
     "bench-404": "bare responder (rtb-io bench_404)",
     "tokio": "tokio-exchange (tokio+hyper+serde)",
+    "floor": "fan-out floor (rtb-io bench_forward: same DSPs, same pools, no JSON)",
 }
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -380,6 +382,17 @@ def start_bench_404(procs, bins):
                     core=SERVER_CORE)
     wait_port(port, p, "bench_404")
     return Server("bench-404", f"127.0.0.1:{port}", p)
+
+
+def start_floor(procs, bins, dsps):
+    """The bare fan-out forwarder (rtb-io's bench_forward) to these DSPs: the floor of the
+    exchange's DSP path, measured against the same DSPs in the same scenario."""
+    port = free_port()
+    upstreams = [u.removeprefix("http://") + "/bid" for _, u in dsps]
+    p = procs.start("floor", [str(bins / "examples" / "bench_forward"), str(port), "1", "auto"]
+                    + upstreams, core=SERVER_CORE)
+    wait_port(port, p, "bench_forward")
+    return Server("floor", f"127.0.0.1:{port}", p)
 
 
 def start_nginx(procs, work):
@@ -636,6 +649,9 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
         order += sc["baselines"]
     if sc["epoll"]:
         order.append("exchange-epoll")
+    floor = None
+    if "floor" in order and dsps:
+        floor = servers["floor"] = start_floor(procs, bins, dsps)
     targets = [servers[s] for s in order if s in servers]
     for s in targets:
         s.remove_all()
@@ -705,6 +721,9 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
                 f"errors {res['socket_errors']}")
     for s in targets:
         s.remove_all()
+    if floor is not None:
+        procs.stop(floor.proc)
+        del servers["floor"]
     for _, _, p in fleet:
         procs.stop(p)
     return result
@@ -778,6 +797,7 @@ def evaluate(results):
     add_ratio("no-dsp", "bench-404", "no-dsp >= 0.9x bare responder", TARGET_BARE)
     add_ratio("no-dsp", "tokio", "no-dsp >= 1.5x tokio baseline", TARGET_TOKIO_NO_DSP)
     add_ratio("three-dsps", "tokio", "three-dsps >= 2x tokio baseline", TARGET_TOKIO_THREE)
+    add_ratio("three-dsps", "floor", "three-dsps >= 0.85x fan-out floor", TARGET_FLOOR)
     if "no-dsp" in sc and "three-dsps" in sc and sc["no-dsp"]["max_rps"]:
         r = sc["three-dsps"]["max_rps"] / sc["no-dsp"]["max_rps"]
         add("three-dsps >= 0.33x own no-dsp", r, r >= TARGET_THREE_OVER_NO_DSP)
@@ -1073,7 +1093,8 @@ def main():
     started = time.monotonic()
     try:
         check_tools(args)
-        for b in ("rtb-exchange", "rtb-dsp", "tokio-exchange", "examples/bench_404"):
+        for b in ("rtb-exchange", "rtb-dsp", "tokio-exchange", "examples/bench_404",
+                  "examples/bench_forward"):
             if not (bins / b).exists():
                 raise Failure(f"missing binary {bins / b}: run benches/scripts/load (it builds)")
         bodies, lines, body_info = prepare_bodies(work)
