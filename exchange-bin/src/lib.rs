@@ -7,6 +7,7 @@
 //! - [`control`]: the control thread that owns the registry.
 //! - [`win`]: per-worker win-notice queue.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`breaker`]: the per-worker, per-DSP circuit breaker (pure state machine).
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`debug`]: the debug port's handler.
@@ -18,6 +19,7 @@ pub mod control;
 pub mod debug;
 pub mod metrics;
 pub mod onboard;
+pub mod process;
 pub mod ratelimit;
 pub mod win;
 

@@ -85,6 +85,12 @@ fn run(config: &Config) -> std::io::Result<()> {
     let debug_server = Server::start(config.debug_server_config(), move |_ctx: &WorkerCtx| {
         DebugHandler::new(debug_shared.clone())
     })?;
+    if config.onboard_token.is_none() && !config.bind.is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "open onboarding (--open-onboarding): anyone who reaches the port can register DSPs"
+        );
+    }
     let shutdown = server.shutdown_handle();
     shutdown.trigger_on_signals()?;
     shared.ready.store(true, Ordering::Release);
