@@ -18,7 +18,7 @@ use rtb_core::{
 use rtb_io::{
     limits::{
         BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
-        HEAD_BYTES_MAX_DEFAULT,
+        HEADERS_COUNT_CAP, HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
     },
     DriverKind, ServerConfig,
 };
@@ -55,7 +55,8 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_PORT", default_value_t = PORT_DEFAULT)]
     pub port: u16,
 
-    /// Address to bind both ports on.
+    /// Address to bind both ports on. Off loopback, onboarding needs a token (--onboard-token)
+    /// or an explicit --open-onboarding.
     #[arg(long, env = "RTB_EXCHANGE_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
@@ -85,10 +86,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub margin_ms: u64,
 
-    /// Bearer token required by POST /dsp, DELETE /dsp/{name} and /debug/registry [default: none,
-    /// open onboarding].
+    /// Bearer token required by POST /dsp, GET /dsp, DELETE /dsp/{name} and /debug/registry
+    /// [default: none: open onboarding, refused off loopback without --open-onboarding].
     #[arg(long, env = "RTB_ONBOARD_TOKEN", hide_env_values = true)]
     pub onboard_token: Option<String>,
+
+    /// Allow open onboarding (no token) on a non-loopback --bind address: anyone who reaches
+    /// the port can then register, list and remove DSPs. Only for closed networks (a lab).
+    #[arg(long, env = "RTB_EXCHANGE_OPEN_ONBOARDING", default_value_t = false)]
+    pub open_onboarding: bool,
 
     /// A DSP not re-onboarded within this many seconds is removed.
     #[arg(long, env = "RTB_EXCHANGE_DSP_TTL_S", default_value_t = DSP_TTL_S_DEFAULT,
@@ -106,6 +112,11 @@ pub struct Config {
     /// Largest request head (request line and headers), bytes.
     #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
     pub head_bytes_max: usize,
+
+    /// Most request headers; more are answered 431.
+    #[arg(long, env = "RTB_EXCHANGE_HEADER_COUNT_MAX", default_value_t = HEADERS_COUNT_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=HEADERS_COUNT_CAP as u64))]
+    pub header_count_max: u64,
 
     /// Largest request body as sent, bytes.
     #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
@@ -216,6 +227,7 @@ impl Config {
                 "must be below --deadline-ms",
             ));
         }
+        self.check_onboarding()?;
         if let Some(token) = &self.onboard_token {
             // The value itself is never echoed: it is a secret.
             if token.is_empty() || token.len() > ONBOARD_TOKEN_BYTES_MAX {
@@ -261,6 +273,34 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Open onboarding (no token) is refused off loopback unless asked for, and a token with
+    /// --open-onboarding is a contradiction: both are configuration mistakes worth a clear stop.
+    fn check_onboarding(&self) -> Result<(), clap::Error> {
+        let refuse = |message: String| {
+            Err(Config::command().error(clap::error::ErrorKind::ArgumentConflict, message))
+        };
+        match (&self.onboard_token, self.open_onboarding) {
+            (Some(_), true) => refuse(
+                "--open-onboarding (RTB_EXCHANGE_OPEN_ONBOARDING) and --onboard-token \
+                 (RTB_ONBOARD_TOKEN) are both set: drop one of them"
+                    .into(),
+            ),
+            (None, false) if !self.bind.is_loopback() => refuse(format!(
+                "refusing to start with open onboarding on {bind}: without a token, anyone who \
+                 reaches port {port} can register, list and remove DSPs (POST/GET /dsp, \
+                 DELETE /dsp/{{name}}). Do one of:\n  \
+                 - set a token: --onboard-token TOKEN or RTB_ONBOARD_TOKEN=TOKEN (DSPs send \
+                 `Authorization: Bearer TOKEN`);\n  \
+                 - bind loopback only: --bind 127.0.0.1 (RTB_EXCHANGE_BIND);\n  \
+                 - accept open onboarding on this network: --open-onboarding \
+                 (RTB_EXCHANGE_OPEN_ONBOARDING=true)",
+                bind = self.bind,
+                port = self.port,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Worker count: the flag, or the cores this process may use.
@@ -319,6 +359,8 @@ impl Config {
         c.pin_cores = self.pin;
         c.driver = self.io_driver;
         c.limits.head_bytes_max = self.head_bytes_max;
+        c.limits.headers_count_max =
+            usize::try_from(self.header_count_max).unwrap_or(HEADERS_COUNT_CAP);
         c.limits.body_bytes_max = self.body_bytes_max;
         c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
         c.limits.connections_per_worker_max = self.connections_per_worker;
@@ -406,6 +448,62 @@ mod tests {
         assert!(e.to_string().contains("kqueue"));
         let e = Config::try_parse_from_env(["rtb-exchange", "--margin-ms", "90"]).unwrap_err();
         assert!(e.to_string().contains("RTB_EXCHANGE_MARGIN_MS"));
+    }
+
+    /// A config parsed from `args` with the onboarding settings given (whatever the
+    /// environment of the test process says).
+    fn onboarding(args: &[&str], token: Option<&str>, open: bool) -> Config {
+        let mut c = Config::try_parse_from(args).unwrap();
+        c.onboard_token = token.map(str::to_string);
+        c.open_onboarding = open;
+        c
+    }
+
+    #[test]
+    fn open_onboarding_off_loopback_needs_to_be_asked_for() {
+        let refused = onboarding(&["rtb-exchange"], None, false)
+            .check_onboarding()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "refusing to start with open onboarding on 0.0.0.0",
+            "--onboard-token",
+            "RTB_ONBOARD_TOKEN",
+            "--bind 127.0.0.1",
+            "--open-onboarding",
+            "RTB_EXCHANGE_OPEN_ONBOARDING=true",
+        ] {
+            assert!(refused.contains(needle), "{needle} missing in: {refused}");
+        }
+        let v6 = onboarding(&["rtb-exchange", "--bind", "::"], None, false);
+        assert!(v6.check_onboarding().is_err());
+        for ok in [
+            onboarding(&["rtb-exchange"], Some("t"), false),
+            onboarding(&["rtb-exchange"], None, true),
+            onboarding(&["rtb-exchange", "--bind", "127.0.0.1"], None, false),
+            onboarding(&["rtb-exchange", "--bind", "::1"], None, false),
+        ] {
+            assert!(ok.check_onboarding().is_ok(), "{ok:?}");
+        }
+        let both = onboarding(&["rtb-exchange"], Some("t"), true).check_onboarding();
+        assert!(both.unwrap_err().to_string().contains("drop one of them"));
+    }
+
+    #[test]
+    fn header_count_max_reaches_the_server_limits() {
+        let c = Config::try_parse_from(["rtb-exchange", "--header-count-max", "9"]).unwrap();
+        assert_eq!(c.server_config().limits.headers_count_max, 9);
+        let c = Config::try_parse_from(["rtb-exchange"]).unwrap();
+        assert_eq!(
+            c.server_config().limits.headers_count_max,
+            HEADERS_COUNT_MAX_DEFAULT
+        );
+        for bad in ["0", "129"] {
+            let e = Config::try_parse_from_env(["rtb-exchange", "--header-count-max", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("RTB_EXCHANGE_HEADER_COUNT_MAX"), "{e}");
+        }
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Handler for ExchangeHandler {
                     Route::DspOnboard,
                     onboard::post_dsp(&self.shared, &req).await,
                 ),
-                Method::GET => (Route::DspList, onboard::list(&self.shared).await),
+                Method::GET => (Route::DspList, onboard::list(&self.shared, &req).await),
                 _ => (Route::Other, method_not_allowed("GET, POST")),
             },
             p if p.starts_with("/dsp/") => match req.method {

@@ -12,6 +12,7 @@
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`debug`]: the debug port's handler.
 
@@ -26,6 +27,7 @@ pub mod lag;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
+pub mod process;
 pub mod ratelimit;
 pub mod record;
 

@@ -39,6 +39,12 @@ fn main() {
 fn run(config: &Config) -> std::io::Result<()> {
     let app = App::start(config)?;
     let shutdown = app.shutdown_handle();
+    if config.onboard_token.is_none() && !config.bind.is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "open onboarding (--open-onboarding): anyone who reaches the port can register DSPs"
+        );
+    }
     shutdown.trigger_on_signals()?;
     tracing::info!(
         addr = %app.addr(),

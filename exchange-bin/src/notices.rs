@@ -1,9 +1,10 @@
 //! Owns the notices a worker fires (win notices today): a bounded per-worker queue of reused
 //! URL buffers, and a fixed set of tasks that send each as a GET, off the auction's path.
 //!
-//! Queueing copies the URL into a buffer taken from a free list, so once warm the auction side
-//! allocates nothing; when the queue is full the notice is dropped and counted, never waited
-//! for. [`NOTICE_TASKS`] tasks drain the queue, so at most that many notices are in flight.
+//! Queueing copies the URL into a buffer taken from a free list made at start, so the auction
+//! side allocates nothing (unless a URL outgrows its buffer); when the queue is full the notice
+//! is dropped and counted, never waited for. [`NOTICE_TASKS`] tasks drain the queue, so at most
+//! that many notices are in flight.
 //!
 //! Address policy: the exchange never resolves names on a worker. A notice URL is fired only
 //! when its host is an IP literal that passes `check_address`, or when it names the host of a
@@ -35,6 +36,9 @@ pub const NOTICE_TASKS: usize = 32;
 pub const NOTICE_UPSTREAMS_MAX: usize = 256;
 /// A URL buffer is kept for reuse only below this capacity (a huge URL's buffer is freed).
 const URL_BUFFER_KEEP_BYTES_MAX: usize = 4096;
+/// Capacity of each URL buffer made at start (a typical `nurl` is 100-300 bytes; a longer one
+/// grows its buffer once, and the grown buffer is kept).
+const URL_BUFFER_START_BYTES: usize = 512;
 
 /// The queue both sides share (one worker: no locks, no atomics).
 #[derive(Debug)]
@@ -72,9 +76,14 @@ impl NoticeQueue {
 /// Starts this worker's notice tasks; returns the auction's end of their queue.
 pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -> NoticeQueue {
     let max = shared.win_queue_max;
+    // Every buffer the queue and the tasks can hold at once is made now (about 0.5 MiB at the
+    // default queue size), so a burst of wins never allocates on the auction's path.
+    let buffers = max + NOTICE_TASKS;
     let queue = Rc::new(RefCell::new(Queue {
         pending: VecDeque::with_capacity(max),
-        free: Vec::with_capacity(max),
+        free: (0..buffers)
+            .map(|_| Vec::with_capacity(URL_BUFFER_START_BYTES))
+            .collect(),
         idle_tasks: Vec::with_capacity(NOTICE_TASKS),
         max,
     }));
@@ -91,7 +100,7 @@ pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -
                 let mut url = next(&queue).await;
                 notifier.fire(&mut url).await;
                 let mut q = queue.borrow_mut();
-                if url.capacity() <= URL_BUFFER_KEEP_BYTES_MAX && q.free.len() < q.max {
+                if url.capacity() <= URL_BUFFER_KEEP_BYTES_MAX && q.free.len() < buffers {
                     q.free.push(url);
                 }
             }

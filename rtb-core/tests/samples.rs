@@ -1,9 +1,8 @@
 //! rtb-core against the real OpenRTB samples in `../shared/openrtb-samples` (read at test time,
-//! never copied into the repo; skipped with a message when the folder is absent), and the
+//! never copied into the repo; skipped with a message when the folder is absent, a failure
+//! under `CI=true`), and the
 //! exchange's encoded answers against the OpenRTB 2.5 response JSON Schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::PathBuf;
 
 use rtb_core::auction::{Auction, AuctionConfig};
 use rtb_core::encode::encode_bid_response;
@@ -13,42 +12,24 @@ use rtb_core::response::BidResponse;
 use rtb_core::splice::splice_tmax;
 use serde_json::Value;
 
-fn shared_dir(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: {} is absent", dir.display());
-        None
-    }
-}
-
-/// `(file stem, bytes)` of the samples whose name contains `kind` (`-req-` or `-resp-`).
-fn samples(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let Some(dir) = shared_dir("openrtb-samples") else {
+/// `(file stem, bytes)` of the samples whose name contains `kind` (`-req-` or `-resp-`);
+/// empty when the samples are absent (outside CI: under `CI=true` that fails `test`).
+fn samples(test: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
+    let Some(named) = test_support::ci::samples_named(test, kind) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && p.file_name().unwrap().to_string_lossy().contains(kind)
-        })
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (stem, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
+    named
+        .into_iter()
+        .map(|(name, bytes)| (name.trim_end_matches(".json").to_string(), bytes))
+        .collect()
 }
 
 #[test]
 fn every_request_sample_decodes_and_validates_like_serde_json_reads_it() {
-    let requests = samples("-req-");
+    let requests = samples(
+        "every_request_sample_decodes_and_validates_like_serde_json_reads_it",
+        "-req-",
+    );
     if requests.is_empty() {
         return;
     }
@@ -88,7 +69,7 @@ fn every_request_sample_decodes_and_validates_like_serde_json_reads_it() {
 
 #[test]
 fn every_response_sample_decodes_with_all_its_bids() {
-    let responses = samples("-resp-");
+    let responses = samples("every_response_sample_decodes_with_all_its_bids", "-resp-");
     if responses.is_empty() {
         return;
     }
@@ -118,7 +99,7 @@ fn every_response_sample_decodes_with_all_its_bids() {
 
 #[test]
 fn tmax_splice_round_trips_on_every_request_sample() {
-    let requests = samples("-req-");
+    let requests = samples("tmax_splice_round_trips_on_every_request_sample", "-req-");
     let mut decoder = Decoder::new();
     let mut doc = Document::default();
     let mut spliced_doc = Document::default();
@@ -180,8 +161,14 @@ fn bidding_response(request: &Value, seat: &str, premium: f64) -> String {
 
 #[test]
 fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
-    let requests = samples("-req-");
-    let Some(schema_dir) = shared_dir("openrtb-schema") else {
+    let requests = samples(
+        "encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema",
+        "-req-",
+    );
+    let Some(schema_dir) = test_support::ci::shared_or_skip(
+        "encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema",
+        "openrtb-schema",
+    ) else {
         return;
     };
     let mut schema: Value = serde_json::from_slice(
