@@ -434,10 +434,12 @@ def start_dsps(procs, bins, profiles, prefix):
 # ---------------------------------------------------------------- load generators
 
 
-def run_wrk(work, server, bodies, connections, duration_s):
+def run_wrk(work, server, bodies, connections, duration_s, extra_args=()):
+    """wrk closed loop; `extra_args` go before the URL (e.g. `-H "Connection: close"`, which
+    load-wrk.lua adds to every request: a new connection per request)."""
     argv = ["taskset", "-c", str(CLIENT_CORE), "wrk", "-t1", f"-c{connections}",
             f"-d{duration_s}s", "--timeout", "2s", "-s", str(SCRIPTS / "load-wrk.lua"),
-            server.url, "--"] + [str(b) for b in bodies]
+            *extra_args, server.url, "--"] + [str(b) for b in bodies]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + RUN_GRACE_S)
     except subprocess.TimeoutExpired:
