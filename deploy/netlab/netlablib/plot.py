@@ -1,6 +1,7 @@
 """The report's one figure, as plain SVG (no plotting dependency): two panels (throughput, p99)
-of grouped bars, one group per scenario, one bar per row, each bar labelled with its value and
-its ratio to bare, and bare's value drawn across the group as a dashed line. A PNG is added
+of grouped bars, one group per scenario and section, one bar per row, each bar labelled with its
+value and its ratio to the group's baseline (bare, or no CPU limit), whose value is drawn across
+the group as a dashed line. A PNG is added
 when rsvg-convert is installed (librsvg2-bin)."""
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ COLORS = ["#4477aa", "#66ccee", "#228833", "#ccbb44", "#ee6677", "#aa3377", "#bb
 W, H, TOP, BOTTOM, LEFT = 1100, 470, 60, 110, 70
 
 
-def _panel(out, bars, labels, groups, x0, panel_w, idx, title, base_label):
+def _panel(out, bars, labels, groups, x0, panel_w, idx, title, bases):
     ph = H - TOP - BOTTOM
     vals = [bars[(lab, g)][idx] for g in groups for lab in labels if (lab, g) in bars]
     vmax = max(vals) * 1.2 if vals else 1
@@ -23,17 +24,18 @@ def _panel(out, bars, labels, groups, x0, panel_w, idx, title, base_label):
         txt = f"{v:,.0f}" if vmax > 20 else f"{v:.2f}"
         out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{txt}</text>')
     gw = panel_w / max(1, len(groups))
-    bw = gw * 0.85 / max(1, len(labels))
+    bw = gw * 0.85 / max(1, max(sum((lab, g) in bars for lab in labels) for g in groups))
     for gi, g in enumerate(groups):
         gx = x0 + gi * gw + gw * 0.075
         out.append(f'<text x="{x0 + gi * gw + gw / 2:.1f}" y="{TOP + ph + 16}" '
                    f'text-anchor="middle">{g}</text>')
+        base_label = bases.get(g)
         base = bars.get((base_label, g), (0, 0))[idx]
-        for li, lab in enumerate(labels):
-            if (lab, g) not in bars:
-                continue
+        in_group = [lab for lab in labels if (lab, g) in bars]
+        for lab in in_group:
+            li = labels.index(lab)
             v = bars[(lab, g)][idx]
-            bh, x = ph * v / vmax, gx + li * bw
+            bh, x = ph * v / vmax, gx + in_group.index(lab) * bw
             out.append(f'<rect x="{x:.1f}" y="{TOP + ph - bh:.1f}" width="{bw - 2:.1f}" '
                        f'height="{bh:.1f}" fill="{COLORS[li % len(COLORS)]}"/>')
             txt = f"{v:,.0f}" if idx == 0 else f"{v:.1f}"
@@ -49,8 +51,9 @@ def _panel(out, bars, labels, groups, x0, panel_w, idx, title, base_label):
                        f'stroke="black" stroke-dasharray="4 3"/>')
 
 
-def svg_plot(bars, path, title, base_label):
-    """Writes the figure of `bars` {(label, group): (rps, p99)}; returns the files written."""
+def svg_plot(bars, path, title, bases):
+    """Writes the figure of `bars` {(label, group): (rps, p99)}, each group's bars compared with
+    the bar `bases[group]`; returns the files written."""
     labels = list(dict.fromkeys(lab for lab, _ in bars))
     groups = list(dict.fromkeys(g for _, g in bars))
     panel_w = (W - LEFT - 40) / 2
@@ -59,9 +62,9 @@ def svg_plot(bars, path, title, base_label):
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{title}</text>']
     _panel(out, bars, labels, groups, LEFT, panel_w, 0, "throughput (req/s, higher is better)",
-           base_label)
+           bases)
     _panel(out, bars, labels, groups, LEFT + panel_w + 40, panel_w, 1,
-           "p99 latency (ms, lower is better)", base_label)
+           "p99 latency (ms, lower is better)", bases)
     lx, ly = LEFT, H - 62
     for li, lab in enumerate(labels):
         if lx + 30 + 7 * len(lab) > W:
@@ -69,7 +72,9 @@ def svg_plot(bars, path, title, base_label):
         out.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{COLORS[li % len(COLORS)]}"/>')
         out.append(f'<text x="{lx + 16}" y="{ly + 10}">{lab}</text>')
         lx += 30 + 7 * len(lab)
-    out.append(f'<text x="{LEFT}" y="{H - 8}" font-size="10">dashed line: {base_label}</text>')
+    names = ", ".join(dict.fromkeys(bases.values()))
+    out.append(f'<text x="{LEFT}" y="{H - 8}" font-size="10">dashed line and ratios: each '
+               f'group\'s baseline ({names})</text>')
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
     png = path.with_suffix(".png")

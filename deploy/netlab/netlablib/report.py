@@ -98,13 +98,12 @@ def timeline_rates(r):
 
 
 def kube_proxy_table(results, variants):
-    lines = ["| proxy / services | rules per node | connect ms | req/s | p50 ms | p99 ms | "
+    lines = ["| proxy / services | rules per node | connect ms | exchange's connect() syscall ms | "
+             "req/s | p50 ms | p99 ms | "
              "status codes | new DSP conns /s (first s → last s) | DSP timeouts /s | breaker skips /s | "
-             "conntrack drop + insert_failed | exchange core softirq | rule walk, est. % of a core |",
-             "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
-    rows = _rows(results, variants, "kube-proxy")
-    zero = {v.proxy: s["connect"] for v, _, _, s, _ in rows if v.dummy == 0}
-    for v, sc, runs, s, b in rows:
+             "conntrack drop + insert_failed | exchange core softirq | worker stalled in connect() |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+    for v, sc, runs, s, b in _rows(results, variants, "kube-proxy"):
         per_s = lambda key: med(runs, lambda r: r.get(key, 0) / r["seconds"])  # noqa: E731
         opened = per_s("pool_opened")
         ends = [t for t in (timeline_rates(r) for r in runs) if t]
@@ -113,13 +112,13 @@ def kube_proxy_table(results, variants):
         ct = sum(r.get("conntrack", {}).get("drop", 0) + r.get("conntrack", {}).get("insert_failed", 0)
                  for r in runs)
         soft = med(runs, lambda r: r.get("softirq_share", {}).get("cpu0"))
-        extra_ms = s["connect"] - zero.get(v.proxy, s["connect"])
-        # A probe's connect crosses two nodes' rules, as an exchange-to-DSP connect does.
-        walk = opened * max(0.0, extra_ms) / 1000 * 100
+        syscall = med(runs, lambda r: r.get("connect_syscall_ms"))
+        # The worker's event loop stands still for the whole connect() call.
+        stalled = opened * syscall / 1000 * 100 if syscall == syscall else float("nan")
         lines.append(f"| {v.label} | {med(runs, lambda r: r.get('rules')):,.0f} | {s['connect']:.3f} | "
-                     f"{s['rps']:,.0f} | {s['p50']:.3f} | {s['p99']:.3f} | {status_text(runs)} | "
-                     f"{opened:,.0f} ({trend}) | {per_s('dsp_timeouts'):,.0f} | "
-                     f"{per_s('breaker_skipped'):,.0f} | {ct} | {soft * 100:.0f}% | {walk:.0f}% |")
+                     f"{syscall:.3f} | {s['rps']:,.0f} | {s['p50']:.3f} | {s['p99']:.3f} | "
+                     f"{status_text(runs)} | {opened:,.0f} ({trend}) | {per_s('dsp_timeouts'):,.0f} | "
+                     f"{per_s('breaker_skipped'):,.0f} | {ct} | {soft * 100:.0f}% | {stalled:.1f}% |")
     return "\n".join(lines)
 
 
@@ -156,14 +155,17 @@ def tables(results, variants, sections):
 
 
 def figure_bars(results, variants):
-    """{(label, scenario): (rps, p99)} for the figure: network modes and CPU limits."""
-    bars = {}
+    """({(label, group): (rps, p99)}, {group: baseline label}) for the figure: the network modes
+    per scenario, then the CPU limits per scenario (their own groups: 2 workers, own baseline)."""
+    bars, bases = {}, {}
     for v in variants:
-        if v.section in ("modes", "cpu"):
-            for sc in v.scenarios:
-                runs = results.get(v.key, {}).get(sc, [])
-                if runs:
-                    s = summary_of(runs)
-                    name = v.label if v.section == "modes" else f"2 workers, {v.label}"
-                    bars[(name, sc)] = (s["rps"], s["p99"])
-    return bars
+        if v.section not in ("modes", "cpu"):
+            continue
+        for sc in v.scenarios:
+            runs = results.get(v.key, {}).get(sc, [])
+            if runs:
+                s = summary_of(runs)
+                group = sc if v.section == "modes" else f"{sc}, 2 workers"
+                bars[(v.label, group)] = (s["rps"], s["p99"])
+                bases[group] = v.baseline
+    return bars, bases

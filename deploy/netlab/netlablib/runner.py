@@ -56,6 +56,33 @@ def connect_probe(lab, client_ns, addr):
     return statistics.median(times) if times else float("nan"), len(times)
 
 
+SYSCALL_PROBE = """
+import socket, statistics, sys, time
+out = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket()
+    s.setblocking(False)
+    t = time.perf_counter()
+    s.connect_ex((sys.argv[1], 80))
+    out.append((time.perf_counter() - t) * 1000)
+    s.close()
+    time.sleep(0.01)
+print(statistics.median(out))
+"""
+
+
+def connect_syscall_probe(lab, exch_ns, vip):
+    """Median time (ms) of a non-blocking connect() from the exchange's pod to a DSP's service
+    address: the call only sends the SYN, but veth hands the packet on in softirq on the same
+    CPU before the call returns, so the SYN's whole trip through both nodes' NAT rules is spent
+    inside the exchange worker's own syscall, with its event loop stopped."""
+    r = lab.ns(exch_ns, [sys.executable, "-c", SYSCALL_PROBE, vip, str(CONNECT_PROBES)], check=False)
+    try:
+        return float(r.stdout.strip())
+    except ValueError:
+        return float("nan")
+
+
 def build_lab(ctx, v):
     t0 = time.monotonic()
     info = topology.build(ctx.lab, v.mode)
@@ -132,6 +159,10 @@ def run_variant(ctx, v):
         raise RuntimeError(f"{v.key}: exchange not reachable from the client ({auction} -> {code})")
     connect_ms, n = connect_probe(ctx.lab, client_ns, info["exchange_addr"])
     log(f"   TCP connect (new connection, median of {n}): {connect_ms:.3f} ms")
+    syscall_ms = float("nan")
+    if v.mode == "overlay-nat":
+        syscall_ms = connect_syscall_probe(ctx.lab, places["exch"][0], kubeproxy.DSP_VIPS[0])
+        log(f"   exchange pod -> DSP service: non-blocking connect() returns after {syscall_ms:.3f} ms")
     out = {}
     for sc in v.scenarios:
         if sc == "three-dsps":
@@ -139,10 +170,11 @@ def run_variant(ctx, v):
             code, _ = client_http(ctx.lab, client_ns, "POST", auction, ctx.bodies[0])
             if code not in (200, 204):
                 raise RuntimeError(f"{v.key}: auction with three DSPs answered {code}")
-        if not ctx.smoke:
+        if v.warmup and not ctx.smoke:
             measure(ctx, v, info, p.pid, sc, WARMUP_S, f"{v.key} {sc} warm-up")
         res = measure_counted(ctx, v, info, p.pid, sc, cg)
-        res.update(build_s=info["build_s"], connect_ms=connect_ms, rules=info.get("rules", 0))
+        res.update(build_s=info["build_s"], connect_ms=connect_ms, rules=info.get("rules", 0),
+                   connect_syscall_ms=syscall_ms)
         out[sc] = res
         log_result(ctx.rl, sc, res)
     return out
