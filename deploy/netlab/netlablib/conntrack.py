@@ -2,11 +2,14 @@
 
 A level is `default` or settings joined by '+': `max=N` (nf_conntrack_max, global), `buckets=N`
 (hash buckets, global), `tw=S` (nf_conntrack_tcp_timeout_time_wait, per namespace: set on every
-node of the lab). Every closed connection stays in the table for tw seconds (120 by default),
-so a node needs max >= new connections per second x tw, or new connections are dropped
-("nf_conntrack: table full") and their SYNs retransmitted a second later.
+node of the lab), `notrack=1` (raw-table NOTRACK for the VXLAN packets, UDP 8472, on every node).
+Every closed connection stays in the table for tw seconds (120 by default), so a node needs
+max >= new connections per second x tw, or new connections are dropped ("nf_conntrack: table
+full") and their SYNs retransmitted a second later. Through VXLAN a connection costs more than
+one entry: each direction's outer UDP packets are tracked too, as two one-way flows (the outer
+source port is a hash of the inner flow), which stay 30 s (nf_conntrack_udp_timeout).
 """
-from .topology import NODES, node_ns
+from .topology import NODES, VXLAN_PORT, node_ns
 
 KEYS = {"max": "net.netfilter.nf_conntrack_max", "buckets": "net.netfilter.nf_conntrack_buckets"}
 TW_KEY = "net.netfilter.nf_conntrack_tcp_timeout_time_wait"
@@ -22,8 +25,9 @@ def parse_level(text):
     out = {}
     for part in text.split("+"):
         key, _, value = part.partition("=")
-        if key not in ("max", "buckets", "tw") or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"conntrack level {text!r}: expected max=N, buckets=N, tw=S joined by +")
+        if key not in ("max", "buckets", "tw", "notrack") or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"conntrack level {text!r}: expected max=N, buckets=N, tw=S, notrack=1 "
+                             "joined by +")
         out[key] = int(value)
     return out
 
@@ -37,9 +41,13 @@ def apply(lab, host, level):
     for key, sysctl in KEYS.items():
         if key in level:
             host.set(sysctl, level[key])
-    if "tw" in level:
-        for name, _, _ in NODES:
+    for name, _, _ in NODES:
+        if "tw" in level:
             lab.sysctl(node_ns(name), TW_KEY, level["tw"])
+        if level.get("notrack"):
+            for chain in ("PREROUTING", "OUTPUT"):
+                lab.ns(node_ns(name), ["iptables", "-t", "raw", "-A", chain, "-p", "udp", "--dport",
+                                       str(VXLAN_PORT), "-j", "NOTRACK"])
 
 
 def stats(lab, nodes=None):

@@ -6,6 +6,7 @@ The wrk run itself happens in `netlab _measure` inside the client's namespace (s
 measured; the parent reads the counters that live elsewhere around it: the exchange cgroup's
 throttling, the nodes' conntrack statistics.
 """
+import http.client
 import json
 import re
 import statistics
@@ -258,10 +259,33 @@ def sample_timeline(server, stop, samples):
         stop.wait(TIMELINE_STEP_S)
 
 
+def kept_alive_server(rl, args):
+    """rtb-load's Server, but /metrics is read over one kept-alive connection opened before the
+    run: a full conntrack table drops new connections, and a fresh connection per scrape would
+    then fail with the very traffic it is measuring."""
+    class KeptAlive(rl.Server):
+        conn, lock = None, threading.Lock()
+
+        def metrics(self):
+            with self.lock:
+                for _ in range(2):  # once more on a fresh connection if the kept one was closed
+                    try:
+                        if self.conn is None:
+                            self.conn = http.client.HTTPConnection(self.debug, timeout=5)
+                        self.conn.request("GET", "/metrics")
+                        resp = self.conn.getresponse()
+                        text = resp.read().decode(errors="replace")
+                        return rl.parse_metrics(text) if resp.status == 200 else {}
+                    except (OSError, http.client.HTTPException):
+                        self.conn = None
+                return {}
+
+    return KeptAlive(args.name, args.url_addr, types.SimpleNamespace(pid=args.pid), args.debug_addr)
+
+
 def measure_child(args, rl):
     """`_measure`: runs inside the client namespace (ip netns exec)."""
-    server = rl.Server(args.name, args.url_addr, types.SimpleNamespace(pid=args.pid),
-                       args.debug_addr)
+    server = kept_alive_server(rl, args)
     extra = ["-H", "Connection: close"] if args.connection_close else []
     stop, samples = threading.Event(), []
     sampler = threading.Thread(target=sample_timeline, args=(server, stop, samples), daemon=True)
@@ -271,7 +295,8 @@ def measure_child(args, rl):
         if args.timeline:
             sampler.start()
         res = rl.measured(lambda: rl.run_wrk(None, server, [Path(b) for b in args.bodies],
-                                             CONNECTIONS, args.duration_s, extra), server)
+                                             CONNECTIONS, args.duration_s, extra), server,
+                          allow_zero=args.connection_close)
     except rl.Failure as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
