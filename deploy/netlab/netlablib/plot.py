@@ -6,8 +6,9 @@ when rsvg-convert is installed (librsvg2-bin)."""
 import shutil
 import subprocess
 
-COLORS = ["#4477aa", "#66ccee", "#228833", "#ccbb44", "#ee6677", "#aa3377", "#bbbbbb", "#555555"]
-W, H, TOP, BOTTOM, LEFT = 1100, 470, 60, 110, 70
+COLORS = ["#4477aa", "#66ccee", "#228833", "#ccbb44", "#ee6677", "#aa3377", "#bbbbbb", "#555555",
+          "#994f00", "#e69f00", "#56b4e9", "#000000"]
+W, H, TOP, BOTTOM, LEFT = 1400, 500, 60, 110, 70
 
 
 def _panel(out, bars, labels, groups, x0, panel_w, idx, title, bases):
@@ -38,13 +39,13 @@ def _panel(out, bars, labels, groups, x0, panel_w, idx, title, bases):
             bh, x = ph * v / vmax, gx + in_group.index(lab) * bw
             out.append(f'<rect x="{x:.1f}" y="{TOP + ph - bh:.1f}" width="{bw - 2:.1f}" '
                        f'height="{bh:.1f}" fill="{COLORS[li % len(COLORS)]}"/>')
-            txt = f"{v:,.0f}" if idx == 0 else f"{v:.1f}"
+            txt = (f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}") if idx == 0 else f"{v:.1f}"
             cx = x + bw / 2 - 1
             out.append(f'<text x="{cx:.1f}" y="{TOP + ph - bh - 4:.1f}" text-anchor="middle" '
                        f'font-size="8">{txt}</text>')
             if base and lab != base_label:
                 out.append(f'<text x="{cx:.1f}" y="{TOP + ph - bh - 13:.1f}" text-anchor="middle" '
-                           f'font-size="8">{v / base:.2f}×</text>')
+                           f'font-size="8">{v / base:.2f}×</text>'.replace("×</", "x</"))
         if base:
             y = TOP + ph - ph * base / vmax
             out.append(f'<line x1="{gx:.1f}" y1="{y:.1f}" x2="{gx + gw * 0.85:.1f}" y2="{y:.1f}" '
