@@ -125,8 +125,8 @@ def kube_proxy_table(results, variants):
 def conntrack_table(results, variants):
     lines = ["| churn (Connection: close, 404 path) | new conns/s | ×baseline | p50 ms | p99 ms | "
              "p99.9 ms | conntrack entries (nodes) | drop | insert_failed | early_drop | "
-             "client SYN retransmits | socket errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "client SYN retransmits | SYNs refused by the exchange's TIME_WAIT (PAWS) | socket errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for v, sc, runs, s, b in _rows(results, variants, "conntrack"):
         b = b or {}
         ct = lambda k: med(runs, lambda r: r.get("conntrack", {}).get(k))  # noqa: E731
@@ -135,6 +135,7 @@ def conntrack_table(results, variants):
                      f"{s['p50']:.3f} | {s['p99']:.3f} | {s['p999']:.3f} | {fmt(ct('entries'))} | "
                      f"{fmt(ct('drop'))} | {fmt(ct('insert_failed'))} | {fmt(ct('early_drop'))} | "
                      f"{fmt(med(runs, lambda r: r.get('tcp', {}).get('TCPSynRetrans')))} | "
+                     f"{fmt(med(runs, lambda r: r.get('exchange_paws_timewait')))} | "
                      f"{fmt(med(runs, lambda r: r['socket_errors']))} |")
     return "\n".join(lines)
 

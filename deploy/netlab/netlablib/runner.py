@@ -181,11 +181,25 @@ def run_variant(ctx, v):
     return out
 
 
+def paws_timewait(lab, ns):
+    """The namespace's TcpExtPAWSTimewait: SYNs that hit a TIME_WAIT socket and failed its
+    timestamp (PAWS) check; each is answered with an ACK, reset and retried a second later."""
+    lines = lab.ns(ns, ["cat", "/proc/net/netstat"], check=False).stdout.splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(table.get("PAWSTimewait", 0))
+    return 0
+
+
 def measure_counted(ctx, v, info, pid, sc, cg):
     """measure() with the counters the client namespace cannot see read around it."""
     ct0 = conntrack.stats(ctx.lab) if v.mode == "overlay-nat" else None
     cg0 = ctx.cgroups.stats(cg) if cg else None
+    exch_ns = info["places"]["exch"][0]
+    paws0 = paws_timewait(ctx.lab, exch_ns)
     res = measure(ctx, v, info, pid, sc, ctx.args.duration_s, f"{v.key} {sc}")
+    res["exchange_paws_timewait"] = paws_timewait(ctx.lab, exch_ns) - paws0
     if cg:
         cg1 = ctx.cgroups.stats(cg)
         res["cgroup"] = {k: cg1[k] - cg0[k] for k in cg1}
