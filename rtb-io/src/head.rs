@@ -123,6 +123,77 @@ fn parse_length(value: &[u8]) -> Option<usize> {
     })
 }
 
+/// What the headers say about framing and the connection, gathered in one pass.
+#[derive(Default)]
+struct HeadFacts {
+    content_length: Option<usize>,
+    chunked: bool,
+    close: bool,
+    expect_continue: bool,
+    gzip: bool,
+}
+
+impl HeadFacts {
+    /// Takes one header into account; refuses what could desynchronise the stream.
+    #[inline]
+    fn note(&mut self, name: &str, value: &[u8], version_minor: u8) -> Result<(), Reject> {
+        if name.eq_ignore_ascii_case("content-length") {
+            let n =
+                parse_length(value.trim_ascii()).ok_or(Reject::BadRequest("bad content-length"))?;
+            if self.content_length.is_some_and(|prev| prev != n) {
+                return Err(Reject::BadRequest("conflicting content-length"));
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
+            if self.chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::BadRequest("unsupported transfer-encoding"));
+            }
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, "close") {
+                self.close = true;
+            } else if has_token(value, "keep-alive") {
+                self.close = false;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Err(Reject::BadRequest("unsupported expectation"));
+            }
+            self.expect_continue = version_minor == 1;
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            self.gzip = value.trim_ascii().eq_ignore_ascii_case(b"gzip");
+        }
+        Ok(())
+    }
+
+    /// How the body is framed, by RFC 9112's rules, within the body limit.
+    #[inline]
+    fn framing(
+        &self,
+        method: &Method,
+        version_minor: u8,
+        limits: &ServerLimits,
+    ) -> Result<Framing, Reject> {
+        Ok(match (self.content_length, self.chunked) {
+            (Some(_), true) => {
+                return Err(Reject::BadRequest("content-length with transfer-encoding"))
+            }
+            (None, true) if version_minor == 0 => {
+                return Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
+            }
+            (None, true) => Framing::Chunked,
+            (Some(0), false) => Framing::Empty,
+            (Some(n), false) if n > limits.body_bytes_max => return Err(Reject::BodyTooLarge),
+            (Some(n), false) => Framing::Length(n),
+            (None, false) if [Method::POST, Method::PUT, Method::PATCH].contains(method) => {
+                return Err(Reject::LengthRequired)
+            }
+            (None, false) => Framing::Empty,
+        })
+    }
+}
+
 /// Parses a complete head from the front of `buf`, `Ok(None)` when more bytes are needed (and
 /// the head limit is not reached yet). Bytes after the head (body, pipelined requests) are left
 /// alone; every range in the result indexes `buf`.
@@ -151,65 +222,21 @@ pub fn parse_request_head(buf: &[u8], limits: &ServerLimits) -> Result<Option<Pa
     let path = offset_in(buf, req.path.unwrap_or("").as_bytes());
 
     let mut headers = SmallVec::new();
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
-    let mut close = version_minor == 0;
-    let mut expect_continue = false;
-    let mut gzip = false;
+    let mut facts = HeadFacts {
+        close: version_minor == 0,
+        ..HeadFacts::default()
+    };
     for h in req.headers.iter() {
         headers.push((offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value)));
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(h.value.trim_ascii())
-                .ok_or(Reject::BadRequest("bad content-length"))?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(Reject::BadRequest("conflicting content-length"));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
-            if transfer_encoding || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(Reject::BadRequest("unsupported transfer-encoding"));
-            }
-            transfer_encoding = true;
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if has_token(h.value, "close") {
-                close = true;
-            } else if has_token(h.value, "keep-alive") {
-                close = false;
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = version_minor == 1;
-            } else {
-                return Err(Reject::BadRequest("unsupported expectation"));
-            }
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            gzip = h.value.trim_ascii().eq_ignore_ascii_case(b"gzip");
-        }
+        facts.note(h.name, h.value, version_minor)?;
     }
-    let framing = match (content_length, chunked) {
-        (Some(_), true) => return Err(Reject::BadRequest("content-length with transfer-encoding")),
-        (None, true) if version_minor == 0 => {
-            return Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
-        }
-        (None, true) => Framing::Chunked,
-        (Some(0), false) => Framing::Empty,
-        (Some(n), false) => {
-            if n > limits.body_bytes_max {
-                return Err(Reject::BodyTooLarge);
-            }
-            Framing::Length(n)
-        }
-        (None, false) => {
-            if method == Method::POST || method == Method::PUT || method == Method::PATCH {
-                return Err(Reject::LengthRequired);
-            }
-            Framing::Empty
-        }
-    };
+    let framing = facts.framing(&method, version_minor, limits)?;
+    let HeadFacts {
+        close,
+        expect_continue,
+        gzip,
+        ..
+    } = facts;
     Ok(Some(ParsedHead {
         len,
         method,

@@ -103,12 +103,7 @@ impl Server {
         F: Fn(&WorkerCtx) -> H + Send + Sync + 'static,
     {
         let workers = config.workers.max(1);
-        let first = bind_reuseport(config.addr, config.backlog)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..workers {
-            listeners.push(bind_reuseport(local_addr, config.backlog)?);
-        }
+        let (local_addr, listeners) = bind_listeners(config.addr, config.backlog, workers)?;
         let cores = if config.pin_cores {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -117,71 +112,30 @@ impl Server {
         let factory = Arc::new(factory);
         let shutdown = ShutdownHandle::new();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let mut threads = Vec::with_capacity(workers);
-        let mut stats = Vec::with_capacity(workers);
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            let worker_stats = Arc::new(WorkerStats::default());
-            stats.push(worker_stats.clone());
-            let factory = factory.clone();
-            let worker_shutdown = shutdown.clone();
-            let ready_tx = ready_tx.clone();
-            let config = config.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-{index}", config.thread_name))
-                .spawn(move || {
-                    let pinned = core.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
-                    let (mut rt, driver) = match build_runtime(config.driver, config.uring_entries)
-                    {
-                        Ok(built) => built,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let info = WorkerInfo {
-                        index,
-                        core: pinned,
-                        driver,
-                    };
-                    tracing::info!(worker = index, core = ?pinned, driver = %driver, "worker started");
-                    rt.block_on(worker_main(
-                        info,
-                        listener,
-                        &*factory,
-                        worker_shutdown,
-                        worker_stats,
-                        &config,
-                        ready_tx,
-                    ));
-                    tracing::info!(worker = index, "worker stopped");
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    shutdown.trigger();
-                    return Err(e);
-                }
-            }
-        }
-        drop(ready_tx);
-        let mut infos = Vec::with_capacity(workers);
         let mut server = Server {
             local_addr,
             workers: Vec::new(),
-            stats,
+            stats: Vec::with_capacity(workers),
             shutdown,
-            threads,
+            threads: Vec::with_capacity(workers),
         };
-        for _ in 0..workers {
-            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
-                Ok(Ok(info)) => infos.push(info),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::Error::other("worker did not start")),
-            }
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let stats = Arc::new(WorkerStats::default());
+            server.stats.push(stats.clone());
+            let worker = Worker {
+                index,
+                core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
+                listener,
+                shutdown: server.shutdown.clone(),
+                stats,
+                config: config.clone(),
+                ready: ready_tx.clone(),
+            };
+            // On error, dropping `server` triggers shutdown and joins the workers started.
+            server.threads.push(worker.spawn(factory.clone())?);
         }
-        infos.sort_by_key(|i| i.index);
-        server.workers = infos;
+        drop(ready_tx);
+        server.workers = wait_until_ready(&ready_rx, workers)?;
         Ok(server)
     }
 
@@ -230,18 +184,102 @@ impl Drop for Server {
     }
 }
 
-async fn worker_main<H, F>(
-    info: WorkerInfo,
+/// One listener per worker on the same address (`SO_REUSEPORT`); port 0 is resolved by the first.
+fn bind_listeners(
+    addr: SocketAddr,
+    backlog: i32,
+    workers: usize,
+) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let first = bind_reuseport(addr, backlog)?;
+    let local_addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind_reuseport(local_addr, backlog)?);
+    }
+    Ok((local_addr, listeners))
+}
+
+/// Every worker's info, by index, once all have built their runtime and bound their listener.
+fn wait_until_ready(
+    ready: &mpsc::Receiver<io::Result<WorkerInfo>>,
+    workers: usize,
+) -> io::Result<Vec<WorkerInfo>> {
+    let mut infos = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        match ready.recv_timeout(WORKER_START_TIMEOUT) {
+            Ok(Ok(info)) => infos.push(info),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("worker did not start")),
+        }
+    }
+    infos.sort_by_key(|i| i.index);
+    Ok(infos)
+}
+
+/// What one worker thread starts with.
+struct Worker {
+    index: usize,
+    core: Option<core_affinity::CoreId>,
     listener: std::net::TcpListener,
-    factory: &F,
     shutdown: ShutdownHandle,
     stats: Arc<WorkerStats>,
-    config: &ServerConfig,
+    config: ServerConfig,
     ready: mpsc::Sender<io::Result<WorkerInfo>>,
-) where
+}
+
+impl Worker {
+    /// Starts the thread: pin, build the runtime, serve until shutdown.
+    fn spawn<H, F>(self, factory: Arc<F>) -> io::Result<JoinHandle<()>>
+    where
+        H: Handler,
+        F: Fn(&WorkerCtx) -> H + Send + Sync + 'static,
+    {
+        std::thread::Builder::new()
+            .name(format!("{}-{}", self.config.thread_name, self.index))
+            .spawn(move || self.run(&*factory))
+    }
+
+    fn run<H, F>(self, factory: &F)
+    where
+        H: Handler,
+        F: Fn(&WorkerCtx) -> H,
+    {
+        let pinned = self
+            .core
+            .filter(|c| core_affinity::set_for_current(*c))
+            .map(|c| c.id);
+        let (mut rt, driver) = match build_runtime(self.config.driver, self.config.uring_entries) {
+            Ok(built) => built,
+            Err(e) => {
+                let _ = self.ready.send(Err(e));
+                return;
+            }
+        };
+        let index = self.index;
+        let info = WorkerInfo {
+            index,
+            core: pinned,
+            driver,
+        };
+        tracing::info!(worker = index, core = ?pinned, driver = %driver, "worker started");
+        rt.block_on(worker_main(info, self, factory));
+        tracing::info!(worker = index, "worker stopped");
+    }
+}
+
+async fn worker_main<H, F>(info: WorkerInfo, worker: Worker, factory: &F)
+where
     H: Handler,
     F: Fn(&WorkerCtx) -> H,
 {
+    let Worker {
+        listener,
+        shutdown,
+        stats,
+        config,
+        ready,
+        ..
+    } = worker;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -262,19 +300,33 @@ async fn worker_main<H, F>(
         draining: Cell::new(false),
         idle_cancel: canceller.handle(),
     });
-    {
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        monoio::spawn(async move {
-            shutdown.triggered().await;
-            shared.draining.set(true);
-            // Wakes the pending accept and every idle keep-alive read with ECANCELED; an op that
-            // already completed keeps its result, so no accepted connection is lost.
-            drop(canceller.cancel());
-        });
-    }
+    spawn_drain_on_shutdown(shutdown, shared.clone(), canceller);
     let _ = ready.send(Ok(info));
-    let connections_max = config.limits.connections_per_worker_max as u64;
+    accept_until_draining(&listener, &handler, &ctx, &shared).await;
+    drop(listener);
+    wait_for_connections(info.index, &stats, config.shutdown_grace).await;
+}
+
+/// At shutdown: mark the worker draining, then wake the pending accept and every idle
+/// keep-alive read with ECANCELED (an op that already completed keeps its result, so no
+/// accepted connection is lost).
+fn spawn_drain_on_shutdown(shutdown: ShutdownHandle, shared: Rc<ConnShared>, canceller: Canceller) {
+    monoio::spawn(async move {
+        shutdown.triggered().await;
+        shared.draining.set(true);
+        drop(canceller.cancel());
+    });
+}
+
+/// Accepts connections, each served by its own task, until the worker drains.
+async fn accept_until_draining<H: Handler>(
+    listener: &TcpListener,
+    handler: &Rc<H>,
+    ctx: &Rc<WorkerCtx>,
+    shared: &Rc<ConnShared>,
+) {
+    let stats = &shared.stats;
+    let connections_max = shared.limits.connections_per_worker_max as u64;
     loop {
         match listener.cancelable_accept(shared.idle_cancel.clone()).await {
             Ok((stream, _peer)) => {
@@ -285,9 +337,7 @@ async fn worker_main<H, F>(
                 }
                 let _ = stream.set_nodelay(true);
                 stats.connections_open.incr();
-                let handler = handler.clone();
-                let ctx = ctx.clone();
-                let shared = shared.clone();
+                let (handler, ctx, shared) = (handler.clone(), ctx.clone(), shared.clone());
                 monoio::spawn(async move {
                     let stats = shared.stats.clone();
                     serve_conn(stream, handler, ctx, shared).await;
@@ -301,14 +351,17 @@ async fn worker_main<H, F>(
             }
         }
     }
-    drop(listener);
-    let grace_end = monoio::time::Instant::now() + config.shutdown_grace;
+}
+
+/// Lets open connections finish for up to `grace`, then gives up on them.
+async fn wait_for_connections(worker: usize, stats: &WorkerStats, grace: Duration) {
+    let grace_end = monoio::time::Instant::now() + grace;
     while stats.connections_open.get() > 0 && monoio::time::Instant::now() < grace_end {
         monoio::time::sleep(SHUTDOWN_POLL_PERIOD).await;
     }
     if stats.connections_open.get() > 0 {
         tracing::warn!(
-            worker = info.index,
+            worker,
             open = stats.connections_open.get(),
             "shutdown grace elapsed, dropping connections"
         );
