@@ -121,6 +121,57 @@ fn main() {
     }
 }
 
+/// A seed that differs per start: the clock's nanoseconds mixed with the pid.
+fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
+}
+
+/// How this DSP answers, from its flags.
+fn behaviour(args: &Args, seed: u64) -> Behaviour {
+    Behaviour {
+        seat: args.seat.clone().unwrap_or_else(|| args.dsp_name.clone()),
+        name: args.dsp_name.clone(),
+        bid_path: args.bid_path.clone(),
+        bid_rate: args.bid_rate,
+        price: args.price,
+        latency: args.latency,
+        hang_rate: args.hang_rate,
+        reset_rate: args.reset_rate,
+        error500_rate: args.error500_rate,
+        malformed_rate: args.malformed_rate,
+        ignore_tmax: args.ignore_tmax,
+        seed,
+    }
+}
+
+fn server_config(args: &Args, driver: DriverKind) -> ServerConfig {
+    let mut config = ServerConfig::new(SocketAddr::new(args.bind, args.port));
+    config.workers = args.workers.max(1);
+    config.pin_cores = args.pin_cores;
+    config.driver = driver;
+    config.shutdown_grace = SHUTDOWN_GRACE;
+    config
+}
+
+/// The address a local client can reach (loopback for a wildcard bind) and the base URL this
+/// DSP announces (`--base-url`, or `http://` that address).
+fn addresses(server: &Server, base_url: Option<&str>) -> (SocketAddr, String) {
+    let local = server.local_addr();
+    let reachable = if local.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), local.port())
+    } else {
+        local
+    };
+    let base_url = base_url
+        .map_or_else(|| format!("http://{reachable}"), str::to_owned)
+        .trim_end_matches('/')
+        .to_owned();
+    (reachable, base_url)
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     init_logging(&args.log_format)?;
@@ -134,26 +185,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|e| !e.trim().is_empty())
         .map(|e| HttpUrl::parse(e.trim()).map_err(|err| format!("--onboard-endpoints: {err}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id())
-    });
-    let behaviour = Behaviour {
-        seat: args.seat.clone().unwrap_or_else(|| args.dsp_name.clone()),
-        name: args.dsp_name.clone(),
-        bid_path: args.bid_path.clone(),
-        bid_rate: args.bid_rate,
-        price: args.price,
-        latency: args.latency,
-        hang_rate: args.hang_rate,
-        reset_rate: args.reset_rate,
-        error500_rate: args.error500_rate,
-        malformed_rate: args.malformed_rate,
-        ignore_tmax: args.ignore_tmax,
-        seed,
-    };
+    let seed = args.seed.unwrap_or_else(seed_from_clock);
+    let behaviour = behaviour(&args, seed);
     behaviour.validate()?;
     let shared = Arc::new(Shared {
         behaviour,
@@ -161,33 +194,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         base_url: OnceLock::new(),
     });
 
-    let mut config = ServerConfig::new(SocketAddr::new(args.bind, args.port));
-    config.workers = args.workers.max(1);
-    config.pin_cores = args.pin_cores;
-    config.driver = driver;
-    config.shutdown_grace = SHUTDOWN_GRACE;
+    let config = server_config(&args, driver);
     let factory_shared = shared.clone();
     let server = Server::start(config, move |ctx: &WorkerCtx| {
         DspHandler::new(factory_shared.clone(), ctx.info.index)
     })
     .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
-    let local = server.local_addr();
-    let reachable = if local.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), local.port())
-    } else {
-        local
-    };
-    let base_url = args
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{reachable}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let (reachable, base_url) = addresses(&server, args.base_url.as_deref());
     let _ = shared.base_url.set(base_url.clone());
     let shutdown = server.shutdown_handle();
     shutdown.trigger_on_signals()?;
     tracing::info!(
-        dsp = %shared.behaviour.name, bind = %local, %base_url,
+        dsp = %shared.behaviour.name, bind = %server.local_addr(), %base_url,
         workers = server.workers().len(), driver = %server.workers().first().map_or("?", |w| w.driver.as_str()),
         price = %shared.behaviour.price, latency = %shared.behaviour.latency,
         bid_rate = shared.behaviour.bid_rate, "rtb-dsp started"

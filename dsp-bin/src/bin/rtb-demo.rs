@@ -174,6 +174,30 @@ impl Drop for Proc {
     }
 }
 
+/// Copies a child's stdout into its log on a thread of its own, and sends each address printed
+/// after one of the `wanted` prefixes.
+fn forward_stdout(
+    stdout: std::process::ChildStdout,
+    mut log: File,
+    wanted: Vec<&'static str>,
+) -> mpsc::Receiver<(&'static str, SocketAddr)> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = writeln!(log, "{line}");
+            for prefix in &wanted {
+                if let Some(addr) = line.strip_prefix(prefix) {
+                    if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
+                        let _ = tx.send((*prefix, addr));
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Starts `bin` with `args`, logs stdout and stderr to `<log_dir>/<name>.log`, and waits for
 /// the `listening on ADDR` lines it prints. Returns the process and the addresses by prefix.
 fn spawn(
@@ -187,7 +211,7 @@ fn spawn(
     let log = log_dir.join(format!("{name}.log"));
     let stderr_file =
         File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let mut stdout_log = stderr_file
+    let stdout_log = stderr_file
         .try_clone()
         .map_err(|e| format!("cannot reuse {}: {e}", log.display()))?;
     let mut cmd = Command::new(bin);
@@ -206,21 +230,7 @@ fn spawn(
         .stdout
         .take()
         .ok_or_else(|| format!("{name}: no stdout"))?;
-    let (tx, rx) = mpsc::channel();
-    let wanted_owned: Vec<&'static str> = wanted.to_vec();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            let _ = writeln!(stdout_log, "{line}");
-            for prefix in &wanted_owned {
-                if let Some(addr) = line.strip_prefix(prefix) {
-                    if let Ok(addr) = addr.trim().parse::<SocketAddr>() {
-                        let _ = tx.send((*prefix, addr));
-                    }
-                }
-            }
-        }
-    });
+    let rx = forward_stdout(stdout, stdout_log, wanted.to_vec());
     let mut proc = Proc {
         name: name.to_owned(),
         child,
@@ -455,41 +465,7 @@ fn run_samples(exchange: SocketAddr, samples: &[Sample], fleet: &[FleetDsp]) -> 
             .zip(&before)
             .map(|(d, b)| format!("{}", metric(&d.metrics(), "rtb_dspsim_bids_total") - b))
             .collect();
-        let (status, winner, price, ok) = match &result {
-            Ok(r) => {
-                let (winner, price, ok) = match r.status {
-                    200 => {
-                        let (w, p) = winners(&r.body);
-                        (w, p, sample.valid)
-                    }
-                    204 => ("(no bid)".into(), "-".into(), sample.valid),
-                    400 => {
-                        let why = serde_json::from_slice::<serde_json::Value>(&r.body)
-                            .ok()
-                            .map(|v| {
-                                format!(
-                                    "{} {}",
-                                    v["field"].as_str().unwrap_or(""),
-                                    v["error"].as_str().unwrap_or("")
-                                )
-                            })
-                            .unwrap_or_default();
-                        (
-                            format!("rejected: {}", why.trim()),
-                            "-".into(),
-                            !sample.valid,
-                        )
-                    }
-                    _ => (
-                        String::from_utf8_lossy(&r.body[..r.body.len().min(40)]).into_owned(),
-                        "-".into(),
-                        false,
-                    ),
-                };
-                (r.status.to_string(), winner, price, ok)
-            }
-            Err(e) => ("ERR".into(), e.to_string(), "-".into(), false),
-        };
+        let (status, winner, price, ok) = describe(&result, sample.valid);
         if !ok {
             unexpected += 1;
         }
@@ -507,6 +483,44 @@ fn run_samples(exchange: SocketAddr, samples: &[Sample], fleet: &[FleetDsp]) -> 
     }
     println!();
     unexpected
+}
+
+/// One sample's answer as the table shows it: status, winner, clearing price, and whether it
+/// is what the sample expects (`valid` samples get 200 or 204, invalid ones 400).
+fn describe(
+    result: &std::io::Result<httpc::HttpResponse>,
+    valid: bool,
+) -> (String, String, String, bool) {
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => return ("ERR".into(), e.to_string(), "-".into(), false),
+    };
+    let (winner, price, ok) = match r.status {
+        200 => {
+            let (w, p) = winners(&r.body);
+            (w, p, valid)
+        }
+        204 => ("(no bid)".into(), "-".into(), valid),
+        400 => {
+            let why = serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .map(|v| {
+                    format!(
+                        "{} {}",
+                        v["field"].as_str().unwrap_or(""),
+                        v["error"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_default();
+            (format!("rejected: {}", why.trim()), "-".into(), !valid)
+        }
+        _ => (
+            String::from_utf8_lossy(&r.body[..r.body.len().min(40)]).into_owned(),
+            "-".into(),
+            false,
+        ),
+    };
+    (r.status.to_string(), winner, price, ok)
 }
 
 /// What one load thread saw.
@@ -737,19 +751,7 @@ fn main() {
 }
 
 fn run(args: &Args) -> DemoResult<u64> {
-    let exchange_bin = args
-        .exchange_bin
-        .clone()
-        .unwrap_or_else(|| sibling("rtb-exchange"));
-    let dsp_bin = args.dsp_bin.clone().unwrap_or_else(|| sibling("rtb-dsp"));
-    for (what, bin) in [("exchange", &exchange_bin), ("dsp", &dsp_bin)] {
-        if !bin.is_file() {
-            return Err(format!(
-                "{what} binary not found at {} (build it first)",
-                bin.display()
-            ));
-        }
-    }
+    let (exchange_bin, dsp_bin) = binaries(args)?;
     let samples_dir = args.samples_dir.clone().unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/openrtb-samples")
     });
@@ -767,6 +769,53 @@ fn run(args: &Args) -> DemoResult<u64> {
     let token = random_token();
     println!("rtb demo: logs in {}\n", log_dir.display());
 
+    let (mut exchange, exchange_addr, debug_addr) =
+        start_exchange(args, &exchange_bin, &token, &log_dir)?;
+    let (mut procs, fleet) = start_fleet(&dsp_bin, exchange_addr, &token, &log_dir)?;
+    wait_onboarded(args, &mut exchange, exchange_addr, &fleet, &token, &log_dir)?;
+
+    let samples = load_samples(&samples_dir);
+    let mut problems = run_samples(exchange_addr, &samples, &fleet) as u64;
+    problems += run_load(
+        exchange_addr,
+        &samples,
+        load_seconds,
+        args.connections,
+        args.threads,
+    )?;
+    // Win notices are fired asynchronously by the exchange; give the last ones a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    print_counters(debug_addr, &fleet);
+    problems += stop_all(&mut procs, &mut exchange);
+    println!();
+    Ok(problems)
+}
+
+/// The exchange and DSP binaries (flags, or next to this one), checked to exist.
+fn binaries(args: &Args) -> DemoResult<(PathBuf, PathBuf)> {
+    let exchange_bin = args
+        .exchange_bin
+        .clone()
+        .unwrap_or_else(|| sibling("rtb-exchange"));
+    let dsp_bin = args.dsp_bin.clone().unwrap_or_else(|| sibling("rtb-dsp"));
+    for (what, bin) in [("exchange", &exchange_bin), ("dsp", &dsp_bin)] {
+        if !bin.is_file() {
+            return Err(format!(
+                "{what} binary not found at {} (build it first)",
+                bin.display()
+            ));
+        }
+    }
+    Ok((exchange_bin, dsp_bin))
+}
+
+/// Starts the exchange on free loopback ports; returns it with its main and debug addresses.
+fn start_exchange(
+    args: &Args,
+    exchange_bin: &Path,
+    token: &str,
+    log_dir: &Path,
+) -> DemoResult<(Proc, SocketAddr, Option<SocketAddr>)> {
     let mut exchange_args: Vec<String> = [
         "--bind",
         "127.0.0.1",
@@ -783,13 +832,13 @@ fn run(args: &Args) -> DemoResult<u64> {
     if let Some(w) = args.exchange_workers {
         exchange_args.extend(["--workers".to_owned(), w.to_string()]);
     }
-    let (mut exchange, addrs) = spawn(
+    let (exchange, addrs) = spawn(
         "rtb-exchange",
-        &exchange_bin,
+        exchange_bin,
         &exchange_args,
-        &[("RTB_ONBOARD_TOKEN", &token)],
+        &[("RTB_ONBOARD_TOKEN", token)],
         &["listening on ", "debug listening on "],
-        &log_dir,
+        log_dir,
     )?;
     let exchange_addr = addrs["listening on "];
     let debug_addr = addrs.get("debug listening on ").copied();
@@ -799,6 +848,16 @@ fn run(args: &Args) -> DemoResult<u64> {
         debug_addr.map_or("-".into(), |a| a.to_string())
     );
 
+    Ok((exchange, exchange_addr, debug_addr))
+}
+
+/// Starts the simulated DSPs of [`FLEET`], each onboarding itself with `token`.
+fn start_fleet(
+    dsp_bin: &Path,
+    exchange_addr: SocketAddr,
+    token: &str,
+    log_dir: &Path,
+) -> DemoResult<(Vec<Proc>, Vec<FleetDsp>)> {
     let onboard_url = format!("http://{exchange_addr}/dsp");
     let mut procs = Vec::new();
     let mut fleet = Vec::new();
@@ -828,11 +887,11 @@ fn run(args: &Args) -> DemoResult<u64> {
         dsp_args.extend(["--seed".to_owned(), (1000 + i).to_string()]);
         let (proc, addrs) = spawn(
             name,
-            &dsp_bin,
+            dsp_bin,
             &dsp_args,
-            &[("RTB_ONBOARD_TOKEN", &token)],
+            &[("RTB_ONBOARD_TOKEN", token)],
             &["listening on "],
-            &log_dir,
+            log_dir,
         )?;
         let addr = addrs["listening on "];
         println!(
@@ -842,6 +901,18 @@ fn run(args: &Args) -> DemoResult<u64> {
         fleet.push(FleetDsp { name, addr });
     }
 
+    Ok((procs, fleet))
+}
+
+/// Waits until the exchange lists every DSP of the fleet, or fails with what is missing.
+fn wait_onboarded(
+    args: &Args,
+    exchange: &mut Proc,
+    exchange_addr: SocketAddr,
+    fleet: &[FleetDsp],
+    token: &str,
+    log_dir: &Path,
+) -> DemoResult<()> {
     let auth = format!("Bearer {token}");
     let until = Instant::now() + Duration::from_secs(args.onboard_timeout_s);
     let onboard_started = Instant::now();
@@ -890,25 +961,18 @@ fn run(args: &Args) -> DemoResult<u64> {
         std::thread::sleep(ONBOARD_POLL);
     }
 
-    let samples = load_samples(&samples_dir);
-    let mut problems = run_samples(exchange_addr, &samples, &fleet) as u64;
-    problems += run_load(
-        exchange_addr,
-        &samples,
-        load_seconds,
-        args.connections,
-        args.threads,
-    )?;
-    // Win notices are fired asynchronously by the exchange; give the last ones a moment.
-    std::thread::sleep(Duration::from_millis(300));
-    print_counters(debug_addr, &fleet);
+    Ok(())
+}
 
+/// Stops every process with SIGTERM; the number that did not exit 0 in time.
+fn stop_all(procs: &mut [Proc], exchange: &mut Proc) -> u64 {
+    let mut problems = 0;
     println!("Stopping (SIGTERM)...");
-    for p in &mut procs {
+    for p in procs.iter_mut() {
         p.terminate();
     }
     exchange.terminate();
-    for p in procs.iter_mut().chain(std::iter::once(&mut exchange)) {
+    for p in procs.iter_mut().chain(std::iter::once(exchange)) {
         match p.wait_exit() {
             Some(0) => println!("  {:<28} exited 0", p.name),
             Some(code) => {
@@ -928,6 +992,5 @@ fn run(args: &Args) -> DemoResult<u64> {
             }
         }
     }
-    println!();
-    Ok(problems)
+    problems
 }
