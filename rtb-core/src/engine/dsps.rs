@@ -100,6 +100,19 @@ impl DspTable {
         self.dsps.get(index)
     }
 
+    /// The DSP with this id, wherever it sits now (`index` is where it was planned: checked
+    /// first, since the table rarely changes while an auction is in flight).
+    pub(crate) fn by_id(&self, index: usize, id: u64) -> Option<&Dsp> {
+        self.position(index, id).map(|i| &self.dsps[i])
+    }
+
+    fn position(&self, index: usize, id: u64) -> Option<usize> {
+        match self.dsps.get(index) {
+            Some(d) if d.id == id => Some(index),
+            _ => self.dsps.iter().position(|d| d.id == id),
+        }
+    }
+
     /// Asks the breaker of the DSP at `index` whether a call made at `now` goes through.
     pub(crate) fn admit(&mut self, index: usize, now: Instant) -> Admit {
         self.dsps
@@ -107,8 +120,9 @@ impl DspTable {
             .map_or(Admit::Skip, |d| d.breaker.admit(now))
     }
 
-    /// Records a call's result with the breaker of the DSP `id` (planned at `index`); a result
-    /// for a DSP no longer in the table is dropped.
+    /// Records a call's result with the breaker of the DSP `id` (planned at `index`, which
+    /// it may have left since: a reordered table keeps its DSPs); a result for a DSP no longer
+    /// in the table is dropped.
     pub(crate) fn record(
         &mut self,
         index: usize,
@@ -117,8 +131,11 @@ impl DspTable {
         ok: bool,
         at: Instant,
     ) -> (Transition, Option<State>) {
-        match self.dsps.get_mut(index).filter(|d| d.id == id) {
-            Some(d) => (d.breaker.record(admitted, ok, at), Some(d.breaker.state())),
+        match self.position(index, id) {
+            Some(i) => {
+                let d = &mut self.dsps[i];
+                (d.breaker.record(admitted, ok, at), Some(d.breaker.state()))
+            }
             None => (Transition::None, None),
         }
     }
@@ -161,8 +178,44 @@ mod tests {
         assert_eq!(table.get(1).unwrap().id(), a);
         assert_eq!(table.get(1).unwrap().breaker_state().as_str(), "open");
         assert_ne!(table.get(0).unwrap().id(), b, "a moved DSP starts afresh");
-        // A late result for the old index 0 (a) is not credited to b.
+        // A late result for the old index 0 (a) is not credited to b, but to a, now at 1.
         let (transition, state) = table.record(0, a, Admit::Call, true, t);
-        assert_eq!((transition, state), (Transition::None, None));
+        assert_eq!(
+            transition,
+            Transition::None,
+            "a call admitted before the trip"
+        );
+        assert_eq!(state.map(State::as_str), Some("open"));
+        assert_eq!(table.get(0).unwrap().breaker_state().as_str(), "closed");
+        // A DSP no longer in the table: dropped.
+        let gone = table.get(0).unwrap().id() + 100;
+        assert_eq!(
+            table.record(0, gone, Admit::Call, false, t),
+            (Transition::None, None)
+        );
+    }
+
+    #[test]
+    fn a_late_result_reaches_a_dsp_that_moved_in_the_table() {
+        // Found by the simulation (rtb-core/tests/simulation, seed 3): the table was reordered
+        // while a call was out, and its success never reset the DSP's failure streak.
+        let mut table = DspTable::new(BreakerConfig::default());
+        table.replace([spec("a", "a:1"), spec("b", "b:1")]);
+        let a = table.get(0).unwrap().id();
+        let t = now();
+        let first = table.admit(0, t);
+        table.record(0, a, first, false, t);
+        let late = table.admit(0, t);
+        table.replace([spec("b", "b:1"), spec("a", "a:1")]);
+        let (_, state) = table.record(0, a, late, true, t);
+        assert_eq!(state, Some(State::Closed { failures: 0 }));
+        assert_eq!(
+            table.by_id(0, a).unwrap().breaker_state(),
+            State::Closed { failures: 0 }
+        );
+        assert_eq!(
+            table.get(0).unwrap().breaker_state(),
+            State::Closed { failures: 0 }
+        );
     }
 }

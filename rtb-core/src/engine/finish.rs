@@ -63,8 +63,7 @@ impl<'w> AuctionRun<'w> {
             // Skipped (or never reported) calls: show the breaker as it is now.
             o.breaker = engine
                 .dsps
-                .get(usize::from(o.dsp))
-                .filter(|d| d.id() == o.dsp_id)
+                .by_id(usize::from(o.dsp), o.dsp_id)
                 .map(|d| d.breaker_state());
         }
         let outcome: &'w AuctionOutcome = auction.run(&request, views.list());
