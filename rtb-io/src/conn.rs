@@ -93,6 +93,8 @@ enum Next {
 }
 
 /// What reading the next request produced.
+// Boxing the request would allocate per request; the value is matched at once.
+#[allow(clippy::large_enum_variant)]
 enum Read {
     /// A whole request, with what the answer must respect.
     Request(Request, AnswerRules),
