@@ -664,6 +664,7 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             ("body_too_large", st.rejected_body_too_large),
             ("head_too_large", st.rejected_head_too_large),
             ("bad_version", st.rejected_bad_version),
+            ("unsupported_encoding", st.rejected_unsupported_encoding),
             ("over_connection_limit", st.connections_rejected_over_limit),
         ] {
             let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");

@@ -4,7 +4,14 @@
 //! Requests on a connection are processed one at a time; pipelined requests wait in the read
 //! buffer, so answers come out in order without a queue.
 
-use std::{cell::Cell, io, panic::AssertUnwindSafe, rc::Rc, sync::Arc, time::Instant};
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    panic::AssertUnwindSafe,
+    rc::Rc,
+    sync::Arc,
+    time::Instant,
+};
 
 use futures_util::FutureExt as _;
 
@@ -19,8 +26,9 @@ use monoio::{
 
 use crate::{
     body::{gunzip_limited, BodyError, ChunkedDecoder},
-    head::{parse_request_head, Framing, Reject},
-    http::{encode_response, Handler, Request, Response, WorkerCtx},
+    gzip::{self, GzipEncoder},
+    head::{parse_request_head, Framing, ParsedHead, Reject},
+    http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
     limits::{ServerLimits, WorkerStats},
 };
 
@@ -44,6 +52,24 @@ pub(crate) struct ConnShared {
     pub draining: Cell<bool>,
     /// Cancels idle keep-alive reads (and the accept) at shutdown.
     pub idle_cancel: CancelHandle,
+    /// The worker's gzip encoder for answers, made at the first compressed one.
+    pub gzip: RefCell<Option<GzipEncoder>>,
+}
+
+impl ConnShared {
+    pub(crate) fn new(
+        limits: ServerLimits,
+        stats: Arc<WorkerStats>,
+        idle_cancel: CancelHandle,
+    ) -> Self {
+        Self {
+            limits,
+            stats,
+            draining: Cell::new(false),
+            idle_cancel,
+            gzip: RefCell::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnShared {
@@ -127,6 +153,23 @@ pub(crate) async fn serve_conn<H: Handler>(
     }
 }
 
+/// What a step of reading a request produced: the part read, or how the connection goes on
+/// (it was answered already, or the peer went away).
+enum Step<T> {
+    Got(T),
+    Done(Next),
+}
+
+/// Turns a step's `Done` into an early return of `serve_one`.
+macro_rules! got {
+    ($step:expr) => {
+        match $step? {
+            Step::Got(value) => value,
+            Step::Done(next) => return Ok(next),
+        }
+    };
+}
+
 async fn serve_one<H: Handler>(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
@@ -136,40 +179,98 @@ async fn serve_one<H: Handler>(
     shared: &ConnShared,
     first: bool,
 ) -> io::Result<Next> {
-    let limits = &shared.limits;
     if rbuf.is_empty() {
-        if shared.draining.get() && !first {
-            shared.stats.connections_idle_closed.incr();
-            return Ok(Next::Close);
-        }
-        let idle_deadline = MonoInstant::now() + limits.idle_keepalive_timeout;
-        // A new connection's first request is not cancelled at shutdown: it was accepted, so it
-        // is served. Idle keep-alive waits are.
-        let read = if first {
-            timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-        } else {
-            let cancel = shared.idle_cancel.clone();
-            timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
-        };
-        match read {
-            Err(_elapsed) => {
-                shared.stats.connections_idle_closed.incr();
-                return Ok(Next::Close);
-            }
-            Ok(Ok(0)) => return Ok(Next::Close),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                shared.stats.connections_idle_closed.incr();
-                return Ok(Next::Close);
-            }
-            Ok(Err(e)) => return Err(e),
-        }
+        got!(wait_for_request(stream, rbuf, shared, first).await);
     }
     let arrival = Instant::now();
-    let head_deadline = MonoInstant::now() + limits.header_read_timeout;
-    let head = loop {
-        match parse_request_head(rbuf, limits) {
-            Ok(Some(head)) => break head,
+    let head = got!(read_head(stream, rbuf, wbuf, shared).await);
+    let head_bytes = rbuf.split_to(head.len).freeze();
+    let body = got!(read_body(stream, rbuf, wbuf, shared, &head).await);
+    // While draining, requests a client already pipelined behind this one were accepted too:
+    // answer them before closing, and say `connection: close` on the last one.
+    let closing =
+        |panicked: bool| head.close || panicked || (shared.draining.get() && rbuf.is_empty());
+    if head.unsupported_encoding {
+        // The body was read whole, so the connection is still in step: refuse, keep it.
+        shared.stats.rejected_unsupported_encoding.incr();
+        let resp = error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported content-encoding",
+        );
+        let close = closing(false);
+        answer(stream, wbuf, shared, &resp, AnswerAs::plain(close)).await?;
+        return Ok(if close { Next::Close } else { Next::Continue });
+    }
+    let answer_as = AnswerAs {
+        head_only: head.method == Method::HEAD,
+        close: false,
+        gzip: head.accepts_gzip,
+    };
+    let req = Request::from_parts(
+        head.method,
+        head.version_minor,
+        head_bytes,
+        head.path,
+        head.headers,
+        body,
+        arrival,
+    );
+    shared.stats.requests_handled.incr();
+    let (resp, panicked) = call_handler(handler, req, ctx, shared).await;
+    if resp.is_abort() {
+        return Ok(Next::Close);
+    }
+    let close = closing(panicked);
+    answer(stream, wbuf, shared, &resp, AnswerAs { close, ..answer_as }).await?;
+    Ok(if close { Next::Close } else { Next::Continue })
+}
+
+/// Waits, idle, for the first bytes of the next request.
+async fn wait_for_request(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    shared: &ConnShared,
+    first: bool,
+) -> io::Result<Step<()>> {
+    if shared.draining.get() && !first {
+        shared.stats.connections_idle_closed.incr();
+        return Ok(Step::Done(Next::Close));
+    }
+    let idle_deadline = MonoInstant::now() + shared.limits.idle_keepalive_timeout;
+    // A new connection's first request is not cancelled at shutdown: it was accepted, so it
+    // is served. Idle keep-alive waits are.
+    let read = if first {
+        timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
+    } else {
+        let cancel = shared.idle_cancel.clone();
+        timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
+    };
+    match read {
+        Err(_elapsed) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(Step::Done(Next::Close))
+        }
+        Ok(Ok(0)) => Ok(Step::Done(Next::Close)),
+        Ok(Ok(_)) => Ok(Step::Got(())),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(Step::Done(Next::Close))
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// Reads until a whole head is in `rbuf`, within the header timeout.
+async fn read_head(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+) -> io::Result<Step<ParsedHead>> {
+    let head_deadline = MonoInstant::now() + shared.limits.header_read_timeout;
+    loop {
+        match parse_request_head(rbuf, &shared.limits) {
+            Ok(Some(head)) => return Ok(Step::Got(head)),
             Ok(None) => {}
             Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
         }
@@ -177,13 +278,22 @@ async fn serve_one<H: Handler>(
             Err(_elapsed) => {
                 return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
             }
-            Ok(Ok(0)) => return Ok(Next::Close),
+            Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
         }
-    };
+    }
+}
 
-    let head_bytes = rbuf.split_to(head.len).freeze();
+/// Reads the body `head` announces, within the body timeout, de-chunked and un-gzipped.
+async fn read_body(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+    head: &ParsedHead,
+) -> io::Result<Step<Bytes>> {
+    let limits = &shared.limits;
     let body_deadline = MonoInstant::now() + limits.body_read_timeout;
     if head.expect_continue && head.framing != Framing::Empty && rbuf.is_empty() {
         wbuf.clear();
@@ -201,60 +311,64 @@ async fn serve_one<H: Handler>(
                     Err(_elapsed) => {
                         return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
                     }
-                    Ok(Ok(0)) => return Ok(Next::Close),
+                    Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
                 }
             }
             rbuf.split_to(n).freeze()
         }
-        Framing::Chunked => {
-            let mut decoder = ChunkedDecoder::new(limits.body_bytes_max);
-            let mut out = BytesMut::new();
-            loop {
-                match decoder.decode(rbuf, &mut out) {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(e) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await
-                    }
-                }
-                match timeout_at(body_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-                {
-                    Err(_elapsed) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-                    }
-                    Ok(Ok(0)) => return Ok(Next::Close),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            out.freeze()
-        }
+        Framing::Chunked => match read_chunked(stream, rbuf, wbuf, shared, body_deadline).await? {
+            Step::Got(body) => body,
+            done => return Ok(done),
+        },
     };
-    let body = if head.gzip && !body.is_empty() {
-        match gunzip_limited(&body, limits.decompressed_bytes_max) {
-            Ok(plain) => Bytes::from(plain),
+    if head.gzip && !body.is_empty() {
+        return match gunzip_limited(&body, limits.decompressed_bytes_max) {
+            Ok(plain) => Ok(Step::Got(Bytes::from(plain))),
+            Err(e) => reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await,
+        };
+    }
+    Ok(Step::Got(body))
+}
+
+/// Reads and decodes a chunked body.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+    body_deadline: MonoInstant,
+) -> io::Result<Step<Bytes>> {
+    let mut decoder = ChunkedDecoder::new(shared.limits.body_bytes_max);
+    let mut out = BytesMut::new();
+    loop {
+        match decoder.decode(rbuf, &mut out) {
+            Ok(true) => return Ok(Step::Got(out.freeze())),
+            Ok(false) => {}
             Err(e) => return reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await,
         }
-    } else {
-        body
-    };
+        match timeout_at(body_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
+            Err(_elapsed) => {
+                return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
+            }
+            Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
 
-    let is_head = head.method == Method::HEAD;
-    let req = Request::from_parts(
-        head.method,
-        head.version_minor,
-        head_bytes,
-        head.path,
-        head.headers,
-        body,
-        arrival,
-    );
-    shared.stats.requests_handled.incr();
-    // A bug in one handler call must not take the worker (its listener, every connection on
-    // it) down: answer 500, close this connection, keep serving. Free unless a panic happens.
-    let (resp, panicked) = match AssertUnwindSafe(handler.handle(req, ctx))
+/// Calls the handler. A bug in one handler call must not take the worker (its listener, every
+/// connection on it) down: a panic is answered 500 and closes this connection (the `bool`),
+/// and the worker keeps serving. Free unless a panic happens.
+async fn call_handler<H: Handler>(
+    handler: &H,
+    req: Request,
+    ctx: &WorkerCtx,
+    shared: &ConnShared,
+) -> (Response, bool) {
+    match AssertUnwindSafe(handler.handle(req, ctx))
         .catch_unwind()
         .await
     {
@@ -268,18 +382,79 @@ async fn serve_one<H: Handler>(
                 true,
             )
         }
-    };
-    if resp.is_abort() {
-        return Ok(Next::Close);
     }
-    // While draining, requests a client already pipelined behind this one were accepted too:
-    // answer them before closing, and say `connection: close` on the last one.
-    let close = head.close || panicked || (shared.draining.get() && rbuf.is_empty());
+}
+
+/// How one answer goes out.
+#[derive(Debug, Clone, Copy)]
+struct AnswerAs {
+    /// A HEAD request: the head only.
+    head_only: bool,
+    /// Say `connection: close` (the caller closes after writing).
+    close: bool,
+    /// The client accepts gzip.
+    gzip: bool,
+}
+
+impl AnswerAs {
+    fn plain(close: bool) -> Self {
+        Self {
+            head_only: false,
+            close,
+            gzip: false,
+        }
+    }
+}
+
+/// Writes `resp`, its body gzipped when the client accepts it and the body is worth it (see
+/// [`crate::gzip`]): compressed with the worker's encoder, which stays borrowed only until the
+/// bytes are in the write buffer.
+async fn answer(
+    stream: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+    resp: &Response,
+    how: AnswerAs,
+) -> io::Result<()> {
     wbuf.clear();
     wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
-    encode_response(wbuf, &resp, is_head, close);
-    write_response(stream, wbuf, limits).await?;
-    Ok(if close { Next::Close } else { Next::Continue })
+    let compressible = !how.head_only
+        && gzip::worth_gzipping(resp.body.len())
+        && resp.headers.get(http::header::CONTENT_ENCODING).is_none();
+    if !(compressible && how.gzip && encode_gzipped(wbuf, shared, resp, how.close)) {
+        let coding = if compressible {
+            Coding::IdentityVaries
+        } else {
+            Coding::Identity
+        };
+        encode_response_with(wbuf, resp, coding, how.head_only, how.close);
+    }
+    write_response(stream, wbuf, &shared.limits).await
+}
+
+/// Encodes `resp` with its body gzipped into `wbuf`; false (nothing written) when gzip does
+/// not make it smaller. Synchronous, so the worker's encoder is never borrowed across an
+/// await (another connection of the worker may be answering meanwhile).
+fn encode_gzipped(wbuf: &mut Vec<u8>, shared: &ConnShared, resp: &Response, close: bool) -> bool {
+    let mut encoder = shared.gzip.borrow_mut();
+    let Some(gzipped) = encoder
+        .get_or_insert_with(GzipEncoder::new)
+        .compress(&resp.body)
+    else {
+        return false;
+    };
+    shared.stats.responses_gzipped.incr();
+    encode_response_with(wbuf, resp, Coding::Gzip(gzipped), false, close);
+    true
+}
+
+/// `{"error": message}` with `status`.
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(b"{\"error\":\"");
+    body.extend_from_slice(message.as_bytes());
+    body.extend_from_slice(b"\"}");
+    Response::json(status, body)
 }
 
 fn body_reject(e: BodyError) -> Reject {
@@ -305,28 +480,25 @@ async fn write_response(
 }
 
 /// Writes the error response for `reject`, then closes gracefully.
-async fn reject_and_close(
+async fn reject_and_close<T>(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
     reject: Reject,
-) -> io::Result<Next> {
+) -> io::Result<Step<T>> {
     reject.count(&shared.stats);
     tracing::debug!(
         status = reject.status().as_u16(),
         reason = reject.message(),
         "request rejected"
     );
-    let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(b"{\"error\":\"");
-    body.extend_from_slice(reject.message().as_bytes());
-    body.extend_from_slice(b"\"}");
     wbuf.clear();
-    encode_response(wbuf, &Response::json(reject.status(), body), false, true);
+    let resp = error_response(reject.status(), reject.message());
+    encode_response(wbuf, &resp, false, true);
     write_response(stream, wbuf, &shared.limits).await?;
     lingering_close(stream, rbuf).await;
-    Ok(Next::Close)
+    Ok(Step::Done(Next::Close))
 }
 
 /// Half-closes, then discards what the client is still sending for a bounded time, so the

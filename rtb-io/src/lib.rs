@@ -3,6 +3,7 @@
 //! - [`server`]: one pinned worker thread per core, each with its own runtime
 //!   ([`driver`]: io_uring with COOP_TASKRUN, epoll fallback) and `SO_REUSEPORT` listener.
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
+//! - [`gzip`]: `Accept-Encoding` negotiation and the per-worker gzip encoder for answers.
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded [`fan_out`].
@@ -15,6 +16,7 @@ pub mod broadcast;
 pub mod client;
 mod conn;
 pub mod driver;
+pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;

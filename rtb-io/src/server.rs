@@ -3,7 +3,6 @@
 //! request path. Also owns graceful shutdown of the workers.
 
 use std::{
-    cell::Cell,
     io,
     net::SocketAddr,
     rc::Rc,
@@ -252,12 +251,11 @@ async fn worker_main<H, F>(
     });
     let handler = Rc::new(factory(&ctx));
     let canceller = Canceller::new();
-    let shared = Rc::new(ConnShared {
-        limits: config.limits,
-        stats: stats.clone(),
-        draining: Cell::new(false),
-        idle_cancel: canceller.handle(),
-    });
+    let shared = Rc::new(ConnShared::new(
+        config.limits,
+        stats.clone(),
+        canceller.handle(),
+    ));
     {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
