@@ -764,7 +764,7 @@ mod tests {
 
     #[test]
     fn multi_imp_multi_seat_auctions_each_imp() {
-        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{}},{"id":"2","video":{}}]}"#;
+        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{}},{"id":"2","video":{"mimes":["video/mp4"]}}]}"#;
         let a = r#"{"id":"req","seatbid":[{"seat":"a1","bid":[{"id":"a-1","impid":"1","price":1}]},{"seat":"a2","bid":[{"id":"a-2","impid":"2","price":5}]}]}"#;
         let b = r#"{"id":"req","seatbid":[{"seat":"b","bid":[{"id":"b-1","impid":"1","price":2},{"id":"b-2","impid":"2","price":4}]}]}"#;
         let (w, r) = auction(req, &[a, b]);
