@@ -632,6 +632,8 @@ pub struct ImpFacts {
     pub floor: f64,
     /// The first deal's id and floor, if the impression has deals.
     pub deal: Option<(String, f64)>,
+    /// The banner's size (its `w`/`h`, else its first format's), when it gives one.
+    pub banner_size: Option<(u64, u64)>,
 }
 
 impl RequestFacts {
@@ -640,18 +642,25 @@ impl RequestFacts {
         let mut doc = Document::default();
         let mut decoder = Decoder::new();
         let request = BidRequest::decode(raw, &mut doc, &mut decoder).ok()?;
+        let reference: serde_json::Value = serde_json::from_slice(raw).ok()?;
         let imps = request
             .imps
             .iter()
-            .map(|imp| {
+            .zip(reference["imp"].as_array()?)
+            .map(|(imp, json)| {
                 let deal = request
                     .deals(imp)
                     .next()
                     .map(|d| (d.id.to_owned(), d.bidfloor));
+                let banner = &json["banner"];
+                let banner_size = [banner, &banner["format"][0]]
+                    .into_iter()
+                    .find_map(|b| Some((b["w"].as_u64()?, b["h"].as_u64()?)));
                 ImpFacts {
                     id: imp.id.to_owned(),
                     floor: imp.bidfloor,
                     deal,
+                    banner_size,
                 }
             })
             .collect();
@@ -673,8 +682,9 @@ const FALLBACK_RESPONSE: &str = r#"{"id":"x","seatbid":[{"bid":[{"id":"b1","impi
 
 /// Rewrites a DSP response template so it answers `facts`: response `id` and `cur` set, bid
 /// `i` aimed at impression `i % imps` with a price above its floor (`uplift` times the floor
-/// plus `bonus`), and `dealid` set to that impression's first deal (or removed when it has
-/// none), priced above the deal floor.
+/// plus `bonus`), `dealid` set to that impression's first deal (or removed when it has
+/// none), priced above the deal floor, and a creative size (`w`, `h`) made the banner's, so
+/// the exchange's size check passes it.
 pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus: f64) -> Vec<u8> {
     let mut value: serde_json::Value = match serde_json::from_slice(template) {
         Ok(v) => v,
@@ -693,6 +703,7 @@ pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus:
                     id: imp_id,
                     floor,
                     deal,
+                    banner_size,
                 } = &facts.imps[n % facts.imps.len()];
                 let mut price = floor * uplift + bonus + 0.01 * n as f64;
                 let obj = bid.as_object_mut();
@@ -708,6 +719,10 @@ pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus:
                         }
                     }
                     obj.insert("price".into(), price.into());
+                    if let (Some((w, h)), true) = (banner_size, obj.contains_key("w")) {
+                        obj.insert("w".into(), (*w).into());
+                        obj.insert("h".into(), (*h).into());
+                    }
                 }
                 n += 1;
             }

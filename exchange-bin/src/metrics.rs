@@ -92,7 +92,7 @@ const CALL_ERRORS: [CallError; 6] = [
 ];
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
-const REJECT_REASONS: [&str; 15] = [
+const REJECT_REASONS: [&str; 17] = [
     "defective",
     "auction_id_mismatch",
     "wrong_currency",
@@ -108,6 +108,8 @@ const REJECT_REASONS: [&str; 15] = [
     "blocked_category",
     "lost_to_higher_bid",
     "lost_to_deal",
+    "media_type_not_offered",
+    "size_not_allowed",
 ];
 
 /// A latency histogram with [`LATENCY_BUCKETS_US`] bounds; single writer.
@@ -745,6 +747,8 @@ mod tests {
             RejectReason::BlockedCategory,
             RejectReason::LostToHigherBid,
             RejectReason::LostToDeal,
+            RejectReason::MediaTypeNotOffered,
+            RejectReason::SizeNotAllowed,
         ];
         for r in all {
             assert!(REJECT_REASONS.contains(&r.as_str()), "{}", r.as_str());

@@ -86,6 +86,7 @@
 #![warn(missing_docs)]
 
 pub mod auction;
+mod creative;
 pub mod deadline;
 pub mod encode;
 pub mod error;

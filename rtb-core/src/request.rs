@@ -107,6 +107,8 @@ pub struct Imp<'a> {
     /// `imp.pmp.private_auction == 1`: only deal bids may win.
     pub private_auction: bool,
     deals: StrListRef,
+    /// Tape index of `imp.banner`, 0 when absent (index 0 is always the root).
+    banner: u32,
 }
 
 /// One deal of `imp.pmp.deals`, read from the tape on demand.
@@ -278,6 +280,16 @@ impl<'a> BidRequest<'a> {
     /// A deal's `wseat` (empty: any seat).
     pub fn deal_wseat(&self, deal: &Deal<'a>) -> StrIter<'_, 'a> {
         deal.wseat.iter(&self.tape.0)
+    }
+
+    /// Whether a `w` x `h` banner creative fits the impression's banner: its `w`/`h` or one
+    /// of its `format`s, flexible ratios included. `None` when the impression has no banner or
+    /// its banner names no size, so there is nothing to check against.
+    pub fn banner_accepts(&self, imp: &Imp<'a>, w: u32, h: u32) -> Option<bool> {
+        if imp.banner == 0 {
+            return None;
+        }
+        crate::creative::banner_accepts(&self.tape.0, imp.banner as usize, w, h)
     }
 
     /// Index of the impression with this id.
@@ -472,6 +484,7 @@ fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>,
         media: MediaTypes::default(),
         private_auction: false,
         deals: StrListRef::ABSENT,
+        banner: 0,
     };
     let mut id = None;
     let mut seen = 0u32;
@@ -513,6 +526,9 @@ fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>,
         };
         if is_object(nodes, value) {
             imp.media.insert(media);
+            if media == MediaTypes::BANNER {
+                imp.banner = u32::try_from(value).unwrap_or(0);
+            }
         } else if !is_null(nodes, value) {
             return Err(RequestError::new(
                 FieldPath::imp(i, key_name(key)),
