@@ -286,7 +286,12 @@ impl ExchangeHandler {
             spliced,
             nurl,
         } = s;
-        let request = match BidRequest::decode(&req.body, request_doc, decoder) {
+        let request = match BidRequest::decode_with(
+            &req.body,
+            request_doc,
+            decoder,
+            self.shared.validation,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 metrics.outcome(Outcome::Invalid);

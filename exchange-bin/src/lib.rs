@@ -50,6 +50,8 @@ pub struct Shared {
     pub allow_loopback: bool,
     /// Circuit breaker settings, for every DSP on every worker.
     pub breaker: breaker::BreakerConfig,
+    /// How much of each bid request is validated (`--validation`).
+    pub validation: rtb_core::ValidationMode,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
     pub onboard_limit: Mutex<ratelimit::TokenBucket>,
 }

@@ -70,6 +70,7 @@ fn run(config: &Config) -> std::io::Result<()> {
         allow_loopback: !config.deny_loopback_dsp,
         breaker: config.breaker_config(),
         overload: config.overload_policy(),
+        validation: config.validation,
         onboard_limit: Mutex::new(TokenBucket::new(
             config.onboard_rate_per_s,
             config.onboard_burst,
