@@ -10,9 +10,13 @@ Helm's Go SDK, and kubernetes-validate). Offline: no cluster, no network.
      every plain manifest, against each version in K8S_VERSIONS; custom
      resources (CRDs: Cilium, Prometheus Operator) are skipped with a note
   4. assertions on the rendered objects (modes, probes, ports, placement, CPU)
-  5. charts refuse bad values (fractional CPUs, bad or duplicate DSP names)
+  5. charts refuse bad values: values.schema.json (Helm validates values
+     against it on every render) and the templates' own checks (fractional
+     CPUs, a missing onboarding token, duplicate DSP names)
   6. the io_uring seccomp profile: well-formed, io_uring allowed, dangerous
      syscalls not allowed, every name known to systemd's syscall table
+  7. the alert rules name only series the exchange exports; the chart READMEs'
+     values tables are current and every value has a schema entry
 
 Prints one PASS/FAIL line per check and "N passed, M failed"; exits 1 on
 any failure.
@@ -27,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import re
+
 import helm_python as helm
 import kubernetes_validate
 import yaml
@@ -40,6 +46,10 @@ FLEET = DEPLOY / "charts" / "dsp-fleet"
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 NAMESPACE = "rtb"
 DEFAULT_DSPS = ["braid", "the-witness", "order-of-the-sinking-star"]
+# The exchange renders only with a token (or an explicit openOnboarding): every case gets one
+# the way an operator gives it, unless the case sets its own.
+TOKEN = {"onboardToken": {"existingSecret": "rtb-onboard"}}
+EXCHANGE_SOURCES = [DEPLOY.parent / "exchange-bin" / "src" / f for f in ("metrics.rs", "process.rs")]
 PLAIN_MANIFEST_DIRS = [DEPLOY / "cilium"]
 
 results = {"passed": 0, "failed": 0}
@@ -63,6 +73,14 @@ def load_values(path: Path | None) -> dict | None:
     if path is None:
         return None
     return helm.values_from_yaml(path.read_text())
+
+
+def with_token(values: dict | None) -> dict:
+    """`values` plus the onboarding token, unless they set a token or open onboarding."""
+    values = dict(values or {})
+    if "onboardToken" not in values and not values.get("exchange", {}).get("openOnboarding"):
+        values.update(TOKEN)
+    return values
 
 
 def render(chart: Path, values: dict | None, release: str) -> list[dict]:
@@ -174,30 +192,44 @@ def assert_exchange(label: str, docs: list[dict], *, kind: str, host_network: bo
     ann = wl["spec"]["template"]["metadata"].get("annotations", {})
     check(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == "6060",
           f"{label}: Prometheus scrape annotations on 6060")
-    svcs = by_kind(docs, "Service")
-    svc_ok = len(svcs) == 1 and svcs[0]["metadata"]["name"] == "rtb-exchange" and \
-        {(p["name"], p["port"]) for p in svcs[0]["spec"]["ports"]} == {("web", 3000), ("metrics", 6060)}
-    check(svc_ok, f"{label}: Service rtb-exchange with web 3000 and metrics 6060")
+    svcs = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    ports = {n: {(p["name"], p["port"]) for p in s["spec"]["ports"]} for n, s in svcs.items()}
+    check(ports == {"rtb-exchange": {("web", 3000)},
+                    "rtb-exchange-control": {("control", 3000), ("metrics", 6060)}},
+          f"{label}: Services rtb-exchange (web 3000) and rtb-exchange-control (control 3000, "
+          "metrics 6060)", str(ports))
+    control = svcs.get("rtb-exchange-control", {}).get("spec", {})
+    check(control.get("type") == "ClusterIP", f"{label}: the control Service stays ClusterIP",
+          str(control.get("type")))
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    check(len(pdbs) == 1 and pdbs[0]["spec"]["selector"]["matchLabels"]
+          == wl["spec"]["selector"]["matchLabels"],
+          f"{label}: a PodDisruptionBudget over the exchange pods")
 
 
-def assert_exchange_ingress(label: str, docs: list[dict], debug_path: bool = True) -> None:
+def assert_exchange_ingress(label: str, docs: list[dict], debug_path: bool = False) -> None:
     ing = by_kind(docs, "Ingress")
     if not check(len(ing) == 1, f"{label}: one Ingress"):
         return
     rules = ing[0]["spec"]["rules"]
-    paths = {p["path"]: p["backend"]["service"]["port"]["number"]
+    paths = {p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
              for p in rules[0]["http"]["paths"]}
-    want = {"/": 3000, "/debug": 6060} if debug_path else {"/": 3000}
+    want = {"/openrtb2/": ("rtb-exchange", 3000)}
+    if debug_path:
+        want["/debug"] = ("rtb-exchange-control", 6060)
     check(rules[0]["host"] == "exchange.rtb.internal" and paths == want,
-          f"{label}: Ingress exchange.rtb.internal {want}", str(paths))
+          f"{label}: Ingress exchange.rtb.internal routes only {sorted(want)}", str(paths))
 
 
 def assert_fleet(label: str, docs: list[dict], names: list[str], *, host_network: bool = False,
                  replicas: dict | None = None, ports: dict | None = None) -> None:
-    deps = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
-    svcs = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
-    check(sorted(deps) == sorted(names), f"{label}: one Deployment per DSP ({len(names)})", str(sorted(deps)))
-    check(sorted(svcs) == sorted(names), f"{label}: one Service per DSP ({len(names)})", str(sorted(svcs)))
+    # Objects are <release>-<dsp name>; the DSP keeps its own name in the exchange's registry.
+    deps = {d["metadata"]["name"].removeprefix("dsp-fleet-"): d for d in by_kind(docs, "Deployment")}
+    svcs = {s["metadata"]["name"].removeprefix("dsp-fleet-"): s for s in by_kind(docs, "Service")}
+    check(sorted(deps) == sorted(names), f"{label}: one Deployment per DSP ({len(names)}), dsp-fleet-<name>",
+          str(sorted(deps)))
+    check(sorted(svcs) == sorted(names), f"{label}: one Service per DSP ({len(names)}), dsp-fleet-<name>",
+          str(sorted(svcs)))
     for name in names:
         if name not in deps or name not in svcs:
             continue
@@ -206,10 +238,11 @@ def assert_fleet(label: str, docs: list[dict], names: list[str], *, host_network
         c = pod["containers"][0]
         env = env_of(c)
         check(env.get("RTB_DSP_NAME") == name, f"{label}/{name}: RTB_DSP_NAME")
-        check(env.get("RTB_DSP_BASE_URL") == f"http://{name}:{port}",
-              f"{label}/{name}: RTB_DSP_BASE_URL=http://{name}:{port}", str(env.get("RTB_DSP_BASE_URL")))
-        check(env.get("RTB_DSP_ONBOARD_ENDPOINTS") == "http://rtb-exchange:3000/dsp",
-              f"{label}/{name}: RTB_DSP_ONBOARD_ENDPOINTS=http://rtb-exchange:3000/dsp")
+        check(env.get("RTB_DSP_BASE_URL") == f"http://dsp-fleet-{name}:{port}",
+              f"{label}/{name}: RTB_DSP_BASE_URL=http://dsp-fleet-{name}:{port}", str(env.get("RTB_DSP_BASE_URL")))
+        check(env.get("RTB_DSP_ONBOARD_ENDPOINTS") == "http://rtb-exchange-control:3000/dsp",
+              f"{label}/{name}: RTB_DSP_ONBOARD_ENDPOINTS=http://rtb-exchange-control:3000/dsp "
+              "(the exchange chart's internal Service)")
         check(svcs[name]["spec"]["ports"][0]["port"] == port
               and svcs[name]["spec"]["selector"] == deps[name]["spec"]["selector"]["matchLabels"],
               f"{label}/{name}: Service port {port} selects the DSP's pods")
@@ -225,11 +258,63 @@ def assert_fleet(label: str, docs: list[dict], names: list[str], *, host_network
 
 
 def expect_render_failure(label: str, chart: Path, values: dict, needle: str) -> None:
+    if chart == EXCHANGE:
+        values = with_token(values)
     try:
         render(chart, values, "neg")
         check(False, f"chart refuses {label}", "rendered without error")
     except helm.HelmError as e:
         check(needle in str(e), f"chart refuses {label}", str(e)[:200])
+
+
+# ---------------------------------------------------------------- alerts and docs
+ALERTS = {"RtbAuctionP99NearDeadline", "RtbDspTimeoutRate", "RtbAuctionsShed", "RtbDspBreakerOpen",
+          "RtbHandlerPanics"}
+
+
+def exported_series() -> set:
+    """Metric names the exchange's /metrics renders (string literals in its sources), with the
+    histogram series suffixes."""
+    names = set()
+    for src in EXCHANGE_SOURCES:
+        names |= set(re.findall(r'"((?:rtb|process)_[a-z0-9_]+)', src.read_text()))
+    return names | {f"{n}_{s}" for n in names for s in ("bucket", "sum", "count")}
+
+
+def assert_alert_rules(label: str, docs: list[dict]) -> None:
+    rules = by_kind(docs, "PrometheusRule")
+    if not check(len(rules) == 1, f"{label}: one PrometheusRule"):
+        return
+    alerts = [r for g in rules[0]["spec"]["groups"] for r in g["rules"]]
+    check({a["alert"] for a in alerts} == ALERTS, f"{label}: alert rules {sorted(ALERTS)}",
+          str(sorted(a["alert"] for a in alerts)))
+    exported = exported_series()
+    for a in alerts:
+        used = set(re.findall(r"\b((?:rtb|process)_[a-z0-9_]+)", a["expr"]))
+        unknown = sorted(used - exported)
+        check(bool(used) and not unknown, f"{label}: {a['alert']} uses only exported series {sorted(used)}",
+              f"not exported by the exchange: {unknown}")
+        check(a["expr"].count("(") == a["expr"].count(")") and a["expr"].count("{") == a["expr"].count("}"),
+              f"{label}: {a['alert']} expression is balanced")
+        check(bool(a.get("annotations", {}).get("summary")) and a.get("labels", {}).get("severity")
+              in ("warning", "critical"), f"{label}: {a['alert']} has a summary and a severity")
+    p99 = next((a for a in alerts if a["alert"] == "RtbAuctionP99NearDeadline"), {"expr": ""})
+    check("> 0.072" in p99["expr"], f"{label}: p99 threshold is 0.9 x 80 ms = 0.072 s", p99["expr"])
+
+
+def check_docs() -> None:
+    spec = importlib.util.spec_from_file_location("chart_readme", DEPLOY / "scripts" / "chart-readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for chart in (EXCHANGE, FLEET):
+        schema = json.loads((chart / "values.schema.json").read_text())
+        values = yaml.safe_load((chart / "values.yaml").read_text())
+        missing = module.undocumented(schema, values)
+        check(not missing, f"{chart.name}: every key of values.yaml has a values.schema.json entry",
+              str(missing))
+        current, fresh = module.render(chart.name)
+        check(current == fresh, f"{chart.name}: README.md values table is current "
+              f"(deploy/scripts/chart-readme.py {chart.name})")
 
 
 # ---------------------------------------------------------------- seccomp
@@ -295,6 +380,7 @@ def main() -> int:
         "exchange-hostnetwork": EXCHANGE / "values-hostnetwork.yaml",
         "exchange-cilium": EXCHANGE / "values-cilium.yaml",
         "exchange-all-options": EXCHANGE / "ci" / "all-options-values.yaml",
+        "exchange-open-onboarding": {"exchange": {"openOnboarding": True}},
     }
     fleet_cases = {
         "dsp-fleet-default": None,
@@ -302,11 +388,15 @@ def main() -> int:
         "dsp-fleet-five-dsps": FLEET / "ci" / "five-dsps-values.yaml",
     }
 
+    def case_values(chart: Path, vfile) -> dict | None:
+        values = vfile if isinstance(vfile, dict) else load_values(vfile)
+        return with_token(values) if chart == EXCHANGE else values
+
     # 1. helm lint
     for chart, cases in ((EXCHANGE, exchange_cases), (FLEET, fleet_cases)):
         for label, vfile in cases.items():
             try:
-                rep = helm.lint(chart, load_values(vfile), strict=True, kube_version="v1.30.0")
+                rep = helm.lint(chart, case_values(chart, vfile), strict=True, kube_version="v1.30.0")
             except helm.HelmError as e:
                 check(False, f"helm lint --strict {label}", str(e))
                 continue
@@ -321,7 +411,7 @@ def main() -> int:
                                   (FLEET, fleet_cases, "dsp-fleet")):
         for label, vfile in cases.items():
             try:
-                docs = render(chart, load_values(vfile), release)
+                docs = render(chart, case_values(chart, vfile), release)
             except helm.HelmError as e:
                 check(False, f"helm template {label}", str(e))
                 continue
@@ -352,10 +442,10 @@ def main() -> int:
         assert_exchange("exchange-hostnetwork", r["exchange-hostnetwork"], kind="DaemonSet", host_network=True)
     if "exchange-cilium" in r:
         assert_exchange("exchange-cilium", r["exchange-cilium"], kind="Deployment", host_network=False)
-        svc = by_kind(r["exchange-cilium"], "Service")
+        svc = [x for x in by_kind(r["exchange-cilium"], "Service") if x["metadata"]["name"] == "rtb-exchange"]
         check(bool(svc) and svc[0]["spec"]["type"] == "LoadBalancer"
               and svc[0]["metadata"]["labels"].get("rtb.io/lb-pool") == "exchange",
-              "exchange-cilium: LoadBalancer Service labelled for the LB-IPAM pool")
+              "exchange-cilium: the auction Service is a LoadBalancer labelled for the LB-IPAM pool")
         pool = next(d for d in yaml.safe_load_all((DEPLOY / "cilium" / "lb-ipam-pool.yaml").read_text())
                     if d and d.get("kind") == "CiliumLoadBalancerIPPool")
         check(pool["spec"]["serviceSelector"]["matchLabels"] == {"rtb.io/lb-pool": "exchange"},
@@ -363,7 +453,12 @@ def main() -> int:
     if "exchange-all-options" in r:
         docs = r["exchange-all-options"]
         assert_exchange("exchange-all-options", docs, kind="DaemonSet", host_network=False, guaranteed=True)
-        assert_exchange_ingress("exchange-all-options", docs, debug_path=False)
+        assert_exchange_ingress("exchange-all-options", docs, debug_path=True)
+        pdb = by_kind(docs, "PodDisruptionBudget")
+        check(bool(pdb) and pdb[0]["spec"] == {**pdb[0]["spec"], "minAvailable": 1}
+              and "maxUnavailable" not in pdb[0]["spec"],
+              "exchange-all-options: PodDisruptionBudget minAvailable 1", str(pdb[0]["spec"] if pdb else None))
+        assert_alert_rules("exchange-all-options", docs)
         ds = by_kind(docs, "DaemonSet")
         if ds:
             sp = ds[0]["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
@@ -373,6 +468,23 @@ def main() -> int:
             check(isinstance(env.get("RTB_ONBOARD_TOKEN"), dict), "exchange-all-options: token from a Secret")
         check(len(by_kind(docs, "ServiceMonitor")) == 1 and len(by_kind(docs, "Secret")) == 1,
               "exchange-all-options: ServiceMonitor and Secret rendered")
+        sm = by_kind(docs, "ServiceMonitor")
+        check(bool(sm) and sm[0]["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component")
+              == "control", "exchange-all-options: the ServiceMonitor scrapes the control Service")
+    if "exchange-default" in r:
+        docs = r["exchange-default"]
+        check(not by_kind(docs, "PrometheusRule"), "exchange-default: no PrometheusRule (off by default)")
+        env = env_of(by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0])
+        check(isinstance(env.get("RTB_ONBOARD_TOKEN"), dict) and "RTB_EXCHANGE_OPEN_ONBOARDING" not in env,
+              "exchange-default: token from the existing Secret, onboarding not open")
+        pdb = by_kind(docs, "PodDisruptionBudget")
+        check(bool(pdb) and pdb[0]["spec"].get("maxUnavailable") == 1,
+              "exchange-default: PodDisruptionBudget maxUnavailable 1")
+    if "exchange-open-onboarding" in r:
+        env = env_of(by_kind(r["exchange-open-onboarding"], "Deployment")[0]["spec"]["template"]["spec"]
+                     ["containers"][0])
+        check(env.get("RTB_EXCHANGE_OPEN_ONBOARDING") == "true" and "RTB_ONBOARD_TOKEN" not in env,
+              "exchange-open-onboarding: RTB_EXCHANGE_OPEN_ONBOARDING=true, no token")
     if "dsp-fleet-default" in r:
         assert_fleet("dsp-fleet-default", r["dsp-fleet-default"], DEFAULT_DSPS)
     if "dsp-fleet-hostnetwork" in r:
@@ -382,15 +494,55 @@ def main() -> int:
         assert_fleet("dsp-fleet-five-dsps", r["dsp-fleet-five-dsps"],
                      DEFAULT_DSPS + ["fez", "spelunky"], replicas={"the-witness": 3}, ports={"fez": 5001})
 
-    # 5. bad values
-    expect_render_failure("fractional CPU (1500m)", EXCHANGE, {"resources": {"cpu": "1500m"}}, "whole number")
-    expect_render_failure("an unknown kind", EXCHANGE, {"kind": "StatefulSet"}, "Deployment or DaemonSet")
-    expect_render_failure("a DSP name that is not a DNS label", FLEET, {"dsps": [{"name": "Bad_Name"}]}, "DNS-1035")
+    # Two releases in one namespace share no object name.
+    for chart, values in ((EXCHANGE, TOKEN), (FLEET, None)):
+        names = []
+        for release in ("one", "two"):
+            try:
+                names.append({(d["kind"], d["metadata"]["name"]) for d in render(chart, values, release)})
+            except helm.HelmError as e:
+                names.append(set())
+                check(False, f"{chart.name}: render as release {release}", str(e)[:200])
+        check(bool(names[0]) and not names[0] & names[1],
+              f"{chart.name}: releases one and two in one namespace share no object name",
+              str(sorted(names[0] & names[1])))
+    # The DSP fleet's default onboarding URL names the exchange chart's control Service.
+    if "exchange-default" in r and "dsp-fleet-default" in r:
+        control = {s["metadata"]["name"] for s in by_kind(r["exchange-default"], "Service")
+                   if s["metadata"]["labels"].get("app.kubernetes.io/component") == "control"}
+        fleet_env = env_of(by_kind(r["dsp-fleet-default"], "Deployment")[0]["spec"]["template"]["spec"]
+                           ["containers"][0])
+        host = re.sub(r"^http://([^:/]+).*", r"\1", fleet_env.get("RTB_DSP_ONBOARD_ENDPOINTS", ""))
+        check(host in control, "dsp-fleet's default onboard URL is the exchange's control Service",
+              f"{host} vs {control}")
+
+    # 5. bad values: the schema (Helm validates values against values.schema.json) ...
+    schema_error = "don't meet the specifications of the schema"
+    for what, chart, values in (
+        ("a replica count that is not a number", EXCHANGE, {"replicas": "two"}),
+        ("a deadline of 0 ms", EXCHANGE, {"exchange": {"deadlineMs": 0}}),
+        ("a misspelt key (replica)", EXCHANGE, {"replica": 2}),
+        ("an unknown IO driver", EXCHANGE, {"exchange": {"ioDriver": "kqueue"}}),
+        ("an unknown kind", EXCHANGE, {"kind": "StatefulSet"}),
+        ("fractional CPU (1500m)", EXCHANGE, {"resources": {"cpu": "1500m"}}),
+        ("debugPath: \"yes\"", EXCHANGE, {"ingress": {"debugPath": "yes"}}),
+        ("a DSP name that is not a DNS label", FLEET, {"dsps": [{"name": "Bad_Name"}]}),
+        ("an empty fleet", FLEET, {"dsps": []}),
+        ("a misspelt DSP field (replica)", FLEET, {"dsps": [{"name": "a", "replica": 2}]}),
+    ):
+        expect_render_failure(f"{what} (values.schema.json)", chart, values, schema_error)
+    # ... and the templates' own rules.
+    expect_render_failure("no onboarding token and no openOnboarding", EXCHANGE,
+                          {"onboardToken": {"existingSecret": ""}}, "onboarding token is required")
+    expect_render_failure("a token together with openOnboarding", EXCHANGE,
+                          {"exchange": {"openOnboarding": True}, **TOKEN}, "drop one of them")
     expect_render_failure("a duplicate DSP name", FLEET, {"dsps": [{"name": "a"}, {"name": "a"}]}, "twice")
-    expect_render_failure("an empty fleet", FLEET, {"dsps": []}, "at least one")
 
     # 6. seccomp profile
     check_seccomp()
+
+    # 7. chart READMEs and schemas cover every value
+    check_docs()
 
     print(f"check_rendered: {results['passed']} passed, {results['failed']} failed")
     print(f"rendered manifests: {os.path.relpath(OUT)}")

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use benches::{
     builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic,
     mid_size_request_samples, one_bid_responses, pipeline_cases, request_samples, response_sample,
-    Pipeline,
+    EngineDriver,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_core::auction::{Auction, AuctionConfig};
@@ -34,11 +34,10 @@ fn decode(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(raw.len() as u64));
         // Lenient: the baselines validate the same partial view, so this stays like for like
         // (and comparable with the figures recorded before strict validation existed).
-        let first = BidRequest::decode_with(raw, &mut doc, &mut decoder, ValidationMode::Lenient)
-            .map(BidRequest::release);
+        let first =
+            BidRequest::decode_with(raw, &mut doc, &mut decoder, ValidationMode::Lenient).map(drop);
         match first {
-            Ok(t) => {
-                doc.reuse(t);
+            Ok(()) => {
                 group.bench_function(format!("rtb-core/{}", sample.stem), |b| {
                     b.iter(|| {
                         let request = BidRequest::decode_with(
@@ -49,8 +48,7 @@ fn decode(c: &mut Criterion) {
                         )
                         .unwrap();
                         let imps = request.imps.len();
-                        let t = request.release();
-                        doc.reuse(t);
+                        drop(request);
                         imps
                     })
                 });
@@ -99,18 +97,16 @@ fn validation(c: &mut Criterion) {
         let raw = sample.bytes.as_slice();
         group.throughput(Throughput::Bytes(raw.len() as u64));
         for mode in [ValidationMode::Lenient, ValidationMode::Strict] {
-            let first = BidRequest::decode_with(raw, &mut doc, &mut decoder, mode)
-                .map(BidRequest::release)
-                .unwrap_or_else(|e| panic!("{}: {mode}: {e}", sample.stem));
-            doc.reuse(first);
+            if let Err(e) = BidRequest::decode_with(raw, &mut doc, &mut decoder, mode) {
+                panic!("{}: {mode}: {e}", sample.stem);
+            }
             group.bench_function(format!("{mode}/{}", sample.stem), |b| {
                 b.iter(|| {
                     let request =
                         BidRequest::decode_with(black_box(raw), &mut doc, &mut decoder, mode)
                             .unwrap();
                     let imps = request.imps.len();
-                    let t = request.release();
-                    doc.reuse(t);
+                    drop(request);
                     imps
                 })
             });
@@ -143,13 +139,13 @@ fn auction(c: &mut Criterion) {
             .zip(&bodies)
             .map(|(doc, body)| BidResponse::decode(body, doc, &mut decoder).unwrap())
             .collect();
-        let refs: Vec<&BidResponse<'_>> = responses.iter().collect();
+        let refs = &responses;
         let mut auction = Auction::new(AuctionConfig::default());
-        assert!(!auction.run(&request, &refs).winners.is_empty());
+        assert!(!auction.run(&request, refs).winners.is_empty());
         group.bench_function(format!("{n}-bids"), |b| {
             b.iter(|| {
                 auction
-                    .run(black_box(&request), black_box(&refs))
+                    .run(black_box(&request), black_box(refs))
                     .winners
                     .len()
             })
@@ -175,7 +171,7 @@ fn encode(c: &mut Criterion) {
     let (mut doc_a, mut doc_b) = (Document::default(), Document::default());
     let a = BidResponse::decode(body_a.as_bytes(), &mut doc_a, &mut decoder).unwrap();
     let b = BidResponse::decode(body_b.as_bytes(), &mut doc_b, &mut decoder).unwrap();
-    let all = [&a, &b];
+    let all = [a, b];
     let mut auction = Auction::new(AuctionConfig::default());
     let outcome = auction.run(&request, &all);
     assert_eq!(outcome.winners.len(), 2, "{outcome:?}");
@@ -206,9 +202,9 @@ fn pipeline(c: &mut Criterion) {
     if response_sample("19-").is_none() {
         println!("response samples absent: pipeline uses the built-in DSP answer");
     }
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     for case in pipeline_cases() {
-        let result = pipeline.run(&case.request, &case.responses).unwrap();
+        let result = pipeline.run(&case).unwrap();
         assert!(
             result.answer_len > 0,
             "{}: no winner: {result:?}",
@@ -216,11 +212,7 @@ fn pipeline(c: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes(case.request.len() as u64));
         group.bench_function(format!("3-dsps/{}", case.stem), |b| {
-            b.iter(|| {
-                pipeline
-                    .run(black_box(&case.request), black_box(&case.responses))
-                    .unwrap()
-            })
+            b.iter(|| pipeline.run(black_box(&case)).unwrap())
         });
     }
     group.finish();

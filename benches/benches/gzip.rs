@@ -8,17 +8,16 @@
 
 use std::hint::black_box;
 
-use benches::{pipeline_cases, Pipeline};
+use benches::{pipeline_cases, EngineDriver};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_io::gzip::{worth_gzipping, GzipEncoder};
 
 fn gzip(c: &mut Criterion) {
     let mut group = c.benchmark_group("gzip");
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     let mut encoder = GzipEncoder::new();
     for case in pipeline_cases() {
-        pipeline.run(&case.request, &case.responses).unwrap();
-        let answer = pipeline.answer().to_vec();
+        let answer = pipeline.answer(&case).unwrap();
         assert!(
             worth_gzipping(answer.len()),
             "{}: {} bytes",

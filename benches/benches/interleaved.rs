@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use benches::{
     decode_owned, decode_view_serde_json, decode_view_sonic, mid_size_request_samples,
-    pipeline_cases, Pipeline,
+    pipeline_cases, EngineDriver,
 };
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
@@ -76,8 +76,6 @@ impl Core {
             BidRequest::decode_with(black_box(raw), &mut self.doc, &mut self.decoder, self.mode)
                 .unwrap();
         black_box(request.imps.len());
-        let t = request.release();
-        self.doc.reuse(t);
     }
 }
 
@@ -195,15 +193,11 @@ fn main() {
     }
 
     println!();
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     let mut medians = Vec::new();
     for case in pipeline_cases() {
         let mut run = || {
-            black_box(
-                pipeline
-                    .run(black_box(&case.request), &case.responses)
-                    .unwrap(),
-            );
+            black_box(pipeline.run(black_box(&case)).unwrap());
         };
         let iterations = iterations_for(&mut run);
         let mut times: Vec<f64> = (0..ROUNDS)

@@ -36,8 +36,6 @@ fn main() {
             let request = BidRequest::decode_with(&sample.bytes, &mut doc, &mut decoder, mode)
                 .unwrap_or_else(|e| panic!("{}: {e}", sample.stem));
             imps += request.imps.len();
-            let tape = request.release();
-            doc.reuse(tape);
         }
     }
     println!(

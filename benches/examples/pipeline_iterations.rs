@@ -6,7 +6,7 @@
 //! (instructions per iteration = difference of the totals / (1000 x samples)).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use benches::{pipeline_cases, Pipeline};
+use benches::{pipeline_cases, EngineDriver};
 
 fn main() {
     let iterations: usize = std::env::args()
@@ -14,16 +14,13 @@ fn main() {
         .map(|n| n.parse().expect("iterations"))
         .unwrap_or(1000);
     let cases = pipeline_cases();
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = EngineDriver::new();
     let mut answered = 0usize;
     for case in &cases {
         // One warm-up run so buffers have grown before counting starts.
-        pipeline.run(&case.request, &case.responses).unwrap();
+        pipeline.run(case).unwrap();
         for _ in 0..iterations {
-            answered += pipeline
-                .run(&case.request, &case.responses)
-                .unwrap()
-                .answer_len;
+            answered += pipeline.run(case).unwrap().answer_len;
         }
     }
     println!(

@@ -8,7 +8,14 @@ local index = 0
 -- Percentiles printed; the plots read them as the closed-loop latency curve.
 local PERCENTILES = { 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999 }
 
+-- The request headers: the JSON content type plus every `-H` given to wrk (wrk.format uses
+-- only the table it is handed, so -H would otherwise be dropped).
+local headers = { ["Content-Type"] = "application/json" }
+
 function init(args)
+  for name, value in pairs(wrk.headers) do
+    headers[name] = value
+  end
   for _, path in ipairs(args) do
     local file = assert(io.open(path, "rb"))
     bodies[#bodies + 1] = file:read("*a")
@@ -19,7 +26,7 @@ end
 
 function request()
   index = index % #bodies + 1
-  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, bodies[index])
+  return wrk.format("POST", nil, headers, bodies[index])
 end
 
 function done(summary, latency, requests)

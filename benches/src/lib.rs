@@ -1,11 +1,11 @@
 //! Shared fixtures of the rtb benchmarks and their tests: loading the OpenRTB samples (with
 //! built-in fallbacks when the shared folder is absent), the two baselines rtb-core is measured
 //! against (serde into the owned `openrtb26` model, serde/sonic-rs into a borrowed partial view)
-//! with the same validation rules as rtb-core, DSP response builders, and one whole-core
-//! pipeline iteration (decode, plan, decode 3 DSP answers, auction, encode) that the
-//! `pipeline/3-dsps` bench times and `tests/alloc.rs` proves allocation-free.
+//! with the same validation rules as rtb-core, DSP response builders, and [`run_pipeline`]:
+//! one auction through the shipped engine (`rtb_core::engine`) with three canned DSP answers,
+//! which the `pipeline/3-dsps` bench times and `tests/alloc.rs` proves allocation-free.
 //!
-//! Everything here runs at setup time except [`Pipeline::run`] and the `decode_*`/`validate_*`
+//! Everything here runs at setup time except [`run_pipeline`] and the `decode_*`/`validate_*`
 //! functions, which are the measured code.
 
 use std::borrow::Cow;
@@ -13,13 +13,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rtb_core::auction::{Auction, AuctionConfig};
-use rtb_core::deadline::{DeadlinePolicy, DspBudget};
-use rtb_core::encode::encode_bid_response;
+use rtb_core::engine::{
+    Answer, CallStatus, DspSpec, Engine, EngineConfig, Start, WorkerLoad, Workspace,
+};
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::{BidRequest, Channel, MediaTypes};
-use rtb_core::response::BidResponse;
-use rtb_core::splice::splice_tmax;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -822,111 +820,123 @@ pub struct PipelineResult {
 /// Why a pipeline iteration stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PipelineError {
-    /// The request was refused.
-    Request,
-    /// A DSP answer could not be decoded.
+    /// The engine did not plan DSP calls (invalid request, shed, no DSP).
+    NotCalled,
+    /// A DSP answer was not a decodable bid response.
     Response,
 }
 
-/// Per-worker state of the core pipeline: decoder, documents, auction and output buffers, all
-/// reused across iterations.
+/// Names of the three DSPs the pipeline's engine calls.
+pub const PIPELINE_DSPS: [&str; 3] = ["braid", "the-witness", "order-of-the-sinking-star"];
+
+/// An engine as a worker has it, with the three pipeline DSPs registered.
+pub fn pipeline_engine() -> Engine {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_dsps(PIPELINE_DSPS.map(|name| DspSpec {
+        name: name.into(),
+        endpoint: format!("{name}:5000").into(),
+    }));
+    engine
+}
+
+/// An engine and a workspace as one worker holds them, and a fixed arrival instant (the engine
+/// never reads a clock, so one instant serves every iteration).
 #[derive(Debug)]
-pub struct Pipeline {
-    decoder: Decoder,
-    request_doc: Document,
-    response_docs: [Document; 3],
-    auction: Auction,
-    policy: DeadlinePolicy,
-    dsp_body: Vec<u8>,
-    answer: Vec<u8>,
+pub struct EngineDriver {
+    engine: Engine,
+    workspace: Workspace,
+    arrival: Instant,
 }
 
-impl Default for Pipeline {
-    fn default() -> Self {
+impl EngineDriver {
+    /// The pipeline engine with a fresh workspace.
+    pub fn new() -> Self {
+        let engine = pipeline_engine();
+        let workspace = engine.workspace();
         Self {
-            decoder: Decoder::new(),
-            request_doc: Document::default(),
-            response_docs: [
-                Document::default(),
-                Document::default(),
-                Document::default(),
-            ],
-            auction: Auction::new(AuctionConfig::default()),
-            policy: DeadlinePolicy::default(),
-            dsp_body: Vec::with_capacity(8192),
-            answer: Vec::with_capacity(8192),
+            engine,
+            workspace,
+            arrival: Instant::now(),
         }
+    }
+
+    /// One auction of `case` through the engine ([`run_pipeline`]).
+    pub fn run(&mut self, case: &PipelineCase) -> Result<PipelineResult, PipelineError> {
+        run_pipeline(&mut self.engine, &mut self.workspace, case, self.arrival)
+    }
+
+    /// The answer body the engine encodes for `case` (empty when it answers no bid).
+    pub fn answer(&mut self, case: &PipelineCase) -> Result<Vec<u8>, PipelineError> {
+        let mut answer = Vec::new();
+        run_pipeline_with(
+            &mut self.engine,
+            &mut self.workspace,
+            case,
+            self.arrival,
+            |body| answer.extend_from_slice(body),
+        )?;
+        Ok(answer)
     }
 }
 
-impl Pipeline {
-    /// One request through the core: decode + validate, plan (timing, DSP budget, tmax splice),
-    /// decode the three DSP answers, auction, encode. Tapes go back to their documents.
-    pub fn run(
-        &mut self,
-        raw: &[u8],
-        responses: &[Vec<u8>; 3],
-    ) -> Result<PipelineResult, PipelineError> {
-        let Pipeline {
-            decoder,
-            request_doc,
-            response_docs,
-            auction,
-            policy,
-            dsp_body,
-            answer,
-        } = self;
-        let arrival = Instant::now();
-        let request =
-            BidRequest::decode(raw, request_doc, decoder).map_err(|_| PipelineError::Request)?;
-        let timing = policy.timing(arrival, request.tmax_ms);
-        let mut result = PipelineResult::default();
-        if let DspBudget::Call { tmax_ms, .. } = policy.dsp_budget(&timing, arrival) {
-            if splice_tmax(raw, request.tmax_site, tmax_ms, dsp_body).is_ok() {
-                result.dsp_body_len = dsp_body.len();
-            }
-        }
-        let [doc_a, doc_b, doc_c] = response_docs;
-        // On a failed answer, give back the tapes already taken, so a failure does not cost
-        // the next iteration an allocation.
-        let Some(a) = BidResponse::decode(&responses[0], doc_a, decoder).ok() else {
-            let t = request.release();
-            request_doc.reuse(t);
-            return Err(PipelineError::Response);
-        };
-        let Some(b) = BidResponse::decode(&responses[1], doc_b, decoder).ok() else {
-            let (t, ta) = (request.release(), a.release());
-            request_doc.reuse(t);
-            doc_a.reuse(ta);
-            return Err(PipelineError::Response);
-        };
-        let Some(c) = BidResponse::decode(&responses[2], doc_c, decoder).ok() else {
-            let (t, ta, tb) = (request.release(), a.release(), b.release());
-            request_doc.reuse(t);
-            doc_a.reuse(ta);
-            doc_b.reuse(tb);
-            return Err(PipelineError::Response);
-        };
-        let all = [&a, &b, &c];
-        let outcome = auction.run(&request, &all);
-        result.winners = outcome.winners.len();
-        result.rejections = outcome.rejections.len();
-        if encode_bid_response(&request, &all, outcome, None, answer) {
-            result.answer_len = answer.len();
-        }
-        let (ta, tb, tc) = (a.release(), b.release(), c.release());
-        doc_a.reuse(ta);
-        doc_b.reuse(tb);
-        doc_c.reuse(tc);
-        let t = request.release();
-        request_doc.reuse(t);
-        Ok(result)
+impl Default for EngineDriver {
+    fn default() -> Self {
+        Self::new()
     }
+}
 
-    /// The last encoded answer.
-    pub fn answer(&self) -> &[u8] {
-        &self.answer
+/// One request through the shipped engine, as the exchange drives it minus the sockets: start
+/// (decode, validate, admit, plan, tmax splice), the three DSP answers as they arrive, finish
+/// (auction, encode, notices, outcomes). Everything goes back to the workspace on return.
+pub fn run_pipeline(
+    engine: &mut Engine,
+    workspace: &mut Workspace,
+    case: &PipelineCase,
+    arrival: Instant,
+) -> Result<PipelineResult, PipelineError> {
+    run_pipeline_with(engine, workspace, case, arrival, |_| {})
+}
+
+/// [`run_pipeline`], handing the answer body (when there is one) to `keep_answer`.
+pub fn run_pipeline_with(
+    engine: &mut Engine,
+    workspace: &mut Workspace,
+    case: &PipelineCase,
+    arrival: Instant,
+    keep_answer: impl FnOnce(&[u8]),
+) -> Result<PipelineResult, PipelineError> {
+    let start = engine.start(
+        workspace,
+        &case.request,
+        arrival,
+        arrival,
+        WorkerLoad::default(),
+    );
+    let Start::Call(mut run, plan) = start else {
+        return Err(PipelineError::NotCalled);
+    };
+    let mut result = PipelineResult {
+        dsp_body_len: plan.body.len(),
+        ..PipelineResult::default()
+    };
+    for (call, answer) in case.responses.iter().enumerate() {
+        run.on_answer(engine, call, 200, answer, arrival);
     }
+    let finished = run.finish(engine, arrival);
+    if finished
+        .outcomes()
+        .iter()
+        .any(|o| o.status != CallStatus::Answered)
+    {
+        return Err(PipelineError::Response);
+    }
+    result.winners = finished.winners().count();
+    result.rejections = finished.rejections().count();
+    if let Answer::Bid(body) = finished.answer() {
+        result.answer_len = body.len();
+        keep_answer(body);
+    }
+    Ok(result)
 }
 
 /// Ids of the view fields that must be unique, used by tests (kept here so the rule lives once).

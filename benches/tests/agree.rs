@@ -11,6 +11,8 @@ use rtb_core::request::BidRequest;
 
 #[test]
 fn all_decoders_agree_on_the_view_fields() {
+    // The built-in fallback requests test less than the samples: not enough for CI.
+    test_support::ci::require_samples_in_ci("all_decoders_agree_on_the_view_fields");
     let mut decoder = Decoder::new();
     let mut doc = Document::default();
     let samples = request_samples();
@@ -21,8 +23,7 @@ fn all_decoders_agree_on_the_view_fields() {
         let request = BidRequest::decode(raw, &mut doc, &mut decoder)
             .unwrap_or_else(|e| panic!("{}: rtb-core refused: {e}", sample.stem));
         let reference = ViewFields::from_rtb_core(&request);
-        let t = request.release();
-        doc.reuse(t);
+        drop(request);
         assert!(imp_ids_unique(&reference), "{}", sample.stem);
 
         let view = decode_view_serde_json(raw)
@@ -91,11 +92,8 @@ fn the_baselines_apply_the_same_rules() {
         let raw = json.as_bytes();
         let core = BidRequest::decode(raw, &mut doc, &mut decoder)
             .ok()
-            .map(BidRequest::release);
+            .map(drop);
         let core_ok = core.is_some();
-        if let Some(t) = core {
-            doc.reuse(t);
-        }
         assert_eq!(core_ok, valid, "rtb-core on {json}");
         assert_eq!(
             decode_view_serde_json(raw).is_ok(),

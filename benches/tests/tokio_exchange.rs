@@ -1,113 +1,42 @@
 //! The tokio-exchange baseline does what rtb-load compares it on: 404 without DSPs (after
 //! decoding), onboarding, a fan-out whose answer is a second-price auction, 204 when nobody
-//! bids in time, removal. A tiny std-only DSP stands in for rtb-dsp.
+//! bids in time, removal. The shared test-support fake DSP stands in for rtb-dsp.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    thread,
-    time::Duration,
+use std::{net::SocketAddr, process::Command, time::Duration};
+
+use test_support::{
+    dsp::{Behaviour, FakeDsp},
+    http,
+    process::Process,
 };
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_exchange() -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokio-exchange"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    (Killed(child), addr)
+fn start_exchange() -> (Process, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokio-exchange"));
+    cmd.args(["--port", "0"]);
+    let (process, addrs) = Process::start(cmd, "tokio-exchange", &["listening on "]).unwrap();
+    (process, addrs[0].parse().unwrap())
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, body).
-fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_owned())
+fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let headers = [("content-type", "application/json")];
+    let r = http::request(addr, method, path, &headers, body.as_bytes());
+    (r.status, r.text())
 }
 
-/// A DSP answering every bid request with one bid of `price` on imp "1" (or hanging).
-fn fake_dsp(price: f64, hang: bool) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let stream = stream.unwrap();
-            thread::spawn(move || serve_dsp(stream, price, hang));
-        }
-    });
-    addr
+/// A DSP answering every bid request with one bid of `price` on the first impression.
+fn fake_dsp(price: f64) -> FakeDsp {
+    FakeDsp::start(Behaviour::bid(price, "s"))
 }
 
-fn serve_dsp(stream: TcpStream, price: f64, hang: bool) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
-        if hang {
-            thread::sleep(Duration::from_secs(2));
-            return;
-        }
-        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(
-            req["tmax"].as_u64().unwrap() <= 80,
-            "tmax capped by the deadline"
-        );
-        let answer = serde_json::json!({
-            "id": req["id"], "cur": "USD",
-            "seatbid": [{"seat": "s", "bid": [{"id": "b", "impid": "1", "price": price}]}]
-        })
-        .to_string();
-        write!(
-            writer,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-            answer.len()
-        )
-        .unwrap();
+/// Every bid request `dsp` received asked for a tmax within the exchange's 80 ms deadline.
+fn assert_tmax_capped(dsp: &FakeDsp) {
+    let seen = dsp.bid_requests();
+    assert!(!seen.is_empty());
+    for r in seen {
+        let tmax = r.json()["tmax"].as_u64().unwrap();
+        assert!(tmax <= 80, "tmax {tmax} not capped by the deadline");
     }
 }
 
@@ -116,19 +45,22 @@ const REQUEST: &str = r#"{"id":"r1","tmax":120,"cur":["USD"],"imp":[{"id":"1","b
 #[test]
 fn routes_auction_and_deadline() {
     let (_exchange, addr) = start_exchange();
-    assert_eq!(request(&addr, "POST", "/openrtb2/auction", REQUEST).0, 404);
+    assert_eq!(request(addr, "POST", "/openrtb2/auction", REQUEST).0, 404);
     assert_eq!(
-        request(&addr, "POST", "/openrtb2/auction", "{\"id\":").0,
+        request(addr, "POST", "/openrtb2/auction", "{\"id\":").0,
         400
     );
 
-    let a = fake_dsp(2.0, false);
-    let b = fake_dsp(1.5, false);
+    let a = fake_dsp(2.0);
+    let b = fake_dsp(1.5);
     for (name, dsp) in [("a", &a), ("b", &b)] {
-        let body = format!("{{\"name\":\"{name}\",\"base_url\":\"http://{dsp}\"}}");
-        assert_eq!(request(&addr, "POST", "/dsp", &body).0, 201);
+        let body = format!(
+            "{{\"name\":\"{name}\",\"base_url\":\"http://{}\"}}",
+            dsp.addr
+        );
+        assert_eq!(request(addr, "POST", "/dsp", &body).0, 201);
     }
-    let (status, body) = request(&addr, "POST", "/openrtb2/auction", REQUEST);
+    let (status, body) = request(addr, "POST", "/openrtb2/auction", REQUEST);
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["id"], "r1");
@@ -137,14 +69,16 @@ fn routes_auction_and_deadline() {
         (price - 1.51).abs() < 1e-9,
         "second price + 0.01, got {price}"
     );
+    assert_tmax_capped(&a);
+    assert_tmax_capped(&b);
 
-    assert_eq!(request(&addr, "DELETE", "/dsp/a", "").0, 204);
-    assert_eq!(request(&addr, "DELETE", "/dsp/b", "").0, 204);
-    let hang = fake_dsp(9.0, true);
-    let body = format!("{{\"name\":\"h\",\"base_url\":\"http://{hang}\"}}");
-    assert_eq!(request(&addr, "POST", "/dsp", &body).0, 201);
+    assert_eq!(request(addr, "DELETE", "/dsp/a", "").0, 204);
+    assert_eq!(request(addr, "DELETE", "/dsp/b", "").0, 204);
+    let hang = FakeDsp::start(Behaviour::Hang);
+    let body = format!("{{\"name\":\"h\",\"base_url\":\"http://{}\"}}", hang.addr);
+    assert_eq!(request(addr, "POST", "/dsp", &body).0, 201);
     let started = std::time::Instant::now();
-    assert_eq!(request(&addr, "POST", "/openrtb2/auction", REQUEST).0, 204);
+    assert_eq!(request(addr, "POST", "/openrtb2/auction", REQUEST).0, 204);
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "answered by the deadline"

@@ -173,8 +173,7 @@ impl DspHandler {
         };
         let mut rng = self.rng.borrow_mut();
         let plan = self.plan_valid(&request, req.arrival, &mut rng);
-        let tape = request.release();
-        doc.reuse(tape);
+        drop(request);
         plan
     }
 

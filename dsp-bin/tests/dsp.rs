@@ -4,48 +4,33 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use dsp_bin::httpc::{self, HttpResponse, HttpUrl};
 use rtb_core::{BidRequest, BidResponse, Decoder, Document};
+use test_support::{ci, http::read_request, process::Process, prom};
 
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Dsp {
-    child: Child,
+    process: Process,
     port: u16,
 }
 
 impl Dsp {
     fn start(args: &[&str]) -> Dsp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtb-dsp"))
-            .args(["--port", "0", "--bind", "127.0.0.1", "--seed", "42"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtb-dsp"));
+        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--seed", "42"])
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rtb-dsp");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.rsplit_once(':').unwrap().1.parse::<u16>().unwrap());
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(START_TIMEOUT)
-            .expect("rtb-dsp printed no listening line");
-        Dsp { child, port }
+            .stderr(Stdio::null());
+        let (process, addrs) = Process::start(cmd, "rtb-dsp", &["listening on "]).unwrap();
+        let port = addrs[0].rsplit_once(':').unwrap().1.parse().unwrap();
+        Dsp { process, port }
     }
 
     fn url(&self, path: &str) -> HttpUrl {
@@ -62,46 +47,18 @@ impl Dsp {
 
     /// SIGTERM, then the exit code (bounded wait).
     fn stop(mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.process.terminate(STOP_TIMEOUT)?.code()
     }
 }
 
-impl Drop for Dsp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample(name: &str) -> Option<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/openrtb-samples");
-    match std::fs::read(dir.join(name)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!(
-                "skipping: sample {name} not found in {}: {e}",
-                dir.display()
-            );
-            None
-        }
-    }
+/// One shared OpenRTB sample; `None` (a failure under CI) when the samples are absent.
+fn sample(test: &str, name: &str) -> Option<Vec<u8>> {
+    let dir = ci::samples_or_skip(test)?;
+    Some(std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    prom::first(text, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
 }
 
 const SIMPLE: &[u8] = br#"{"id":"req-7","tmax":200,"cur":["EUR"],
@@ -110,7 +67,10 @@ const SIMPLE: &[u8] = br#"{"id":"req-7","tmax":200,"cur":["EUR"],
 
 #[test]
 fn bids_on_the_sample_request_above_floor() {
-    let Some(raw) = sample("01-iab26-req-simple-banner.json") else {
+    let Some(raw) = sample(
+        "bids_on_the_sample_request_above_floor",
+        "01-iab26-req-simple-banner.json",
+    ) else {
         return;
     };
     let dsp = Dsp::start(&["--dsp-name", "braid", "--price", "uniform:0.01,3"]);
@@ -138,8 +98,7 @@ fn bids_on_the_sample_request_above_floor() {
                 .unwrap()
                 .contains(&format!(":{}/win?price=${{AUCTION_PRICE}}", dsp.port)));
         }
-        let t = resp.release();
-        resp_doc.reuse(t);
+        drop(resp);
     }
     assert_eq!(dsp.stop(), Some(0));
 }
@@ -291,31 +250,6 @@ fn injects_failures() {
     );
 }
 
-/// Reads one HTTP request (head and Content-Length body) from `s`.
-fn read_request(s: &mut TcpStream) -> (String, Vec<u8>) {
-    s.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "client closed early");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk).unwrap();
-                assert!(n > 0);
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return (head, buf[end + 4..end + 4 + len].to_vec());
-        }
-    }
-}
-
 #[test]
 fn onboards_with_retries_and_token() {
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -349,19 +283,25 @@ fn onboards_with_retries_and_token() {
             Err(e) => panic!("{e}"),
         };
         s.set_nonblocking(false).unwrap();
-        let (head, body) = read_request(&mut s);
+        s.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+        let req = read_request(&mut s, &mut Vec::new()).expect("client closed early");
         let answer: &[u8] = if seen.len() < 2 {
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         } else {
             b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         };
         s.write_all(answer).unwrap();
-        seen.push((Instant::now(), head, body));
+        seen.push((Instant::now(), req));
     }
-    for (_, head, body) in &seen {
-        assert!(head.starts_with("post /dsp http/1.1"), "{head}");
-        assert!(head.contains("authorization: bearer s3cret"), "{head}");
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    for (_, req) in &seen {
+        let line = (req.method.as_str(), req.path.as_str(), req.version);
+        assert_eq!(line, ("POST", "/dsp", 1), "{req:?}");
+        assert_eq!(
+            req.header("authorization"),
+            Some("Bearer s3cret"),
+            "{req:?}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(v["name"], "order-of-the-sinking-star");
         assert_eq!(v["base_url"], format!("http://127.0.0.1:{}", dsp.port));
         assert_eq!(v["bid_path"], "/bid");

@@ -11,12 +11,15 @@ use std::{
 };
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use rtb_core::deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN};
-use rtb_core::ValidationMode;
+use rtb_core::{
+    deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
+    engine::EngineConfig,
+    ValidationMode,
+};
 use rtb_io::{
     limits::{
         BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
-        HEAD_BYTES_MAX_DEFAULT,
+        HEADERS_COUNT_CAP, HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
     },
     DriverKind, ServerConfig,
 };
@@ -53,7 +56,8 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_PORT", default_value_t = PORT_DEFAULT)]
     pub port: u16,
 
-    /// Address to bind both ports on.
+    /// Address to bind both ports on. Off loopback, onboarding needs a token (--onboard-token)
+    /// or an explicit --open-onboarding.
     #[arg(long, env = "RTB_EXCHANGE_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
@@ -83,10 +87,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub margin_ms: u64,
 
-    /// Bearer token required by POST /dsp, DELETE /dsp/{name} and /debug/registry [default: none,
-    /// open onboarding].
+    /// Bearer token required by POST /dsp, GET /dsp, DELETE /dsp/{name} and /debug/registry
+    /// [default: none: open onboarding, refused off loopback without --open-onboarding].
     #[arg(long, env = "RTB_ONBOARD_TOKEN", hide_env_values = true)]
     pub onboard_token: Option<String>,
+
+    /// Allow open onboarding (no token) on a non-loopback --bind address: anyone who reaches
+    /// the port can then register, list and remove DSPs. Only for closed networks (a lab).
+    #[arg(long, env = "RTB_EXCHANGE_OPEN_ONBOARDING", default_value_t = false)]
+    pub open_onboarding: bool,
 
     /// A DSP not re-onboarded within this many seconds is removed.
     #[arg(long, env = "RTB_EXCHANGE_DSP_TTL_S", default_value_t = DSP_TTL_S_DEFAULT,
@@ -104,6 +113,11 @@ pub struct Config {
     /// Largest request head (request line and headers), bytes.
     #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
     pub head_bytes_max: usize,
+
+    /// Most request headers; more are answered 431.
+    #[arg(long, env = "RTB_EXCHANGE_HEADER_COUNT_MAX", default_value_t = HEADERS_COUNT_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=HEADERS_COUNT_CAP as u64))]
+    pub header_count_max: u64,
 
     /// Largest request body as sent, bytes.
     #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
@@ -139,27 +153,27 @@ pub struct Config {
 
     /// Shed new auctions (204 at once) while a worker's event loop lags more than this, ms: its
     /// timers, the DSP deadlines among them, would fire late.
-    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::deadline::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::engine::admission::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub shed_lag_ms: u64,
 
     /// Shed new auctions (204 at once) while this many already wait for DSPs on a worker.
-    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::deadline::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
+    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::engine::admission::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auctions_in_flight: u32,
 
     /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
     /// 0 disables the breaker.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = crate::breaker::FAILURES_TO_TRIP_DEFAULT)]
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = rtb_core::engine::breaker::FAILURES_TO_TRIP_DEFAULT)]
     pub breaker_failures: u32,
 
     /// First cool-down of an open breaker, ms (doubles on each failed probe).
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = crate::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub breaker_cooldown_ms: u64,
 
     /// Longest cool-down of an open breaker, ms.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = crate::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
+    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub breaker_cooldown_max_ms: u64,
 
@@ -219,6 +233,7 @@ impl Config {
                 "must be below --deadline-ms",
             ));
         }
+        self.check_onboarding()?;
         if let Some(token) = &self.onboard_token {
             // The value itself is never echoed: it is a secret.
             if token.is_empty() || token.len() > ONBOARD_TOKEN_BYTES_MAX {
@@ -266,6 +281,34 @@ impl Config {
         Ok(())
     }
 
+    /// Open onboarding (no token) is refused off loopback unless asked for, and a token with
+    /// --open-onboarding is a contradiction: both are configuration mistakes worth a clear stop.
+    fn check_onboarding(&self) -> Result<(), clap::Error> {
+        let refuse = |message: String| {
+            Err(Config::command().error(clap::error::ErrorKind::ArgumentConflict, message))
+        };
+        match (&self.onboard_token, self.open_onboarding) {
+            (Some(_), true) => refuse(
+                "--open-onboarding (RTB_EXCHANGE_OPEN_ONBOARDING) and --onboard-token \
+                 (RTB_ONBOARD_TOKEN) are both set: drop one of them"
+                    .into(),
+            ),
+            (None, false) if !self.bind.is_loopback() => refuse(format!(
+                "refusing to start with open onboarding on {bind}: without a token, anyone who \
+                 reaches port {port} can register, list and remove DSPs (POST/GET /dsp, \
+                 DELETE /dsp/{{name}}). Do one of:\n  \
+                 - set a token: --onboard-token TOKEN or RTB_ONBOARD_TOKEN=TOKEN (DSPs send \
+                 `Authorization: Bearer TOKEN`);\n  \
+                 - bind loopback only: --bind 127.0.0.1 (RTB_EXCHANGE_BIND);\n  \
+                 - accept open onboarding on this network: --open-onboarding \
+                 (RTB_EXCHANGE_OPEN_ONBOARDING=true)",
+                bind = self.bind,
+                port = self.port,
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Worker count: the flag, or the cores this process may use.
     pub fn worker_count(&self) -> usize {
         self.workers.map(usize::from).unwrap_or_else(|| {
@@ -285,23 +328,34 @@ impl Config {
     }
 
     /// When a worker sheds auctions.
-    pub fn overload_policy(&self) -> rtb_core::deadline::OverloadPolicy {
-        rtb_core::deadline::OverloadPolicy {
+    pub fn overload_policy(&self) -> rtb_core::engine::OverloadPolicy {
+        rtb_core::engine::OverloadPolicy {
             event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
             auctions_in_flight_max: self.max_auctions_in_flight,
         }
     }
 
     /// The circuit breaker's settings.
-    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
+    pub fn breaker_config(&self) -> rtb_core::engine::breaker::BreakerConfig {
         let cooldown = Duration::from_millis(self.breaker_cooldown_ms);
         let cooldown_max = Duration::from_millis(self.breaker_cooldown_max_ms).max(cooldown);
-        crate::breaker::BreakerConfig {
+        rtb_core::engine::breaker::BreakerConfig {
             failures_to_trip: self.breaker_failures,
             cooldown,
             cooldown_max,
-            probe_timeout: crate::breaker::PROBE_TIMEOUT_DEFAULT
+            probe_timeout: rtb_core::engine::breaker::PROBE_TIMEOUT_DEFAULT
                 .max(Duration::from_millis(self.deadline_ms * 2)),
+        }
+    }
+
+    /// Everything the auction engine decides by.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            deadline: self.deadline_policy(),
+            overload: self.overload_policy(),
+            breaker: self.breaker_config(),
+            validation: self.validation,
+            ..EngineConfig::default()
         }
     }
 
@@ -312,6 +366,8 @@ impl Config {
         c.pin_cores = self.pin;
         c.driver = self.io_driver;
         c.limits.head_bytes_max = self.head_bytes_max;
+        c.limits.headers_count_max =
+            usize::try_from(self.header_count_max).unwrap_or(HEADERS_COUNT_CAP);
         c.limits.body_bytes_max = self.body_bytes_max;
         c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
         c.limits.connections_per_worker_max = self.connections_per_worker;
@@ -329,6 +385,7 @@ impl Config {
         c.pin_cores = false;
         c.driver = self.io_driver;
         c.shutdown_grace = Duration::from_secs(1);
+        c.thread_name = "rtb-debug";
         c
     }
 }
@@ -393,6 +450,7 @@ mod tests {
     fn validation_mode_from_flag_or_env() {
         let c = Config::try_parse_from(["rtb-exchange", "--validation", "lenient"]).unwrap();
         assert_eq!(c.validation, ValidationMode::Lenient);
+        assert_eq!(c.engine_config().validation, ValidationMode::Lenient);
         let e = Config::try_parse_from_env(["rtb-exchange", "--validation", "loose"]).unwrap_err();
         let text = e.to_string();
         assert!(
@@ -411,6 +469,62 @@ mod tests {
         assert!(e.to_string().contains("kqueue"));
         let e = Config::try_parse_from_env(["rtb-exchange", "--margin-ms", "90"]).unwrap_err();
         assert!(e.to_string().contains("RTB_EXCHANGE_MARGIN_MS"));
+    }
+
+    /// A config parsed from `args` with the onboarding settings given (whatever the
+    /// environment of the test process says).
+    fn onboarding(args: &[&str], token: Option<&str>, open: bool) -> Config {
+        let mut c = Config::try_parse_from(args).unwrap();
+        c.onboard_token = token.map(str::to_string);
+        c.open_onboarding = open;
+        c
+    }
+
+    #[test]
+    fn open_onboarding_off_loopback_needs_to_be_asked_for() {
+        let refused = onboarding(&["rtb-exchange"], None, false)
+            .check_onboarding()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "refusing to start with open onboarding on 0.0.0.0",
+            "--onboard-token",
+            "RTB_ONBOARD_TOKEN",
+            "--bind 127.0.0.1",
+            "--open-onboarding",
+            "RTB_EXCHANGE_OPEN_ONBOARDING=true",
+        ] {
+            assert!(refused.contains(needle), "{needle} missing in: {refused}");
+        }
+        let v6 = onboarding(&["rtb-exchange", "--bind", "::"], None, false);
+        assert!(v6.check_onboarding().is_err());
+        for ok in [
+            onboarding(&["rtb-exchange"], Some("t"), false),
+            onboarding(&["rtb-exchange"], None, true),
+            onboarding(&["rtb-exchange", "--bind", "127.0.0.1"], None, false),
+            onboarding(&["rtb-exchange", "--bind", "::1"], None, false),
+        ] {
+            assert!(ok.check_onboarding().is_ok(), "{ok:?}");
+        }
+        let both = onboarding(&["rtb-exchange"], Some("t"), true).check_onboarding();
+        assert!(both.unwrap_err().to_string().contains("drop one of them"));
+    }
+
+    #[test]
+    fn header_count_max_reaches_the_server_limits() {
+        let c = Config::try_parse_from(["rtb-exchange", "--header-count-max", "9"]).unwrap();
+        assert_eq!(c.server_config().limits.headers_count_max, 9);
+        let c = Config::try_parse_from(["rtb-exchange"]).unwrap();
+        assert_eq!(
+            c.server_config().limits.headers_count_max,
+            HEADERS_COUNT_MAX_DEFAULT
+        );
+        for bad in ["0", "129"] {
+            let e = Config::try_parse_from_env(["rtb-exchange", "--header-count-max", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("RTB_EXCHANGE_HEADER_COUNT_MAX"), "{e}");
+        }
     }
 
     #[test]

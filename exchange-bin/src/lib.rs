@@ -2,38 +2,46 @@
 //! win notices, so `main.rs` stays thin and tests reach the pure helpers.
 //!
 //! - [`config`]: flags and environment.
-//! - [`auction`]: the per-worker handler: routing, the auction path, DSP slots.
+//! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
+//! - [`handler`]: the per-worker handler: its state and routing.
+//! - [`auction`]: the auction route's shell around `rtb_core::engine`.
+//! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
+//! - [`record`]: the engine's outcome records counted into metrics.
+//! - [`notices`]: per-worker notice queue and the tasks that fire them.
+//! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
-//! - [`win`]: per-worker win-notice queue.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
-//! - [`breaker`]: the per-worker, per-DSP circuit breaker (pure state machine).
+//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`debug`]: the debug port's handler.
 
+pub mod app;
 pub mod auction;
-pub mod breaker;
 pub mod config;
 pub mod control;
 pub mod debug;
+pub mod dsps;
+pub mod handler;
+pub mod lag;
 pub mod metrics;
+pub mod notices;
 pub mod onboard;
+pub mod process;
 pub mod ratelimit;
-pub mod win;
+pub mod record;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
 
 use http::StatusCode;
-use rtb_core::deadline::DeadlinePolicy;
+use rtb_core::engine::EngineConfig;
 use rtb_io::{limits::WorkerStats, Request, Response};
 
 /// State shared by every worker and the debug port (read-only on the hot path).
 #[derive(Debug)]
 pub struct Shared {
-    /// Auction timing.
-    pub policy: DeadlinePolicy,
-    /// When workers shed auctions.
-    pub overload: rtb_core::deadline::OverloadPolicy,
+    /// What every worker's auction engine decides by.
+    pub engine: EngineConfig,
     /// Onboarding bearer token (never logged).
     pub token: Option<String>,
     /// The control thread.
@@ -48,10 +56,6 @@ pub struct Shared {
     pub win_queue_max: usize,
     /// Whether loopback DSP and win-notice addresses are allowed.
     pub allow_loopback: bool,
-    /// Circuit breaker settings, for every DSP on every worker.
-    pub breaker: breaker::BreakerConfig,
-    /// How much of each bid request is validated (`--validation`).
-    pub validation: rtb_core::ValidationMode,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
     pub onboard_limit: Mutex<ratelimit::TokenBucket>,
 }

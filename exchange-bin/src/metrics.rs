@@ -17,8 +17,11 @@ use std::{
     time::Duration,
 };
 
-use rtb_core::{deadline::ShedReason, RejectReason};
-use rtb_io::{limits::Counter, CallError, ServerStats};
+use rtb_core::{
+    engine::{CallFailure, ShedReason},
+    RejectReason,
+};
+use rtb_io::{limits::Counter, ServerStats};
 
 /// Histogram bucket upper bounds, microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -82,14 +85,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::NoDsp, "no_dsp"),
 ];
 
-const CALL_ERRORS: [CallError; 6] = [
-    CallError::Timeout,
-    CallError::ConnectError,
-    CallError::ProtocolError,
-    CallError::TooLarge,
-    CallError::Closed,
-    CallError::Overloaded,
-];
+const CALL_ERRORS: [CallFailure; 6] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
 const REJECT_REASONS: [&str; 17] = [
@@ -185,7 +181,8 @@ pub struct DspMetrics {
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub pool_idle: AtomicU64,
-    /// This worker's breaker state for the DSP (gauge: 0 closed, 1 open, 2 half-open).
+    /// This worker's breaker state for the DSP (0 closed, 1 open, 2 half-open: rendered as
+    /// one `rtb_dsp_breaker_state{state}` series per state).
     pub breaker_state: AtomicU64,
     /// Closed → open transitions.
     pub breaker_trips: Counter,
@@ -205,7 +202,7 @@ fn breaker_severity(state: u64) -> u8 {
 
 impl DspMetrics {
     /// Counts a failed call. Owner thread only.
-    pub fn call_error(&self, e: CallError) {
+    pub fn call_error(&self, e: CallFailure) {
         if let Some(i) = CALL_ERRORS.iter().position(|&k| k == e) {
             self.call_errors[i].incr();
         }
@@ -234,6 +231,8 @@ pub struct WorkerMetrics {
     pub win_dropped: Counter,
     /// Win notices that failed on the wire.
     pub win_failed: Counter,
+    /// Connections opened to send notices (a notice pool growing, or a host closing them).
+    pub notice_connects: Counter,
     /// Registry version this worker applied (read by onboarding to wait for every worker).
     pub applied_version: AtomicU64,
     /// The IO driver, set once the worker runs.
@@ -358,13 +357,119 @@ struct DspSum {
     skipped: u64,
 }
 
-/// Renders every worker's counters, summed, plus the server's connection counters, in the
-/// Prometheus text format (version 0.0.4).
+impl DspSum {
+    /// Adds one worker's counters for the DSP; the breaker keeps the worst state seen.
+    fn add(&mut self, m: &DspMetrics) {
+        self.calls += m.calls.get();
+        self.bids += m.bids.get();
+        self.wins += m.wins.get();
+        self.no_bids += m.no_bids.get();
+        for (a, b) in self.call_errors.iter_mut().zip(m.call_errors.iter()) {
+            *a += b.get();
+        }
+        self.decode_errors += m.decode_errors.get();
+        self.bad_status += m.bad_status.get();
+        for (a, b) in self.rejections.iter_mut().zip(m.rejections.iter()) {
+            *a += b.get();
+        }
+        self.latency.merge(&m.latency.snapshot());
+        self.pool_connects += m.pool_connects.load(Ordering::Relaxed);
+        self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
+        self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+        let state = m.breaker_state.load(Ordering::Relaxed);
+        if breaker_severity(state) > breaker_severity(self.breaker_state) {
+            self.breaker_state = state;
+        }
+        self.breaker_trips += m.breaker_trips.get();
+        self.skipped += m.skipped.get();
+    }
+
+    /// The call errors other than timeouts (those have their own family), with their names.
+    fn errors_but_timeouts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        CALL_ERRORS
+            .iter()
+            .zip(self.call_errors)
+            .filter(|(e, _)| **e != CallFailure::Timeout)
+            .map(|(e, n)| (e.as_str(), n))
+            .chain([
+                ("bad_status", self.bad_status),
+                ("decode_error", self.decode_errors),
+            ])
+    }
+
+    fn timeouts(&self) -> u64 {
+        CALL_ERRORS
+            .iter()
+            .position(|&e| e == CallFailure::Timeout)
+            .map_or(0, |i| self.call_errors[i])
+    }
+}
+
+/// The per-DSP gauge values of [`DspMetrics::breaker_state`] and the `state` label of each.
+const BREAKER_STATES: [(u64, &str); 3] = [(0, "closed"), (1, "open"), (2, "half_open")];
+
+/// What a build says about itself in `rtb_build_info`.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    /// The crate version.
+    pub version: &'static str,
+    /// `release` or `debug` (whether debug assertions are on).
+    pub profile: &'static str,
+    /// Target architecture.
+    pub arch: &'static str,
+    /// Target OS.
+    pub os: &'static str,
+}
+
+/// This binary's build.
+pub const BUILD: BuildInfo = BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    profile: if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    },
+    arch: std::env::consts::ARCH,
+    os: std::env::consts::OS,
+};
+
+/// Renders every worker's counters, summed, plus the server's connection counters, the
+/// process's own figures and the build, in the Prometheus text format (version 0.0.4).
 pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    render_build_info(&mut out, &BUILD);
+    render_requests(&mut out, workers);
+    render_auctions(&mut out, workers);
+    render_win_notices(&mut out, workers);
+    let dsps = dsp_sums(workers);
+    render_dsp_counters(&mut out, &dsps);
+    render_dsp_failures(&mut out, &dsps);
+    render_dsp_breakers(&mut out, &dsps);
+    if let Some(st) = server {
+        render_server(&mut out, st);
+    }
+    crate::process::render(&mut out);
+    out
+}
 
+fn render_build_info(out: &mut String, b: &BuildInfo) {
     header(
-        &mut out,
+        out,
+        "rtb_build_info",
+        "gauge",
+        "The running build: 1, with its version, profile and target as labels.",
+    );
+    let _ = writeln!(
+        out,
+        "rtb_build_info{{version=\"{}\",profile=\"{}\",arch=\"{}\",os=\"{}\"}} 1",
+        b.version, b.profile, b.arch, b.os
+    );
+}
+
+/// `rtb_worker_info` and `rtb_requests_total`.
+fn render_requests(out: &mut String, workers: &[WorkerMetrics]) {
+    header(
+        out,
         "rtb_worker_info",
         "gauge",
         "Worker threads and their IO driver.",
@@ -376,9 +481,8 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             "rtb_worker_info{{worker=\"{i}\",driver=\"{driver}\"}} 1"
         );
     }
-
     header(
-        &mut out,
+        out,
         "rtb_requests_total",
         "counter",
         "HTTP requests by route and status.",
@@ -396,20 +500,17 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             );
         }
     }
+}
 
-    header(
-        &mut out,
-        "rtb_auctions_total",
-        "counter",
-        "Auctions by outcome.",
-    );
+/// Auction outcomes, shed reasons and the auction duration histogram.
+fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
+    header(out, "rtb_auctions_total", "counter", "Auctions by outcome.");
     for (i, (_, name)) in OUTCOMES.iter().enumerate() {
         let n: u64 = workers.iter().map(|w| w.outcomes[i].get()).sum();
         let _ = writeln!(out, "rtb_auctions_total{{outcome=\"{name}\"}} {n}");
     }
-
     header(
-        &mut out,
+        out,
         "rtb_auctions_shed_total",
         "counter",
         "Auctions answered 204 at once, by reason: too_late (no DSP budget left), event_loop_lag (the worker runs late), in_flight (too many auctions waiting for DSPs).",
@@ -422,9 +523,8 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             reason.as_str()
         );
     }
-
     header(
-        &mut out,
+        out,
         "rtb_auction_duration_seconds",
         "histogram",
         "Arrival to answer of auctions that called DSPs.",
@@ -433,10 +533,12 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     for w in workers {
         h.merge(&w.auction_latency.snapshot());
     }
-    histogram(&mut out, "rtb_auction_duration_seconds", "", &h);
+    histogram(out, "rtb_auction_duration_seconds", "", &h);
+}
 
+fn render_win_notices(out: &mut String, workers: &[WorkerMetrics]) {
     header(
-        &mut out,
+        out,
         "rtb_win_notices_total",
         "counter",
         "Win notices by result.",
@@ -452,38 +554,46 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         let n: u64 = workers.iter().map(get).sum();
         let _ = writeln!(out, "rtb_win_notices_total{{result=\"{result}\"}} {n}");
     }
+    header(
+        out,
+        "rtb_win_notice_connections_opened_total",
+        "counter",
+        "Connections opened to send win notices (pools growing, or hosts closing them).",
+    );
+    let opened: u64 = workers.iter().map(|w| w.notice_connects.get()).sum();
+    let _ = writeln!(out, "rtb_win_notice_connections_opened_total {opened}");
+}
 
+/// Every DSP's counters summed over workers, by name.
+fn dsp_sums(workers: &[WorkerMetrics]) -> BTreeMap<String, DspSum> {
     let mut dsps: BTreeMap<String, DspSum> = BTreeMap::new();
     for w in workers {
         let list = w.dsps.lock().unwrap_or_else(|p| p.into_inner());
         for (name, m) in list.iter() {
-            let s = dsps.entry(name.clone()).or_default();
-            s.calls += m.calls.get();
-            s.bids += m.bids.get();
-            s.wins += m.wins.get();
-            s.no_bids += m.no_bids.get();
-            for (a, b) in s.call_errors.iter_mut().zip(m.call_errors.iter()) {
-                *a += b.get();
-            }
-            s.decode_errors += m.decode_errors.get();
-            s.bad_status += m.bad_status.get();
-            for (a, b) in s.rejections.iter_mut().zip(m.rejections.iter()) {
-                *a += b.get();
-            }
-            s.latency.merge(&m.latency.snapshot());
-            s.pool_connects += m.pool_connects.load(Ordering::Relaxed);
-            s.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
-            s.pool_idle += m.pool_idle.load(Ordering::Relaxed);
-            let state = m.breaker_state.load(Ordering::Relaxed);
-            if breaker_severity(state) > breaker_severity(s.breaker_state) {
-                s.breaker_state = state;
-            }
-            s.breaker_trips += m.breaker_trips.get();
-            s.skipped += m.skipped.get();
+            dsps.entry(name.clone()).or_default().add(m);
         }
     }
+    dsps
+}
+
+/// Writes one line per DSP of `name{dsp="..."<extra>} value` for each `(extra, value)`.
+fn dsp_lines<I>(out: &mut String, name: &str, dsps: &BTreeMap<String, DspSum>, mut f: I)
+where
+    I: FnMut(&DspSum, &mut dyn FnMut(&str, u64)),
+{
     let mut label = String::new();
-    let simple: [DspSeries; 10] = [
+    for (dsp, s) in dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        f(s, &mut |extra, value| {
+            let _ = writeln!(out, "{name}{{dsp=\"{label}\"{extra}}} {value}");
+        });
+    }
+}
+
+/// Calls, bids, wins, no-bids, pool counters, skips and the call duration histogram.
+fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    let simple: [DspSeries; 8] = [
         (
             "rtb_dsp_calls_total",
             "counter",
@@ -527,18 +637,6 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             |s| s.pool_idle,
         ),
         (
-            "rtb_dsp_breaker_state",
-            "gauge",
-            "Circuit breaker state, worst over workers: 0 closed, 1 open, 2 half-open.",
-            |s| s.breaker_state,
-        ),
-        (
-            "rtb_dsp_breaker_trips_total",
-            "counter",
-            "Circuit breaker trips (closed to open), summed over workers.",
-            |s| s.breaker_trips,
-        ),
-        (
             "rtb_dsp_skipped_total",
             "counter",
             "Calls not made because the DSP's circuit breaker was open.",
@@ -546,140 +644,136 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         ),
     ];
     for (name, kind, help, get) in simple {
-        header(&mut out, name, kind, help);
-        for (dsp, s) in &dsps {
-            label.clear();
-            escape_label(dsp, &mut label);
-            let _ = writeln!(out, "{name}{{dsp=\"{label}\"}} {}", get(s));
-        }
+        header(out, name, kind, help);
+        dsp_lines(out, name, dsps, |s, line| line("", get(s)));
     }
     header(
-        &mut out,
-        "rtb_dsp_timeouts_total",
-        "counter",
-        "DSP calls that missed the deadline.",
-    );
-    for (dsp, s) in &dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        let _ = writeln!(
-            out,
-            "rtb_dsp_timeouts_total{{dsp=\"{label}\"}} {}",
-            s.call_errors[0]
-        );
-    }
-    header(
-        &mut out,
-        "rtb_dsp_errors_total",
-        "counter",
-        "DSP call failures by kind (transport errors, bad status, undecodable response).",
-    );
-    for (dsp, s) in &dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        for (i, e) in CALL_ERRORS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"{}\"}} {}",
-                e.as_str(),
-                s.call_errors[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"bad_status\"}} {}",
-            s.bad_status
-        );
-        let _ = writeln!(
-            out,
-            "rtb_dsp_errors_total{{dsp=\"{label}\",kind=\"decode_error\"}} {}",
-            s.decode_errors
-        );
-    }
-    header(
-        &mut out,
-        "rtb_dsp_bid_rejections_total",
-        "counter",
-        "Bids that did not win, by reason.",
-    );
-    for (dsp, s) in &dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        for (i, reason) in REJECT_REASONS.iter().enumerate() {
-            if s.rejections[i] > 0 {
-                let _ = writeln!(
-                    out,
-                    "rtb_dsp_bid_rejections_total{{dsp=\"{label}\",reason=\"{reason}\"}} {}",
-                    s.rejections[i]
-                );
-            }
-        }
-    }
-    header(
-        &mut out,
+        out,
         "rtb_dsp_call_duration_seconds",
         "histogram",
         "DSP call latency, start to answer or failure.",
     );
-    for (dsp, s) in &dsps {
+    let mut label = String::new();
+    for (dsp, s) in dsps {
         label.clear();
         label.push_str("dsp=\"");
         escape_label(dsp, &mut label);
         label.push('"');
-        histogram(
-            &mut out,
-            "rtb_dsp_call_duration_seconds",
-            &label,
-            &s.latency,
-        );
+        histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
     }
+}
 
-    if let Some(st) = server {
-        header(
-            &mut out,
-            "rtb_connections_open",
-            "gauge",
-            "Client connections open now.",
-        );
-        let _ = writeln!(out, "rtb_connections_open {}", st.connections_open);
-        header(
-            &mut out,
-            "rtb_connections_accepted_total",
-            "counter",
-            "Client connections accepted.",
-        );
-        let _ = writeln!(
-            out,
-            "rtb_connections_accepted_total {}",
-            st.connections_accepted
-        );
-        header(
-            &mut out,
-            "rtb_http_rejected_total",
-            "counter",
-            "Requests refused by the HTTP layer before the handler.",
-        );
-        for (reason, n) in [
-            ("bad_request", st.rejected_bad_request),
-            ("timeout", st.rejected_timeout),
-            ("length_required", st.rejected_length_required),
-            ("body_too_large", st.rejected_body_too_large),
-            ("head_too_large", st.rejected_head_too_large),
-            ("bad_version", st.rejected_bad_version),
-            ("unsupported_encoding", st.rejected_unsupported_encoding),
-            ("over_connection_limit", st.connections_rejected_over_limit),
-        ] {
-            let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
+/// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
+/// `rtb_dsp_timeouts_total` only, so the two families add up to the failed calls.
+fn render_dsp_failures(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    header(
+        out,
+        "rtb_dsp_timeouts_total",
+        "counter",
+        "DSP calls that missed the deadline.",
+    );
+    dsp_lines(out, "rtb_dsp_timeouts_total", dsps, |s, line| {
+        line("", s.timeouts())
+    });
+    header(
+        out,
+        "rtb_dsp_errors_total",
+        "counter",
+        "DSP call failures other than timeouts, by kind (transport errors, bad status, undecodable response).",
+    );
+    dsp_lines(out, "rtb_dsp_errors_total", dsps, |s, line| {
+        for (kind, n) in s.errors_but_timeouts() {
+            line(&format!(",kind=\"{kind}\""), n);
         }
-        header(
-            &mut out,
-            "rtb_handler_panics_total",
-            "counter",
-            "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
-        );
-        let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
+    });
+    header(
+        out,
+        "rtb_dsp_bid_rejections_total",
+        "counter",
+        "Bids that did not win, by reason.",
+    );
+    dsp_lines(out, "rtb_dsp_bid_rejections_total", dsps, |s, line| {
+        for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
+            if n > 0 {
+                line(&format!(",reason=\"{reason}\""), n);
+            }
+        }
+    });
+}
+
+/// One series per breaker state (1 for the worst state over workers, 0 for the others) and
+/// the trips.
+fn render_dsp_breakers(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    header(
+        out,
+        "rtb_dsp_breaker_state",
+        "gauge",
+        "Circuit breaker state of each DSP, worst over workers (open > half_open > closed): 1 for the state it is in, 0 for the others.",
+    );
+    dsp_lines(out, "rtb_dsp_breaker_state", dsps, |s, line| {
+        for (gauge, state) in BREAKER_STATES {
+            line(
+                &format!(",state=\"{state}\""),
+                u64::from(s.breaker_state == gauge),
+            );
+        }
+    });
+    header(
+        out,
+        "rtb_dsp_breaker_trips_total",
+        "counter",
+        "Circuit breaker trips (closed to open), summed over workers.",
+    );
+    dsp_lines(out, "rtb_dsp_breaker_trips_total", dsps, |s, line| {
+        line("", s.breaker_trips)
+    });
+}
+
+/// The HTTP layer's connection and rejection counters.
+fn render_server(out: &mut String, st: &ServerStats) {
+    header(
+        out,
+        "rtb_connections_open",
+        "gauge",
+        "Client connections open now.",
+    );
+    let _ = writeln!(out, "rtb_connections_open {}", st.connections_open);
+    header(
+        out,
+        "rtb_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "rtb_connections_accepted_total {}",
+        st.connections_accepted
+    );
+    header(
+        out,
+        "rtb_http_rejected_total",
+        "counter",
+        "Requests refused by the HTTP layer before the handler.",
+    );
+    for (reason, n) in [
+        ("bad_request", st.rejected_bad_request),
+        ("timeout", st.rejected_timeout),
+        ("length_required", st.rejected_length_required),
+        ("body_too_large", st.rejected_body_too_large),
+        ("head_too_large", st.rejected_head_too_large),
+        ("bad_version", st.rejected_bad_version),
+        ("unsupported_encoding", st.rejected_unsupported_encoding),
+        ("over_connection_limit", st.connections_rejected_over_limit),
+    ] {
+        let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
     }
-    out
+    header(
+        out,
+        "rtb_handler_panics_total",
+        "counter",
+        "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
+    );
+    let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
 }
 
 #[cfg(test)]
@@ -708,7 +802,7 @@ mod tests {
             w.outcome(Outcome::Won);
             let d = w.dsp("br\"aid");
             d.calls.incr();
-            d.call_error(CallError::Timeout);
+            d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
         }
         ws[0].driver.set("epoll").unwrap();
@@ -721,10 +815,71 @@ mod tests {
             "rtb_dsp_bid_rejections_total{dsp=\"br\\\"aid\",reason=\"below_floor\"} 2\n"
         ));
         assert!(text.contains("rtb_worker_info{worker=\"0\",driver=\"epoll\"} 1\n"));
+        // A timeout is counted once: in the timeouts family, not again as an error kind.
+        assert!(!text.contains("kind=\"timeout\""), "{text}");
+        assert!(text.contains("rtb_dsp_errors_total{dsp=\"br\\\"aid\",kind=\"closed\"} 0\n"));
+        assert!(text.contains(&format!(
+            "rtb_build_info{{version=\"{}\",profile=\"",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("\nprocess_cpu_seconds_total "));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn breaker_state_is_one_series_per_state_worst_over_workers() {
+        let ws: Vec<WorkerMetrics> = (0..3).map(|_| WorkerMetrics::default()).collect();
+        let states = |ws: &[WorkerMetrics]| -> Vec<String> {
+            render(ws, None)
+                .lines()
+                .filter(|l| l.starts_with("rtb_dsp_breaker_state{"))
+                .map(str::to_string)
+                .collect()
+        };
+        for w in &ws {
+            w.dsp("a").breaker_state.store(0, Ordering::Relaxed);
+        }
+        let closed = [
+            "rtb_dsp_breaker_state{dsp=\"a\",state=\"closed\"} 1",
+            "rtb_dsp_breaker_state{dsp=\"a\",state=\"open\"} 0",
+            "rtb_dsp_breaker_state{dsp=\"a\",state=\"half_open\"} 0",
+        ];
+        assert_eq!(states(&ws), closed);
+        ws[1].dsp("a").breaker_state.store(2, Ordering::Relaxed);
+        assert_eq!(
+            states(&ws),
+            [
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"closed\"} 0",
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"open\"} 0",
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"half_open\"} 1",
+            ]
+        );
+        ws[2].dsp("a").breaker_state.store(1, Ordering::Relaxed);
+        assert_eq!(
+            states(&ws),
+            [
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"closed\"} 0",
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"open\"} 1",
+                "rtb_dsp_breaker_state{dsp=\"a\",state=\"half_open\"} 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn breaker_state_labels_match_the_breakers_gauge() {
+        use rtb_core::engine::breaker::State;
+        let now = std::time::Instant::now();
+        for (state, label) in [
+            (State::Closed { failures: 0 }, "closed"),
+            (State::Open { until: now }, "open"),
+            (State::HalfOpen { probe_sent: now }, "half_open"),
+        ] {
+            let found = BREAKER_STATES.iter().find(|(g, _)| *g == state.gauge());
+            assert_eq!(found.map(|(_, l)| *l), Some(label), "{state:?}");
         }
     }
 

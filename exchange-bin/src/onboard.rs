@@ -1,5 +1,6 @@
 //! Owns the HTTP side of the control plane on the workers: `POST /dsp`, `GET /dsp`,
-//! `DELETE /dsp/{name}`, `/healthz` and `/readyz`.
+//! `DELETE /dsp/{name}` (all three behind the onboarding token when one is set), `/healthz`
+//! and `/readyz`.
 //!
 //! Workers only check the token and the JSON shape; resolution, address checks and the
 //! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
@@ -15,11 +16,12 @@ use rtb_io::{Request, Response};
 use serde::Deserialize;
 
 use crate::{
-    auction::APPLY_WAIT_MAX,
     control::{truncate, Command, OnboardError},
     json_error, unauthorized, Shared,
 };
 
+/// How long onboarding waits for every worker to apply a new registry version.
+pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often onboarding polls the workers' applied versions.
 const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -147,8 +149,13 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     }
 }
 
-/// `GET /dsp`: the registry as JSON.
-pub async fn list(shared: &Shared) -> Response {
+/// `GET /dsp`: the registry as JSON; 401 without the token (when one is set). A wrong token
+/// spends an onboarding-rate token (429 once they are gone), so the listing cannot be used to
+/// guess the token faster than POST /dsp can.
+pub async fn list(shared: &Shared, req: &Request) -> Response {
+    if !shared.authorized(req) {
+        return over_rate(shared).unwrap_or_else(unauthorized);
+    }
     let (tx, rx) = oneshot::channel();
     if !shared.control.send(Command::List { reply: tx }) {
         return control_unavailable();

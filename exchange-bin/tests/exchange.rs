@@ -4,7 +4,7 @@
 mod common;
 
 use std::{
-    process::Command,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -14,12 +14,7 @@ use common::*;
 const FAST: Duration = Duration::from_millis(0);
 
 fn bid(price: f64, seat: &'static str) -> Behaviour {
-    Behaviour::Bid {
-        price,
-        seat,
-        delay: FAST,
-        nurl: false,
-    }
+    Behaviour::bid(price, seat)
 }
 
 #[test]
@@ -108,6 +103,14 @@ fn onboarding_token_is_enforced() {
         201
     );
     assert_eq!(request(ex.addr, "DELETE", "/dsp/a", &[], b"").status, 401);
+    // Listing the DSPs needs the token too.
+    let r = request(ex.addr, "GET", "/dsp", &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(request(ex.addr, "GET", "/dsp", &wrong, b"").status, 401);
+    let r = request(ex.addr, "GET", "/dsp", &right, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["dsps"][0]["name"], "a");
     assert_eq!(
         request(ex.debug, "GET", "/debug/registry", &[], b"").status,
         401
@@ -325,6 +328,54 @@ fn deadline_held_with_a_hanging_dsp() {
     }
     let m = ex.metrics();
     assert_eq!(sample(&m, "rtb_dsp_timeouts_total{dsp=\"slow\"}"), 3.0);
+    // Counted once: not again as an error kind, so timeouts plus errors are the failed calls.
+    assert!(!m.contains("kind=\"timeout\""), "{m}");
+    let errors: f64 = test_support::prom::by_label(&m, "rtb_dsp_errors_total{dsp=\"slow\",kind=\"")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(errors, 0.0, "{m}");
+    assert_eq!(sample(&m, "rtb_dsp_calls_total{dsp=\"slow\"}"), 3.0);
+}
+
+#[test]
+fn metrics_carry_the_process_and_the_build() {
+    let ex = Exchange::start(&[]);
+    let m = ex.metrics();
+    let value = |name: &str| {
+        test_support::prom::value(&m, name).unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    let rss = value("process_resident_memory_bytes");
+    let hwm = test_support::procfs::status_kib(ex.pid(), "VmHWM:").unwrap() as f64 * 1024.0;
+    assert!(rss > 1e6 && rss <= hwm, "rss {rss}, peak {hwm}");
+    let open = value("process_open_fds");
+    let counted = test_support::procfs::fd_count(ex.pid()) as f64;
+    // The scrape's own connection and the /proc listing come and go around the count.
+    assert!(
+        open >= 5.0 && (open - counted).abs() <= 3.0,
+        "open {open}, /proc {counted}"
+    );
+    assert!(value("process_max_fds") >= open);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 60.0,
+        "{started} vs {now}"
+    );
+    let build = format!(
+        "rtb_build_info{{version=\"{}\",profile=\"debug\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    let release_build = std::env::var_os("RTB_EXCHANGE_BIN").is_some();
+    assert!(
+        release_build || m.contains(&build),
+        "{build} missing in {m}"
+    );
+    assert!(m.contains("# TYPE rtb_build_info gauge"));
 }
 
 #[test]
@@ -445,6 +496,11 @@ fn help_documents_flags_env_and_defaults() {
         "RTB_EXCHANGE_DSP_TTL_S",
         "RTB_EXCHANGE_MAX_DSPS",
         "--deny-loopback-dsp",
+        "--open-onboarding",
+        "RTB_EXCHANGE_OPEN_ONBOARDING",
+        "--header-count-max",
+        "RTB_EXCHANGE_HEADER_COUNT_MAX",
+        "[default: 64]",
         "--log-format",
     ] {
         assert!(help.contains(needle), "help lacks {needle}:\n{help}");
@@ -467,12 +523,11 @@ fn bad_env_value_names_variable_and_value() {
 
 #[test]
 fn iab_sample_requests_are_auctioned_on_epoll_too() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/openrtb-samples");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipping: no OpenRTB samples at {}", dir.display());
+    let Some(dir) = test_support::ci::samples_or_skip("iab_sample_requests_are_auctioned") else {
         return;
     };
-    let mut samples: Vec<_> = entries
+    let mut samples: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -600,4 +655,103 @@ fn pool_counters_stay_monotonic_when_a_dsp_is_onboarded_again() {
     assert!(series(&after, "rtb_dsp_pool_connections_reused_total") >= reused);
     assert!(series(&after, "rtb_dsp_pool_connections_opened_total") >= opened);
     assert_eq!(series(&after, "rtb_dsp_calls_total"), 6.0);
+}
+
+/// Runs the binary with `args` (no onboarding settings from the environment) until it exits or
+/// 5 s pass; returns its exit code and stderr, or `None` when it kept running (it is killed).
+fn run_briefly(args: &[&str], env: &[(&str, &str)]) -> Option<(Option<i32>, String)> {
+    let mut cmd = Exchange::command();
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < give_up {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return Some((status.code(), err));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn open_onboarding_off_loopback_is_refused_unless_asked_for() {
+    let ports = ["--port", "0", "--debug-port", "0", "--workers", "1"];
+    for bind in [vec!["--bind", "0.0.0.0"], vec![], vec!["--bind", "::"]] {
+        let args: Vec<&str> = bind.iter().chain(&ports).copied().collect();
+        let (code, err) = run_briefly(&args, &[]).expect("it started without a token");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        for needle in [
+            "refusing to start with open onboarding",
+            "--onboard-token",
+            "RTB_ONBOARD_TOKEN",
+            "--bind 127.0.0.1",
+            "--open-onboarding",
+            "RTB_EXCHANGE_OPEN_ONBOARDING=true",
+        ] {
+            assert!(err.contains(needle), "{args:?}: {needle} missing in {err}");
+        }
+    }
+    // Asked for, by flag or by variable; or with a token: it starts and onboarding works as
+    // configured.
+    let on_any_address = |flag: Option<&str>, env: Option<(&str, &str)>| {
+        let mut cmd = Exchange::command();
+        cmd.args(["--bind", "0.0.0.0"])
+            .args(flag)
+            .args(ports)
+            .envs(env)
+            .stderr(Stdio::null());
+        cmd
+    };
+    let open = on_any_address(Some("--open-onboarding"), None);
+    let by_env = on_any_address(None, Some(("RTB_EXCHANGE_OPEN_ONBOARDING", "true")));
+    let with_token = on_any_address(None, Some(("RTB_ONBOARD_TOKEN", "t0ken")));
+    let dsp = FakeDsp::start(Behaviour::NoBid);
+    let body = format!(r#"{{"name":"a","base_url":"http://{}"}}"#, dsp.addr);
+    for (cmd, want) in [(open, 201), (by_env, 201), (with_token, 401)] {
+        let (_process, addrs) = Process::start(cmd, "rtb-exchange", &["listening on "]).unwrap();
+        let port: u16 = addrs[0].rsplit(':').next().unwrap().parse().unwrap();
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let r = request(loopback, "POST", "/dsp", &[], body.as_bytes());
+        assert_eq!(r.status, want, "{}", r.text());
+    }
+    // A token and --open-onboarding together are a mistake too.
+    let loopback_args = ["--open-onboarding", "--bind", "127.0.0.1"];
+    let args: Vec<&str> = loopback_args.iter().chain(&ports).copied().collect();
+    let (code, err) = run_briefly(&args, &[("RTB_ONBOARD_TOKEN", "t0ken")])
+        .expect("it started with a token and --open-onboarding");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("drop one of them"), "{err}");
+}
+
+/// The status of `GET /healthz` carrying `extra` headers besides the three `request` sends
+/// (host, connection, content-length).
+fn status_with_headers(addr: std::net::SocketAddr, extra: usize) -> u16 {
+    let names: Vec<String> = (0..extra).map(|i| format!("x-h{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    request(addr, "GET", "/healthz", &headers, b"").status
+}
+
+#[test]
+fn header_count_max_flag_sets_the_limit() {
+    let ex = Exchange::start(&["--header-count-max", "8"]);
+    assert_eq!(
+        status_with_headers(ex.addr, 5),
+        200,
+        "8 headers are allowed"
+    );
+    assert_eq!(status_with_headers(ex.addr, 6), 431, "9 headers are not");
+    let default = Exchange::start(&[]);
+    assert_eq!(
+        status_with_headers(default.addr, 61),
+        200,
+        "64 headers pass the default limit"
+    );
+    assert_eq!(status_with_headers(default.addr, 62), 431, "65 do not");
 }

@@ -3,7 +3,9 @@
 //! precise faults, the real `rtb-dsp` binary where its flags cover the fault).
 //!
 //! For every case: every auction is answered 200 within the deadline + [`SLACK_MS_DEFAULT`] ms
-//! (override with `RTB_FAULTS_SLACK_MS` on a loaded machine) with the good DSPs' auction (good-a
+//! (override with `RTB_FAULTS_SLACK_MS` on a loaded machine; an answer later than that passes
+//! only when the exchange's threads or the client waited at least as long for a CPU, as
+//! `/proc/*/task/*/schedstat` shows, and is reported) with the good DSPs' auction (good-a
 //! wins at the second price set by good-b), the fault is counted under the faulty DSP's name and
 //! its kind, and the good DSPs' calls, bids and wins count every auction with no error on them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,10 +14,9 @@ mod common;
 
 use std::{
     io::Write,
-    net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
+    net::{SocketAddr, TcpStream},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     thread,
@@ -23,6 +24,12 @@ use std::{
 };
 
 use common::*;
+use test_support::{
+    fake::{reset, Conn, FakeServer},
+    http::read_request,
+    procfs, prom,
+    wire::{ok_json, Bid},
+};
 
 /// The exchange's deadline cap in these tests, ms (requests ask for more). Generous so that the
 /// good fake DSPs (std threads) answer in time on a loaded 2-core machine.
@@ -51,12 +58,7 @@ fn slack() -> Duration {
 }
 
 fn good(price: f64, seat: &'static str) -> Behaviour {
-    Behaviour::Bid {
-        price,
-        seat,
-        delay: Duration::ZERO,
-        nurl: false,
-    }
+    Behaviour::bid(price, seat)
 }
 
 /// What the faulty fake DSP does.
@@ -81,100 +83,39 @@ enum Fault {
     ClosesIdleAtRandom,
 }
 
-/// A fake DSP that misbehaves as told.
-struct FaultyDsp {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+/// A fake DSP that misbehaves as told; stops on drop.
+fn faulty_dsp(fault: Fault) -> FakeServer {
+    FakeServer::start(move |conn, ctx| serve_faulty(conn, fault, &ctx))
 }
 
-impl Drop for FaultyDsp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
-    }
-}
-
-impl FaultyDsp {
-    fn start(fault: Fault) -> FaultyDsp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let conns = Arc::new(AtomicU64::new(0));
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::Acquire) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let s = s.clone();
-                let seed = conns.fetch_add(1, Ordering::Relaxed);
-                thread::spawn(move || serve_faulty(conn, fault, &s, seed));
-            }
-        });
-        FaultyDsp { addr, stop }
-    }
-}
-
-fn hold(stop: &AtomicBool) {
-    let give_up = Instant::now() + HOLD_MAX;
-    while !stop.load(Ordering::Acquire) && Instant::now() < give_up {
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Closes with RST instead of FIN.
-fn reset(conn: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket this function owns, passing a pointer to a `linger` that
-    // outlives the call and its exact size.
-    unsafe {
-        libc::setsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(conn);
-}
-
-/// A one-bid response body with `price` spelt as given (so invalid JSON numbers can be sent).
+/// A one-bid response body from seat `bad` with `price` spelt as given (so invalid JSON
+/// numbers can be sent).
 fn bid_body(
     req: &serde_json::Value,
     price: &str,
     impid: Option<&str>,
     cur: Option<&str>,
 ) -> String {
-    let impid = impid.map_or_else(|| req["imp"][0]["id"].to_string(), |i| format!("\"{i}\""));
-    let cur = cur.map_or_else(String::new, |c| format!(r#","cur":"{c}""#));
-    format!(
-        r#"{{"id":{},"seatbid":[{{"seat":"bad","bid":[{{"id":"b-bad","impid":{impid},"price":{price},"adm":"<a>bad</a>"}}]}}]{cur}}}"#,
-        req["id"]
-    )
+    let bid = Bid {
+        seat: "bad",
+        price,
+        impid,
+        cur,
+        nurl: None,
+    };
+    bid.response_to(req)
 }
 
-fn ok_response(body: &str, extra_headers: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn serve_faulty(mut conn: TcpStream, fault: Fault, stop: &AtomicBool, seed: u64) {
+fn serve_faulty(mut conn: TcpStream, fault: Fault, ctx: &Conn) {
+    let stop = &ctx.stop;
     let _ = conn.set_nodelay(true);
     let _ = conn.set_read_timeout(Some(HOLD_MAX));
     if fault == Fault::HangAfterAccept {
-        hold(stop);
+        stop.hold(HOLD_MAX);
         return;
     }
     let mut buf = Vec::new();
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = (ctx.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         // xorshift64: deterministic per connection.
         rng ^= rng << 13;
@@ -182,23 +123,23 @@ fn serve_faulty(mut conn: TcpStream, fault: Fault, stop: &AtomicBool, seed: u64)
         rng ^= rng << 17;
         rng
     };
-    while let Some(req) = read_http_request(&mut conn, &mut buf) {
-        if stop.load(Ordering::Acquire) {
+    while let Some(req) = read_request(&mut conn, &mut buf) {
+        if stop.is_set() {
             return;
         }
-        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let v = req.json();
         let answer: Vec<u8> = match fault {
             Fault::HangAfterAccept => unreachable!(),
             Fault::HangAfterHeaders => {
                 let _ = conn.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 300\r\n\r\n",
                 );
-                hold(stop);
+                stop.hold(HOLD_MAX);
                 return;
             }
             Fault::ResetMidBody => {
                 let body = bid_body(&v, "100", None, None);
-                let full = ok_response(&body, "");
+                let full = ok_json(&body, "");
                 let cut = full.len() - body.len() / 2;
                 let _ = conn.write_all(&full[..cut]);
                 let _ = conn.flush();
@@ -207,8 +148,8 @@ fn serve_faulty(mut conn: TcpStream, fault: Fault, stop: &AtomicBool, seed: u64)
                 return;
             }
             Fault::TrickleByteEvery10Ms => {
-                for b in ok_response(&bid_body(&v, "100", None, None), "") {
-                    if conn.write_all(&[b]).is_err() || stop.load(Ordering::Acquire) {
+                for b in ok_json(&bid_body(&v, "100", None, None), "") {
+                    if conn.write_all(&[b]).is_err() || stop.is_set() {
                         return;
                     }
                     thread::sleep(Duration::from_millis(10));
@@ -227,19 +168,19 @@ fn serve_faulty(mut conn: TcpStream, fault: Fault, stop: &AtomicBool, seed: u64)
                 let _ = conn.write_all(&vec![b' '; 10 * 1024 * 1024]);
                 return;
             }
-            Fault::InvalidJson => ok_response(r#"{"id":"x","seatbid":[{"bid":[{"#, ""),
-            Fault::UnknownImp => ok_response(&bid_body(&v, "100", Some("no-such-imp"), None), ""),
-            Fault::PriceNaN => ok_response(&bid_body(&v, "NaN", None, None), ""),
-            Fault::PriceOverflow1e400 => ok_response(&bid_body(&v, "1e400", None, None), ""),
-            Fault::PriceNegative => ok_response(&bid_body(&v, "-5", None, None), ""),
-            Fault::PriceAbsurd => ok_response(&bid_body(&v, "1e9", None, None), ""),
-            Fault::PriceString => ok_response(&bid_body(&v, r#""100""#, None, None), ""),
-            Fault::WrongCurrency => ok_response(&bid_body(&v, "100", None, Some("EUR")), ""),
+            Fault::InvalidJson => ok_json(r#"{"id":"x","seatbid":[{"bid":[{"#, ""),
+            Fault::UnknownImp => ok_json(&bid_body(&v, "100", Some("no-such-imp"), None), ""),
+            Fault::PriceNaN => ok_json(&bid_body(&v, "NaN", None, None), ""),
+            Fault::PriceOverflow1e400 => ok_json(&bid_body(&v, "1e400", None, None), ""),
+            Fault::PriceNegative => ok_json(&bid_body(&v, "-5", None, None), ""),
+            Fault::PriceAbsurd => ok_json(&bid_body(&v, "1e9", None, None), ""),
+            Fault::PriceString => ok_json(&bid_body(&v, r#""100""#, None, None), ""),
+            Fault::WrongCurrency => ok_json(&bid_body(&v, "100", None, Some("EUR")), ""),
             Fault::Http500 => {
                 b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\n\r\noops!".to_vec()
             }
             Fault::ConnectionCloseEveryAnswer => {
-                let _ = conn.write_all(&ok_response(
+                let _ = conn.write_all(&ok_json(
                     &bid_body(&v, "1.0", None, None),
                     "connection: close\r\n",
                 ));
@@ -247,7 +188,7 @@ fn serve_faulty(mut conn: TcpStream, fault: Fault, stop: &AtomicBool, seed: u64)
             }
             Fault::ClosesIdleAtRandom => {
                 if conn
-                    .write_all(&ok_response(&bid_body(&v, "1.0", None, None), ""))
+                    .write_all(&ok_json(&bid_body(&v, "1.0", None, None), ""))
                     .is_err()
                 {
                     return;
@@ -370,56 +311,73 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Sum of every `rtb_dsp_errors_total` sample of `dsp`, and the kinds that are non-zero.
+/// Failed calls of `dsp`: every `rtb_dsp_errors_total` sample plus its timeouts (their own
+/// family, so each failure is counted once), and the kinds that are non-zero.
 fn errors_of(m: &str, dsp: &str) -> (f64, Vec<String>) {
-    let prefix = format!("rtb_dsp_errors_total{{dsp=\"{dsp}\",kind=\"");
-    let mut total = 0.0;
-    let mut kinds = Vec::new();
-    for line in m.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let (kind, value) = rest.split_once("\"} ").unwrap();
-        let v: f64 = value.parse().unwrap();
-        if v > 0.0 {
-            kinds.push(format!("{kind}={v}"));
-        }
-        total += v;
-    }
+    let mut by_kind = prom::by_label(m, &format!("rtb_dsp_errors_total{{dsp=\"{dsp}\",kind=\""));
+    by_kind.push((
+        "timeout".to_string(),
+        dsp_sample(m, "rtb_dsp_timeouts_total", dsp),
+    ));
+    let total = by_kind.iter().map(|(_, v)| v).sum();
+    let kinds = by_kind
+        .iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     (total, kinds)
+}
+
+/// Failed calls of `dsp` of one kind (`timeout` included).
+fn errors_of_kind(m: &str, dsp: &str, kind: &str) -> f64 {
+    if kind == "timeout" {
+        return dsp_sample(m, "rtb_dsp_timeouts_total", dsp);
+    }
+    sample(
+        m,
+        &format!("rtb_dsp_errors_total{{dsp=\"{dsp}\",kind=\"{kind}\"}}"),
+    )
 }
 
 fn rejections_of(m: &str, dsp: &str) -> Vec<String> {
     let prefix = format!("rtb_dsp_bid_rejections_total{{dsp=\"{dsp}\",reason=\"");
-    m.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .map(|r| r.replace("\"} ", "="))
+    prom::by_label(m, &prefix)
+        .into_iter()
+        .map(|(reason, v)| format!("{reason}={v}"))
         .collect()
 }
 
-fn dsp_sample(m: &str, series: &str, dsp: &str) -> f64 {
-    sample(m, &format!("{series}{{dsp=\"{dsp}\"}}"))
+/// The breaker of `dsp` is in `state` (its series for that state reads 1).
+fn breaker_is(m: &str, dsp: &str, state: &str) -> bool {
+    sample(
+        m,
+        &format!("rtb_dsp_breaker_state{{dsp=\"{dsp}\",state=\"{state}\"}}"),
+    ) == 1.0
 }
 
 /// Runs one case; returns the table row, or the failures.
 fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, String> {
     let deadline = DEADLINE_MS.to_string();
-    let ex = Exchange::start(&["--deadline-ms", &deadline]);
+    // Shedding on event-loop lag is off here (its threshold is 1 s): this test is about DSP
+    // faults, and a loaded shared machine lags the loop enough to shed some auctions (204s
+    // that the shedding tests cover).
+    let ex = Exchange::start(&["--deadline-ms", &deadline, "--shed-lag-ms", "1000"]);
     let a = FakeDsp::start(good(2.0, "good-a"));
     let b = FakeDsp::start(good(1.5, "good-b"));
     let mut _fake = None;
     let mut _proc = None;
     let bad_addr = match case.source {
         Source::Fake(f) => {
-            let d = FaultyDsp::start(f);
+            let d = faulty_dsp(f);
             let addr = d.addr;
             _fake = Some(d);
             addr
         }
         Source::Binary(flags) => {
+            // Absent only outside CI (dsp_binary fails the test under CI=true).
             let Some(bin) = dsp_bin else {
                 return Ok(format!(
-                    "| {} | skipped: rtb-dsp not built (cargo build -p dsp-bin) | | |",
+                    "| {} | SKIP: rtb-dsp not built (cargo build -p dsp-bin) | | |",
                     case.name
                 ));
             };
@@ -436,14 +394,34 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
     let mut problems = Vec::new();
     let limit = Duration::from_millis(DEADLINE_MS) + slack();
     let mut max_took = Duration::ZERO;
+    let mut cpu_starved = Vec::new();
     for i in 0..REQUESTS {
         let body = bid_request(&format!("f{i}"), 2, 200, 0.1);
+        let waits_before = (
+            procfs::thread_run_delays(ex.pid()),
+            procfs::this_thread_run_delay(),
+        );
         let started = Instant::now();
         let r = ex.auction(&body);
         let took = started.elapsed();
         max_took = max_took.max(took);
         if took > limit {
-            problems.push(format!("auction {i} answered after {took:?} (> {limit:?})"));
+            // Lateness is the exchange's fault unless its threads or this client waited at
+            // least that long for a CPU meanwhile (other work on a shared 2-core machine).
+            let waited = procfs::most_run_delay_between(
+                &waits_before.0,
+                &procfs::thread_run_delays(ex.pid()),
+            ) + procfs::this_thread_run_delay().saturating_sub(waits_before.1);
+            if took - limit <= waited {
+                cpu_starved.push(format!(
+                    "auction {i} {took:.0?} ({waited:.0?} waiting for a CPU)"
+                ));
+            } else {
+                problems.push(format!(
+                    "auction {i} answered after {took:?} (> {limit:?}; only {waited:?} of it \
+                     waiting for a CPU)"
+                ));
+            }
         }
         if r.status != 200 {
             problems.push(format!("auction {i}: status {} {}", r.status, r.text()));
@@ -484,12 +462,7 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
     let rejections = rejections_of(&m, "bad");
     let counted_as = match case.expect {
         Expect::Error(kind) | Expect::ErrorOr(kind, _) => {
-            let of = |k: &str| {
-                sample(
-                    &m,
-                    &format!("rtb_dsp_errors_total{{dsp=\"bad\",kind=\"{k}\"}}"),
-                )
-            };
+            let of = |k: &str| errors_of_kind(&m, "bad", k);
             let of_kind = of(kind);
             let other = match case.expect {
                 Expect::ErrorOr(_, other) => of(other),
@@ -512,7 +485,12 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
                 Expect::ErrorOr(_, o) if other > 0.0 => format!(" + `{o}` x{other}"),
                 _ => String::new(),
             };
-            format!("`errors{{kind=\"{kind}\"}}` x{of_kind}{other_note}{skipped_note}")
+            let family = if kind == "timeout" {
+                "`timeouts`".to_string()
+            } else {
+                format!("`errors{{kind=\"{kind}\"}}`")
+            };
+            format!("{family} x{of_kind}{other_note}{skipped_note}")
         }
         Expect::Rejected(reason) => {
             let of_reason = sample(
@@ -540,9 +518,18 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
             format!("no error; {bids} bids (outbid); {opened} connections opened")
         }
     };
+    let starved_note = if cpu_starved.is_empty() {
+        String::new()
+    } else {
+        eprintln!("{}: late while starved of CPU: {cpu_starved:?}", case.name);
+        format!(
+            "; late only while starved of CPU: {}",
+            cpu_starved.join(", ")
+        )
+    };
     if problems.is_empty() {
         Ok(format!(
-            "| {} | yes (max {:.1} ms) | {counted_as} | yes |",
+            "| {} | yes (max {:.1} ms{starved_note}) | {counted_as} | yes |",
             case.name,
             max_took.as_secs_f64() * 1e3
         ))
@@ -554,25 +541,17 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
 #[test]
 fn dsp_fault_matrix() {
     let _serial = serial();
-    let dsp_bin = dsp_binary();
-    if dsp_bin.is_none() {
-        eprintln!("rtb-dsp not found next to the test binary: its rows are skipped");
-    }
+    let dsp_bin = dsp_binary("dsp_fault_matrix (its rtb-dsp rows)");
     let mut rows = vec![
         "| fault | answered within deadline + slack? | counted as | other DSPs unaffected? |"
             .to_string(),
         "| --- | --- | --- | --- |".to_string(),
     ];
     let mut failures = Vec::new();
+    // No retry: a case that fails, fails. On a machine too loaded for the good fake DSPs to
+    // answer within the deadline, raise the slack (RTB_FAULTS_SLACK_MS) and say so.
     for case in cases() {
-        // One retry, reported: on a loaded shared machine a good fake DSP (a std thread) can
-        // miss even a 100 ms deadline; a real exchange fault repeats, noise does not.
-        let result = run_case(&case, dsp_bin.as_deref()).or_else(|first| {
-            eprintln!("retrying after: {first}");
-            run_case(&case, dsp_bin.as_deref())
-                .map(|row| format!("{row} (passed on retry; first attempt: {first})"))
-        });
-        match result {
+        match run_case(&case, dsp_bin.as_deref()) {
             Ok(row) => rows.push(row),
             Err(e) => {
                 rows.push(format!("| {} | FAILED | | |", case.name));
@@ -585,46 +564,30 @@ fn dsp_fault_matrix() {
 }
 
 /// A fake DSP that hangs while `hang` is set and bids otherwise.
-fn switchable_dsp(hang: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            if s.load(Ordering::Acquire) {
-                break;
+fn switchable_dsp(hang: Arc<AtomicBool>) -> FakeServer {
+    FakeServer::start(move |mut conn, ctx| {
+        let mut buf = Vec::new();
+        while let Some(req) = read_request(&mut conn, &mut buf) {
+            if hang.load(Ordering::Acquire) {
+                // Hold this call past any deadline, then drop the connection.
+                ctx.stop.hold(Duration::from_millis(500));
+                return;
             }
-            let Ok(mut conn) = conn else { continue };
-            let hang = hang.clone();
-            let s = s.clone();
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                while let Some(req) = read_http_request(&mut conn, &mut buf) {
-                    if hang.load(Ordering::Acquire) {
-                        // Hold this call past any deadline, then drop the connection.
-                        let until = Instant::now() + Duration::from_millis(500);
-                        while Instant::now() < until && !s.load(Ordering::Acquire) {
-                            thread::sleep(Duration::from_millis(10));
-                        }
-                        return;
-                    }
-                    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                    let body = bid_body(&v, "1.0", None, None);
-                    if conn.write_all(&ok_response(&body, "")).is_err() {
-                        return;
-                    }
-                }
-            });
+            let body = bid_body(&req.json(), "1.0", None, None);
+            if conn.write_all(&ok_json(&body, "")).is_err() {
+                return;
+            }
         }
-    });
-    (addr, stop)
+    })
 }
 
 #[test]
 fn breaker_throttles_a_hanging_dsp_and_recovers() {
     let _serial = serial();
+    // No shedding on event-loop lag (see run_case): every auction must reach the breaker.
     let ex = Exchange::start(&[
+        "--shed-lag-ms",
+        "1000",
         "--deadline-ms",
         "100",
         "--breaker-failures",
@@ -636,9 +599,9 @@ fn breaker_throttles_a_hanging_dsp_and_recovers() {
     ]);
     let a = FakeDsp::start(good(2.0, "good-a"));
     let hang = Arc::new(AtomicBool::new(true));
-    let (bad, stop) = switchable_dsp(hang.clone());
+    let bad = switchable_dsp(hang.clone());
     assert_eq!(ex.onboard("good-a", a.addr).status, 201);
-    assert_eq!(ex.onboard("bad", bad).status, 201);
+    assert_eq!(ex.onboard("bad", bad.addr).status, 201);
     // Every auction is answered; the good DSP wins it unless the machine is so loaded that even
     // it misses the deadline (then 204): this test is about calls to the bad DSP.
     let auction = |i: usize| {
@@ -656,7 +619,7 @@ fn breaker_throttles_a_hanging_dsp_and_recovers() {
             i += 1;
             let m = ex.metrics();
             dsp_sample(&m, "rtb_dsp_breaker_trips_total", "bad") >= 2.0
-                && dsp_sample(&m, "rtb_dsp_breaker_state", "bad") == 1.0
+                && breaker_is(&m, "bad", "open")
         }),
         "breaker never opened: {}",
         ex.metrics()
@@ -695,7 +658,7 @@ fn breaker_throttles_a_hanging_dsp_and_recovers() {
         eventually(Duration::from_secs(5), || {
             auction(2000 + j);
             j += 1;
-            dsp_sample(&ex.metrics(), "rtb_dsp_breaker_state", "bad") == 0.0
+            breaker_is(&ex.metrics(), "bad", "closed")
         }),
         "breaker did not close: {}",
         ex.metrics()
@@ -715,11 +678,12 @@ fn breaker_throttles_a_hanging_dsp_and_recovers() {
         dsp_sample(&m, "rtb_dsp_bids_total", "bad") - bids_closed,
         10.0
     );
-    stop.store(true, Ordering::Release);
+    drop(bad);
 }
 
 #[test]
 fn onboarding_is_rate_limited_with_429() {
+    let _serial = serial();
     let ex = Exchange::start(&["--onboard-rate-per-s", "5", "--onboard-burst", "5"]);
     let dsp = FakeDsp::start(Behaviour::NoBid);
     let mut statuses = Vec::new();
@@ -812,7 +776,7 @@ fn token_never_leaks_into_metrics_or_logs_and_guards_the_registry() {
     let right = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {TOKEN}x");
     let dsp = FakeDsp::start(good(1.0, "s"));
-    let bad = FaultyDsp::start(Fault::InvalidJson);
+    let bad = faulty_dsp(Fault::InvalidJson);
     let onboard = |name: &str, addr: SocketAddr, auth: &str| {
         let body = format!(r#"{{"name":"{name}","base_url":"http://{addr}"}}"#);
         request(

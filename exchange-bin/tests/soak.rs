@@ -21,13 +21,14 @@
 //! connection has one request in flight; a late start is counted).
 //!
 //! Needs the `rtb-dsp` binary (`cargo test --workspace` builds it; or
-//! `cargo build -p dsp-bin`); skipped with a message when it is absent.
+//! `cargo build -p dsp-bin`); skipped with a message when it is absent, a failure under
+//! `CI=true`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{SocketAddr, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -38,6 +39,7 @@ use std::{
 };
 
 use common::*;
+use test_support::{http, procfs};
 
 /// Short-mode duration, s.
 const SECONDS_DEFAULT: u64 = 20;
@@ -77,46 +79,8 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// Reads one response on a keep-alive connection; returns the status.
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    buf.clear();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end])
-                .map_err(|_| std::io::Error::other("bad head"))?
-                .to_ascii_lowercase();
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| std::io::Error::other("bad status line"))?;
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap_or(0));
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Ok(status);
-        }
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn connect(addr: SocketAddr) -> Option<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_nodelay(true).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    Some(s)
+    http::try_connect(addr, Duration::from_secs(2)).ok()
 }
 
 /// One client connection: sends every `interval` (or back to back if `interval` is None)
@@ -159,14 +123,16 @@ fn client(
             body.len()
         );
         let started = Instant::now();
+        // One request in flight per connection: nothing of an earlier one may be left over.
+        buf.clear();
         if s.write_all(req.as_bytes()).is_err() {
             tally.conn_errors.fetch_add(1, Ordering::Relaxed);
             conn = connect(addr);
             continue;
         }
         tally.sent.fetch_add(1, Ordering::Relaxed);
-        match read_response(s, &mut buf) {
-            Ok(status) => {
+        match http::read_response(s, &mut buf).map(|r| r.status) {
+            Some(status) => {
                 let took = started.elapsed();
                 tally.answered.fetch_add(1, Ordering::Relaxed);
                 match status {
@@ -181,7 +147,7 @@ fn client(
                 let us = took.as_micros() as u64;
                 tally.max_latency_us.fetch_max(us, Ordering::Relaxed);
             }
-            Err(_) => {
+            None => {
                 // Sent but never answered: counted by sent - answered.
                 tally.conn_errors.fetch_add(1, Ordering::Relaxed);
                 conn = connect(addr);
@@ -215,16 +181,11 @@ fn run_load(
 }
 
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    procfs::status_kib(pid, "VmRSS:").unwrap_or(0)
 }
 
 fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    procfs::fd_count(pid)
 }
 
 /// The faulty DSP fleet: flags per DSP (all bid above floor with random prices).
@@ -278,8 +239,7 @@ const FLEET: [(&str, &[&str]); 3] = [
 #[test]
 #[ignore = "timing-sensitive: scripts/test runs it on optimized binaries (RTB_EXCHANGE_BIN, RTB_DSP_BIN) with --ignored"]
 fn soak_with_faults_and_dsp_restarts() {
-    let Some(bin) = dsp_binary() else {
-        eprintln!("skipping soak: rtb-dsp not built (cargo build -p dsp-bin, or set RTB_DSP_BIN)");
+    let Some(bin) = dsp_binary("soak_with_faults_and_dsp_restarts") else {
         return;
     };
     let seconds = env_u64("RTB_SOAK_SECONDS")

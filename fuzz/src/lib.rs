@@ -9,16 +9,18 @@
 //!   buffer, chunked decoding gives the same body whatever the read split, gzip stays bounded.
 //! - [`bid_request`]: decode + validate; accessors of an accepted request do not panic, and
 //!   what rtb-core accepts serde_json accepts too, with the same `id`, impression ids and tmax.
-//! - [`bid_response`]: decode a DSP response, run an auction against a fixed request, check the
-//!   outcome's invariants and that an encoded answer is valid JSON.
+//! - [`bid_response`]: a DSP answer fed to the shipped engine (`rtb_core::engine`) for a fixed
+//!   request, alone and as two DSPs' answers: the auction's invariants hold, the answer is
+//!   valid JSON, every call has exactly one outcome.
 //! - [`tmax_splice`]: a spliced body decodes to the same request with only `tmax` changed.
-//! - [`encode_response`]: a response built from fuzz strings (escaped by serde_json) wins, and
-//!   the encoded answer parses and carries the same `adm`.
+//! - [`encode_response`]: a response built from fuzz strings (escaped by serde_json) wins an
+//!   auction run by the engine, and the encoded answer parses and carries the same `adm`.
 
 use bytes::BytesMut;
+use std::time::Instant;
+
 use rtb_core::{
-    auction::{Auction, AuctionConfig, AuctionOutcome},
-    encode::encode_bid_response,
+    engine::{Answer, CallStatus, DspSpec, Engine, EngineConfig, Finished, Start, WorkerLoad},
     json::{Decoder, Document},
     request::BidRequest,
     response::BidResponse,
@@ -181,8 +183,7 @@ pub fn bid_request(data: &[u8]) {
             "tmax differs"
         );
     }
-    let tape = request.release();
-    doc.reuse(tape);
+    drop(request);
     // The reused document decodes the same body to the same outcome.
     let again = BidRequest::decode(data, &mut doc, &mut decoder);
     assert!(again.is_ok(), "second decode into a reused document failed");
@@ -195,19 +196,26 @@ pub const FIXED_REQUEST: &[u8] = br#"{"id":"req-1","at":2,"tmax":100,"cur":["USD
  "pmp":{"private_auction":0,"deals":[{"id":"d1","bidfloor":2.0,"wseat":["s1"]}]}}],
 "site":{"id":"s"},"bcat":["IAB25"],"badv":["blocked.example"],"bseat":["banned"]}"#;
 
-fn check_outcome(request: &BidRequest<'_>, responses: &[&BidResponse<'_>], o: &AuctionOutcome) {
-    for w in &o.winners {
+/// An engine with `dsps` DSPs, as a worker holds it.
+fn engine(dsps: usize) -> Engine {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.set_dsps((0..dsps).map(|i| DspSpec {
+        name: format!("dsp{i}").into(),
+        endpoint: format!("dsp{i}:80").into(),
+    }));
+    engine
+}
+
+/// The auction's invariants over a finished auction.
+fn check_finished(f: &Finished<'_>, calls: usize) {
+    let request = f.request();
+    assert_eq!(f.outcomes().len(), calls, "one outcome per DSP");
+    for (o, w, bid) in f.winners() {
         let imp = request
             .imps
             .get(usize::from(w.imp))
             .expect("winner imp in range");
-        let response = responses
-            .get(usize::from(w.response))
-            .expect("winner response in range");
-        let bid = response
-            .bids
-            .get(usize::from(w.bid))
-            .expect("winner bid in range");
+        assert!(usize::from(o) < calls);
         assert_eq!(bid.impid, imp.id, "winner bid is for another imp");
         assert!(w.clearing_price.is_finite() && w.clearing_price > 0.0);
         assert!(
@@ -223,44 +231,67 @@ fn check_outcome(request: &BidRequest<'_>, responses: &[&BidResponse<'_>], o: &A
             w.floor
         );
     }
-    for r in &o.rejections {
-        assert!(usize::from(r.response) < responses.len());
+    for (o, r, _) in f.rejections() {
+        assert!(usize::from(o) < calls);
         assert!(!r.reason.as_str().is_empty());
         let _ = r.reason.loss_code();
     }
+    let wins: u16 = f.outcomes().iter().map(|o| o.wins).sum();
+    assert_eq!(usize::from(wins), f.winners().count());
+    match f.answer() {
+        Answer::Bid(out) => {
+            if let Err(e) = serde_json::from_slice::<Value>(out) {
+                panic!(
+                    "encoded answer is not JSON ({e}): {}",
+                    String::from_utf8_lossy(out)
+                );
+            }
+        }
+        Answer::NoBid => assert_eq!(f.winners().count(), 0),
+    }
 }
 
-/// Decode a DSP response and run it through an auction and the encoder.
+/// Runs the fixed request through an engine whose `answers.len()` DSPs answer 200 with these
+/// bodies, then checks the finished auction with `check`.
+fn auction_with(answers: &[&[u8]], check: impl FnOnce(&Finished<'_>)) {
+    let mut engine = engine(answers.len());
+    let mut workspace = engine.workspace();
+    #[allow(clippy::disallowed_methods)] // the fuzz harness is a shell: it may read the clock
+    let now = Instant::now();
+    let start = engine.start(&mut workspace, FIXED_REQUEST, now, now, WorkerLoad::default());
+    let Start::Call(mut run, plan) = start else {
+        panic!("the fixed request was not planned");
+    };
+    assert_eq!(plan.calls.len(), answers.len());
+    for (call, body) in answers.iter().enumerate() {
+        run.on_answer(&mut engine, call, 200, body, now);
+    }
+    let finished = run.finish(&mut engine, now);
+    for o in finished.outcomes() {
+        assert_ne!(o.status, CallStatus::Pending, "a reported call left pending");
+    }
+    check_finished(&finished, answers.len());
+    check(&finished);
+}
+
+/// Decode a DSP response and run it through the engine's auction and encoder.
 pub fn bid_response(data: &[u8]) {
     let mut decoder = Decoder::new();
-    let mut req_doc = Document::default();
-    let request =
-        BidRequest::decode(FIXED_REQUEST, &mut req_doc, &mut decoder).expect("fixed request");
     let mut doc = Document::default();
     let Ok(response) = BidResponse::decode(data, &mut doc, &mut decoder) else {
+        // The engine must take undecodable answers in its stride too.
+        auction_with(&[data], |f| {
+            assert_eq!(f.outcomes()[0].status, CallStatus::Undecodable);
+        });
         return;
     };
     for bid in &response.bids {
         let _ = (response.adomain(bid).count(), response.cat(bid).count());
     }
     let _ = format!("{response:?}");
-    let mut auction = Auction::new(AuctionConfig::default());
-    let mut out = Vec::new();
     // Alone, and twice (two DSPs answering the same bytes).
-    for responses in [&[&response][..], &[&response, &response][..]] {
-        let outcome = auction.run(&request, responses);
-        check_outcome(&request, responses, outcome);
-        if encode_bid_response(&request, responses, outcome, Some("bidid-1"), &mut out) {
-            if let Err(e) = serde_json::from_slice::<Value>(&out) {
-                panic!(
-                    "encoded answer is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&out)
-                );
-            }
-        } else {
-            assert!(outcome.winners.is_empty());
-        }
-    }
+    auction_with(&[data], |_| {});
+    auction_with(&[data, data], |_| {});
 }
 
 /// The object with its top-level `tmax` removed.
@@ -344,9 +375,6 @@ pub fn encode_response(data: &[u8]) {
     let raw = serde_json::to_vec(&body).expect("serialise");
 
     let mut decoder = Decoder::new();
-    let mut req_doc = Document::default();
-    let request =
-        BidRequest::decode(FIXED_REQUEST, &mut req_doc, &mut decoder).expect("fixed request");
     let mut doc = Document::default();
     let response = match BidResponse::decode(&raw, &mut doc, &mut decoder) {
         Ok(r) => r,
@@ -360,33 +388,25 @@ pub fn encode_response(data: &[u8]) {
         return;
     };
     assert_eq!(decoded.adm, Some(adm.as_str()), "adm decoded differently");
-    let mut auction = Auction::new(AuctionConfig::default());
-    let responses = [&response];
-    let outcome = auction.run(&request, &responses);
-    check_outcome(&request, &responses, outcome);
-    let mut out = Vec::new();
-    if !encode_bid_response(&request, &responses, outcome, None, &mut out) {
-        // Lost: only because rtb-core rejected the bid (a defect, e.g. the seat is blocked).
-        assert!(
-            !outcome.rejections.is_empty() || decoded.defect.is_some(),
-            "valid bid neither won nor was rejected"
-        );
-        return;
-    }
-    let answer: Value = match serde_json::from_slice(&out) {
-        Ok(v) => v,
-        Err(e) => panic!(
-            "encoded answer is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out)
-        ),
-    };
-    let won = &answer["seatbid"][0]["bid"][0];
-    assert_eq!(answer["id"], "req-1");
-    // Macros (`${...}`) in adm are substituted by design; elsewhere it must round-trip.
-    if !adm.contains("${") {
-        assert_eq!(won["adm"].as_str(), Some(adm.as_str()), "adm changed");
-    }
-    if !seat.is_empty() {
-        assert_eq!(answer["seatbid"][0]["seat"].as_str(), Some(seat.as_str()));
-    }
+    let defective = decoded.defect.is_some();
+    auction_with(&[&raw], |finished| {
+        let Answer::Bid(out) = finished.answer() else {
+            // Lost: only because rtb-core rejected the bid (a defect, e.g. the seat is blocked).
+            assert!(
+                finished.rejections().count() > 0 || defective,
+                "valid bid neither won nor was rejected"
+            );
+            return;
+        };
+        let answer: Value = serde_json::from_slice(out).expect("checked JSON");
+        let won = &answer["seatbid"][0]["bid"][0];
+        assert_eq!(answer["id"], "req-1");
+        // Macros (`${...}`) in adm are substituted by design; elsewhere it must round-trip.
+        if !adm.contains("${") {
+            assert_eq!(won["adm"].as_str(), Some(adm.as_str()), "adm changed");
+        }
+        if !seat.is_empty() {
+            assert_eq!(answer["seatbid"][0]["seat"].as_str(), Some(seat.as_str()));
+        }
+    });
 }

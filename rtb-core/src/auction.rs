@@ -228,7 +228,7 @@ impl Auction {
     pub fn run<'q, 'r>(
         &mut self,
         request: &BidRequest<'q>,
-        responses: &[&BidResponse<'r>],
+        responses: &[BidResponse<'r>],
     ) -> &AuctionOutcome {
         self.candidates.clear();
         self.outcome.winners.clear();
@@ -508,9 +508,9 @@ mod tests {
             .zip(docs.iter_mut())
             .map(|(raw, doc)| BidResponse::decode(raw.as_bytes(), doc, &mut decoder).unwrap())
             .collect();
-        let refs: Vec<&BidResponse<'_>> = decoded.iter().collect();
+        let refs = &decoded;
         let mut auction = Auction::new(AuctionConfig::default());
-        let outcome = auction.run(&request, &refs);
+        let outcome = auction.run(&request, refs);
         let winners = outcome
             .winners
             .iter()

@@ -109,7 +109,7 @@ mod tests {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
         let parsed = doc.parse(banner.as_bytes(), &mut decoder, false).unwrap();
-        banner_accepts(&parsed.tape.0, 0, w, h)
+        banner_accepts(parsed.tape.nodes(), 0, w, h)
     }
 
     #[test]

@@ -123,6 +123,17 @@ pub fn win_notice_url(
     out: &mut Vec<u8>,
 ) -> bool {
     out.clear();
+    append_win_notice_url(request, response, winner, out)
+}
+
+/// Appends the winner's `nurl` with macros substituted to `out`; false (nothing written) when
+/// the bid has no `nurl`.
+pub fn append_win_notice_url(
+    request: &BidRequest<'_>,
+    response: &BidResponse<'_>,
+    winner: &Winner,
+    out: &mut Vec<u8>,
+) -> bool {
     let Some(nurl) = response.bids[winner.bid as usize].nurl else {
         return false;
     };
@@ -134,7 +145,7 @@ pub fn win_notice_url(
 /// nothing, when there is no winner: the caller answers 204.
 pub fn encode_bid_response(
     request: &BidRequest<'_>,
-    responses: &[&BidResponse<'_>],
+    responses: &[BidResponse<'_>],
     outcome: &AuctionOutcome,
     bidid: Option<&str>,
     out: &mut Vec<u8>,
@@ -172,7 +183,7 @@ pub fn encode_bid_response(
         out.extend_from_slice(b"\"bid\":[");
         let mut first_bid = true;
         for (j, other) in outcome.winners.iter().enumerate().skip(i).take(64 - i) {
-            let response = responses[other.response as usize];
+            let response = &responses[other.response as usize];
             if other.response != winner.response || response.bids[other.bid as usize].seat != seat {
                 continue;
             }
@@ -327,7 +338,7 @@ mod tests {
             &mut decoder,
         )
         .unwrap();
-        let responses = [&a, &b];
+        let responses = [a, b];
         let mut auction = Auction::new(AuctionConfig::default());
         let outcome = auction.run(&request, &responses);
         let mut out = Vec::new();
@@ -355,9 +366,19 @@ mod tests {
         });
         assert_eq!(got, expected);
         let mut url = Vec::new();
-        assert!(win_notice_url(&request, &a, &outcome.winners[0], &mut url));
+        assert!(win_notice_url(
+            &request,
+            &responses[0],
+            &outcome.winners[0],
+            &mut url
+        ));
         assert_eq!(url, b"http://n/?p=1.01&i=i1");
-        assert!(!win_notice_url(&request, &b, &outcome.winners[1], &mut url));
+        assert!(!win_notice_url(
+            &request,
+            &responses[1],
+            &outcome.winners[1],
+            &mut url
+        ));
     }
 
     #[test]
@@ -385,7 +406,10 @@ mod tests {
             let mut doc = Document::default();
             let mut response = BidResponse::decode(raw.as_bytes(), &mut doc, &mut decoder).unwrap();
             assert!(response.bids[0].adm_json.is_some(), "{adm}");
-            let outcome = auction.run(&request, &[&response]).winners.clone();
+            let outcome = auction
+                .run(&request, std::slice::from_ref(&response))
+                .winners
+                .clone();
             let outcome = AuctionOutcome {
                 winners: outcome,
                 rejections: Vec::new(),
@@ -393,7 +417,7 @@ mod tests {
             let mut forwarded = Vec::new();
             assert!(encode_bid_response(
                 &request,
-                &[&response],
+                std::slice::from_ref(&response),
                 &outcome,
                 None,
                 &mut forwarded
@@ -402,7 +426,7 @@ mod tests {
             let mut escaped_again = Vec::new();
             assert!(encode_bid_response(
                 &request,
-                &[&response],
+                std::slice::from_ref(&response),
                 &outcome,
                 None,
                 &mut escaped_again

@@ -9,8 +9,8 @@
 //!
 //! Ownership: [`Decoder`] owns simd-json's scratch buffers (one per worker). [`Document`] owns a
 //! padded copy of one JSON body plus a spare tape; a decoded view borrows the document's bytes
-//! and owns the tape, and gives the tape back with `release()` so the next decode allocates
-//! nothing.
+//! and borrows the tape (`TapeLoan`); dropping the view gives the tape back, so the next
+//! decode allocates nothing.
 
 use simd_json::{Node, StaticNode, Tape};
 
@@ -80,9 +80,28 @@ impl std::fmt::Debug for Document {
     }
 }
 
-/// A tape handed back by a view, ready to be reused by [`Document::reuse`].
-#[derive(Debug)]
-pub struct ReleasedTape(pub(crate) Tape<'static>);
+/// A document's tape, lent to the view decoded from it. Dropping the view gives the tape back
+/// to its document (emptied, capacity kept), so the next decode into the same document
+/// allocates nothing and no caller has to remember to return it.
+pub(crate) struct TapeLoan<'a> {
+    tape: Tape<'a>,
+    home: &'a mut Tape<'static>,
+}
+
+impl<'a> TapeLoan<'a> {
+    /// The tape's nodes.
+    #[inline]
+    pub(crate) fn nodes(&self) -> &[Node<'a>] {
+        &self.tape.0
+    }
+}
+
+impl Drop for TapeLoan<'_> {
+    fn drop(&mut self) {
+        let tape = std::mem::replace(&mut self.tape, Tape(Vec::new()));
+        *self.home = tape.reset();
+    }
+}
 
 impl Document {
     /// A document whose buffers are pre-sized for bodies of `bytes_expected`.
@@ -95,15 +114,8 @@ impl Document {
         }
     }
 
-    /// Puts back the tape of a view that is no longer needed, so the next decode reuses it.
-    pub fn reuse(&mut self, tape: ReleasedTape) {
-        if tape.0 .0.capacity() > self.spare_tape.0.capacity() {
-            self.spare_tape = tape.0;
-        }
-    }
-
     /// Copies `raw` in, pads it and fills a tape over it. On failure the tape stays here; on
-    /// success the caller gets the slot to put the tape back in if its own checks fail.
+    /// success it is lent to the caller's view and comes back when the view is dropped.
     pub(crate) fn parse<'a, 'd>(
         &'a mut self,
         raw: &[u8],
@@ -127,13 +139,15 @@ impl Document {
         let mut tape = std::mem::replace(spare_tape, Tape(Vec::new())).reset::<'a>();
         match simd_json::fill_tape_padded(bytes, raw.len(), &mut decoder.buffers, &mut tape) {
             Ok(()) => Ok(Parsed {
-                tape,
+                tape: TapeLoan {
+                    tape,
+                    home: spare_tape,
+                },
                 source: Source {
                     structurals: decoder.buffers.structural_indexes(),
                     pristine,
                     base_address,
                 },
-                spare_slot: spare_tape,
                 native,
             }),
             Err(error) => {
@@ -144,12 +158,10 @@ impl Document {
     }
 }
 
-/// A freshly filled tape, the structural indexes of its document, and the document's spare
-/// tape slot.
+/// A freshly filled tape (lent by its document) and the structural indexes of the document.
 pub(crate) struct Parsed<'a, 'd> {
-    pub(crate) tape: Tape<'a>,
+    pub(crate) tape: TapeLoan<'a>,
     pub(crate) source: Source<'a, 'd>,
-    pub(crate) spare_slot: &'a mut Tape<'static>,
     pub(crate) native: &'a mut NativeScratch,
 }
 
@@ -362,7 +374,7 @@ mod tests {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
         let parsed = doc.parse(json.as_bytes(), &mut decoder, false).unwrap();
-        let nodes = &parsed.tape.0;
+        let nodes = parsed.tape.nodes();
         object_entries(nodes, 0)
             .map(|(k, v)| format!("{k}:{}", span(nodes, v)))
             .collect()
@@ -384,10 +396,13 @@ mod tests {
             .parse(br#"{"l":["x","y\"z"]}"#, &mut decoder, false)
             .unwrap()
             .tape;
-        let list = str_list(&tape.0, 2).unwrap();
-        assert_eq!(list.iter(&tape.0).collect::<Vec<_>>(), ["x", "y\"z"]);
-        assert_eq!(StrListRef::ABSENT.iter(&tape.0).count(), 0);
-        assert!(str_list(&tape.0, 1).is_none(), "a string is not a list");
+        let list = str_list(tape.nodes(), 2).unwrap();
+        assert_eq!(list.iter(tape.nodes()).collect::<Vec<_>>(), ["x", "y\"z"]);
+        assert_eq!(StrListRef::ABSENT.iter(tape.nodes()).count(), 0);
+        assert!(
+            str_list(tape.nodes(), 1).is_none(),
+            "a string is not a list"
+        );
     }
 
     #[test]
@@ -398,7 +413,7 @@ mod tests {
         let parsed = doc.parse(raw, &mut decoder, true).unwrap();
         let texts: Vec<(String, String)> = parsed
             .tape
-            .0
+            .nodes()
             .iter()
             .filter_map(|n| match n {
                 Node::String(s) => Some((
@@ -438,8 +453,8 @@ mod tests {
             )
             .unwrap()
             .tape;
-        let got: Vec<_> = array_items(&tape.0, 0)
-            .map(|i| as_i64(&tape.0, i))
+        let got: Vec<_> = array_items(tape.nodes(), 0)
+            .map(|i| as_i64(tape.nodes(), i))
             .collect();
         assert_eq!(got, [Some(120), Some(120), None, Some(-3), None, None]);
     }

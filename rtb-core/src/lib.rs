@@ -10,7 +10,9 @@
 //! - [`auction`]: bid validation (floors, deals, currency, `bcat`/`badv`, seats) and the
 //!   per-impression first/second price auction, with OpenRTB loss codes.
 //! - [`encode`]: the exchange's bid response, written into a reused buffer, macros substituted.
-//! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets, load shedding.
+//! - [`engine`]: one auction's lifecycle as a state machine (admission, plan, answers, finish),
+//!   with the per-DSP circuit breaker and load shedding.
+//! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
@@ -18,69 +20,58 @@
 //!
 //! ## One auction, end to end
 //!
+//! The [`engine`] owns an auction's whole life; a shell (the monoio exchange, or the tokio
+//! example in `rtb-core/examples/`) only moves bytes and reads the clock.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use rtb_core::{
-//!     auction::{Auction, AuctionConfig},
-//!     deadline::{DeadlinePolicy, DspBudget},
-//!     encode::encode_bid_response,
-//!     json::{Decoder, Document},
-//!     request::BidRequest,
-//!     response::BidResponse,
-//!     splice::splice_tmax,
-//! };
+//! use rtb_core::engine::{Answer, CallFailure, CallStatus, DspSpec, Engine, EngineConfig, Start, WorkerLoad};
 //!
-//! // Per worker, reused for every request: parse buffers, documents, output buffers.
-//! let mut decoder = Decoder::new();
-//! let mut request_doc = Document::default();
-//! let mut response_docs = [Document::default(), Document::default()];
-//! let mut auction = Auction::new(AuctionConfig::default());
-//! let (mut dsp_body, mut answer) = (Vec::new(), Vec::new());
+//! // Per worker: one engine (DSP table, breakers, rules) and a few reused workspaces.
+//! let mut engine = Engine::new(EngineConfig::default()); // 80 ms cap, second price
+//! engine.set_dsps(["braid", "witness", "hangs"].map(|name| DspSpec {
+//!     name: name.into(),
+//!     endpoint: format!("{name}:5000").into(),
+//! }));
+//! let mut workspace = engine.workspace();
 //!
-//! // 1. Decode and validate the client's request (the raw bytes stay untouched for forwarding).
+//! // 1. A request arrives: decode, validate, admit, plan.
 //! let raw = br#"{"id":"auction-1","at":2,"tmax":120,
 //!                "imp":[{"id":"1","banner":{"w":300,"h":250},"bidfloor":0.5}]}"#;
 //! # #[allow(clippy::disallowed_methods)]
-//! let arrival = Instant::now(); // the IO layer supplies this; rtb-core never reads a clock
-//! let request = BidRequest::decode(raw, &mut request_doc, &mut decoder)?;
-//!
-//! // 2. Plan: when to answer, and the tmax each DSP gets, spliced into its copy of the body.
-//! let policy = DeadlinePolicy::default(); // 80 ms cap, 3 ms margin
-//! let timing = policy.timing(arrival, request.tmax_ms);
-//! let DspBudget::Call { tmax_ms, .. } = policy.dsp_budget(&timing, arrival) else {
-//!     unreachable!("a fresh request has time")
+//! let arrival = Instant::now(); // the shell reads the clock; rtb-core never does
+//! let Start::Call(mut run, plan) =
+//!     engine.start(&mut workspace, raw, arrival, arrival, WorkerLoad::default())
+//! else {
+//!     unreachable!("a valid request, three DSPs, an idle worker")
 //! };
-//! splice_tmax(raw, request.tmax_site, tmax_ms, &mut dsp_body).unwrap();
-//! assert!(std::str::from_utf8(&dsp_body).unwrap().contains(&format!("\"tmax\":{tmax_ms}")));
+//! // Every DSP gets the body with the tmax it has left (80 ms cap, margins taken off).
+//! assert_eq!(plan.calls.len(), 3);
+//! let body = std::str::from_utf8(plan.body).unwrap();
+//! assert!(body.contains(&format!(r#""tmax":{}"#, plan.calls[0].tmax_ms)));
+//! assert!(plan.deadline < arrival + Duration::from_millis(80));
 //!
-//! // 3. Two DSPs answered (in this order); decode their responses.
-//! let [doc_a, doc_b] = &mut response_docs;
-//! let a = BidResponse::decode(
-//!     br#"{"id":"auction-1","seatbid":[{"seat":"braid","bid":[
-//!          {"id":"a1","impid":"1","price":2.0,"adm":"<img src='w?p=${AUCTION_PRICE}'>"}]}]}"#,
-//!     doc_a, &mut decoder).unwrap();
-//! let b = BidResponse::decode(
-//!     br#"{"id":"auction-1","seatbid":[{"seat":"witness","bid":[
-//!          {"id":"b1","impid":"1","price":1.25}]}]}"#,
-//!     doc_b, &mut decoder).unwrap();
+//! // 2. The shell sends plan.body to each DSP and reports each result as it comes.
+//! let at = arrival + Duration::from_millis(4);
+//! run.on_answer(&mut engine, 0, 200, br#"{"id":"auction-1","seatbid":[{"seat":"braid","bid":[
+//!     {"id":"a1","impid":"1","price":2.0,"nurl":"http://braid/win?p=${AUCTION_PRICE}",
+//!      "adm":"<img src='w?p=${AUCTION_PRICE}'>"}]}]}"#, at);
+//! run.on_answer(&mut engine, 1, 200, br#"{"id":"auction-1","seatbid":[{"seat":"witness","bid":[
+//!     {"id":"b1","impid":"1","price":1.25}]}]}"#, at);
+//! run.on_failure(&mut engine, 2, CallFailure::Timeout, plan.deadline);
 //!
-//! // 4. Auction: second price, so braid wins and pays 1.25 + 0.01.
-//! let outcome = auction.run(&request, &[&a, &b]);
-//! assert_eq!(outcome.winners.len(), 1);
-//! assert_eq!(outcome.winners[0].clearing_price, 1.26);
-//!
-//! // 5. Encode the answer into a reused buffer.
-//! assert!(encode_bid_response(&request, &[&a, &b], outcome, None, &mut answer));
-//! let text = std::str::from_utf8(&answer).unwrap();
-//! assert!(text.contains(r#""price":1.26"#) && text.contains("w?p=1.26"));
-//!
-//! // 6. Give the tapes back so the next request allocates nothing.
-//! let (ta, tb) = (a.release(), b.release());
-//! doc_a.reuse(ta);
-//! doc_b.reuse(tb);
-//! let tape = request.release();
-//! request_doc.reuse(tape);
-//! # Ok::<(), rtb_core::error::RequestError>(())
+//! // 3. Finish: second price, so braid wins and pays 1.25 + 0.01.
+//! let finished = run.finish(&mut engine, at);
+//! let Answer::Bid(answer) = finished.answer() else { unreachable!() };
+//! let answer = std::str::from_utf8(answer).unwrap();
+//! assert!(answer.contains(r#""price":1.26"#) && answer.contains("w?p=1.26"));
+//! let (_, url) = finished.notices().iter().next().unwrap(); // fired off the hot path
+//! assert_eq!(url, b"http://braid/win?p=1.26");
+//! let statuses: Vec<_> = finished.outcomes().iter().map(|o| o.status).collect();
+//! assert_eq!(statuses, [CallStatus::Answered, CallStatus::Answered,
+//!                       CallStatus::Failed(CallFailure::Timeout)]);
+//! assert_eq!(finished.outcomes()[0].wins, 1);
+//! drop(finished); // every buffer goes back to the workspace: the next auction allocates nothing
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -89,6 +80,7 @@ pub mod auction;
 mod creative;
 pub mod deadline;
 pub mod encode;
+pub mod engine;
 pub mod error;
 pub mod json;
 pub mod macros;
@@ -100,6 +92,7 @@ pub mod validate;
 
 pub use auction::{Auction, AuctionConfig, AuctionOutcome, RejectReason};
 pub use deadline::DeadlinePolicy;
+pub use engine::{Engine, EngineConfig};
 pub use error::{RequestError, ResponseError};
 pub use json::{Decoder, Document};
 pub use request::BidRequest;

@@ -166,28 +166,8 @@ impl BidUrl {
             return Err(UrlError::HasUserinfo);
         }
         let (host, port) = split_host_port(authority)?;
-        if host.is_empty() {
-            return Err(UrlError::NoHost);
-        }
+        check_host(host, allow_loopback)?;
         let host = host.to_ascii_lowercase();
-        match host.parse::<IpAddr>() {
-            Ok(ip) => check_address(ip, allow_loopback).map_err(UrlError::ForbiddenHost)?,
-            Err(_) => {
-                let bare = host.trim_end_matches('.');
-                if METADATA_HOSTS.contains(&bare) {
-                    return Err(UrlError::ForbiddenHost(AddressError::Metadata));
-                }
-                if bare == "localhost" && !allow_loopback {
-                    return Err(UrlError::ForbiddenHost(AddressError::Loopback));
-                }
-                let valid = bare
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-                if bare.is_empty() || !valid {
-                    return Err(UrlError::NoHost);
-                }
-            }
-        }
         let base_path = base_path
             .split('#')
             .next()
@@ -217,6 +197,68 @@ impl BidUrl {
 impl fmt::Display for BidUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}{}", self.authority(), self.path)
+    }
+}
+
+/// Checks a URL's host: an IP literal by [`check_address`], a name by its spelling (no
+/// metadata names, no `localhost` unless loopback is allowed). Names still have to be resolved
+/// and their addresses checked by the caller.
+fn check_host(host: &str, allow_loopback: bool) -> Result<(), UrlError> {
+    if host.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return check_address(ip, allow_loopback).map_err(UrlError::ForbiddenHost);
+    }
+    let bare = host.trim_end_matches('.');
+    if METADATA_HOSTS.iter().any(|m| bare.eq_ignore_ascii_case(m)) {
+        return Err(UrlError::ForbiddenHost(AddressError::Metadata));
+    }
+    if bare.eq_ignore_ascii_case("localhost") && !allow_loopback {
+        return Err(UrlError::ForbiddenHost(AddressError::Loopback));
+    }
+    let valid = bare
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if bare.is_empty() || !valid {
+        return Err(UrlError::NoHost);
+    }
+    Ok(())
+}
+
+/// A notice URL (`nurl`), borrowed from the bid: where the exchange sends its GET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoticeUrl<'a> {
+    /// Host as written (compare case-insensitively; IPv6 without brackets).
+    pub host: &'a str,
+    /// Port (80 when absent).
+    pub port: u16,
+    /// Everything after the authority up to a `#`: the request target, except that it may be
+    /// empty or start with `?` (then a `/` goes in front).
+    pub target: &'a str,
+}
+
+impl<'a> NoticeUrl<'a> {
+    /// Parses an `http://` notice URL by the same host rules as onboarding ([`check_host`]):
+    /// no other scheme, no userinfo, no metadata or (unless allowed) loopback hosts, no
+    /// control characters or spaces in the target.
+    pub fn parse(url: &'a str, allow_loopback: bool) -> Result<Self, UrlError> {
+        if url.len() > DSP_URL_BYTES_MAX * 4 {
+            return Err(UrlError::TooLong);
+        }
+        let rest = strip_prefix_ignore_case(url, "http://").ok_or(UrlError::NotHttp)?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err(UrlError::HasUserinfo);
+        }
+        let (host, port) = split_host_port(authority)?;
+        check_host(host, allow_loopback)?;
+        let target = tail.split('#').next().unwrap_or("");
+        if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(UrlError::BadPath);
+        }
+        Ok(Self { host, port, target })
     }
 }
 
@@ -419,6 +461,35 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_notice_urls_without_allocating() {
+        let t = NoticeUrl::parse("http://127.0.0.1:8080/win?p=1.5&id=x#frag", true).unwrap();
+        assert_eq!(
+            (t.host, t.port, t.target),
+            ("127.0.0.1", 8080, "/win?p=1.5&id=x")
+        );
+        let t = NoticeUrl::parse("HTTP://dsp.example?p=1", true).unwrap();
+        assert_eq!((t.host, t.port, t.target), ("dsp.example", 80, "?p=1"));
+        let t = NoticeUrl::parse("http://[::1]:81", true).unwrap();
+        assert_eq!((t.host, t.port, t.target), ("::1", 81, ""));
+        assert_eq!(
+            NoticeUrl::parse("https://dsp.example/win", true),
+            Err(UrlError::NotHttp)
+        );
+        assert_eq!(
+            NoticeUrl::parse("http://u:p@dsp.example/win", true),
+            Err(UrlError::HasUserinfo)
+        );
+        assert!(NoticeUrl::parse("http://169.254.169.254/latest", true).is_err());
+        assert!(NoticeUrl::parse("http://METADATA.google.internal/x", true).is_err());
+        assert!(NoticeUrl::parse("http://127.0.0.1/win", false).is_err());
+        assert!(NoticeUrl::parse("http://LocalHost/win", false).is_err());
+        assert_eq!(
+            NoticeUrl::parse("http://a/b c", true),
+            Err(UrlError::BadPath)
+        );
+    }
 
     fn url(s: &str) -> BidUrl {
         BidUrl::parse(s, None, true).unwrap()

@@ -10,13 +10,13 @@
 //! That is the whole of [`ValidationMode::Lenient`]. The default, [`ValidationMode::Strict`],
 //! then walks the same tape once more against the whole object model ([`crate::validate`]).
 
-use simd_json::{Node, Tape};
+use simd_json::Node;
 use smallvec::SmallVec;
 
 use crate::error::{FieldPath, RequestError, Rule};
 use crate::json::{
     array_items, as_f64, as_i64, as_str, is_null, is_object, object_entries, str_list, Decoder,
-    Document, Parsed, ReleasedTape, StrIter, StrListRef,
+    Document, Parsed, StrIter, StrListRef, TapeLoan,
 };
 use crate::validate::{self, native::NativeParser, ValidationMode};
 
@@ -127,9 +127,9 @@ pub struct Deal<'a> {
     wseat: StrListRef,
 }
 
-/// A decoded, validated bid request. Owns its tape; borrows its strings from the [`Document`].
+/// A decoded, validated bid request. Borrows its tape and its strings from the [`Document`]; dropping it gives the tape back.
 pub struct BidRequest<'a> {
-    tape: Tape<'a>,
+    tape: TapeLoan<'a>,
     /// `id`
     pub id: &'a str,
     /// `imp[]`, in request order.
@@ -186,7 +186,6 @@ impl<'a> BidRequest<'a> {
         let Parsed {
             tape,
             source,
-            spare_slot,
             native,
         } = doc
             .parse(raw, decoder, false)
@@ -209,25 +208,18 @@ impl<'a> BidRequest<'a> {
         };
         let mut checked = request.fill();
         if checked.is_ok() && mode == ValidationMode::Strict {
-            checked = validate::request(&request.tape.0, NativeParser::new(native, decoder));
+            checked = validate::request(request.tape.nodes(), NativeParser::new(native, decoder));
         }
         match checked {
             Ok(()) => Ok(request),
-            Err(error) => {
-                *spare_slot = request.release().0;
-                Err(error)
-            }
+            // Dropping the view gives the tape back to the document.
+            Err(error) => Err(error),
         }
-    }
-
-    /// Gives the tape back for reuse by the next decode into the same [`Document`].
-    pub fn release(self) -> ReleasedTape {
-        ReleasedTape(self.tape.reset())
     }
 
     /// `cur`: currencies allowed for bids (USD when absent).
     pub fn currencies(&self) -> impl Iterator<Item = &'a str> + '_ {
-        let explicit = self.cur.iter(&self.tape.0);
+        let explicit = self.cur.iter(self.tape.nodes());
         let default = (!self.cur.is_present()).then_some(DEFAULT_CURRENCY);
         explicit.chain(default)
     }
@@ -236,34 +228,34 @@ impl<'a> BidRequest<'a> {
     /// exchange rates, so bids in any other currency are rejected.
     pub fn auction_currency(&self) -> &'a str {
         self.cur
-            .iter(&self.tape.0)
+            .iter(self.tape.nodes())
             .next()
             .unwrap_or(DEFAULT_CURRENCY)
     }
 
     /// `bcat`: blocked advertiser categories.
     pub fn bcat(&self) -> StrIter<'_, 'a> {
-        self.bcat.iter(&self.tape.0)
+        self.bcat.iter(self.tape.nodes())
     }
 
     /// `badv`: blocked advertiser domains.
     pub fn badv(&self) -> StrIter<'_, 'a> {
-        self.badv.iter(&self.tape.0)
+        self.badv.iter(self.tape.nodes())
     }
 
     /// `wseat`: the only buyer seats allowed to bid (empty: all).
     pub fn wseat(&self) -> StrIter<'_, 'a> {
-        self.wseat.iter(&self.tape.0)
+        self.wseat.iter(self.tape.nodes())
     }
 
     /// `bseat`: buyer seats blocked from bidding.
     pub fn bseat(&self) -> StrIter<'_, 'a> {
-        self.bseat.iter(&self.tape.0)
+        self.bseat.iter(self.tape.nodes())
     }
 
     /// The deals of an impression, in request order.
     pub fn deals(&self, imp: &Imp<'a>) -> impl Iterator<Item = Deal<'a>> + '_ {
-        let nodes = &self.tape.0;
+        let nodes = self.tape.nodes();
         let imp_currency = imp.bidfloorcur;
         let array = imp.deals.array_index as usize;
         let items = if imp.deals.is_present() {
@@ -279,7 +271,7 @@ impl<'a> BidRequest<'a> {
 
     /// A deal's `wseat` (empty: any seat).
     pub fn deal_wseat(&self, deal: &Deal<'a>) -> StrIter<'_, 'a> {
-        deal.wseat.iter(&self.tape.0)
+        deal.wseat.iter(self.tape.nodes())
     }
 
     /// Whether a `w` x `h` banner creative fits the impression's banner: its `w`/`h` or one
@@ -289,7 +281,7 @@ impl<'a> BidRequest<'a> {
         if imp.banner == 0 {
             return None;
         }
-        crate::creative::banner_accepts(&self.tape.0, imp.banner as usize, w, h)
+        crate::creative::banner_accepts(self.tape.nodes(), imp.banner as usize, w, h)
     }
 
     /// Index of the impression with this id.
@@ -298,7 +290,7 @@ impl<'a> BidRequest<'a> {
     }
 
     fn fill(&mut self) -> Result<(), RequestError> {
-        let nodes: &[Node<'a>] = &self.tape.0;
+        let nodes: &[Node<'a>] = self.tape.nodes();
         if !is_object(nodes, 0) {
             return Err(RequestError::new(FieldPath::top(""), Rule::NotAnObject));
         }
@@ -738,7 +730,7 @@ pub(crate) fn locate_top_level_key(raw: &[u8], structurals: &[u32], key: &[u8]) 
 /// How many tape nodes a request used: exposed for tests of the skipping logic.
 #[cfg(test)]
 pub(crate) fn value_span(request: &BidRequest<'_>, index: usize) -> usize {
-    crate::json::span(&request.tape.0, index)
+    crate::json::span(request.tape.nodes(), index)
 }
 
 #[cfg(test)]
@@ -780,7 +772,7 @@ mod tests {
                 object_empty: false
             }
         );
-        assert_eq!(value_span(&r, 0), r.tape.0.len());
+        assert_eq!(value_span(&r, 0), r.tape.nodes().len());
     }
 
     #[test]
@@ -976,8 +968,7 @@ mod tests {
             panic!("{:?}", r.tmax_site)
         };
         assert_eq!(&raw[start as usize..end as usize], b"120");
-        let tape = r.release();
-        doc.reuse(tape);
+        drop(r);
         let raw = br#"{"id":"a","t\u006dax":120,"imp":[{"id":"1","banner":{}}]}"#;
         let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
         assert_eq!(r.tmax_ms, Some(120));
@@ -985,15 +976,18 @@ mod tests {
     }
 
     #[test]
-    fn the_tape_is_reused_after_release() {
+    fn the_tape_goes_back_to_its_document_when_the_view_is_dropped() {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
         let raw = format!(r#"{{"id":"r1","imp":[{IMP}]}}"#);
         let r = BidRequest::decode(raw.as_bytes(), &mut doc, &mut decoder).unwrap();
-        let tape = r.release();
-        let capacity = tape.0 .0.capacity();
-        doc.reuse(tape);
-        assert_eq!(doc.spare_tape.0.capacity(), capacity);
-        assert!(capacity > 0);
+        let used = r.tape.nodes().len();
+        assert!(used > 0);
+        drop(r);
+        assert!(doc.spare_tape.0.is_empty());
+        assert!(doc.spare_tape.0.capacity() >= used);
+        // A failed decode gives it back too.
+        assert!(BidRequest::decode(b"{\"id\":1}", &mut doc, &mut decoder).is_err());
+        assert!(doc.spare_tape.0.capacity() >= used);
     }
 }

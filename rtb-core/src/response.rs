@@ -6,13 +6,13 @@
 //! [`ResponseError`]. A malformed *bid* (price as a string, `impid` missing...) does not spoil
 //! its neighbours: the bid carries a [`BidDefect`] and the auction rejects it with a reason.
 
-use simd_json::{Node, Tape};
+use simd_json::Node;
 use smallvec::SmallVec;
 
 use crate::error::ResponseError;
 use crate::json::{
     array_items, as_f64, as_i64, as_str, is_array, is_null, is_object, object_entries, str_list,
-    Decoder, Document, ReleasedTape, StrIter, StrListRef,
+    Decoder, Document, StrIter, StrListRef, TapeLoan,
 };
 use crate::request::DEFAULT_CURRENCY;
 
@@ -77,9 +77,9 @@ pub struct Bid<'a> {
     cat: StrListRef,
 }
 
-/// A decoded bid response. Owns its tape; borrows its strings from the [`Document`].
+/// A decoded bid response. Borrows its tape and its strings from the [`Document`]; dropping it gives the tape back.
 pub struct BidResponse<'a> {
-    tape: Tape<'a>,
+    tape: TapeLoan<'a>,
     /// `id`: must echo the request's id.
     pub id: &'a str,
     /// `cur` (USD when absent).
@@ -132,30 +132,23 @@ impl<'a> BidResponse<'a> {
                 }
                 Ok(response)
             }
-            Err(error) => {
-                *parsed.spare_slot = response.release().0;
-                Err(error)
-            }
+            // Dropping the view gives the tape back to the document.
+            Err(error) => Err(error),
         }
-    }
-
-    /// Gives the tape back for reuse by the next decode into the same [`Document`].
-    pub fn release(self) -> ReleasedTape {
-        ReleasedTape(self.tape.reset())
     }
 
     /// A bid's `adomain` list.
     pub fn adomain(&self, bid: &Bid<'a>) -> StrIter<'_, 'a> {
-        bid.adomain.iter(&self.tape.0)
+        bid.adomain.iter(self.tape.nodes())
     }
 
     /// A bid's `cat` list.
     pub fn cat(&self, bid: &Bid<'a>) -> StrIter<'_, 'a> {
-        bid.cat.iter(&self.tape.0)
+        bid.cat.iter(self.tape.nodes())
     }
 
     fn fill(&mut self) -> Result<(), ResponseError> {
-        let nodes: &[Node<'a>] = &self.tape.0;
+        let nodes: &[Node<'a>] = self.tape.nodes();
         if !is_object(nodes, 0) {
             return Err(ResponseError::Shape("(root)"));
         }

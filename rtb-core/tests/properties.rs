@@ -3,8 +3,6 @@
 //! impression, the winner is a highest valid bid, same input gives the same outcome).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 use rtb_core::auction::{Auction, AuctionConfig};
 use rtb_core::json::{Decoder, Document};
@@ -17,21 +15,12 @@ const BUILT_IN: &[&str] = &[
     r#"{"id":"r","seatbid":[{"seat":"s","bid":[{"id":"1","impid":"1","price":1.5,"adm":"<b>\"x\"</b>","adomain":["a.com"],"dealid":"d"}]}]}"#,
 ];
 
+/// The built-in inputs plus every shared sample (the samples are required under `CI=true`;
+/// elsewhere their absence leaves the built-in corpus only, with a message).
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/openrtb-samples");
     let mut out: Vec<Vec<u8>> = BUILT_IN.iter().map(|s| s.as_bytes().to_vec()).collect();
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => {
-            for entry in entries.flatten() {
-                if entry.path().extension().is_some_and(|e| e == "json") {
-                    out.push(std::fs::read(entry.path()).unwrap());
-                }
-            }
-        }
-        Err(_) => eprintln!(
-            "SKIP samples: {} is absent; built-in corpus only",
-            dir.display()
-        ),
+    if let Some(samples) = test_support::ci::samples_named("property corpus", "") {
+        out.extend(samples.into_iter().map(|(_, bytes)| bytes));
     }
     out
 }
@@ -179,9 +168,9 @@ proptest! {
             .zip(docs.iter_mut())
             .map(|(raw, doc)| BidResponse::decode(raw.as_bytes(), doc, &mut decoder).unwrap())
             .collect();
-        let refs: Vec<&BidResponse<'_>> = responses.iter().collect();
+        let refs = &responses;
         let mut auction = Auction::new(AuctionConfig::default());
-        let first = auction.run(&request, &refs);
+        let first = auction.run(&request, refs);
         let winners = first.winners.clone();
         let rejections = first.rejections.clone();
 
@@ -204,7 +193,7 @@ proptest! {
                 }
             }
         }
-        let again = auction.run(&request, &refs);
+        let again = auction.run(&request, refs);
         prop_assert_eq!(&again.winners, &winners, "deterministic");
         prop_assert_eq!(&again.rejections, &rejections, "deterministic");
     }

@@ -1,9 +1,8 @@
 //! rtb-core against the real OpenRTB samples in `../shared/openrtb-samples` (read at test time,
-//! never copied into the repo; skipped with a message when the folder is absent), and the
+//! never copied into the repo; skipped with a message when the folder is absent, a failure
+//! under `CI=true`), and the
 //! exchange's encoded answers against the OpenRTB 2.5 response JSON Schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::PathBuf;
 
 use rtb_core::auction::{Auction, AuctionConfig};
 use rtb_core::encode::encode_bid_response;
@@ -13,42 +12,24 @@ use rtb_core::response::BidResponse;
 use rtb_core::splice::splice_tmax;
 use serde_json::Value;
 
-fn shared_dir(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: {} is absent", dir.display());
-        None
-    }
-}
-
-/// `(file stem, bytes)` of the samples whose name contains `kind` (`-req-` or `-resp-`).
-fn samples(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let Some(dir) = shared_dir("openrtb-samples") else {
+/// `(file stem, bytes)` of the samples whose name contains `kind` (`-req-` or `-resp-`);
+/// empty when the samples are absent (outside CI: under `CI=true` that fails `test`).
+fn samples(test: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
+    let Some(named) = test_support::ci::samples_named(test, kind) else {
         return Vec::new();
     };
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && p.file_name().unwrap().to_string_lossy().contains(kind)
-        })
-        .map(|p| {
-            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-            (stem, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
+    named
+        .into_iter()
+        .map(|(name, bytes)| (name.trim_end_matches(".json").to_string(), bytes))
+        .collect()
 }
 
 #[test]
 fn every_request_sample_decodes_and_validates_like_serde_json_reads_it() {
-    let requests = samples("-req-");
+    let requests = samples(
+        "every_request_sample_decodes_and_validates_like_serde_json_reads_it",
+        "-req-",
+    );
     if requests.is_empty() {
         return;
     }
@@ -82,14 +63,13 @@ fn every_request_sample_decodes_and_validates_like_serde_json_reads_it() {
         );
         let bcat = reference["bcat"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(request.bcat().count(), bcat, "{name}");
-        let tape = request.release();
-        doc.reuse(tape);
+        drop(request);
     }
 }
 
 #[test]
 fn every_response_sample_decodes_with_all_its_bids() {
-    let responses = samples("-resp-");
+    let responses = samples("every_response_sample_decodes_with_all_its_bids", "-resp-");
     if responses.is_empty() {
         return;
     }
@@ -113,14 +93,13 @@ fn every_response_sample_decodes_with_all_its_bids() {
             assert_eq!(bid.nurl, expected["nurl"].as_str(), "{name}");
             assert_eq!(bid.defect, None, "{name}");
         }
-        let tape = response.release();
-        doc.reuse(tape);
+        drop(response);
     }
 }
 
 #[test]
 fn tmax_splice_round_trips_on_every_request_sample() {
-    let requests = samples("-req-");
+    let requests = samples("tmax_splice_round_trips_on_every_request_sample", "-req-");
     let mut decoder = Decoder::new();
     let mut doc = Document::default();
     let mut spliced_doc = Document::default();
@@ -134,9 +113,7 @@ fn tmax_splice_round_trips_on_every_request_sample() {
                 .unwrap_or_else(|e| panic!("{name}: spliced body does not decode: {e}"));
             assert_eq!(again.tmax_ms, Some(tmax), "{name}");
             assert_eq!(again.id, request.id, "{name}");
-            let tape = (again.release(), request.release());
-            spliced_doc.reuse(tape.0);
-            doc.reuse(tape.1);
+            drop((again, request));
             let mut expected: Value = serde_json::from_slice(raw).unwrap();
             expected["tmax"] = Value::from(tmax);
             let got: Value = serde_json::from_slice(&spliced).unwrap();
@@ -192,8 +169,14 @@ fn bidding_response(request: &Value, seat: &str, premium: f64) -> String {
 
 #[test]
 fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
-    let requests = samples("-req-");
-    let Some(schema_dir) = shared_dir("openrtb-schema") else {
+    let requests = samples(
+        "encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema",
+        "-req-",
+    );
+    let Some(schema_dir) = test_support::ci::shared_or_skip(
+        "encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema",
+        "openrtb-schema",
+    ) else {
         return;
     };
     let mut schema: Value = serde_json::from_slice(
@@ -222,7 +205,8 @@ fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
         let [doc_a, doc_b] = &mut docs;
         let a = BidResponse::decode(answers[0].as_bytes(), doc_a, &mut decoder).unwrap();
         let b = BidResponse::decode(answers[1].as_bytes(), doc_b, &mut decoder).unwrap();
-        let outcome = auction.run(&request, &[&a, &b]);
+        let both = [a, b];
+        let outcome = auction.run(&request, &both);
         assert_eq!(
             outcome.winners.len(),
             request.imps.len(),
@@ -231,7 +215,7 @@ fn encoded_answers_parse_and_satisfy_the_openrtb_25_response_schema() {
         );
         assert!(encode_bid_response(
             &request,
-            &[&a, &b],
+            &both,
             outcome,
             Some("x"),
             &mut out

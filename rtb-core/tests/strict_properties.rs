@@ -573,7 +573,7 @@ fn strict(json: &[u8]) -> Result<(), String> {
     let mut decoder = Decoder::new();
     let mut doc = Document::default();
     BidRequest::decode_with(json, &mut doc, &mut decoder, ValidationMode::Strict)
-        .map(|r| drop(r.release()))
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 

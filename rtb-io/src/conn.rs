@@ -8,6 +8,7 @@ use std::{
     cell::{Cell, RefCell},
     io,
     panic::AssertUnwindSafe,
+    pin::Pin,
     rc::Rc,
     sync::Arc,
     time::Instant,
@@ -118,7 +119,35 @@ enum Next {
     Close,
 }
 
+/// What reading the next request produced.
+// Boxing the request would allocate per request; the value is matched at once.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    /// A whole request, with what the answer must respect.
+    Request(Request, AnswerRules),
+    /// A whole request refused without calling the handler; the connection stays in step.
+    Refused(Response, AnswerRules),
+    /// Nothing more on this connection (closed, idle, rejected and answered already).
+    Close,
+}
+
+/// How the answer to a request is written.
+#[derive(Debug, Clone, Copy)]
+struct AnswerRules {
+    /// HEAD: headers only.
+    is_head: bool,
+    /// The client asked to close after this answer.
+    close: bool,
+    /// The client accepts a gzipped answer.
+    gzip: bool,
+}
+
 /// Serves one accepted connection until it closes.
+///
+/// The handler's future for a request is kept in one box per connection, reused for every
+/// request on it (`Pin::set`): the connection's own future stays small (an idle connection
+/// costs its buffers, not the handler's state), and a busy connection allocates its handler's
+/// state once, not per request.
 pub(crate) async fn serve_conn<H: Handler>(
     mut stream: TcpStream,
     handler: Rc<H>,
@@ -129,307 +158,106 @@ pub(crate) async fn serve_conn<H: Handler>(
     // Allocated at the first response, not at accept: an idle connection (slowloris, or one of
     // thousands a client opens and never uses) costs only its read buffer.
     let mut wbuf = Vec::new();
+    // The handler's future, boxed once and reused (its type is only known by inference).
+    let mut running = None;
     let mut first = true;
     loop {
-        match serve_one(
+        let read = read_request(&mut stream, &mut rbuf, &mut wbuf, &shared, first).await;
+        let (req, rules) = match read {
+            Ok(Read::Request(req, rules)) => (req, rules),
+            Ok(Read::Refused(resp, rules)) => {
+                first = false;
+                match respond(&mut stream, &rbuf, &mut wbuf, &shared, resp, rules, false).await {
+                    Ok(Next::Continue) => continue,
+                    Ok(Next::Close) => return,
+                    Err(error) => return connection_error(&shared, &error),
+                }
+            }
+            Ok(Read::Close) => return,
+            Err(error) => return connection_error(&shared, &error),
+        };
+        first = false;
+        let future = handler.handle(req, &ctx);
+        let future = reuse_box(&mut running, future);
+        // A bug in one handler call must not take the worker (its listener, every connection
+        // on it) down: answer 500, close this connection, keep serving. Free unless a panic
+        // happens.
+        let (resp, panicked) = match AssertUnwindSafe(future.as_mut()).catch_unwind().await {
+            Ok(resp) => (resp, false),
+            Err(_) => (handler_panicked(&shared), true),
+        };
+        match respond(
             &mut stream,
-            &mut rbuf,
+            &rbuf,
             &mut wbuf,
-            &*handler,
-            &ctx,
             &shared,
-            first,
+            resp,
+            rules,
+            panicked,
         )
         .await
         {
-            Ok(Next::Continue) => first = false,
+            Ok(Next::Continue) => {}
             Ok(Next::Close) => return,
-            Err(error) => {
-                tracing::debug!(%error, "connection error");
-                shared.stats.io_errors.incr();
-                return;
-            }
+            Err(error) => return connection_error(&shared, &error),
         }
     }
 }
 
-/// What a step of reading a request produced: the part read, or how the connection goes on
-/// (it was answered already, or the peer went away).
-enum Step<T> {
-    Got(T),
-    Done(Next),
-}
-
-/// Turns a step's `Done` into an early return of `serve_one`.
-macro_rules! got {
-    ($step:expr) => {
-        match $step? {
-            Step::Got(value) => value,
-            Step::Done(next) => return Ok(next),
+/// Puts `future` in the slot's box (allocated on first use, reused after) and returns it.
+fn reuse_box<F>(slot: &mut Option<Pin<Box<F>>>, future: F) -> &mut Pin<Box<F>> {
+    match slot {
+        Some(boxed) => {
+            boxed.set(future);
+            boxed
         }
-    };
+        None => slot.insert(Box::pin(future)),
+    }
 }
 
-async fn serve_one<H: Handler>(
+fn connection_error(shared: &ConnShared, error: &io::Error) {
+    tracing::debug!(%error, "connection error");
+    shared.stats.io_errors.incr();
+}
+
+fn handler_panicked(shared: &ConnShared) -> Response {
+    shared.stats.handler_panics.incr();
+    tracing::error!("request handler panicked; answered 500 and closed the connection");
+    let body = Bytes::from_static(br#"{"error":"internal error"}"#);
+    Response::json(StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+/// Writes the handler's answer; says whether the connection goes on.
+async fn respond(
     stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
+    rbuf: &BytesMut,
     wbuf: &mut Vec<u8>,
-    handler: &H,
-    ctx: &WorkerCtx,
     shared: &ConnShared,
-    first: bool,
+    resp: Response,
+    rules: AnswerRules,
+    panicked: bool,
 ) -> io::Result<Next> {
-    if rbuf.is_empty() {
-        got!(wait_for_request(stream, rbuf, shared, first).await);
-    }
-    let arrival = Instant::now();
-    let head = got!(read_head(stream, rbuf, wbuf, shared).await);
-    let head_bytes = rbuf.split_to(head.len).freeze();
-    let body = got!(read_body(stream, rbuf, wbuf, shared, &head).await);
-    // While draining, requests a client already pipelined behind this one were accepted too:
-    // answer them before closing, and say `connection: close` on the last one.
-    let closing =
-        |panicked: bool| head.close || panicked || (shared.draining.get() && rbuf.is_empty());
-    if head.unsupported_encoding {
-        // The body was read whole, so the connection is still in step: refuse, keep it.
-        shared.stats.rejected_unsupported_encoding.incr();
-        let resp = error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported content-encoding",
-        );
-        let close = closing(false);
-        answer(stream, wbuf, shared, &resp, AnswerAs::plain(close)).await?;
-        return Ok(if close { Next::Close } else { Next::Continue });
-    }
-    let answer_as = AnswerAs {
-        head_only: head.method == Method::HEAD,
-        close: false,
-        gzip: head.accepts_gzip,
-    };
-    let req = Request::from_parts(
-        head.method,
-        head.version_minor,
-        head_bytes,
-        head.path,
-        head.headers,
-        body,
-        arrival,
-    );
-    shared.stats.requests_handled.incr();
-    let (resp, panicked) = call_handler(handler, req, ctx, shared).await;
     if resp.is_abort() {
         return Ok(Next::Close);
     }
-    let close = closing(panicked);
-    answer(stream, wbuf, shared, &resp, AnswerAs { close, ..answer_as }).await?;
-    Ok(if close { Next::Close } else { Next::Continue })
-}
-
-/// Waits, idle, for the first bytes of the next request.
-async fn wait_for_request(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    shared: &ConnShared,
-    first: bool,
-) -> io::Result<Step<()>> {
-    if shared.draining.get() && !first {
-        shared.stats.connections_idle_closed.incr();
-        return Ok(Step::Done(Next::Close));
-    }
-    let idle_deadline = MonoInstant::now() + shared.limits.idle_keepalive_timeout;
-    // A new connection's first request is not cancelled at shutdown: it was accepted, so it
-    // is served. Idle keep-alive waits are.
-    let read = if first {
-        timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-    } else {
-        let cancel = shared.idle_cancel.clone();
-        timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
-    };
-    match read {
-        Err(_elapsed) => {
-            shared.stats.connections_idle_closed.incr();
-            Ok(Step::Done(Next::Close))
-        }
-        Ok(Ok(0)) => Ok(Step::Done(Next::Close)),
-        Ok(Ok(_)) => Ok(Step::Got(())),
-        Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
-            shared.stats.connections_idle_closed.incr();
-            Ok(Step::Done(Next::Close))
-        }
-        Ok(Err(e)) => Err(e),
-    }
-}
-
-/// Reads until a whole head is in `rbuf`, within the header timeout.
-async fn read_head(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    wbuf: &mut Vec<u8>,
-    shared: &ConnShared,
-) -> io::Result<Step<ParsedHead>> {
-    let head_deadline = MonoInstant::now() + shared.limits.header_read_timeout;
-    loop {
-        match parse_request_head(rbuf, &shared.limits) {
-            Ok(Some(head)) => return Ok(Step::Got(head)),
-            Ok(None) => {}
-            Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
-        }
-        match timeout_at(head_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
-            Err(_elapsed) => {
-                return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-            }
-            Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-}
-
-/// Reads the body `head` announces, within the body timeout, de-chunked and un-gzipped.
-async fn read_body(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    wbuf: &mut Vec<u8>,
-    shared: &ConnShared,
-    head: &ParsedHead,
-) -> io::Result<Step<Bytes>> {
-    let limits = &shared.limits;
-    let body_deadline = MonoInstant::now() + limits.body_read_timeout;
-    if head.expect_continue && head.framing != Framing::Empty && rbuf.is_empty() {
-        wbuf.clear();
-        wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let (res, buf) = stream.write_all(std::mem::take(wbuf)).await;
-        *wbuf = buf;
-        res?;
-    }
-    let body = match head.framing {
-        Framing::Empty => Bytes::new(),
-        Framing::Length(n) => {
-            while rbuf.len() < n {
-                let want = n - rbuf.len();
-                match timeout_at(body_deadline, read_more(stream, rbuf, want)).await {
-                    Err(_elapsed) => {
-                        return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-                    }
-                    Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            rbuf.split_to(n).freeze()
-        }
-        Framing::Chunked => match read_chunked(stream, rbuf, wbuf, shared, body_deadline).await? {
-            Step::Got(body) => body,
-            done => return Ok(done),
-        },
-    };
-    if head.gzip && !body.is_empty() {
-        return match gunzip_limited(&body, limits.decompressed_bytes_max) {
-            Ok(plain) => Ok(Step::Got(Bytes::from(plain))),
-            Err(e) => reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await,
-        };
-    }
-    Ok(Step::Got(body))
-}
-
-/// Reads and decodes a chunked body.
-async fn read_chunked(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    wbuf: &mut Vec<u8>,
-    shared: &ConnShared,
-    body_deadline: MonoInstant,
-) -> io::Result<Step<Bytes>> {
-    let mut decoder = ChunkedDecoder::new(shared.limits.body_bytes_max);
-    let mut out = BytesMut::new();
-    loop {
-        match decoder.decode(rbuf, &mut out) {
-            Ok(true) => return Ok(Step::Got(out.freeze())),
-            Ok(false) => {}
-            Err(e) => return reject_and_close(stream, rbuf, wbuf, shared, body_reject(e)).await,
-        }
-        match timeout_at(body_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
-            Err(_elapsed) => {
-                return reject_and_close(stream, rbuf, wbuf, shared, Reject::Timeout).await
-            }
-            Ok(Ok(0)) => return Ok(Step::Done(Next::Close)),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-}
-
-/// Calls the handler. A bug in one handler call must not take the worker (its listener, every
-/// connection on it) down: a panic is answered 500 and closes this connection (the `bool`),
-/// and the worker keeps serving. Free unless a panic happens.
-async fn call_handler<H: Handler>(
-    handler: &H,
-    req: Request,
-    ctx: &WorkerCtx,
-    shared: &ConnShared,
-) -> (Response, bool) {
-    match AssertUnwindSafe(handler.handle(req, ctx))
-        .catch_unwind()
-        .await
-    {
-        Ok(resp) => (resp, false),
-        Err(_) => {
-            shared.stats.handler_panics.incr();
-            tracing::error!("request handler panicked; answered 500 and closed the connection");
-            let body = Bytes::from_static(br#"{"error":"internal error"}"#);
-            (
-                Response::json(StatusCode::INTERNAL_SERVER_ERROR, body),
-                true,
-            )
-        }
-    }
-}
-
-/// How one answer goes out.
-#[derive(Debug, Clone, Copy)]
-struct AnswerAs {
-    /// A HEAD request: the head only.
-    head_only: bool,
-    /// Say `connection: close` (the caller closes after writing).
-    close: bool,
-    /// The client accepts gzip.
-    gzip: bool,
-}
-
-impl AnswerAs {
-    fn plain(close: bool) -> Self {
-        Self {
-            head_only: false,
-            close,
-            gzip: false,
-        }
-    }
-}
-
-/// Writes `resp`, its body gzipped when the client accepts it and the body is worth it (see
-/// [`crate::gzip`]): compressed with the worker's encoder, which stays borrowed only until the
-/// bytes are in the write buffer.
-async fn answer(
-    stream: &mut TcpStream,
-    wbuf: &mut Vec<u8>,
-    shared: &ConnShared,
-    resp: &Response,
-    how: AnswerAs,
-) -> io::Result<()> {
+    // While draining, requests a client already pipelined behind this one were accepted too:
+    // answer them before closing, and say `connection: close` on the last one.
+    let close = rules.close || panicked || (shared.draining.get() && rbuf.is_empty());
     wbuf.clear();
     wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
-    let compressible = !how.head_only
+    let compressible = !rules.is_head
         && gzip::worth_gzipping(resp.body.len())
         && resp.headers.get(http::header::CONTENT_ENCODING).is_none();
-    if !(compressible && how.gzip && encode_gzipped(wbuf, shared, resp, how.close)) {
+    if !(compressible && rules.gzip && encode_gzipped(wbuf, shared, &resp, close)) {
         let coding = if compressible {
             Coding::IdentityVaries
         } else {
             Coding::Identity
         };
-        encode_response_with(wbuf, resp, coding, how.head_only, how.close);
+        encode_response_with(wbuf, &resp, coding, rules.is_head, close);
     }
-    write_response(stream, wbuf, &shared.limits).await
+    write_response(stream, wbuf, &shared.limits).await?;
+    Ok(if close { Next::Close } else { Next::Continue })
 }
 
 /// Encodes `resp` with its body gzipped into `wbuf`; false (nothing written) when gzip does
@@ -457,6 +285,187 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     Response::json(status, body)
 }
 
+/// Waits for the next request on the connection (bounded by the idle timeout, cancelled at
+/// shutdown unless it is the connection's first), then reads its head and body.
+async fn read_request(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    wbuf: &mut Vec<u8>,
+    shared: &ConnShared,
+    first: bool,
+) -> io::Result<Read> {
+    if rbuf.is_empty() && !wait_for_request(stream, rbuf, shared, first).await? {
+        return Ok(Read::Close);
+    }
+    let arrival = Instant::now();
+    let head = match read_head(stream, rbuf, &shared.limits).await? {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(Read::Close),
+        Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
+    };
+    let head_bytes = rbuf.split_to(head.len).freeze();
+    if head.expect_continue && head.framing != Framing::Empty && rbuf.is_empty() {
+        wbuf.clear();
+        wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let (res, buf) = stream.write_all(std::mem::take(wbuf)).await;
+        *wbuf = buf;
+        res?;
+    }
+    let body = match read_body(stream, rbuf, &shared.limits, head.framing, head.gzip).await? {
+        Ok(Some(body)) => body,
+        Ok(None) => return Ok(Read::Close),
+        Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
+    };
+    if head.unsupported_encoding {
+        // The body was read whole, so the connection is still in step: refuse, keep it.
+        shared.stats.rejected_unsupported_encoding.incr();
+        let refusal = error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported content-encoding",
+        );
+        let rules = AnswerRules {
+            is_head: false,
+            close: head.close,
+            gzip: false,
+        };
+        return Ok(Read::Refused(refusal, rules));
+    }
+    let rules = AnswerRules {
+        is_head: head.method == Method::HEAD,
+        close: head.close,
+        gzip: head.accepts_gzip,
+    };
+    let req = Request::from_parts(
+        head.method,
+        head.version_minor,
+        head_bytes,
+        head.path,
+        head.headers,
+        body,
+        arrival,
+    );
+    shared.stats.requests_handled.incr();
+    Ok(Read::Request(req, rules))
+}
+
+/// Waits for a request's first bytes; false when the connection should close instead (peer
+/// closed, idle timeout, shutdown).
+async fn wait_for_request(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    shared: &ConnShared,
+    first: bool,
+) -> io::Result<bool> {
+    if shared.draining.get() && !first {
+        shared.stats.connections_idle_closed.incr();
+        return Ok(false);
+    }
+    let idle_deadline = MonoInstant::now() + shared.limits.idle_keepalive_timeout;
+    // A new connection's first request is not cancelled at shutdown: it was accepted, so it
+    // is served. Idle keep-alive waits are.
+    let read = if first {
+        timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
+    } else {
+        let cancel = shared.idle_cancel.clone();
+        timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
+    };
+    match read {
+        Err(_elapsed) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(false)
+        }
+        Ok(Ok(0)) => Ok(false),
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            shared.stats.connections_idle_closed.incr();
+            Ok(false)
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// Reads until a whole head parses. `Ok(None)`: the peer closed; `Err(reject)`: answer it.
+async fn read_head(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+) -> io::Result<Result<Option<ParsedHead>, Reject>> {
+    let head_deadline = MonoInstant::now() + limits.header_read_timeout;
+    loop {
+        match parse_request_head(rbuf, limits) {
+            Ok(Some(head)) => return Ok(Ok(Some(head))),
+            Ok(None) => {}
+            Err(reject) => return Ok(Err(reject)),
+        }
+        match timeout_at(head_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
+            Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+            Ok(Ok(0)) => return Ok(Ok(None)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Reads the body as framed, then gunzips it when asked. `Ok(None)`: the peer closed.
+async fn read_body(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+    framing: Framing,
+    gzip: bool,
+) -> io::Result<Result<Option<Bytes>, Reject>> {
+    let deadline = MonoInstant::now() + limits.body_read_timeout;
+    let body = match framing {
+        Framing::Empty => Bytes::new(),
+        Framing::Length(n) => {
+            while rbuf.len() < n {
+                let want = n - rbuf.len();
+                match timeout_at(deadline, read_more(stream, rbuf, want)).await {
+                    Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+                    Ok(Ok(0)) => return Ok(Ok(None)),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            rbuf.split_to(n).freeze()
+        }
+        Framing::Chunked => match read_chunked(stream, rbuf, limits, deadline).await? {
+            Ok(Some(body)) => body,
+            other => return Ok(other),
+        },
+    };
+    if !gzip || body.is_empty() {
+        return Ok(Ok(Some(body)));
+    }
+    Ok(match gunzip_limited(&body, limits.decompressed_bytes_max) {
+        Ok(plain) => Ok(Some(Bytes::from(plain))),
+        Err(e) => Err(body_reject(e)),
+    })
+}
+
+async fn read_chunked(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    limits: &ServerLimits,
+    deadline: MonoInstant,
+) -> io::Result<Result<Option<Bytes>, Reject>> {
+    let mut decoder = ChunkedDecoder::new(limits.body_bytes_max);
+    let mut out = BytesMut::new();
+    loop {
+        match decoder.decode(rbuf, &mut out) {
+            Ok(true) => return Ok(Ok(Some(out.freeze()))),
+            Ok(false) => {}
+            Err(e) => return Ok(Err(body_reject(e))),
+        }
+        match timeout_at(deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await {
+            Err(_elapsed) => return Ok(Err(Reject::Timeout)),
+            Ok(Ok(0)) => return Ok(Ok(None)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
 fn body_reject(e: BodyError) -> Reject {
     match e {
         BodyError::TooLarge => Reject::BodyTooLarge,
@@ -480,13 +489,13 @@ async fn write_response(
 }
 
 /// Writes the error response for `reject`, then closes gracefully.
-async fn reject_and_close<T>(
+async fn reject_and_close(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
     reject: Reject,
-) -> io::Result<Step<T>> {
+) -> io::Result<Read> {
     reject.count(&shared.stats);
     tracing::debug!(
         status = reject.status().as_u16(),
@@ -498,7 +507,7 @@ async fn reject_and_close<T>(
     encode_response(wbuf, &resp, false, true);
     write_response(stream, wbuf, &shared.limits).await?;
     lingering_close(stream, rbuf).await;
-    Ok(Step::Done(Next::Close))
+    Ok(Read::Close)
 }
 
 /// Half-closes, then discards what the client is still sending for a bounded time, so the

@@ -113,6 +113,9 @@ pub struct Response {
     pub content_type: Option<&'static str>,
     /// Other headers. Empty maps do not allocate.
     pub headers: HeaderMap,
+    /// Header lines known at compile time, pre-encoded (each `name: value\r\n`): written as
+    /// they are, so a response that needs one allocates no `HeaderMap`.
+    pub static_headers: &'static [u8],
     /// Body.
     pub body: Bytes,
     /// Close the connection without writing this response (see [`Response::abort`]).
@@ -141,6 +144,7 @@ impl Response {
             content_type: None,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            static_headers: b"",
             abort: false,
         }
     }
@@ -156,6 +160,7 @@ impl Response {
             content_type: Some(content_type),
             headers: HeaderMap::new(),
             body: body.into(),
+            static_headers: b"",
             abort: false,
         }
     }
@@ -163,6 +168,13 @@ impl Response {
     /// A JSON response.
     pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
         Self::with_body(status, "application/json", body)
+    }
+
+    /// The same response with pre-encoded header lines (see [`Response::static_headers`]).
+    pub fn with_static_headers(mut self, lines: &'static [u8]) -> Self {
+        debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+        self.static_headers = lines;
+        self
     }
 }
 
@@ -215,6 +227,7 @@ pub(crate) fn encode_response_with(
         out.extend_from_slice(content_type.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(resp.static_headers);
     for (name, value) in &resp.headers {
         if name == http::header::CONTENT_LENGTH
             || name == http::header::CONNECTION

@@ -2,33 +2,40 @@
 //!
 //! - [`server`]: one pinned worker thread per core, each with its own runtime
 //!   ([`driver`]: io_uring with COOP_TASKRUN, epoll fallback) and `SO_REUSEPORT` listener.
+//! - [`bodies`]: response bodies cut from reused per-worker buffers ([`BodyPool`]).
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
 //! - [`gzip`]: `Accept-Encoding` negotiation and the per-worker gzip encoder for answers.
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
-//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded [`fan_out`].
+//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
+//! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
+pub mod bodies;
 pub mod body;
 pub mod broadcast;
 pub mod client;
 mod conn;
 pub mod driver;
+pub mod fanout;
 pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;
+mod pinned;
 pub mod server;
 pub mod shutdown;
 
+pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
 pub use client::{
-    encode_headers, fan_out, resolve_blocking, CallError, ClientConfig, ClientRequest,
-    ClientResponse, Upstream,
+    encode_headers, resolve_blocking, CallError, ClientConfig, ClientRequest, ClientResponse,
+    Completed, RequestParts, Upstream,
 };
 pub use driver::{ActiveDriver, DriverKind};
+pub use fanout::{fan_out, Answer, FanOutCall};
 pub use http::{Handler, Request, Response, WorkerCtx, WorkerInfo};
 pub use limits::{ServerLimits, ServerStats, WorkerStats};
 pub use server::{Server, ServerConfig};

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Wait for in-flight requests at shutdown before giving up on them.
     pub shutdown_grace: Duration,
+    /// Worker threads are named `{thread_name}-{index}` (at most 15 bytes show in `top`/`perf`),
+    /// so two servers in one process can be told apart.
+    pub thread_name: &'static str,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             uring_entries: URING_ENTRIES_DEFAULT,
             limits: ServerLimits::default(),
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            thread_name: "rtb-worker",
         }
     }
 }
@@ -123,7 +127,7 @@ impl Server {
             let ready_tx = ready_tx.clone();
             let config = config.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("rtb-worker-{index}"))
+                .name(format!("{}-{index}", config.thread_name))
                 .spawn(move || {
                     let pinned = core.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
                     let (mut rt, driver) = match build_runtime(config.driver, config.uring_entries)

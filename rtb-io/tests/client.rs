@@ -3,16 +3,11 @@
 //! again with `MONOIO_FORCE_LEGACY_DRIVER=1` for epoll.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     rc::Rc,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::atomic::Ordering,
     thread,
     time::{Duration, Instant},
 };
@@ -21,7 +16,13 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use rtb_io::{
     driver::{block_on, driver_from_env},
-    fan_out, CallError, ClientConfig, ClientRequest, Upstream,
+    fan_out, CallError, ClientConfig, ClientRequest, FanOutCall, RequestParts, Upstream,
+};
+use test_support::{
+    fake::{reset, FakeServer},
+    http::read_request,
+    procfs::open_fds,
+    wire::chunked,
 };
 
 /// Slack over a deadline that a loaded 2-core CI machine may add to a timer wake-up.
@@ -45,45 +46,10 @@ enum Mode {
     NoContentClose,
 }
 
-struct TestUpstream {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-}
-
-/// Reads one request (head and Content-Length body). None on EOF.
-fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let mut chunk = [0u8; 8192];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
-            let len = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map_or(0, |h| {
-                    std::str::from_utf8(h.value)
-                        .unwrap()
-                        .parse::<usize>()
-                        .unwrap()
-                });
-            if buf.len() >= n + len {
-                let body = buf[n..n + len].to_vec();
-                buf.drain(..n + len);
-                return Some(body);
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-        }
-    }
-}
-
 fn serve(mut s: TcpStream, mode: Mode) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = Vec::new();
-    while let Some(body) = read_request(&mut s, &mut buf) {
+    while let Some(body) = read_request(&mut s, &mut buf).map(|r| r.body) {
         let ok = match mode {
             Mode::Ok => {
                 let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
@@ -92,16 +58,9 @@ fn serve(mut s: TcpStream, mode: Mode) {
                 s.write_all(&out).is_ok()
             }
             Mode::Chunked => {
-                let half = body.len() / 2;
+                // In two chunks (one when the body has a single byte).
                 let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-                for part in [&body[..half], &body[half..]] {
-                    if !part.is_empty() {
-                        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-                        out.extend_from_slice(part);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
-                out.extend_from_slice(b"0\r\n\r\n");
+                out.extend_from_slice(&chunked(&body, body.len().div_ceil(2).max(1)));
                 s.write_all(&out).is_ok()
             }
             Mode::Hang => {
@@ -110,9 +69,7 @@ fn serve(mut s: TcpStream, mode: Mode) {
                 return;
             }
             Mode::Reset => {
-                socket2::SockRef::from(&s)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
+                reset(s);
                 return;
             }
             Mode::Garbage => {
@@ -138,19 +95,9 @@ fn serve(mut s: TcpStream, mode: Mode) {
     }
 }
 
-fn upstream(mode: Mode) -> TestUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            thread::spawn(move || serve(s, mode));
-        }
-    });
-    TestUpstream { addr, accepted }
+/// A test upstream on loopback answering as `mode` says; stops on drop.
+fn upstream(mode: Mode) -> FakeServer {
+    FakeServer::start(move |s, _| serve(s, mode))
 }
 
 fn req(body: &'static [u8]) -> ClientRequest {
@@ -174,11 +121,40 @@ fn pool(addr: SocketAddr) -> Rc<Upstream> {
     Upstream::new(addr, "dsp.test", ClientConfig::default())
 }
 
+/// What a fan-out call ended with, copied out of the callback.
+type Gathered = Result<(u16, Vec<u8>), CallError>;
+
+/// Runs one fan-out of `body` to every pool and gathers each call's result, checking that each
+/// is reported exactly once and that completion times are in order.
+async fn gather(pools: &[Rc<Upstream>], body: &[u8], deadline: Instant) -> Vec<Gathered> {
+    let calls: Vec<FanOutCall<'_>> = pools
+        .iter()
+        .map(|p| FanOutCall {
+            upstream: p,
+            request: RequestParts::openrtb_post("/bid", body),
+        })
+        .collect();
+    let mut results: Vec<Option<Gathered>> = vec![None; calls.len()];
+    let mut last = Instant::now() - Duration::from_secs(1);
+    fan_out(&calls, deadline, |i, result, at| {
+        assert!(results[i].is_none(), "call {i} reported twice");
+        assert!(at >= last, "completion times go forward");
+        last = at;
+        results[i] = Some(result.map(|a| (a.status.as_u16(), a.body.to_vec())));
+    })
+    .await;
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| panic!("call {i} never reported")))
+        .collect()
+}
+
 #[test]
 fn pool_reuses_connections_after_warmup() {
     let _serial = serial();
     let up = upstream(Mode::Ok);
-    let accepted = up.accepted.clone();
+    let accepted = up.accepted_counter();
     run(async move {
         let pool = pool(up.addr);
         assert_eq!(pool.prewarm(2).await, 2);
@@ -196,10 +172,12 @@ fn pool_reuses_connections_after_warmup() {
         }
         // Two concurrent calls fit the two warm connections.
         for _ in 0..5 {
-            let calls = vec![(pool.clone(), req(b"a")), (pool.clone(), req(b"b"))];
-            let results = fan_out(calls, Instant::now() + Duration::from_secs(1)).await;
-            assert_eq!(&results[0].as_ref().unwrap().body[..], b"a");
-            assert_eq!(&results[1].as_ref().unwrap().body[..], b"b");
+            let pools = [pool.clone(), pool.clone()];
+            let results = gather(&pools, b"ab", Instant::now() + Duration::from_secs(1)).await;
+            assert_eq!(
+                results,
+                [Ok((200, b"ab".to_vec())), Ok((200, b"ab".to_vec()))]
+            );
         }
         assert_eq!(pool.idle_count(), 2);
     });
@@ -211,7 +189,7 @@ fn chunked_and_no_content_responses() {
     let _serial = serial();
     let up = upstream(Mode::Chunked);
     let nc = upstream(Mode::NoContentClose);
-    let nc_accepted = nc.accepted.clone();
+    let nc_accepted = nc.accepted_counter();
     run(async move {
         let pool = pool(up.addr);
         for _ in 0..3 {
@@ -244,8 +222,8 @@ fn chunked_and_no_content_responses() {
 fn hanging_upstream_times_out_at_deadline_and_is_not_reused() {
     let _serial = serial();
     let up = upstream(Mode::Hang);
-    let accepted = up.accepted.clone();
-    let fds_before = common::open_fds();
+    let accepted = up.accepted_counter();
+    let fds_before = open_fds();
     let worst = run(async move {
         let pool = pool(up.addr);
         pool.prewarm(1).await;
@@ -272,13 +250,13 @@ fn hanging_upstream_times_out_at_deadline_and_is_not_reused() {
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
     // Closed client sockets let the upstream threads close theirs; no fd is leaked.
     let settle = Instant::now();
-    while common::open_fds() > fds_before + 1 && settle.elapsed() < Duration::from_secs(2) {
+    while open_fds() > fds_before + 1 && settle.elapsed() < Duration::from_secs(2) {
         thread::sleep(Duration::from_millis(10));
     }
     assert!(
-        common::open_fds() <= fds_before + 1,
+        open_fds() <= fds_before + 1,
         "{} > {fds_before}",
-        common::open_fds()
+        open_fds()
     );
 }
 
@@ -335,15 +313,18 @@ fn fan_out_returns_by_deadline_with_mixed_upstreams() {
         for _ in 0..5 {
             let budget = Duration::from_millis(40);
             let start = Instant::now();
-            let calls = pools.iter().map(|p| (p.clone(), req(b"{}")));
-            let results = fan_out(calls, start + budget).await;
+            let results = gather(&pools, b"{}", start + budget).await;
             let took = start.elapsed();
             worst = worst.max(took.saturating_sub(budget));
-            assert_eq!(results.len(), 4);
-            assert_eq!(&results[0].as_ref().unwrap().body[..], b"{}");
-            assert_eq!(results[1].as_ref().unwrap_err(), &CallError::Timeout);
-            assert_eq!(results[2].as_ref().unwrap_err(), &CallError::ProtocolError);
-            assert_eq!(&results[3].as_ref().unwrap().body[..], b"{}");
+            assert_eq!(
+                results,
+                [
+                    Ok((200, b"{}".to_vec())),
+                    Err(CallError::Timeout),
+                    Err(CallError::ProtocolError),
+                    Ok((200, b"{}".to_vec())),
+                ]
+            );
         }
         worst
     });
@@ -354,21 +335,16 @@ fn fan_out_returns_by_deadline_with_mixed_upstreams() {
 #[test]
 fn stale_pooled_connection_is_retried() {
     let _serial = serial();
-    // An upstream that answers once then closes without `connection: close`.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for s in listener.incoming().take(2) {
-            let mut s = s.unwrap();
-            let mut buf = Vec::new();
-            if read_request(&mut s, &mut buf).is_some() {
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-            }
-            thread::sleep(Duration::from_millis(20));
+    // An upstream that answers once per connection, then closes without `connection: close`.
+    let up = FakeServer::start(|mut s, _| {
+        if read_request(&mut s, &mut Vec::new()).is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
         }
+        thread::sleep(Duration::from_millis(20));
     });
+    let accepted = up.accepted_counter();
     run(async move {
-        let pool = pool(addr);
+        let pool = pool(up.addr);
         let r = pool
             .call(&req(b"x"), Instant::now() + Duration::from_secs(1))
             .await;
@@ -380,4 +356,9 @@ fn stale_pooled_connection_is_retried() {
             .await;
         assert_eq!(r.unwrap().status, 200);
     });
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the stale connection was replaced"
+    );
 }

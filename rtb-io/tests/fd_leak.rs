@@ -4,14 +4,15 @@
 //! cancel instead) must all give back their fds.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{io::Write, thread, time::Duration};
 
-use common::*;
 use http::StatusCode;
 use rtb_io::{
     driver::driver_from_env, Handler, Request, Response, Server, ServerConfig, WorkerCtx,
+};
+use test_support::{
+    http::{closed_by_peer, connect, read_response, roundtrip},
+    procfs::open_fds,
 };
 
 struct Ok200;

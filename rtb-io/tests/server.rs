@@ -2,8 +2,6 @@
 //! (default auto); run again with `MONOIO_FORCE_LEGACY_DRIVER=1` for epoll.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{
     io::Write,
     net::SocketAddr,
@@ -16,11 +14,14 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::*;
 use http::StatusCode;
 use rtb_io::{
     body::gunzip_limited, driver::driver_from_env, Broadcast, Handler, Request, Response, Server,
     ServerConfig, ServerLimits, WorkerCtx,
+};
+use test_support::{
+    http::{closed_by_peer, connect, read_response, roundtrip},
+    wire::gzip,
 };
 
 /// Echoes the body; `/slow` waits 200 ms first; `/worker` answers the worker index; `/panic`

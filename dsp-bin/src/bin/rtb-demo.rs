@@ -366,13 +366,9 @@ fn load_samples(dir: &Path) -> Vec<Sample> {
     raw.sort();
     raw.into_iter()
         .map(|(name, body)| {
-            let decoded = BidRequest::decode(&body, &mut doc, &mut decoder)
-                .map(|r| (r.imps.len(), r.release()));
+            let decoded = BidRequest::decode(&body, &mut doc, &mut decoder).map(|r| r.imps.len());
             let (valid, imps) = match decoded {
-                Ok((n, tape)) => {
-                    doc.reuse(tape);
-                    (true, n)
-                }
+                Ok(n) => (true, n),
                 Err(_) => {
                     let imps = serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()

@@ -54,7 +54,7 @@ mod tests {
         let mut doc = Document::default();
         let raw = br#"{"id":"a","imp":[{"id":"1"},{"banner":{"format":[{"w":1},{"w":2,"h":3}]}}]}"#;
         let parsed = doc.parse(raw, &mut decoder, false).unwrap();
-        let nodes = &parsed.tape.0;
+        let nodes = parsed.tape.nodes();
         let at = |want: i64| {
             nodes
                 .iter()

@@ -9,7 +9,7 @@ fn check(json: &str, mode: ValidationMode) -> Result<(), String> {
     let mut decoder = Decoder::new();
     let mut doc = Document::default();
     BidRequest::decode_with(json.as_bytes(), &mut doc, &mut decoder, mode)
-        .map(|r| drop(r.release()))
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 

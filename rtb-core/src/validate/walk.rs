@@ -342,7 +342,7 @@ mod tests {
                 false,
             )
             .unwrap();
-        let nodes = &parsed.tape.0;
+        let nodes = parsed.tape.nodes();
         for (i, node) in nodes.iter().enumerate() {
             assert_eq!(span_of(node), span(nodes, i));
         }

@@ -19,6 +19,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.onboardToken.existingSecret -}}
 {{- .Values.onboardToken.existingSecret -}}
 {{- else if .Values.onboardToken.value -}}
-{{- printf "%s-dsp-onboard" .Release.Name -}}
+{{- printf "%s-dsp-onboard" (include "dsp-fleet.prefix" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Prefix of every object name: the release name (or fullnameOverride), so that two fleets in one
+namespace never collide. A DSP's objects are "<prefix>-<dsp name>".
+*/}}
+{{- define "dsp-fleet.prefix" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
 {{- end -}}

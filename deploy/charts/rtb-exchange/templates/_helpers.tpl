@@ -1,6 +1,21 @@
-{{/* Name of every object: "rtb-exchange" unless fullnameOverride is set. */}}
+{{/*
+Name of every object, from the release name so that two releases in one namespace never
+collide: the release name when it already contains "rtb-exchange" (release "rtb-exchange" gives
+"rtb-exchange"), else "<release>-rtb-exchange"; fullnameOverride replaces it.
+*/}}
 {{- define "rtb-exchange.fullname" -}}
-{{- default .Chart.Name .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The internal (ClusterIP) Service for onboarding and metrics: "<fullname>-control". */}}
+{{- define "rtb-exchange.controlName" -}}
+{{- printf "%s-control" (include "rtb-exchange.fullname" . | trunc 55 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "rtb-exchange.selectorLabels" -}}
@@ -33,5 +48,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.onboardToken.existingSecret -}}
 {{- else if .Values.onboardToken.value -}}
 {{- printf "%s-onboard" (include "rtb-exchange.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+
+{{/*
+The exchange listens on every pod address, where it refuses open onboarding (no token) unless
+told RTB_EXCHANGE_OPEN_ONBOARDING: require a token, or an explicit exchange.openOnboarding.
+*/}}
+{{- define "rtb-exchange.checkOnboarding" -}}
+{{- $secret := include "rtb-exchange.tokenSecret" . -}}
+{{- if and $secret .Values.exchange.openOnboarding -}}
+{{- fail "exchange.openOnboarding=true and an onboarding token are both set: drop one of them" -}}
+{{- else if and (not $secret) (not .Values.exchange.openOnboarding) -}}
+{{- fail "an onboarding token is required: set onboardToken.existingSecret (a Secret holding it) or onboardToken.value (lab only). Without one, anyone who reaches port 3000 can register, list and remove DSPs; for a closed lab only, set exchange.openOnboarding=true instead" -}}
 {{- end -}}
 {{- end -}}

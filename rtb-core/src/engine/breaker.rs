@@ -1,4 +1,5 @@
-//! Owns the per-worker, per-DSP circuit breaker: a pure state machine with time as a parameter.
+//! Owns the per-DSP circuit breaker: a pure state machine with time as a parameter. The engine
+//! keeps one per DSP per worker.
 //!
 //! A DSP that fails (transport error, timeout, non-200/204 status, undecodable body)
 //! [`BreakerConfig::failures_to_trip`] times in a row is *opened*: the worker skips it for a
@@ -71,6 +72,18 @@ pub enum State {
 }
 
 impl State {
+    /// Every state's name, in a fixed order (for metrics: one series per state).
+    pub const NAMES: [&'static str; 3] = ["closed", "open", "half_open"];
+
+    /// A short stable name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
+
     /// The gauge value: 0 closed, 1 open, 2 half-open.
     pub fn gauge(self) -> u64 {
         match self {
@@ -199,6 +212,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    #[allow(clippy::disallowed_methods)] // tests need some instant; the logic never reads a clock
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn cfg() -> BreakerConfig {
         BreakerConfig {
             failures_to_trip: 3,
@@ -216,7 +234,7 @@ mod tests {
 
     #[test]
     fn trips_after_consecutive_failures_only() {
-        let t0 = Instant::now();
+        let t0 = now();
         let mut b = Breaker::new(cfg());
         assert_eq!(fail(&mut b, t0), Transition::None);
         assert_eq!(fail(&mut b, t0), Transition::None);
@@ -233,7 +251,7 @@ mod tests {
 
     #[test]
     fn half_open_probe_closes_or_reopens_with_backoff() {
-        let t0 = Instant::now();
+        let t0 = now();
         let mut b = Breaker::new(cfg());
         for _ in 0..3 {
             fail(&mut b, t0);
@@ -265,7 +283,7 @@ mod tests {
 
     #[test]
     fn late_results_do_not_decide() {
-        let t0 = Instant::now();
+        let t0 = now();
         let mut b = Breaker::new(cfg());
         // Two calls admitted while closed, the breaker trips meanwhile.
         let early = b.admit(t0);
@@ -282,7 +300,7 @@ mod tests {
 
     #[test]
     fn lost_probe_is_given_up() {
-        let t0 = Instant::now();
+        let t0 = now();
         let mut b = Breaker::new(cfg());
         for _ in 0..3 {
             fail(&mut b, t0);
@@ -294,7 +312,7 @@ mod tests {
 
     #[test]
     fn zero_threshold_never_trips() {
-        let t0 = Instant::now();
+        let t0 = now();
         let mut b = Breaker::new(BreakerConfig {
             failures_to_trip: 0,
             ..cfg()

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""cpu-per-auction: the exchange's CPU per auction, user and kernel apart, against the number of
+DSPs it calls, for one or more builds side by side in the same run.
+
+Each run: rtb-exchange with one worker pinned to core 0, N fast rtb-dsp (latency 0, always bid)
+and wrk on core 1, closed loop. The exchange's utime and stime come from /proc/PID/stat before
+and after the measured window; divided by the requests wrk completed in it, they give
+microseconds of CPU per auction, the kernel's share (loopback TCP: the sender also pays the
+receiver's processing) apart from user space. Builds and DSP counts are interleaved round by
+round (A B, B A, ...), so drift on a shared machine shows up in both; medians are reported.
+
+    benches/scripts/cpu-per-auction.py --build main=target/release --dsps 1,3,10
+    benches/scripts/cpu-per-auction.py --build old=/tmp/old --build new=target/release --rounds 5
+
+Load runner and process handling come from benches/scripts/rtb-load.py (imported).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+CONNECTIONS = 32
+WARMUP_S = 1
+
+
+def load_rtb_load():
+    spec = importlib.util.spec_from_file_location("rtb_load", HERE / "rtb-load.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def cpu_ticks(pid):
+    """(utime, stime) of `pid`, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]), int(fields[12])
+
+
+def start_fleet(rl, procs, bins, count, tag):
+    """`count` fast rtb-dsp on the client core; [(name, url)]."""
+    fleet = []
+    for i in range(count):
+        name = f"{tag}-dsp{i}"
+        p = procs.start(name, [
+            str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
+            "--workers", "1", "--latency", "fixed:0", "--bid-rate", "1", "--hang-rate", "0",
+            "--onboard-interval-s", "3600"], core=rl.CLIENT_CORE)
+        fleet.append((name, "http://" + procs.wait_line(name, p, r"^listening on (\S+)")))
+    return fleet
+
+
+def measure(rl, work, bins, dsps, bodies, duration_s, tag):
+    """One closed-loop run; returns the figures of the measured window."""
+    procs = rl.Procs(work)
+    try:
+        server = rl.start_exchange(procs, bins, "uring")
+        fleet = start_fleet(rl, procs, bins, dsps, tag)
+        if fleet:
+            server.onboard(fleet)
+            time.sleep(rl.ONBOARD_SETTLE_S)
+        rl.run_wrk(work, server, bodies, CONNECTIONS, WARMUP_S)
+        before = cpu_ticks(server.proc.pid)
+        t0 = time.monotonic()
+        result = rl.run_wrk(work, server, bodies, CONNECTIONS, duration_s)
+        wall = time.monotonic() - t0
+        after = cpu_ticks(server.proc.pid)
+    finally:
+        procs.stop_all()
+    n = max(result["requests"], 1)
+    user_us = (after[0] - before[0]) / TICKS_PER_S / n * 1e6
+    sys_us = (after[1] - before[1]) / TICKS_PER_S / n * 1e6
+    return {"rps": result["rps"], "user_us": user_us, "sys_us": sys_us,
+            "cpu_us": user_us + sys_us, "busy": (after[0] + after[1] - before[0] - before[1])
+            / TICKS_PER_S / wall, "non_2xx": result["status"]["4xx/5xx"]}
+
+
+def table(builds, counts, runs):
+    lines = ["| build | DSPs | req/s | CPU us/auction | user us | kernel us | core busy | "
+             "CPU vs first build |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in counts:
+        base = None
+        for label, _ in builds:
+            rs = runs[(label, n)]
+            med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            base = base or med["cpu_us"]
+            lines.append(f"| {label} | {n} | {med['rps']:.0f} | {med['cpu_us']:.1f} | "
+                         f"{med['user_us']:.1f} | {med['sys_us']:.1f} | {med['busy']:.2f} | "
+                         f"{med['cpu_us'] / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def slope(counts, label, runs):
+    """Least-squares µs of CPU per added DSP over the counts measured."""
+    xs = counts
+    ys = [statistics.median(r["cpu_us"] for r in runs[(label, n)]) for n in counts]
+    if len(xs) < 2:
+        return None
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", action="append", required=True,
+                    help="LABEL=DIR with rtb-exchange and rtb-dsp (repeat to compare builds)")
+    ap.add_argument("--dsps", default="3", help="comma-separated DSP counts (default 3)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration-s", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write every run here")
+    args = ap.parse_args()
+    builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
+    counts = [int(x) for x in args.dsps.split(",") if x.strip()]
+    rl = load_rtb_load()
+    work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
+    bodies, _lines, info = rl.prepare_bodies(work)
+    print(f"bodies: {info['source']}, mean {info['mean_bytes']:.0f} bytes; wrk -t1 "
+          f"-c{CONNECTIONS} -d{args.duration_s}s; {args.rounds} rounds", flush=True)
+    runs = {(label, n): [] for label, _ in builds for n in counts}
+    for rnd in range(args.rounds):
+        order = builds if rnd % 2 == 0 else list(reversed(builds))
+        for n in (counts if rnd % 2 == 0 else list(reversed(counts))):
+            for label, bins in order:
+                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}")
+                runs[(label, n)].append(r)
+                print(f"round {rnd + 1} {label} {n} DSPs: {r['rps']:.0f} req/s, "
+                      f"{r['cpu_us']:.1f} us/auction ({r['user_us']:.1f} user, "
+                      f"{r['sys_us']:.1f} kernel), non-2xx {r['non_2xx']}", flush=True)
+    print()
+    print(table(builds, counts, runs))
+    for label, _ in builds:
+        s = slope(counts, label, runs)
+        if s is not None:
+            print(f"\n{label}: {s:.1f} us of CPU per added DSP (least squares over {counts})")
+    if args.json:
+        args.json.write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in runs.items()},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

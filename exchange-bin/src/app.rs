@@ -1,0 +1,109 @@
+//! Owns the wiring of a running exchange: the control thread, the shared state, the main
+//! server's workers and the debug port, started from a [`Config`] and stopped gracefully.
+//! `main.rs` runs one from the command line; tests run one in-process.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
+
+use crate::{
+    config::Config,
+    control::{self, ControlConfig, Resolved},
+    debug::DebugHandler,
+    handler::ExchangeHandler,
+    metrics::WorkerMetrics,
+    ratelimit::TokenBucket,
+    Shared,
+};
+
+/// A running exchange.
+#[derive(Debug)]
+pub struct App {
+    server: Server,
+    debug_server: Server,
+    shared: Arc<Shared>,
+    _control_thread: std::thread::JoinHandle<()>,
+}
+
+impl App {
+    /// Starts every part of the exchange; serving once this returns.
+    pub fn start(config: &Config) -> std::io::Result<App> {
+        let workers = config.worker_count();
+        let broadcast: Broadcast<Resolved> = Broadcast::new(workers);
+        let (control, control_thread) = control::spawn(
+            ControlConfig {
+                dsps_max: config.max_dsps,
+                ttl: Duration::from_secs(config.dsp_ttl_s),
+                allow_loopback: !config.deny_loopback_dsp,
+                reresolve_period: control::RERESOLVE_PERIOD,
+            },
+            broadcast.clone(),
+        )?;
+        let metrics: Arc<[WorkerMetrics]> =
+            (0..workers).map(|_| WorkerMetrics::default()).collect();
+        let shared = Arc::new(Shared {
+            engine: config.engine_config(),
+            token: config.onboard_token.clone(),
+            control,
+            metrics,
+            server_stats: Mutex::new(Vec::new()),
+            ready: false.into(),
+            win_queue_max: config.win_queue_max,
+            allow_loopback: !config.deny_loopback_dsp,
+            onboard_limit: Mutex::new(TokenBucket::new(
+                config.onboard_rate_per_s,
+                config.onboard_burst,
+                std::time::Instant::now(),
+            )),
+        });
+        let main_shared = shared.clone();
+        let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {
+            ExchangeHandler::new(ctx, main_shared.clone(), broadcast.receiver(ctx.info.index))
+        })?;
+        let debug_shared = shared.clone();
+        let debug_server = Server::start(config.debug_server_config(), move |_ctx: &WorkerCtx| {
+            DebugHandler::new(debug_shared.clone())
+        })?;
+        shared.ready.store(true, Ordering::Release);
+        Ok(App {
+            server,
+            debug_server,
+            shared,
+            _control_thread: control_thread,
+        })
+    }
+
+    /// The main port's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The debug port's address.
+    pub fn debug_addr(&self) -> SocketAddr {
+        self.debug_server.local_addr()
+    }
+
+    /// Worker threads of the main port.
+    pub fn workers(&self) -> usize {
+        self.server.workers().len()
+    }
+
+    /// Triggering it starts a graceful shutdown (also wired to SIGTERM/SIGINT by `main`).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.server.shutdown_handle()
+    }
+
+    /// Shuts down gracefully: not ready, requests in flight answered, then the debug port.
+    /// The control thread holds no state worth flushing; it ends with the process.
+    pub fn stop(self) -> std::io::Result<()> {
+        self.shared.ready.store(false, Ordering::Release);
+        self.server.shutdown_handle().trigger();
+        self.server.join()?;
+        self.debug_server.shutdown_handle().trigger();
+        self.debug_server.join()
+    }
+}

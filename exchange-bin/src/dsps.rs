@@ -1,0 +1,100 @@
+//! Owns a worker's DSP slots: one keep-alive pool and one metrics handle per DSP, rebuilt from
+//! each registry snapshot in the same order as the engine's DSP table, so a planned call's DSP
+//! index is also its slot index.
+
+use std::{net::SocketAddr, rc::Rc, sync::Arc};
+
+use http::uri::PathAndQuery;
+use rtb_core::engine::DspSpec;
+use rtb_io::{ClientConfig, Upstream};
+
+use crate::{control::Resolved, metrics::WorkerMetrics};
+
+/// Connections opened ahead of traffic to a new or changed DSP, per worker.
+pub const PREWARM_CONNECTIONS: usize = 2;
+
+/// One DSP as a worker calls it.
+#[derive(Debug)]
+pub struct DspSlot {
+    /// Registry name.
+    pub name: Rc<str>,
+    /// Host as registered (name or IP literal), for matching notice URLs.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Bid path.
+    pub path: PathAndQuery,
+    /// This worker's pool.
+    pub upstream: Rc<Upstream>,
+    /// This worker's counters for the DSP.
+    pub metrics: Arc<crate::metrics::DspMetrics>,
+    /// The pool's (connects, reuses) already added to the `_total` counters. A re-onboarded
+    /// DSP gets a new pool counting from zero; counting deltas keeps the totals monotonic.
+    pub pool_counted: Rc<std::cell::Cell<(u64, u64)>>,
+}
+
+impl DspSlot {
+    /// What the engine needs to know of it.
+    pub fn spec(&self) -> DspSpec {
+        DspSpec {
+            name: self.name.clone(),
+            endpoint: format!("{}:{}", self.host, self.port).into(),
+        }
+    }
+}
+
+/// The DSPs a worker calls, as of one registry version.
+#[derive(Debug, Default)]
+pub struct DspSet {
+    /// Registry version applied.
+    pub version: u64,
+    /// Slots in registration order (the engine's table order).
+    pub slots: Vec<DspSlot>,
+}
+
+/// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
+/// change (re-pointing them if only the address moved) and pre-warming new ones.
+pub fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) -> DspSet {
+    let mut slots = Vec::with_capacity(snapshot.dsps.len());
+    for dsp in snapshot.dsps.iter() {
+        let url = &dsp.entry.url;
+        let Ok(path) = PathAndQuery::try_from(url.path.as_str()) else {
+            tracing::warn!(dsp = %dsp.entry.name, "bid path is not a valid request target");
+            continue;
+        };
+        let kept = old
+            .slots
+            .iter()
+            .find(|s| *s.name == *dsp.entry.name && s.host == url.host && s.port == url.port);
+        let (upstream, pool_counted) = match kept {
+            Some(s) => {
+                s.upstream.set_addr(dsp.addr);
+                (s.upstream.clone(), s.pool_counted.clone())
+            }
+            None => {
+                let up = Upstream::new(dsp.addr, &url.authority(), ClientConfig::default());
+                let warm = up.clone();
+                monoio::spawn(async move {
+                    warm.prewarm(PREWARM_CONNECTIONS).await;
+                });
+                (up, Rc::default())
+            }
+        };
+        slots.push(DspSlot {
+            name: dsp.entry.name.as_str().into(),
+            host: url.host.clone(),
+            port: url.port,
+            addr: dsp.addr,
+            path,
+            upstream,
+            metrics: metrics.dsp(&dsp.entry.name),
+            pool_counted,
+        });
+    }
+    DspSet {
+        version: snapshot.version,
+        slots,
+    }
+}

@@ -1,0 +1,165 @@
+//! Owns the main port's per-worker handler: its state (the engine, the DSP slots, reused
+//! workspaces, the notice queue, the lag probe), how registry snapshots reach it, and routing.
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use http::{HeaderValue, Method, StatusCode};
+use rtb_core::engine::{Engine, Workspace};
+use rtb_io::{
+    broadcast::APPLY_PERIOD_DEFAULT, BodyPool, BroadcastReceiver, Handler, Request, Response,
+    WorkerCtx,
+};
+
+use crate::{
+    control::Resolved,
+    dsps::{apply_snapshot, DspSet},
+    json_error, lag,
+    metrics::{Route, WorkerMetrics},
+    notices::{self, NoticeQueue},
+    onboard, Shared,
+};
+
+/// The main port's handler; one per worker.
+#[derive(Debug)]
+pub struct ExchangeHandler {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) index: usize,
+    /// The auction engine of this worker (touched between awaits only).
+    pub(crate) engine: Rc<RefCell<Engine>>,
+    /// The DSP slots, in the engine's table order.
+    pub(crate) dsps: Rc<RefCell<Rc<DspSet>>>,
+    pub(crate) workspaces: RefCell<Vec<Workspace>>,
+    /// Where answers are copied for rtb-io to write (see `ExchangeHandler::answer`).
+    pub(crate) answers: RefCell<BodyPool>,
+    pub(crate) notices: NoticeQueue,
+    /// How late this worker's event loop runs (smoothed).
+    pub(crate) lag: Rc<Cell<Duration>>,
+    /// Auctions on this worker waiting for DSPs.
+    pub(crate) in_flight: Cell<u32>,
+}
+
+impl ExchangeHandler {
+    /// Builds a worker's handler; runs inside the worker's runtime (spawns the registry applier,
+    /// the notice tasks and the lag probe).
+    pub fn new(
+        ctx: &WorkerCtx,
+        shared: Arc<Shared>,
+        updates: Option<BroadcastReceiver<Resolved>>,
+    ) -> Self {
+        let index = ctx.info.index;
+        if let Some(m) = shared.metrics.get(index) {
+            let _ = m.driver.set(ctx.info.driver.as_str());
+        }
+        if let Ok(mut stats) = shared.server_stats.lock() {
+            stats.push(ctx.stats.clone());
+        }
+        let engine = Rc::new(RefCell::new(Engine::new(shared.engine)));
+        let dsps: Rc<RefCell<Rc<DspSet>>> = Rc::default();
+        if let Some(updates) = updates {
+            spawn_applier(ctx, &shared, updates, engine.clone(), dsps.clone());
+        }
+        let notices = notices::spawn(shared.clone(), index, dsps.clone());
+        Self {
+            lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
+            in_flight: Cell::new(0),
+            shared,
+            index,
+            engine,
+            dsps,
+            workspaces: RefCell::new(Vec::new()),
+            answers: RefCell::new(BodyPool::default()),
+            notices,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.index]
+    }
+}
+
+/// Applies every registry snapshot to this worker: new DSP slots and the engine's table, in
+/// the same order, at the same moment (between requests).
+fn spawn_applier(
+    ctx: &WorkerCtx,
+    shared: &Arc<Shared>,
+    updates: BroadcastReceiver<Resolved>,
+    engine: Rc<RefCell<Engine>>,
+    dsps: Rc<RefCell<Rc<DspSet>>>,
+) {
+    let index = ctx.info.index;
+    let shared = shared.clone();
+    updates.spawn_applier(
+        APPLY_PERIOD_DEFAULT,
+        ctx.shutdown.clone(),
+        move |snapshot| {
+            let Some(metrics) = shared.metrics.get(index) else {
+                return;
+            };
+            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics);
+            engine
+                .borrow_mut()
+                .set_dsps(next.slots.iter().map(|slot| slot.spec()));
+            tracing::debug!(
+                worker = index,
+                version = next.version,
+                dsps = next.slots.len(),
+                "registry applied"
+            );
+            metrics
+                .applied_version
+                .store(next.version, Ordering::Release);
+            *dsps.borrow_mut() = Rc::new(next);
+        },
+    );
+}
+
+/// 405 with the allowed methods.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+    r.headers
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+impl Handler for ExchangeHandler {
+    async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
+        let path = req.path();
+        let (route, response) = match path {
+            "/openrtb2/auction" => (
+                Route::Auction,
+                if req.method == Method::POST {
+                    self.auction(&req).await
+                } else {
+                    method_not_allowed("POST")
+                },
+            ),
+            "/dsp" => match req.method {
+                Method::POST => (
+                    Route::DspOnboard,
+                    onboard::post_dsp(&self.shared, &req).await,
+                ),
+                Method::GET => (Route::DspList, onboard::list(&self.shared, &req).await),
+                _ => (Route::Other, method_not_allowed("GET, POST")),
+            },
+            p if p.starts_with("/dsp/") => match req.method {
+                Method::DELETE => (
+                    Route::DspDelete,
+                    onboard::delete_dsp(&self.shared, &req, &p["/dsp/".len()..]).await,
+                ),
+                _ => (Route::Other, method_not_allowed("DELETE")),
+            },
+            "/healthz" | "/readyz" => (Route::Health, onboard::health(&self.shared, path)),
+            _ => (
+                Route::Other,
+                json_error(StatusCode::NOT_FOUND, "no such route", ""),
+            ),
+        };
+        self.metrics().request(route, response.status.as_u16());
+        response
+    }
+}

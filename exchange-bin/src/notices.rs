@@ -1,0 +1,218 @@
+//! Owns the notices a worker fires (win notices today): a bounded per-worker queue of reused
+//! URL buffers, and a fixed set of tasks that send each as a GET, off the auction's path.
+//!
+//! Queueing copies the URL into a buffer taken from a free list made at start, so the auction
+//! side allocates nothing (unless a URL outgrows its buffer); when the queue is full the notice
+//! is dropped and counted, never waited for. [`NOTICE_TASKS`] tasks drain the queue, so at most
+//! that many notices are in flight.
+//!
+//! Address policy: the exchange never resolves names on a worker. A notice URL is fired only
+//! when its host is an IP literal that passes `check_address`, or when it names the host of a
+//! registered DSP (then that DSP's resolved address is used, with the URL's port). Anything
+//! else is dropped and counted, so a DSP cannot make the exchange call arbitrary hosts.
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, VecDeque},
+    future::poll_fn,
+    net::{IpAddr, SocketAddr},
+    rc::Rc,
+    sync::Arc,
+    task::{Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use http::Method;
+use rtb_core::registry::{check_address, NoticeUrl};
+use rtb_io::{ClientConfig, RequestParts, Upstream};
+
+use crate::{dsps::DspSet, metrics::WorkerMetrics, Shared};
+
+/// Time allowed for one notice.
+pub const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Tasks firing notices per worker: the most notices in flight at once.
+pub const NOTICE_TASKS: usize = 32;
+/// Notice pools kept per worker (keyed by address); the cache is reset beyond it.
+pub const NOTICE_UPSTREAMS_MAX: usize = 256;
+/// A URL buffer is kept for reuse only below this capacity (a huge URL's buffer is freed).
+const URL_BUFFER_KEEP_BYTES_MAX: usize = 4096;
+/// Capacity of each URL buffer made at start (a typical `nurl` is 100-300 bytes; a longer one
+/// grows its buffer once, and the grown buffer is kept).
+const URL_BUFFER_START_BYTES: usize = 512;
+
+/// The queue both sides share (one worker: no locks, no atomics).
+#[derive(Debug)]
+struct Queue {
+    pending: VecDeque<Vec<u8>>,
+    free: Vec<Vec<u8>>,
+    idle_tasks: Vec<Waker>,
+    max: usize,
+}
+
+/// The auction's end of a worker's notice queue.
+#[derive(Debug, Clone)]
+pub struct NoticeQueue {
+    queue: Rc<RefCell<Queue>>,
+}
+
+impl NoticeQueue {
+    /// Queues `url`, or drops and counts it when the queue is full.
+    pub fn enqueue(&self, url: &[u8], metrics: &WorkerMetrics) {
+        let mut q = self.queue.borrow_mut();
+        if q.pending.len() >= q.max {
+            metrics.win_dropped.incr();
+            return;
+        }
+        let mut buf = q.free.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(url);
+        q.pending.push_back(buf);
+        if let Some(task) = q.idle_tasks.pop() {
+            task.wake();
+        }
+    }
+}
+
+/// Starts this worker's notice tasks; returns the auction's end of their queue.
+pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -> NoticeQueue {
+    let max = shared.win_queue_max;
+    // Every buffer the queue and the tasks can hold at once is made now (about 0.5 MiB at the
+    // default queue size), so a burst of wins never allocates on the auction's path.
+    let buffers = max + NOTICE_TASKS;
+    let queue = Rc::new(RefCell::new(Queue {
+        pending: VecDeque::with_capacity(max),
+        free: (0..buffers)
+            .map(|_| Vec::with_capacity(URL_BUFFER_START_BYTES))
+            .collect(),
+        idle_tasks: Vec::with_capacity(NOTICE_TASKS),
+        max,
+    }));
+    let notifier = Rc::new(Notifier {
+        shared,
+        index,
+        dsps,
+        upstreams: RefCell::new(HashMap::new()),
+    });
+    for _ in 0..NOTICE_TASKS {
+        let (queue, notifier) = (queue.clone(), notifier.clone());
+        monoio::spawn(async move {
+            loop {
+                let mut url = next(&queue).await;
+                notifier.fire(&mut url).await;
+                let mut q = queue.borrow_mut();
+                if url.capacity() <= URL_BUFFER_KEEP_BYTES_MAX && q.free.len() < buffers {
+                    q.free.push(url);
+                }
+            }
+        });
+    }
+    NoticeQueue { queue }
+}
+
+/// The next queued URL; parks the task until there is one.
+async fn next(queue: &RefCell<Queue>) -> Vec<u8> {
+    poll_fn(|cx| {
+        let mut q = queue.borrow_mut();
+        match q.pending.pop_front() {
+            Some(url) => Poll::Ready(url),
+            None => {
+                q.idle_tasks.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+#[derive(Debug)]
+struct Notifier {
+    shared: Arc<Shared>,
+    index: usize,
+    dsps: Rc<RefCell<Rc<DspSet>>>,
+    upstreams: RefCell<HashMap<SocketAddr, Rc<Upstream>>>,
+}
+
+impl Notifier {
+    fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.index]
+    }
+
+    fn target_addr(&self, url: &NoticeUrl<'_>) -> Option<SocketAddr> {
+        if let Ok(ip) = url.host.parse::<IpAddr>() {
+            check_address(ip, self.shared.allow_loopback).ok()?;
+            return Some(SocketAddr::new(ip, url.port));
+        }
+        let set = self.dsps.borrow();
+        let slot = set
+            .slots
+            .iter()
+            .find(|s| s.host.eq_ignore_ascii_case(url.host))?;
+        Some(SocketAddr::new(slot.addr.ip(), url.port))
+    }
+
+    fn upstream(&self, addr: SocketAddr, url: &NoticeUrl<'_>) -> Rc<Upstream> {
+        let mut cache = self.upstreams.borrow_mut();
+        if cache.len() >= NOTICE_UPSTREAMS_MAX && !cache.contains_key(&addr) {
+            cache.clear();
+        }
+        cache
+            .entry(addr)
+            .or_insert_with(|| {
+                let host = if url.host.contains(':') {
+                    format!("[{}]:{}", url.host, url.port)
+                } else {
+                    format!("{}:{}", url.host, url.port)
+                };
+                Upstream::new(addr, &host, ClientConfig::default())
+            })
+            .clone()
+    }
+
+    /// Fires one notice. `url` is the queue's buffer: a target that lacks its leading `/` gets
+    /// one in place.
+    async fn fire(&self, url: &mut Vec<u8>) {
+        let metrics = self.metrics();
+        let parsed = std::str::from_utf8(url)
+            .ok()
+            .and_then(|u| NoticeUrl::parse(u, self.shared.allow_loopback).ok());
+        let Some(parsed) = parsed else {
+            metrics.win_dropped.incr();
+            tracing::debug!("notice URL refused");
+            return;
+        };
+        let Some(addr) = self.target_addr(&parsed) else {
+            metrics.win_dropped.incr();
+            tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
+            return;
+        };
+        let upstream = self.upstream(addr, &parsed);
+        let start = parsed.target.as_ptr() as usize - url.as_ptr() as usize;
+        let mut end = start + parsed.target.len();
+        if !parsed.target.starts_with('/') {
+            url.insert(start, b'/');
+            end += 1;
+        }
+        // The bytes were valid UTF-8 (parsed above) and a '/' keeps them so.
+        let target = std::str::from_utf8(&url[start..end]).unwrap_or("/");
+        let request = RequestParts {
+            method: &Method::GET,
+            path: target,
+            header_lines: b"",
+            body: b"",
+        };
+        let connects_before = upstream.stats.connects.get();
+        let sent = upstream
+            .call_parts(request, Instant::now() + NOTICE_TIMEOUT)
+            .await
+            .map(drop);
+        let opened = upstream.stats.connects.get() - connects_before;
+        metrics.notice_connects.add(opened);
+        match sent {
+            Ok(()) => metrics.win_sent.incr(),
+            Err(e) => {
+                metrics.win_failed.incr();
+                tracing::debug!(error = e.as_str(), "notice failed");
+            }
+        }
+    }
+}

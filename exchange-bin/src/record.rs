@@ -1,0 +1,85 @@
+//! Owns turning a finished auction's outcome records into this worker's per-DSP metrics
+//! (calls, latency, bids, errors by kind, wins, rejections, breaker, pool counters). The engine
+//! decides; this only counts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rtb_core::engine::breaker::Transition;
+use rtb_core::engine::{CallStatus, DspOutcome, Finished};
+
+use crate::dsps::{DspSet, DspSlot};
+
+/// Counts every outcome of `finished` on the DSP slots it names.
+pub fn record_outcomes(finished: &Finished<'_>, set: &DspSet) {
+    let outcomes = finished.outcomes();
+    for outcome in outcomes {
+        if let Some(slot) = set.slots.get(usize::from(outcome.dsp)) {
+            record_call(outcome, slot);
+        }
+    }
+    for (o, rejection, _) in finished.rejections() {
+        let slot = outcomes
+            .get(usize::from(o))
+            .and_then(|o| set.slots.get(usize::from(o.dsp)));
+        if let Some(slot) = slot {
+            slot.metrics.rejection(rejection.reason);
+        }
+    }
+}
+
+fn record_call(outcome: &DspOutcome, slot: &DspSlot) {
+    let m = &slot.metrics;
+    if let Some(state) = outcome.breaker {
+        m.breaker_state.store(state.gauge(), Ordering::Relaxed);
+    }
+    if outcome.transition == Transition::Tripped {
+        m.breaker_trips.incr();
+        tracing::debug!(dsp = %slot.name, "circuit breaker opened");
+    }
+    if !outcome.called() {
+        m.skipped.incr();
+        return;
+    }
+    m.calls.incr();
+    if let Some(latency) = outcome.latency {
+        m.latency.observe(latency);
+    }
+    m.wins.add(u64::from(outcome.wins));
+    match outcome.status {
+        CallStatus::Answered => {
+            m.bids.add(u64::from(outcome.bids));
+            if outcome.bids == 0 {
+                m.no_bids.incr();
+            }
+        }
+        CallStatus::NoBid => m.no_bids.incr(),
+        CallStatus::Undecodable => m.decode_errors.incr(),
+        CallStatus::BadStatus(status) => {
+            m.bad_status.incr();
+            tracing::debug!(dsp = %slot.name, status, "unexpected DSP status");
+        }
+        CallStatus::Failed(kind) => {
+            m.call_error(kind);
+            tracing::debug!(dsp = %slot.name, error = kind.as_str(), "DSP call failed");
+        }
+        CallStatus::Pending | CallStatus::SkippedBreaker => {}
+    }
+    mirror_pool_counters(slot);
+}
+
+/// Adds what the DSP's pool counted since the last call to the monotonic `_total` counters.
+fn mirror_pool_counters(slot: &DspSlot) {
+    let m = &slot.metrics;
+    let stats = &slot.upstream.stats;
+    let (connects, reuses) = (stats.connects.get(), stats.reuses.get());
+    let (counted_connects, counted_reuses) = slot.pool_counted.get();
+    // Single writer (this worker): load + store, no read-modify-write needed.
+    let add = |total: &AtomicU64, delta: u64| {
+        total.store(total.load(Ordering::Relaxed) + delta, Ordering::Relaxed)
+    };
+    add(&m.pool_connects, connects.saturating_sub(counted_connects));
+    add(&m.pool_reuses, reuses.saturating_sub(counted_reuses));
+    slot.pool_counted.set((connects, reuses));
+    m.pool_idle
+        .store(slot.upstream.idle_count() as u64, Ordering::Relaxed);
+}

@@ -1,0 +1,121 @@
+//! Owns admission: whether a worker takes a new auction or sheds it at once (204), given what
+//! the worker measures of itself. Shedding early keeps the auctions it does take within their
+//! deadline; queueing them all would make every one of them late.
+//!
+//! Today's rule is two fixed thresholds (event-loop lag, auctions in flight), plus the
+//! deadline's own "too late to start" ([`crate::deadline`]).
+
+use std::time::Duration;
+
+/// What a worker measures of itself when an auction arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerLoad {
+    /// How late the worker's timers fire (smoothed): its DSP deadlines will fire that late too,
+    /// and requests wait that long in socket buffers before they are read.
+    pub event_loop_lag: Duration,
+    /// Auctions on this worker waiting for DSPs.
+    pub auctions_in_flight: u32,
+}
+
+/// Default event-loop lag above which new auctions are shed.
+pub const DEFAULT_EVENT_LOOP_LAG_MAX: Duration = Duration::from_millis(10);
+/// Default cap on auctions in flight on one worker.
+pub const DEFAULT_AUCTIONS_IN_FLIGHT_MAX: u32 = 512;
+
+/// Why an auction was answered 204 at once instead of being run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShedReason {
+    /// Less than the smallest DSP budget is left before the deadline.
+    TooLate,
+    /// The worker's event loop runs late: its timers (the DSP deadlines among them) would fire
+    /// late too, and requests wait in socket buffers before they are even read.
+    EventLoopLag,
+    /// The worker already has its maximum of auctions waiting for DSPs.
+    InFlight,
+}
+
+impl ShedReason {
+    /// Every reason, in a fixed order (for metrics).
+    pub const ALL: [ShedReason; 3] = [
+        ShedReason::TooLate,
+        ShedReason::EventLoopLag,
+        ShedReason::InFlight,
+    ];
+
+    /// A short stable name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::TooLate => "too_late",
+            ShedReason::EventLoopLag => "event_loop_lag",
+            ShedReason::InFlight => "in_flight",
+        }
+    }
+}
+
+/// When a worker is overloaded: answering some requests at once with 204 keeps the others
+/// within their deadline, where queueing them all would make every one of them late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverloadPolicy {
+    /// Shed new auctions while the worker's event loop lags more than this.
+    pub event_loop_lag_max: Duration,
+    /// Shed new auctions while this many are already waiting for DSPs on the worker.
+    pub auctions_in_flight_max: u32,
+}
+
+impl Default for OverloadPolicy {
+    fn default() -> Self {
+        Self {
+            event_loop_lag_max: DEFAULT_EVENT_LOOP_LAG_MAX,
+            auctions_in_flight_max: DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
+        }
+    }
+}
+
+impl OverloadPolicy {
+    /// Whether to shed an auction given what the worker measured of itself.
+    pub fn shed(&self, load: WorkerLoad) -> Option<ShedReason> {
+        if load.event_loop_lag > self.event_loop_lag_max {
+            Some(ShedReason::EventLoopLag)
+        } else if load.auctions_in_flight >= self.auctions_in_flight_max {
+            Some(ShedReason::InFlight)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn load(event_loop_lag: Duration, auctions_in_flight: u32) -> WorkerLoad {
+        WorkerLoad {
+            event_loop_lag,
+            auctions_in_flight,
+        }
+    }
+
+    #[test]
+    fn overload_sheds_on_lag_or_in_flight() {
+        let policy = OverloadPolicy {
+            event_loop_lag_max: 10 * MS,
+            auctions_in_flight_max: 4,
+        };
+        assert_eq!(policy.shed(load(2 * MS, 0)), None);
+        assert_eq!(policy.shed(load(10 * MS, 3)), None);
+        assert_eq!(
+            policy.shed(load(11 * MS, 0)),
+            Some(ShedReason::EventLoopLag)
+        );
+        assert_eq!(
+            policy.shed(load(Duration::ZERO, 4)),
+            Some(ShedReason::InFlight)
+        );
+        assert_eq!(
+            policy.shed(load(20 * MS, 9)),
+            Some(ShedReason::EventLoopLag)
+        );
+    }
+}

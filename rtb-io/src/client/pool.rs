@@ -1,0 +1,281 @@
+//! Owns one upstream's keep-alive pool on one worker ([`Upstream`]): opening connections with a
+//! non-blocking connect, lending them to calls, taking them back when the response left them
+//! reusable, and counting what happened.
+//!
+//! Connects are a non-blocking `connect(2)` plus a readiness wait, so a timed-out connect never
+//! cancels a connect op (monoio 0.2.4 leaks the fd then, issue #318).
+
+use std::{
+    cell::{Cell, RefCell},
+    net::SocketAddr,
+    rc::Rc,
+    time::Instant,
+};
+
+use bytes::Bytes;
+use monoio::{
+    net::TcpStream,
+    time::{timeout_at, Instant as MonoInstant},
+};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::wire::{exchange, Conn, ExchangeError, Received};
+use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
+
+/// Counters of one upstream on one worker (single-threaded, plain cells).
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// Connections opened.
+    pub connects: Cell<u64>,
+    /// Calls served on a pooled connection.
+    pub reuses: Cell<u64>,
+    /// Calls that ended with each error.
+    pub timeouts: Cell<u64>,
+    /// Calls that failed otherwise.
+    pub failures: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// One upstream (host:port) as seen by one worker: its pool and counters. `!Send`: build one
+/// per worker, e.g. in the handler factory.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: Cell<SocketAddr>,
+    host: Bytes,
+    config: ClientConfig,
+    idle: RefCell<Vec<Conn>>,
+    in_flight: Cell<usize>,
+    /// Counters.
+    pub stats: UpstreamStats,
+}
+
+/// A finished call: the response, still in its connection's buffers. Dropping it gives the
+/// connection back to the pool (when the response left it reusable).
+#[derive(Debug)]
+pub struct Completed<'u> {
+    upstream: &'u Upstream,
+    conn: Option<Conn>,
+    received: Received,
+    reused: bool,
+}
+
+impl Completed<'_> {
+    /// The response status.
+    pub fn status(&self) -> http::StatusCode {
+        self.received.status
+    }
+
+    /// The response body (de-chunked), borrowed from the connection.
+    pub fn body(&self) -> &[u8] {
+        self.conn
+            .as_ref()
+            .map_or(&[][..], |c| c.body(self.received.body))
+    }
+
+    /// Whether the call ran on a pooled connection.
+    pub fn reused_connection(&self) -> bool {
+        self.reused
+    }
+}
+
+impl Drop for Completed<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.received.reusable {
+                self.upstream.release(conn);
+            }
+        }
+    }
+}
+
+struct InFlightGuard<'a>(&'a Cell<usize>);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl Upstream {
+    /// A pool for `addr`, sending `host` as the Host header.
+    pub fn new(addr: SocketAddr, host: &str, config: ClientConfig) -> Rc<Self> {
+        Rc::new(Self {
+            addr: Cell::new(addr),
+            host: Bytes::copy_from_slice(host.as_bytes()),
+            config,
+            idle: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
+            stats: UpstreamStats::default(),
+        })
+    }
+
+    /// The upstream address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.get()
+    }
+
+    /// Points the pool at a newly resolved address (from a periodic off-worker resolve).
+    /// Idle connections to the old address are closed; in-flight calls finish on theirs.
+    pub fn set_addr(&self, addr: SocketAddr) {
+        if self.addr.replace(addr) != addr {
+            self.clear_idle();
+        }
+    }
+
+    /// Idle pooled connections now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Opens connections until `n` are idle (capped at `idle_connections_max`). Returns how
+    /// many are idle afterwards.
+    pub async fn prewarm(&self, n: usize) -> usize {
+        let target = n.min(self.config.idle_connections_max);
+        while self.idle_count() < target {
+            let deadline = MonoInstant::now() + self.config.connect_timeout;
+            match self.connect(deadline).await {
+                Ok(conn) => self.idle.borrow_mut().push(conn),
+                Err(_) => break,
+            }
+        }
+        self.idle_count()
+    }
+
+    /// Closes every idle connection (e.g. when the upstream is removed or re-resolved).
+    pub fn clear_idle(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
+    async fn connect(&self, deadline: MonoInstant) -> Result<Conn, CallError> {
+        let addr = self.addr.get();
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(|_| CallError::ConnectError)?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|_| CallError::ConnectError)?;
+        socket
+            .set_tcp_nodelay(true)
+            .map_err(|_| CallError::ConnectError)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(_) => return Err(CallError::ConnectError),
+        }
+        let std_stream: std::net::TcpStream = socket.into();
+        let stream = TcpStream::from_std(std_stream).map_err(|_| CallError::ConnectError)?;
+        let connect_deadline = deadline.min(MonoInstant::now() + self.config.connect_timeout);
+        match timeout_at(connect_deadline, stream.writable(false)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(CallError::ConnectError),
+            Err(_elapsed) => {
+                return Err(if connect_deadline < deadline {
+                    CallError::ConnectError
+                } else {
+                    CallError::Timeout
+                })
+            }
+        }
+        // Writable with no peer means the connect failed (refused, unreachable).
+        stream.peer_addr().map_err(|_| CallError::ConnectError)?;
+        bump(&self.stats.connects);
+        Ok(Conn::new(stream))
+    }
+
+    /// Sends `req` and reads the response into an owned [`ClientResponse`], returning by
+    /// `deadline` (plus timer granularity, [`crate::driver::TIMER_GRANULARITY`]) whatever the
+    /// upstream does. Copies the body out: for the hot path, see [`crate::fan_out`].
+    pub async fn call(
+        &self,
+        req: &ClientRequest,
+        deadline: Instant,
+    ) -> Result<ClientResponse, CallError> {
+        let done = self.call_parts(req.parts(), deadline).await?;
+        Ok(ClientResponse {
+            status: done.status(),
+            body: Bytes::copy_from_slice(done.body()),
+            reused_connection: done.reused_connection(),
+        })
+    }
+
+    /// Counts a call's end in the stats (a timeout apart from other failures).
+    pub(crate) fn count_result(&self, error: Option<CallError>) {
+        match error {
+            None => {}
+            Some(CallError::Timeout) => bump(&self.stats.timeouts),
+            Some(_) => bump(&self.stats.failures),
+        }
+    }
+
+    /// Sends `req` and reads the response, returning by `deadline` (plus timer granularity)
+    /// whatever the upstream does; the response stays in the connection's buffers until the
+    /// returned [`Completed`] is dropped, so nothing is copied or allocated.
+    pub async fn call_parts(
+        &self,
+        req: RequestParts<'_>,
+        deadline: Instant,
+    ) -> Result<Completed<'_>, CallError> {
+        let deadline = MonoInstant::from_std(deadline);
+        let result = match timeout_at(deadline, self.exchange_parts(req, deadline)).await {
+            Ok(r) => r,
+            Err(_elapsed) => Err(CallError::Timeout),
+        };
+        self.count_result(result.as_ref().err().copied());
+        result
+    }
+
+    /// One call without a deadline of its own (the caller bounds it, e.g. the fan-out's one
+    /// timer); the response stays in the connection until the returned [`Completed`] drops.
+    pub(crate) async fn exchange_parts(
+        &self,
+        req: RequestParts<'_>,
+        deadline: MonoInstant,
+    ) -> Result<Completed<'_>, CallError> {
+        if self.in_flight.get() >= self.config.in_flight_max {
+            return Err(CallError::Overloaded);
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        let _guard = InFlightGuard(&self.in_flight);
+        let pooled = self.idle.borrow_mut().pop();
+        if let Some(mut conn) = pooled {
+            bump(&self.stats.reuses);
+            match exchange(&mut conn, &req, &self.host, &self.config, true).await {
+                Ok(received) => return Ok(self.completed(conn, received, true)),
+                // The upstream closed an idle pooled connection before reading the request:
+                // safe to retry once on a fresh one.
+                Err(ExchangeError::StaleConnection) => {}
+                Err(ExchangeError::Failed(e)) => return Err(e),
+            }
+        }
+        let mut conn = self.connect(deadline).await?;
+        match exchange(&mut conn, &req, &self.host, &self.config, false).await {
+            Ok(received) => Ok(self.completed(conn, received, false)),
+            Err(ExchangeError::StaleConnection) => Err(CallError::Closed),
+            Err(ExchangeError::Failed(e)) => Err(e),
+        }
+    }
+
+    fn completed(&self, conn: Conn, received: Received, reused: bool) -> Completed<'_> {
+        Completed {
+            upstream: self,
+            conn: Some(conn),
+            received,
+            reused,
+        }
+    }
+
+    fn release(&self, mut conn: Conn) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.config.idle_connections_max {
+            conn.rbuf.clear();
+            idle.push(conn);
+        }
+    }
+}
