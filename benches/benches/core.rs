@@ -1,7 +1,8 @@
 //! Criterion benches of rtb-core: request decode + validation against three baselines
 //! (serde_json into the owned `openrtb26` model, serde_json and sonic-rs into a borrowed partial
-//! view), the auction at 3/10/50 bids, response encoding, and the whole core pipeline with three
-//! DSPs. Bench ids are an interface (BENCHMARKS.md and scripts read them): keep them.
+//! view), lenient against strict validation, the auction at 3/10/50 bids, response encoding,
+//! and the whole core pipeline with three DSPs. Bench ids are an interface (BENCHMARKS.md and
+//! scripts read them): keep them.
 //!
 //! Short run: `cargo bench -p benches --bench core -- --warm-up-time 1 --measurement-time 3`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,8 +10,9 @@
 use std::hint::black_box;
 
 use benches::{
-    builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic, one_bid_responses,
-    pipeline_cases, request_samples, response_sample, EngineDriver,
+    builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic,
+    mid_size_request_samples, one_bid_responses, pipeline_cases, request_samples, response_sample,
+    EngineDriver,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_core::auction::{Auction, AuctionConfig};
@@ -18,6 +20,7 @@ use rtb_core::encode::encode_bid_response;
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
 use rtb_core::response::BidResponse;
+use rtb_core::ValidationMode;
 
 /// Bid counts of the `auction/<n>-bids` benches.
 const AUCTION_BID_COUNTS: [usize; 3] = [3, 10, 50];
@@ -29,13 +32,21 @@ fn decode(c: &mut Criterion) {
     for sample in request_samples() {
         let raw = sample.bytes.as_slice();
         group.throughput(Throughput::Bytes(raw.len() as u64));
-        let first = BidRequest::decode(raw, &mut doc, &mut decoder).map(drop);
+        // Lenient: the baselines validate the same partial view, so this stays like for like
+        // (and comparable with the figures recorded before strict validation existed).
+        let first =
+            BidRequest::decode_with(raw, &mut doc, &mut decoder, ValidationMode::Lenient).map(drop);
         match first {
             Ok(()) => {
                 group.bench_function(format!("rtb-core/{}", sample.stem), |b| {
                     b.iter(|| {
-                        let request =
-                            BidRequest::decode(black_box(raw), &mut doc, &mut decoder).unwrap();
+                        let request = BidRequest::decode_with(
+                            black_box(raw),
+                            &mut doc,
+                            &mut decoder,
+                            ValidationMode::Lenient,
+                        )
+                        .unwrap();
                         let imps = request.imps.len();
                         drop(request);
                         imps
@@ -71,6 +82,35 @@ fn decode(c: &mut Criterion) {
                 &mut group
             }
         };
+    }
+    group.finish();
+}
+
+/// Lenient and strict decoding of the 2.4-3.5 KB samples side by side, one pair per sample, so
+/// the cost of strict validation is a ratio measured in the same run
+/// (`validation/{lenient,strict}/<stem>`; `benches/scripts/summarize.py` prints the ratios).
+fn validation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("validation");
+    let mut decoder = Decoder::new();
+    let mut doc = Document::default();
+    for sample in mid_size_request_samples() {
+        let raw = sample.bytes.as_slice();
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        for mode in [ValidationMode::Lenient, ValidationMode::Strict] {
+            if let Err(e) = BidRequest::decode_with(raw, &mut doc, &mut decoder, mode) {
+                panic!("{}: {mode}: {e}", sample.stem);
+            }
+            group.bench_function(format!("{mode}/{}", sample.stem), |b| {
+                b.iter(|| {
+                    let request =
+                        BidRequest::decode_with(black_box(raw), &mut doc, &mut decoder, mode)
+                            .unwrap();
+                    let imps = request.imps.len();
+                    drop(request);
+                    imps
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -178,5 +218,5 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, auction, encode, pipeline);
+criterion_group!(benches, decode, validation, auction, encode, pipeline);
 criterion_main!(benches);

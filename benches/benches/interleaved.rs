@@ -1,4 +1,5 @@
-//! Interleaved A/B timing of the four request decoders (and the pipeline) on the 2.4-3.5 KB
+//! Interleaved A/B timing of the four request decoders (rtb-core in lenient mode, the
+//! like-for-like comparison), rtb-core in strict mode, and the pipeline on the 2.4-3.5 KB
 //! samples. Criterion measures one id after another, minutes apart; on this shared 2-core
 //! machine the load drifts in between, so its cross-id ratios move by 30% from run to run.
 //! Here every round times a short block of each decoder back to back (order rotated per round),
@@ -16,6 +17,7 @@ use benches::{
 };
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
+use rtb_core::ValidationMode;
 
 /// Rounds per sample; each round times one block of every decoder.
 const ROUNDS: usize = 61;
@@ -53,23 +55,54 @@ fn iterations_for(f: &mut dyn FnMut()) -> usize {
     ((BLOCK_TARGET.as_nanos() as f64 / per_call) as usize).max(10)
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported, everything runs.
-    let mut decoder = Decoder::new();
-    let mut doc = Document::default();
+/// One rtb-core decoder with its own buffers, in a fixed validation mode.
+struct Core {
+    decoder: Decoder,
+    doc: Document,
+    mode: ValidationMode,
+}
+
+impl Core {
+    fn new(mode: ValidationMode) -> Self {
+        Self {
+            decoder: Decoder::new(),
+            doc: Document::default(),
+            mode,
+        }
+    }
+
+    fn decode(&mut self, raw: &[u8]) {
+        let request =
+            BidRequest::decode_with(black_box(raw), &mut self.doc, &mut self.decoder, self.mode)
+                .unwrap();
+        black_box(request.imps.len());
+    }
+}
+
+fn median_cell(v: &mut [f64], unit: &str) -> String {
+    if v.is_empty() {
+        "-".to_owned()
+    } else if unit == "ns" {
+        format!("{:.0} ns", median(v))
+    } else {
+        format!("{:.2}x", median(v))
+    }
+}
+
+/// Times the decoders on every mid-size sample; returns the per-sample median ratios: each
+/// baseline over rtb-core lenient, then strict over lenient.
+fn decoders() -> [Vec<f64>; 4] {
+    let mut lenient = Core::new(ValidationMode::Lenient);
+    let mut strict = Core::new(ValidationMode::Strict);
     println!(
-        "| sample | rtb-core | serde_json-owned | serde_json-view | sonic-rs | x owned | x view | x sonic |"
+        "| sample | rtb-core | serde_json-owned | serde_json-view | sonic-rs | rtb-core strict | x owned | x view | x sonic | strict / lenient |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut all_ratios: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut all_ratios: [Vec<f64>; 4] = Default::default();
     for sample in mid_size_request_samples() {
         let raw = sample.bytes.as_slice();
         let owned_ok = decode_owned(raw).is_ok();
-        let mut core = || {
-            let request = BidRequest::decode(black_box(raw), &mut doc, &mut decoder).unwrap();
-            black_box(request.imps.len());
-            drop(request);
-        };
+        let mut core = || lenient.decode(raw);
         let mut owned = || {
             black_box(decode_owned(black_box(raw)).unwrap());
         };
@@ -79,9 +112,16 @@ fn main() {
         let mut sonic = || {
             black_box(decode_view_sonic(black_box(raw)).unwrap().imp.len());
         };
-        let mut fns: [&mut dyn FnMut(); 4] = [&mut core, &mut owned, &mut view, &mut sonic];
-        let active: Vec<usize> = (0..4).filter(|&i| i != 1 || owned_ok).collect();
-        let iterations: Vec<usize> = (0..4)
+        let mut core_strict = || strict.decode(raw);
+        let mut fns: [&mut dyn FnMut(); 5] = [
+            &mut core,
+            &mut owned,
+            &mut view,
+            &mut sonic,
+            &mut core_strict,
+        ];
+        let active: Vec<usize> = (0..5).filter(|&i| i != 1 || owned_ok).collect();
+        let iterations: Vec<usize> = (0..5)
             .map(|i| {
                 if active.contains(&i) {
                     iterations_for(fns[i])
@@ -90,10 +130,10 @@ fn main() {
                 }
             })
             .collect();
-        let mut times: [Vec<f64>; 4] = Default::default();
-        let mut ratios: [Vec<f64>; 3] = Default::default();
+        let mut times: [Vec<f64>; 5] = Default::default();
+        let mut ratios: [Vec<f64>; 4] = Default::default();
         for round in 0..ROUNDS {
-            let mut this = [0.0f64; 4];
+            let mut this = [0.0f64; 5];
             for k in 0..active.len() {
                 let i = active[(k + round) % active.len()];
                 this[i] = time_block(iterations[i], fns[i]);
@@ -104,33 +144,22 @@ fn main() {
                     ratios[i - 1].push(this[i] / this[0]);
                 }
             }
+            ratios[3].push(this[4] / this[0]);
         }
-        let cell = |v: &mut Vec<f64>| {
-            if v.is_empty() {
-                "skipped".to_owned()
-            } else {
-                format!("{:.0} ns", median(v))
-            }
-        };
-        let x = |v: &mut Vec<f64>| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                format!("{:.2}x", median(v))
-            }
-        };
-        let [t0, t1, t2, t3] = &mut times;
-        let [r1, r2, r3] = &mut ratios;
+        let [t0, t1, t2, t3, t4] = &mut times;
+        let [r1, r2, r3, r4] = &mut ratios;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             sample.stem,
-            cell(t0),
-            cell(t1),
-            cell(t2),
-            cell(t3),
-            x(r1),
-            x(r2),
-            x(r3)
+            median_cell(t0, "ns"),
+            median_cell(t1, "ns"),
+            median_cell(t2, "ns"),
+            median_cell(t3, "ns"),
+            median_cell(t4, "ns"),
+            median_cell(r1, "x"),
+            median_cell(r2, "x"),
+            median_cell(r3, "x"),
+            median_cell(r4, "x"),
         );
         for (all, r) in all_ratios.iter_mut().zip(&mut ratios) {
             if !r.is_empty() {
@@ -138,8 +167,14 @@ fn main() {
             }
         }
     }
+    all_ratios
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported, everything runs.
+    let mut all_ratios = decoders();
     println!();
-    for (name, r) in NAMES[1..].iter().zip(&mut all_ratios) {
+    for (name, r) in NAMES[1..].iter().zip(&mut all_ratios[..3]) {
         if !r.is_empty() {
             println!(
                 "rtb-core speed-up vs {name}: median {:.2}x over {} samples",
@@ -147,6 +182,14 @@ fn main() {
                 r.len()
             );
         }
+    }
+    let strict = &mut all_ratios[3];
+    if !strict.is_empty() {
+        println!(
+            "rtb-core strict / lenient decode time: median {:.2}x over {} samples (target <= 1.30x)",
+            median(strict),
+            strict.len()
+        );
     }
 
     println!();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summarises criterion's last run of the `core` bench: per-sample medians of decode/* with the
 speed ratios of rtb-core against each baseline (and their median over the 2.4-3.5 KB samples),
-plus auction/encode/pipeline medians, as Markdown tables.
+strict over lenient validation per sample (validation/*) with their median, plus
+auction/encode/pipeline medians, as Markdown tables.
 
 Usage: benches/scripts/summarize.py [<criterion dir>]  (default $CARGO_TARGET_DIR/criterion)
 """
@@ -26,6 +27,25 @@ def load(root):
 
 def fmt(ns):
     return f"{ns / 1000:.2f} us" if ns >= 1000 else f"{ns:.0f} ns"
+
+
+def print_validation(m):
+    """Strict against lenient decode, measured side by side in the `validation` group."""
+    stems = sorted({k.split("/", 2)[2] for k in m if k.startswith("validation/lenient/")})
+    ratios = []
+    if not stems:
+        return
+    print()
+    print("| sample | lenient | strict | strict / lenient |")
+    print("|---|---|---|---|")
+    for stem in stems:
+        lenient, strict = m[f"validation/lenient/{stem}"], m.get(f"validation/strict/{stem}")
+        if strict is None:
+            continue
+        ratios.append(strict / lenient)
+        print(f"| {stem} | {fmt(lenient)} | {fmt(strict)} | {strict / lenient:.2f}x |")
+    if ratios:
+        print(f"\nstrict / lenient: median {statistics.median(ratios):.2f}x over {len(ratios)} samples (target <= 1.30x)")
 
 
 def main():
@@ -53,10 +73,11 @@ def main():
         if ratios[b]:
             print(f"- vs {b}: {statistics.median(ratios[b]):.2f}x (n={len(ratios[b])}: "
                   + ", ".join(f"{r:.2f}" for r in ratios[b]) + ")")
+    print_validation(m)
     print()
     print("| bench | median |")
     print("|---|---|")
-    for k in sorted(k for k in m if not k.startswith("decode/")):
+    for k in sorted(k for k in m if not k.startswith(("decode/", "validation/"))):
         print(f"| {k} | {fmt(m[k])} |")
     pipes = [v for k, v in m.items() if k.startswith("pipeline/3-dsps/")]
     if pipes:

@@ -630,6 +630,8 @@ pub struct ImpFacts {
     pub floor: f64,
     /// The first deal's id and floor, if the impression has deals.
     pub deal: Option<(String, f64)>,
+    /// The banner's size (its `w`/`h`, else its first format's), when it gives one.
+    pub banner_size: Option<(u64, u64)>,
 }
 
 impl RequestFacts {
@@ -638,18 +640,25 @@ impl RequestFacts {
         let mut doc = Document::default();
         let mut decoder = Decoder::new();
         let request = BidRequest::decode(raw, &mut doc, &mut decoder).ok()?;
+        let reference: serde_json::Value = serde_json::from_slice(raw).ok()?;
         let imps = request
             .imps
             .iter()
-            .map(|imp| {
+            .zip(reference["imp"].as_array()?)
+            .map(|(imp, json)| {
                 let deal = request
                     .deals(imp)
                     .next()
                     .map(|d| (d.id.to_owned(), d.bidfloor));
+                let banner = &json["banner"];
+                let banner_size = [banner, &banner["format"][0]]
+                    .into_iter()
+                    .find_map(|b| Some((b["w"].as_u64()?, b["h"].as_u64()?)));
                 ImpFacts {
                     id: imp.id.to_owned(),
                     floor: imp.bidfloor,
                     deal,
+                    banner_size,
                 }
             })
             .collect();
@@ -671,8 +680,9 @@ const FALLBACK_RESPONSE: &str = r#"{"id":"x","seatbid":[{"bid":[{"id":"b1","impi
 
 /// Rewrites a DSP response template so it answers `facts`: response `id` and `cur` set, bid
 /// `i` aimed at impression `i % imps` with a price above its floor (`uplift` times the floor
-/// plus `bonus`), and `dealid` set to that impression's first deal (or removed when it has
-/// none), priced above the deal floor.
+/// plus `bonus`), `dealid` set to that impression's first deal (or removed when it has
+/// none), priced above the deal floor, and a creative size (`w`, `h`) made the banner's, so
+/// the exchange's size check passes it.
 pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus: f64) -> Vec<u8> {
     let mut value: serde_json::Value = match serde_json::from_slice(template) {
         Ok(v) => v,
@@ -691,6 +701,7 @@ pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus:
                     id: imp_id,
                     floor,
                     deal,
+                    banner_size,
                 } = &facts.imps[n % facts.imps.len()];
                 let mut price = floor * uplift + bonus + 0.01 * n as f64;
                 let obj = bid.as_object_mut();
@@ -706,6 +717,10 @@ pub fn adapt_response(template: &[u8], facts: &RequestFacts, uplift: f64, bonus:
                         }
                     }
                     obj.insert("price".into(), price.into());
+                    if let (Some((w, h)), true) = (banner_size, obj.contains_key("w")) {
+                        obj.insert("w".into(), (*w).into());
+                        obj.insert("h".into(), (*h).into());
+                    }
                 }
                 n += 1;
             }
@@ -849,6 +864,19 @@ impl EngineDriver {
     pub fn run(&mut self, case: &PipelineCase) -> Result<PipelineResult, PipelineError> {
         run_pipeline(&mut self.engine, &mut self.workspace, case, self.arrival)
     }
+
+    /// The answer body the engine encodes for `case` (empty when it answers no bid).
+    pub fn answer(&mut self, case: &PipelineCase) -> Result<Vec<u8>, PipelineError> {
+        let mut answer = Vec::new();
+        run_pipeline_with(
+            &mut self.engine,
+            &mut self.workspace,
+            case,
+            self.arrival,
+            |body| answer.extend_from_slice(body),
+        )?;
+        Ok(answer)
+    }
 }
 
 impl Default for EngineDriver {
@@ -865,6 +893,17 @@ pub fn run_pipeline(
     workspace: &mut Workspace,
     case: &PipelineCase,
     arrival: Instant,
+) -> Result<PipelineResult, PipelineError> {
+    run_pipeline_with(engine, workspace, case, arrival, |_| {})
+}
+
+/// [`run_pipeline`], handing the answer body (when there is one) to `keep_answer`.
+pub fn run_pipeline_with(
+    engine: &mut Engine,
+    workspace: &mut Workspace,
+    case: &PipelineCase,
+    arrival: Instant,
+    keep_answer: impl FnOnce(&[u8]),
 ) -> Result<PipelineResult, PipelineError> {
     let start = engine.start(
         workspace,
@@ -895,6 +934,7 @@ pub fn run_pipeline(
     result.rejections = finished.rejections().count();
     if let Answer::Bid(body) = finished.answer() {
         result.answer_len = body.len();
+        keep_answer(body);
     }
     Ok(result)
 }

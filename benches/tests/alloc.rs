@@ -1,4 +1,5 @@
-//! Proof that the whole core pipeline (decode, plan, 3 DSP answers, auction, encode) allocates
+//! Proof that the whole core pipeline (decode, plan, 3 DSP answers, auction, encode) and the
+//! strict decode of every request sample (the Native request string parsed too) allocate
 //! nothing once warm. A counting global allocator; this file holds a single test so no other
 //! test allocates concurrently.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -6,7 +7,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use benches::{pipeline_cases, EngineDriver};
+use benches::{pipeline_cases, request_samples, EngineDriver};
+use rtb_core::json::{Decoder, Document};
+use rtb_core::request::BidRequest;
+use rtb_core::ValidationMode;
 
 /// Iterations before counting: buffers grow to their working size here.
 const WARM_UP_ITERATIONS: usize = 10;
@@ -49,10 +53,54 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
+/// Decodes every request sample in strict mode, one worker's buffers for all, as a worker
+/// would: warm-up rounds, then counted rounds that must not allocate.
+fn strict_decode_allocates_nothing_once_warm() {
+    let samples = request_samples();
+    assert!(!samples.is_empty());
+    let mut decoder = Decoder::new();
+    let mut doc = Document::default();
+    let mut round = || {
+        let mut imps = 0;
+        for sample in &samples {
+            let request = BidRequest::decode_with(
+                &sample.bytes,
+                &mut doc,
+                &mut decoder,
+                ValidationMode::Strict,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", sample.stem));
+            imps += request.imps.len();
+        }
+        imps
+    };
+    let mut warm = 0;
+    for _ in 0..WARM_UP_ITERATIONS {
+        warm = round();
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..COUNTED_ITERATIONS {
+        assert_eq!(round(), warm);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations in {COUNTED_ITERATIONS} strict decodes of {} samples",
+        samples.len()
+    );
+    println!(
+        "strict decode: 0 allocations in {COUNTED_ITERATIONS} rounds of {} samples",
+        samples.len()
+    );
+}
+
 #[test]
-fn pipeline_allocates_nothing_once_warm() {
+fn pipeline_and_strict_decode_allocate_nothing_once_warm() {
     // The built-in fallback requests test less than the samples: not enough for CI.
-    test_support::ci::require_samples_in_ci("pipeline_allocates_nothing_once_warm");
+    test_support::ci::require_samples_in_ci(
+        "pipeline_and_strict_decode_allocate_nothing_once_warm",
+    );
     // The counter must see an allocation, or a zero below would prove nothing.
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     let probe = std::hint::black_box(vec![0u8; 64]);
@@ -92,4 +140,5 @@ fn pipeline_allocates_nothing_once_warm() {
             case.stem
         );
     }
+    strict_decode_allocates_nothing_once_warm();
 }

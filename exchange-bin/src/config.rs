@@ -14,6 +14,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use rtb_core::{
     deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
     engine::EngineConfig,
+    ValidationMode,
 };
 use rtb_io::{
     limits::{
@@ -186,6 +187,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub onboard_burst: u32,
 
+    /// How much of each bid request is validated: strict (the whole OpenRTB 2.6 object model
+    /// and the Native 1.2 request) or lenient (only the fields the auction reads).
+    #[arg(long, env = "RTB_EXCHANGE_VALIDATION", default_value_t = ValidationMode::Strict)]
+    pub validation: ValidationMode,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -348,6 +354,7 @@ impl Config {
             deadline: self.deadline_policy(),
             overload: self.overload_policy(),
             breaker: self.breaker_config(),
+            validation: self.validation,
             ..EngineConfig::default()
         }
     }
@@ -436,6 +443,20 @@ mod tests {
         assert!(c.pin);
         assert_eq!(c.io_driver, DriverKind::Auto);
         assert_eq!(c.deadline_policy().cap, Duration::from_millis(80));
+        assert_eq!(c.validation, ValidationMode::Strict);
+    }
+
+    #[test]
+    fn validation_mode_from_flag_or_env() {
+        let c = Config::try_parse_from(["rtb-exchange", "--validation", "lenient"]).unwrap();
+        assert_eq!(c.validation, ValidationMode::Lenient);
+        assert_eq!(c.engine_config().validation, ValidationMode::Lenient);
+        let e = Config::try_parse_from_env(["rtb-exchange", "--validation", "loose"]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("loose") && text.contains("RTB_EXCHANGE_VALIDATION"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
 const CALL_ERRORS: [CallFailure; 6] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
-const REJECT_REASONS: [&str; 15] = [
+const REJECT_REASONS: [&str; 17] = [
     "defective",
     "auction_id_mismatch",
     "wrong_currency",
@@ -104,6 +104,8 @@ const REJECT_REASONS: [&str; 15] = [
     "blocked_category",
     "lost_to_higher_bid",
     "lost_to_deal",
+    "media_type_not_offered",
+    "size_not_allowed",
 ];
 
 /// A latency histogram with [`LATENCY_BUCKETS_US`] bounds; single writer.
@@ -760,6 +762,7 @@ fn render_server(out: &mut String, st: &ServerStats) {
         ("body_too_large", st.rejected_body_too_large),
         ("head_too_large", st.rejected_head_too_large),
         ("bad_version", st.rejected_bad_version),
+        ("unsupported_encoding", st.rejected_unsupported_encoding),
         ("over_connection_limit", st.connections_rejected_over_limit),
     ] {
         let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
@@ -899,6 +902,8 @@ mod tests {
             RejectReason::BlockedCategory,
             RejectReason::LostToHigherBid,
             RejectReason::LostToDeal,
+            RejectReason::MediaTypeNotOffered,
+            RejectReason::SizeNotAllowed,
         ];
         for r in all {
             assert!(REJECT_REASONS.contains(&r.as_str()), "{}", r.as_str());

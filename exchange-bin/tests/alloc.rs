@@ -200,6 +200,10 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         // auction path this test is about.
         "--shed-lag-ms",
         "1000",
+        // The default, said here because this test is also the proof that strict validation
+        // allocates nothing in the real exchange.
+        "--validation",
+        "strict",
     ])
     .unwrap();
     let app = App::start(&config).unwrap();

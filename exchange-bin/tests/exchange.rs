@@ -177,6 +177,52 @@ fn not_found_without_dsps_and_400_per_rule() {
     );
 }
 
+/// Breaks only strict rules: a negative banner width.
+const NEGATIVE_WIDTH: &[u8] = br#"{"id":"neg","at":1,"tmax":100,"imp":[{"id":"1","banner":{"w":-300,"h":250},"bidfloor":0.1}],"site":{"id":"s"}}"#;
+
+#[test]
+fn strict_validation_names_the_field_in_the_400_and_forwards_nothing() {
+    let ex = Exchange::start(&[]);
+    let dsp = FakeDsp::start(bid(1.0, "seat"));
+    assert_eq!(ex.onboard("a", dsp.addr).status, 201);
+    let r = ex.auction(NEGATIVE_WIDTH);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["field"], "imp[0].banner.w", "{j}");
+    assert_eq!(j["rule"], "must be >= 0", "{j}");
+    assert_eq!(j["error"], "imp[0].banner.w: must be >= 0", "{j}");
+    // The Native request inside its JSON string, with the path through it.
+    let native = br#"{"id":"nat","imp":[{"id":"1","native":{"request":"{\"assets\":[{\"id\":1,\"title\":{\"len\":25},\"img\":{\"w\":100,\"h\":100}}]}"}}]}"#;
+    let r = ex.auction(native);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["field"], "imp[0].native.request.assets[0]", "{j}");
+    assert_eq!(
+        j["rule"], "needs exactly one of title, img, video, data",
+        "{j}"
+    );
+    assert!(
+        dsp.bid_requests().is_empty(),
+        "an invalid request reached a DSP"
+    );
+    // A valid request still goes through.
+    assert_eq!(ex.auction(&bid_request("ok", 1, 100, 0.1)).status, 200);
+}
+
+#[test]
+fn lenient_validation_lets_a_strict_only_violation_through() {
+    let ex = Exchange::start(&["--validation", "lenient"]);
+    let dsp = FakeDsp::start(bid(1.0, "seat"));
+    assert_eq!(ex.onboard("a", dsp.addr).status, 201);
+    let r = ex.auction(NEGATIVE_WIDTH);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], "neg");
+    assert_eq!(dsp.bid_requests().len(), 1);
+    // Lenient still refuses what the auction itself cannot use.
+    let r = ex.auction(br#"{"id":"x","imp":[{"id":"1","banner":{}}],"tmax":0}"#);
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("tmax")));
+}
+
 #[test]
 fn first_and_second_price_with_two_dsps() {
     let ex = Exchange::start(&[]);

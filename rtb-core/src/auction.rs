@@ -9,7 +9,9 @@
 //! be allowed by the deal's `wseat`, the request's `wseat` and `bseat` (104); the floor (the
 //! deal's, or the impression's) must be in the auction currency (3) and be met (101 deal,
 //! 100 open); no `adomain` in `badv`, domain or parent domain (205); no `cat` in `bcat`, the
-//! category or its IAB sub-categories (209).
+//! category or its IAB sub-categories (209); a declared `mtype` must be one of the impression's
+//! media (204, "Creative Filtered - Incorrect Creative Format"), and a banner bid's `w` x `h`,
+//! when given, one of its banner sizes or formats (203, "Size Not Allowed").
 //!
 //! Winner per impression: bids on fixed-price deals (`deal.at == 3`) come first, then the
 //! highest price, then the earliest arrival (responses in the order given, bids in response
@@ -23,7 +25,7 @@
 //! Deterministic: the same input gives the same outcome. Reuses its vectors: no allocation
 //! per auction once warm.
 
-use crate::request::{BidRequest, Imp};
+use crate::request::{BidRequest, Imp, MediaTypes};
 use crate::response::{Bid, BidDefect, BidResponse};
 
 /// Settings of the auction.
@@ -78,6 +80,11 @@ pub enum RejectReason {
     BlockedAdvertiser,
     /// A `cat` (or its parent IAB category) is in `bcat`.
     BlockedCategory,
+    /// `mtype` names a media type the impression does not offer (a video bid on a
+    /// banner-only impression).
+    MediaTypeNotOffered,
+    /// A banner bid's `w` x `h` is none of the impression's banner sizes or formats.
+    SizeNotAllowed,
     /// Valid, but another bid won.
     LostToHigherBid,
     /// Valid, but a bid on a fixed-price deal won.
@@ -100,6 +107,8 @@ impl RejectReason {
             RejectReason::LostToHigherBid => 102,
             RejectReason::LostToDeal => 103,
             RejectReason::SeatNotAllowed => 104,
+            RejectReason::SizeNotAllowed => 203,
+            RejectReason::MediaTypeNotOffered => 204,
             RejectReason::BlockedAdvertiser => 205,
             RejectReason::BlockedCategory => 209,
         }
@@ -121,6 +130,8 @@ impl RejectReason {
             RejectReason::BelowDealFloor => "below_deal_floor",
             RejectReason::BlockedAdvertiser => "blocked_advertiser",
             RejectReason::BlockedCategory => "blocked_category",
+            RejectReason::MediaTypeNotOffered => "media_type_not_offered",
+            RejectReason::SizeNotAllowed => "size_not_allowed",
             RejectReason::LostToHigherBid => "lost_to_higher_bid",
             RejectReason::LostToDeal => "lost_to_deal",
         }
@@ -336,6 +347,7 @@ impl Auction {
         {
             return Err(RejectReason::BlockedCategory);
         }
+        creative_fits(request, imp, bid)?;
         Ok(Candidate {
             imp: index16(imp_index),
             response: 0,
@@ -406,6 +418,31 @@ impl Auction {
             fixed_price_deal: winner.fixed_price_deal,
         });
     }
+}
+
+/// The creative checks: a declared `mtype` must be one of the impression's media; a banner bid
+/// (declared, or on a banner-only impression) with a size must fit the banner's sizes.
+fn creative_fits<'q>(
+    request: &BidRequest<'q>,
+    imp: &Imp<'q>,
+    bid: &Bid<'_>,
+) -> Result<(), RejectReason> {
+    let declared = bid.mtype.and_then(MediaTypes::from_mtype);
+    if let Some(media) = declared {
+        if !imp.media.contains(media) {
+            return Err(RejectReason::MediaTypeNotOffered);
+        }
+    }
+    let banner_bid = match bid.mtype {
+        Some(_) => declared == Some(MediaTypes::BANNER),
+        None => imp.media == MediaTypes::BANNER,
+    };
+    if let (true, Some(w), Some(h)) = (banner_bid, bid.w, bid.h) {
+        if request.banner_accepts(imp, w, h) == Some(false) {
+            return Err(RejectReason::SizeNotAllowed);
+        }
+    }
+    Ok(())
 }
 
 fn index16(index: usize) -> u16 {
@@ -764,7 +801,7 @@ mod tests {
 
     #[test]
     fn multi_imp_multi_seat_auctions_each_imp() {
-        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{}},{"id":"2","video":{}}]}"#;
+        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{}},{"id":"2","video":{"mimes":["video/mp4"]}}]}"#;
         let a = r#"{"id":"req","seatbid":[{"seat":"a1","bid":[{"id":"a-1","impid":"1","price":1}]},{"seat":"a2","bid":[{"id":"a-2","impid":"2","price":5}]}]}"#;
         let b = r#"{"id":"req","seatbid":[{"seat":"b","bid":[{"id":"b-1","impid":"1","price":2},{"id":"b-2","impid":"2","price":4}]}]}"#;
         let (w, r) = auction(req, &[a, b]);
@@ -776,6 +813,64 @@ mod tests {
                 rej("b-2", RejectReason::LostToHigherBid)
             ]
         );
+    }
+
+    #[test]
+    fn creatives_must_fit_the_impressions_media_and_banner_sizes() {
+        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{"w":300,"h":250,"format":[{"w":728,"h":90},{"wratio":2,"hratio":1,"wmin":100}]},"bidfloor":1.0}]}"#;
+        let (w, r) = auction(
+            req,
+            &[
+                &seat_response("", &[("video", 9.0)], r#","mtype":2"#),
+                &seat_response("", &[("wrong-size", 8.0)], r#","mtype":1,"w":320,"h":50"#),
+                &seat_response("", &[("undeclared", 7.0)], r#","w":300,"h":251"#),
+                &seat_response("", &[("flex", 6.0)], r#","mtype":1,"w":200,"h":100"#),
+                &seat_response("", &[("format", 5.0)], r#","w":728,"h":90"#),
+            ],
+        );
+        assert_eq!(w, [win("1", "flex", 6.0)]);
+        assert_eq!(
+            r,
+            [
+                rej("video", RejectReason::MediaTypeNotOffered),
+                rej("wrong-size", RejectReason::SizeNotAllowed),
+                rej("undeclared", RejectReason::SizeNotAllowed),
+                rej("format", RejectReason::LostToHigherBid),
+            ]
+        );
+        assert_eq!(r[0].1.loss_code(), 204);
+        assert_eq!(r[1].1.loss_code(), 203);
+        assert_eq!(
+            (r[0].1.as_str(), r[1].1.as_str()),
+            ("media_type_not_offered", "size_not_allowed")
+        );
+    }
+
+    #[test]
+    fn sizes_are_checked_only_on_banner_bids_and_unknown_mtypes_pass() {
+        let req = r#"{"id":"req","at":1,"imp":[{"id":"1","banner":{"w":300,"h":250},"video":{"mimes":["video/mp4"]}},{"id":"2","banner":{}}]}"#;
+        let both = |extra: &str| seat_response("", &[("b", 2.0)], extra);
+        for extra in [
+            r#","mtype":2,"w":640,"h":480"#,
+            r#","w":640,"h":480"#,
+            r#","mtype":9"#,
+            r#","mtype":1,"w":300,"h":250"#,
+        ] {
+            let (w, r) = auction(req, &[&both(extra)]);
+            assert_eq!((w.len(), r), (1, vec![]), "{extra}");
+        }
+        let (_, r) = auction(req, &[&both(r#","mtype":3"#)]);
+        assert_eq!(r, [rej("b", RejectReason::MediaTypeNotOffered)]);
+        let (_, r) = auction(req, &[&both(r#","mtype":1,"w":1,"h":1"#)]);
+        assert_eq!(r, [rej("b", RejectReason::SizeNotAllowed)]);
+        let no_sizes = r#"{"id":"2","impid":"2","price":2,"mtype":1,"w":1,"h":1}"#;
+        let (w, _) = auction(
+            req,
+            &[&format!(
+                r#"{{"id":"req","seatbid":[{{"bid":[{no_sizes}]}}]}}"#
+            )],
+        );
+        assert_eq!(w.len(), 1, "a banner without sizes accepts any size");
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
         let mut decoder = Decoder::new();
         let mut req_doc = Document::default();
         let request = BidRequest::decode(
-            br#"{"id":"auc\"1","at":2,"imp":[{"id":"i1","banner":{},"bidfloor":0.5},{"id":"i2","banner":{}},{"id":"i3","video":{}}]}"#,
+            br#"{"id":"auc\"1","at":2,"imp":[{"id":"i1","banner":{},"bidfloor":0.5},{"id":"i2","banner":{}},{"id":"i3","video":{"mimes":["video/mp4"]}}]}"#,
             &mut req_doc,
             &mut decoder,
         )

@@ -4,46 +4,80 @@
 
 use std::fmt;
 
-/// Where in a bid request (or response) a problem was found.
+/// Longest field path kept, bytes. A longer one (never seen with the OpenRTB object model: the
+/// deepest, `imp[63].native.request.eventtrackers[63].methods[63]`, is 52) is cut, ending `...`.
+/// The size keeps a [`RequestError`] under 128 bytes, so `Result`s carrying it stay cheap.
+pub const FIELD_PATH_BYTES_MAX: usize = 94;
+
+/// Where in a bid request (or response) a problem was found, rendered like the OpenRTB object
+/// model: `imp[1].pmp.deals[0].id`, `imp[0].banner.format[1].w`, `device.geo.lat`.
 ///
-/// Rendered as `imp[1].pmp.deals[0].id`: `imp`/`deal` are indexes when the field sits inside an
-/// impression or a deal, `name` is the field's own name relative to that object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FieldPath {
-    /// Index of the impression, when the field is inside `imp[i]`.
-    pub imp: Option<u16>,
-    /// Index of the deal, when the field is inside `imp[i].pmp.deals[j]`.
-    pub deal: Option<u16>,
-    /// Field name relative to the innermost object; empty for the object itself.
-    pub name: &'static str,
+/// Two forms behind one type: the auction's own checks name a field of the request, of
+/// `imp[i]` or of `imp[i].pmp.deals[j]` with a static name (cheap to build on the hot path);
+/// the full validation renders the path from the tape when it fails (any depth).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FieldPath(Repr);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repr {
+    Named {
+        imp: Option<u16>,
+        deal: Option<u16>,
+        name: &'static str,
+    },
+    Text {
+        len: u8,
+        bytes: [u8; FIELD_PATH_BYTES_MAX],
+    },
 }
 
 impl FieldPath {
-    /// A top-level field such as `tmax`.
+    /// A top-level field such as `tmax` (the whole request with an empty name).
     pub const fn top(name: &'static str) -> Self {
-        Self {
+        Self(Repr::Named {
             imp: None,
             deal: None,
             name,
-        }
+        })
     }
 
     /// A field of `imp[index]` (or the impression itself with an empty name).
     pub fn imp(index: usize, name: &'static str) -> Self {
-        Self {
+        Self(Repr::Named {
             imp: Some(clamp_index(index)),
             deal: None,
             name,
-        }
+        })
     }
 
     /// A field of `imp[imp].pmp.deals[deal]`.
     pub fn deal(imp: usize, deal: usize, name: &'static str) -> Self {
-        Self {
+        Self(Repr::Named {
             imp: Some(clamp_index(imp)),
             deal: Some(clamp_index(deal)),
             name,
+        })
+    }
+
+    /// Whether this is the request itself (no field named).
+    pub fn is_root(&self) -> bool {
+        match self.0 {
+            Repr::Named { imp, name, .. } => imp.is_none() && name.is_empty(),
+            Repr::Text { len, .. } => len == 0,
         }
+    }
+
+    /// `inner`, a path inside an embedded document (the Native request string), placed under
+    /// `self`: `imp[0].native.request` + `assets[2].img` = `imp[0].native.request.assets[2].img`.
+    pub fn join(self, inner: FieldPath) -> FieldPath {
+        let mut out = PathBuilder::new();
+        // Writing into a PathBuilder cannot fail: it truncates instead.
+        let _ = fmt::write(&mut out, format_args!("{self}"));
+        if !inner.is_root() {
+            out.key("");
+            let _ = fmt::write(&mut out, format_args!("{inner}"));
+        }
+        out.finish()
     }
 }
 
@@ -53,19 +87,120 @@ fn clamp_index(index: usize) -> u16 {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.imp {
-            None => f.write_str(self.name),
-            Some(imp) => {
+        match &self.0 {
+            Repr::Named {
+                imp: None, name, ..
+            } => f.write_str(name),
+            Repr::Named {
+                imp: Some(imp),
+                deal,
+                name,
+            } => {
                 write!(f, "imp[{imp}]")?;
-                if let Some(deal) = self.deal {
+                if let Some(deal) = deal {
                     write!(f, ".pmp.deals[{deal}]")?;
                 }
-                if !self.name.is_empty() {
-                    write!(f, ".{}", self.name)?;
+                if !name.is_empty() {
+                    write!(f, ".{name}")?;
                 }
                 Ok(())
             }
+            // Built only from `&str` pieces and ASCII, cut on a char boundary: valid UTF-8.
+            Repr::Text { len, bytes } => {
+                f.write_str(std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("?"))
+            }
         }
+    }
+}
+
+impl fmt::Debug for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FieldPath({self})")
+    }
+}
+
+/// Builds a rendered [`FieldPath`] piece by piece, without allocating: keys joined by `.`,
+/// array indexes as `[i]`, cut at [`FIELD_PATH_BYTES_MAX`] with a trailing `...`.
+#[derive(Clone, Copy)]
+pub(crate) struct PathBuilder {
+    len: usize,
+    bytes: [u8; FIELD_PATH_BYTES_MAX],
+    truncated: bool,
+}
+
+/// What a cut path ends with.
+const TRUNCATION_MARK: &str = "...";
+
+impl PathBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; FIELD_PATH_BYTES_MAX],
+            truncated: false,
+        }
+    }
+
+    /// Appends `.key` (just `key` at the start).
+    pub(crate) fn key(&mut self, key: &str) {
+        if self.len > 0 {
+            self.push(".");
+        }
+        self.push(key);
+    }
+
+    /// Appends `[index]`.
+    pub(crate) fn index(&mut self, index: usize) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = index;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push("[");
+        self.push(std::str::from_utf8(&digits[at..]).unwrap_or("?"));
+        self.push("]");
+    }
+
+    fn push(&mut self, piece: &str) {
+        if self.truncated {
+            return;
+        }
+        let room = FIELD_PATH_BYTES_MAX - TRUNCATION_MARK.len() - self.len;
+        if piece.len() <= room {
+            self.bytes[self.len..self.len + piece.len()].copy_from_slice(piece.as_bytes());
+            self.len += piece.len();
+            return;
+        }
+        let mut cut = room;
+        while !piece.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.bytes[self.len..self.len + cut].copy_from_slice(&piece.as_bytes()[..cut]);
+        self.len += cut;
+        self.bytes[self.len..self.len + TRUNCATION_MARK.len()]
+            .copy_from_slice(TRUNCATION_MARK.as_bytes());
+        self.len += TRUNCATION_MARK.len();
+        self.truncated = true;
+    }
+
+    pub(crate) fn finish(self) -> FieldPath {
+        debug_assert!(self.len <= FIELD_PATH_BYTES_MAX);
+        FieldPath(Repr::Text {
+            len: u8::try_from(self.len).unwrap_or(0),
+            bytes: self.bytes,
+        })
+    }
+}
+
+impl fmt::Write for PathBuilder {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s);
+        Ok(())
     }
 }
 
@@ -97,8 +232,15 @@ pub enum Rule {
     TooMany,
     /// More than one of mutually exclusive objects (`site`, `app`, `dooh`).
     OnlyOneOf(&'static str),
-    /// A value outside its allowed set, e.g. `test` not 0 or 1.
+    /// A value outside its allowed range, e.g. `test` not 0 or 1, `device.geo.lat` above 90.
     OutOfRange,
+    /// A value outside a list the specification closes (e.g. `at` 3: only 1, 2 and the
+    /// exchange-specific 500+ exist); see [`crate::validate::lists`].
+    NotAllowed,
+    /// Fields that must (not) appear together; the static string says how.
+    Conflict(&'static str),
+    /// A string that must hold a JSON document (`imp.native.request`) does not parse.
+    NotJson,
 }
 
 impl Rule {
@@ -117,6 +259,9 @@ impl Rule {
             Rule::TooMany => "too many items",
             Rule::OnlyOneOf(which) => which,
             Rule::OutOfRange => "out of range",
+            Rule::NotAllowed => "not an allowed value",
+            Rule::Conflict(how) => how,
+            Rule::NotJson => "not valid JSON",
         }
     }
 }
@@ -149,9 +294,7 @@ impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.rule {
             Rule::MalformedJson { offset } => write!(f, "malformed JSON at byte {offset}"),
-            rule if self.field.name.is_empty() && self.field.imp.is_none() => {
-                f.write_str(rule.message())
-            }
+            rule if self.field.is_root() => f.write_str(rule.message()),
             rule => write!(f, "{}: {}", self.field, rule.message()),
         }
     }
@@ -211,5 +354,51 @@ mod tests {
         assert_eq!(e.to_string(), "tmax: must be > 0");
         let e = RequestError::new(FieldPath::top(""), Rule::MalformedJson { offset: 7 });
         assert_eq!(e.to_string(), "malformed JSON at byte 7");
+    }
+
+    #[test]
+    fn built_paths_index_lists_and_join_embedded_documents() {
+        let mut b = PathBuilder::new();
+        b.key("imp");
+        b.index(0);
+        b.key("native");
+        b.key("request");
+        let outer = b.finish();
+        let mut b = PathBuilder::new();
+        b.key("assets");
+        b.index(12);
+        b.key("img");
+        let inner = b.finish();
+        assert_eq!(
+            outer.join(inner).to_string(),
+            "imp[0].native.request.assets[12].img"
+        );
+        assert_eq!(outer.join(PathBuilder::new().finish()), outer);
+        assert_eq!(
+            FieldPath::imp(3, "id").join(inner).to_string(),
+            "imp[3].id.assets[12].img"
+        );
+        assert!(PathBuilder::new().finish().is_root());
+        assert!(FieldPath::top("").is_root() && !FieldPath::imp(0, "").is_root());
+    }
+
+    #[test]
+    fn long_paths_are_cut_with_a_mark_and_errors_stay_small() {
+        let mut b = PathBuilder::new();
+        for _ in 0..40 {
+            b.key("abc");
+            b.index(7);
+        }
+        let text = b.finish().to_string();
+        assert_eq!(text.len(), FIELD_PATH_BYTES_MAX);
+        assert!(
+            text.starts_with("abc[7].abc[7]") && text.ends_with("..."),
+            "{text}"
+        );
+        // Cut inside a multi-byte character: still valid UTF-8.
+        let mut b = PathBuilder::new();
+        b.key(&"\u{e9}".repeat(FIELD_PATH_BYTES_MAX));
+        assert!(b.finish().to_string().ends_with("..."));
+        assert!(std::mem::size_of::<RequestError>() <= 128);
     }
 }

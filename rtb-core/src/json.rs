@@ -14,6 +14,8 @@
 
 use simd_json::{Node, StaticNode, Tape};
 
+use crate::validate::native::NativeScratch;
+
 /// Deepest nesting accepted in any JSON body. OpenRTB needs about 8 levels; a hostile body of a
 /// million `[` must be refused early and cheaply, not recursed into.
 pub const JSON_DEPTH_MAX: usize = 64;
@@ -54,6 +56,8 @@ pub struct Document {
     /// forwarded still JSON-escaped from here instead of being unescaped and escaped again.
     pub(crate) pristine: Vec<u8>,
     pub(crate) spare_tape: Tape<'static>,
+    /// Buffers for the Native request string inside a request, grown on first use.
+    pub(crate) native: NativeScratch,
 }
 
 impl Default for Document {
@@ -62,6 +66,7 @@ impl Default for Document {
             bytes: Vec::with_capacity(4096 + simd_json::INPUT_PADDING),
             pristine: Vec::new(),
             spare_tape: Tape(Vec::with_capacity(512)),
+            native: NativeScratch::default(),
         }
     }
 }
@@ -105,6 +110,7 @@ impl Document {
             bytes: Vec::with_capacity(bytes_expected + simd_json::INPUT_PADDING),
             pristine: Vec::new(),
             spare_tape: Tape(Vec::with_capacity(bytes_expected / 8)),
+            native: NativeScratch::default(),
         }
     }
 
@@ -120,6 +126,7 @@ impl Document {
             bytes,
             pristine,
             spare_tape,
+            native,
         } = self;
         bytes.clear();
         bytes.extend_from_slice(raw);
@@ -141,6 +148,7 @@ impl Document {
                     pristine,
                     base_address,
                 },
+                native,
             }),
             Err(error) => {
                 *spare_tape = tape.reset();
@@ -154,6 +162,7 @@ impl Document {
 pub(crate) struct Parsed<'a, 'd> {
     pub(crate) tape: TapeLoan<'a>,
     pub(crate) source: Source<'a, 'd>,
+    pub(crate) native: &'a mut NativeScratch,
 }
 
 /// Where decoded values came from in the body.

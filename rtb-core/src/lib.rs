@@ -15,6 +15,8 @@
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
+//! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
+//!   of the Native 1.2 request ([`ValidationMode`]).
 //!
 //! ## One auction, end to end
 //!
@@ -75,6 +77,7 @@
 #![warn(missing_docs)]
 
 pub mod auction;
+mod creative;
 pub mod deadline;
 pub mod encode;
 pub mod engine;
@@ -85,6 +88,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod splice;
+pub mod validate;
 
 pub use auction::{Auction, AuctionConfig, AuctionOutcome, RejectReason};
 pub use deadline::DeadlinePolicy;
@@ -93,3 +97,4 @@ pub use error::{RequestError, ResponseError};
 pub use json::{Decoder, Document};
 pub use request::BidRequest;
 pub use response::BidResponse;
+pub use validate::ValidationMode;

@@ -6,6 +6,9 @@
 //! deals stay on the tape the view owns and are read on demand, so a request with 35 blocked
 //! categories costs no allocation. Everything else in the body is skipped by its tape span.
 //! Unknown fields and unknown enum values are tolerated, as OpenRTB 2.6 requires.
+//!
+//! That is the whole of [`ValidationMode::Lenient`]. The default, [`ValidationMode::Strict`],
+//! then walks the same tape once more against the whole object model ([`crate::validate`]).
 
 use simd_json::Node;
 use smallvec::SmallVec;
@@ -13,8 +16,9 @@ use smallvec::SmallVec;
 use crate::error::{FieldPath, RequestError, Rule};
 use crate::json::{
     array_items, as_f64, as_i64, as_str, is_null, is_object, object_entries, str_list, Decoder,
-    Document, StrIter, StrListRef, TapeLoan,
+    Document, Parsed, StrIter, StrListRef, TapeLoan,
 };
+use crate::validate::{self, native::NativeParser, ValidationMode};
 
 /// Most impressions accepted in one request; more is a 400 (`imp: too many items`).
 pub const REQUEST_IMPS_MAX: usize = 64;
@@ -103,6 +107,8 @@ pub struct Imp<'a> {
     /// `imp.pmp.private_auction == 1`: only deal bids may win.
     pub private_auction: bool,
     deals: StrListRef,
+    /// Tape index of `imp.banner`, 0 when absent (index 0 is always the root).
+    banner: u32,
 }
 
 /// One deal of `imp.pmp.deals`, read from the tape on demand.
@@ -158,18 +164,35 @@ impl std::fmt::Debug for BidRequest<'_> {
 }
 
 impl<'a> BidRequest<'a> {
-    /// Decodes and validates `raw` (copied into `doc`, which the view then borrows).
+    /// Decodes `raw` (copied into `doc`, which the view then borrows) and validates it in the
+    /// default mode, [`ValidationMode::Strict`].
     pub fn decode(
         raw: &[u8],
         doc: &'a mut Document,
         decoder: &mut Decoder,
     ) -> Result<BidRequest<'a>, RequestError> {
-        let parsed = doc
+        Self::decode_with(raw, doc, decoder, ValidationMode::default())
+    }
+
+    /// Decodes `raw` and validates it in `mode`: the fields the auction reads always, the
+    /// whole OpenRTB 2.6 object model and the Native request too when strict (see
+    /// [`crate::validate`]).
+    pub fn decode_with(
+        raw: &[u8],
+        doc: &'a mut Document,
+        decoder: &mut Decoder,
+        mode: ValidationMode,
+    ) -> Result<BidRequest<'a>, RequestError> {
+        let Parsed {
+            tape,
+            source,
+            native,
+        } = doc
             .parse(raw, decoder, false)
             .map_err(|e| RequestError::malformed(&e))?;
-        let tmax_site = locate_top_level_key(raw, parsed.source.structurals, b"\"tmax\"");
+        let tmax_site = locate_top_level_key(raw, source.structurals, b"\"tmax\"");
         let mut request = BidRequest {
-            tape: parsed.tape,
+            tape,
             id: "",
             imps: SmallVec::new(),
             tmax_ms: None,
@@ -183,7 +206,11 @@ impl<'a> BidRequest<'a> {
             wseat: StrListRef::ABSENT,
             bseat: StrListRef::ABSENT,
         };
-        match request.fill() {
+        let mut checked = request.fill();
+        if checked.is_ok() && mode == ValidationMode::Strict {
+            checked = validate::request(request.tape.nodes(), NativeParser::new(native, decoder));
+        }
+        match checked {
             Ok(()) => Ok(request),
             // Dropping the view gives the tape back to the document.
             Err(error) => Err(error),
@@ -245,6 +272,16 @@ impl<'a> BidRequest<'a> {
     /// A deal's `wseat` (empty: any seat).
     pub fn deal_wseat(&self, deal: &Deal<'a>) -> StrIter<'_, 'a> {
         deal.wseat.iter(self.tape.nodes())
+    }
+
+    /// Whether a `w` x `h` banner creative fits the impression's banner: its `w`/`h` or one
+    /// of its `format`s, flexible ratios included. `None` when the impression has no banner or
+    /// its banner names no size, so there is nothing to check against.
+    pub fn banner_accepts(&self, imp: &Imp<'a>, w: u32, h: u32) -> Option<bool> {
+        if imp.banner == 0 {
+            return None;
+        }
+        crate::creative::banner_accepts(self.tape.nodes(), imp.banner as usize, w, h)
     }
 
     /// Index of the impression with this id.
@@ -439,6 +476,7 @@ fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>,
         media: MediaTypes::default(),
         private_auction: false,
         deals: StrListRef::ABSENT,
+        banner: 0,
     };
     let mut id = None;
     let mut seen = 0u32;
@@ -480,6 +518,9 @@ fn decode_imp<'a>(nodes: &[Node<'a>], index: usize, i: usize) -> Result<Imp<'a>,
         };
         if is_object(nodes, value) {
             imp.media.insert(media);
+            if media == MediaTypes::BANNER {
+                imp.banner = u32::try_from(value).unwrap_or(0);
+            }
         } else if !is_null(nodes, value) {
             return Err(RequestError::new(
                 FieldPath::imp(i, key_name(key)),
@@ -876,7 +917,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_enum_values_are_tolerated() {
-        let json = r#"{"id":"a","at":501,"future":{"x":[1,{"y":null}]},"imp":[{"id":"1","video":{"plcmt":99},"ext":{"prebid":{}}}],"ext":{"gdpr":1},"regs":{"ext":{"gdpr":1}}}"#;
+        let json = r#"{"id":"a","at":501,"future":{"x":[1,{"y":null}]},"imp":[{"id":"1","video":{"mimes":["video/mp4"],"plcmt":99},"ext":{"prebid":{}}}],"ext":{"gdpr":1},"regs":{"ext":{"gdpr":1}}}"#;
         assert_eq!(decode(json).unwrap(), "a:1");
     }
 
@@ -884,7 +925,7 @@ mod tests {
     fn escaped_strings_borrow_unescaped() {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
-        let raw = br#"{"id":"a\"b\u00e9\n","imp":[{"id":"\u0031","native":{}}],"bcat":["IAB\/1"]}"#;
+        let raw = br#"{"id":"a\"b\u00e9\n","imp":[{"id":"\u0031","native":{"request":"{\"assets\":[{\"id\":1,\"title\":{\"len\":25}}]}"}}],"bcat":["IAB\/1"]}"#;
         let r = BidRequest::decode(raw, &mut doc, &mut decoder).unwrap();
         assert_eq!(r.id, "a\"b\u{e9}\n");
         assert_eq!(r.imps[0].id, "1");

@@ -1,5 +1,6 @@
 //! A DSP's OpenRTB bid response as a borrowed view: `id`, `cur`, `nbr` and every bid of every
-//! seat, flattened in response order.
+//! seat, flattened in response order, with what the auction checks of each bid (price, deal,
+//! markup type, size, domains, categories).
 //!
 //! A malformed *response* (not JSON, not an object, `seatbid` not an array) is a
 //! [`ResponseError`]. A malformed *bid* (price as a string, `impid` missing...) does not spoil
@@ -68,6 +69,8 @@ pub struct Bid<'a> {
     pub w: Option<u32>,
     /// `bid.h`
     pub h: Option<u32>,
+    /// `bid.mtype`: the markup type, 1 banner, 2 video, 3 audio, 4 native.
+    pub mtype: Option<u32>,
     /// Set when the bid is unusable; the auction rejects it.
     pub defect: Option<BidDefect>,
     adomain: StrListRef,
@@ -227,6 +230,7 @@ fn read_bid<'a>(nodes: &[Node<'a>], index: usize, seat: Option<&'a str>) -> Bid<
         adm_json: None,
         w: None,
         h: None,
+        mtype: None,
         defect: None,
         adomain: StrListRef::ABSENT,
         cat: StrListRef::ABSENT,
@@ -277,14 +281,13 @@ fn read_bid<'a>(nodes: &[Node<'a>], index: usize, seat: Option<&'a str>) -> Bid<
                     None => defect = defect.or(Some(BidDefect::WrongType(static_key(key)))),
                 }
             }
-            "w" | "h" => {
-                let dim = as_i64(nodes, value).and_then(|v| u32::try_from(v).ok());
-                if key == "w" {
-                    bid.w = dim;
-                } else {
-                    bid.h = dim;
-                }
-            }
+            "w" => bid.w = as_u32(nodes, value),
+            "h" => bid.h = as_u32(nodes, value),
+            "mtype" => match as_u32(nodes, value) {
+                Some(mtype) => bid.mtype = Some(mtype),
+                None if is_null(nodes, value) => {}
+                None => defect = defect.or(Some(BidDefect::WrongType("mtype"))),
+            },
             "adomain" => match str_list(nodes, value) {
                 Some(list) => bid.adomain = list,
                 None => defect = defect.or(Some(BidDefect::WrongType("adomain"))),
@@ -296,16 +299,18 @@ fn read_bid<'a>(nodes: &[Node<'a>], index: usize, seat: Option<&'a str>) -> Bid<
             _ => {}
         }
     }
-    bid.defect = if !has_id {
-        Some(BidDefect::MissingBidId)
-    } else if !has_impid {
-        Some(BidDefect::MissingImpId)
-    } else if !has_price {
-        Some(BidDefect::MissingPrice)
-    } else {
-        defect
+    bid.defect = match (has_id, has_impid, has_price) {
+        (false, _, _) => Some(BidDefect::MissingBidId),
+        (_, false, _) => Some(BidDefect::MissingImpId),
+        (_, _, false) => Some(BidDefect::MissingPrice),
+        _ => defect,
     };
     bid
+}
+
+/// A non-negative integer that fits `u32`, or `None`.
+fn as_u32(nodes: &[Node<'_>], index: usize) -> Option<u32> {
+    as_i64(nodes, index).and_then(|v| u32::try_from(v).ok())
 }
 
 fn static_key(key: &str) -> &'static str {
@@ -328,14 +333,14 @@ mod tests {
     fn bids_of_all_seats_are_flattened_with_their_seat() {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
-        let raw = br#"{"id":"r","cur":"EUR","seatbid":[{"seat":"a","bid":[{"id":"1","impid":"i","price":1.5,"adomain":["x.com"],"cat":["IAB1"],"w":300,"h":250,"adm":"<b>\"hi\"</b>"}]},{"bid":[{"id":"2","impid":"i","price":2,"dealid":"d"}]}]}"#;
+        let raw = br#"{"id":"r","cur":"EUR","seatbid":[{"seat":"a","bid":[{"id":"1","impid":"i","price":1.5,"adomain":["x.com"],"cat":["IAB1"],"w":300,"h":250,"mtype":1,"adm":"<b>\"hi\"</b>"}]},{"bid":[{"id":"2","impid":"i","price":2,"dealid":"d"}]}]}"#;
         let r = BidResponse::decode(raw, &mut doc, &mut decoder).unwrap();
         assert_eq!((r.id, r.cur, r.bids.len()), ("r", "EUR", 2));
         let b = r.bids[0];
         assert_eq!((b.seat, b.id, b.impid, b.price), (Some("a"), "1", "i", 1.5));
         assert_eq!(
-            (b.w, b.h, b.adm),
-            (Some(300), Some(250), Some("<b>\"hi\"</b>"))
+            (b.w, b.h, b.mtype, b.adm),
+            (Some(300), Some(250), Some(1), Some("<b>\"hi\"</b>"))
         );
         assert_eq!(b.adm_json, Some(&br#"<b>\"hi\"</b>"#[..]));
         assert_eq!(r.adomain(&b).collect::<Vec<_>>(), ["x.com"]);
@@ -349,7 +354,7 @@ mod tests {
     fn defective_bids_are_marked_not_fatal() {
         let mut decoder = Decoder::new();
         let mut doc = Document::default();
-        let raw = br#"{"id":"r","seatbid":[{"bid":[{"id":"1","impid":"i","price":"1.5"},{"id":"2","price":1},{"id":"3","impid":"i"},{"impid":"i","price":1},{"id":"5","impid":"i","price":1,"adm":5},{"id":"6","impid":"i","price":1}]}]}"#;
+        let raw = br#"{"id":"r","seatbid":[{"bid":[{"id":"1","impid":"i","price":"1.5"},{"id":"2","price":1},{"id":"3","impid":"i"},{"impid":"i","price":1},{"id":"5","impid":"i","price":1,"adm":5},{"id":"6","impid":"i","price":1},{"id":"7","impid":"i","price":1,"mtype":"1"},{"id":"8","impid":"i","price":1,"mtype":-2}]}]}"#;
         let r = BidResponse::decode(raw, &mut doc, &mut decoder).unwrap();
         let defects: Vec<_> = r.bids.iter().map(|b| b.defect).collect();
         assert_eq!(
@@ -360,7 +365,9 @@ mod tests {
                 Some(BidDefect::MissingPrice),
                 Some(BidDefect::MissingBidId),
                 Some(BidDefect::WrongType("adm")),
-                None
+                None,
+                Some(BidDefect::WrongType("mtype")),
+                Some(BidDefect::WrongType("mtype")),
             ]
         );
     }

@@ -141,8 +141,16 @@ fn bidding_response(request: &Value, seat: &str, premium: f64) -> String {
                 "adm": "<div class=\"x\">\u{1}'\\${AUCTION_PRICE}</div>\n\u{2028}",
                 "adomain": ["advertiser.example"],
                 "burl": "http://b.example/?p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}",
-                "w": 300, "h": 250,
             });
+            // A creative of the impression's own size: its banner's, or its first format's.
+            let banner = &imp["banner"];
+            let size = [banner, &banner["format"][0]]
+                .into_iter()
+                .find(|b| b["w"].is_u64() && b["h"].is_u64());
+            if let Some(size) = size {
+                bid["w"] = size["w"].clone();
+                bid["h"] = size["h"].clone();
+            }
             if let Some(deal) = imp["pmp"]["deals"].as_array().and_then(|d| d.first()) {
                 bid["dealid"] = deal["id"].clone();
                 bid["price"] = Value::from(deal["bidfloor"].as_f64().unwrap_or(0.0) + premium);

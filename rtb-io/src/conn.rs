@@ -4,7 +4,15 @@
 //! Requests on a connection are processed one at a time; pipelined requests wait in the read
 //! buffer, so answers come out in order without a queue.
 
-use std::{cell::Cell, io, panic::AssertUnwindSafe, pin::Pin, rc::Rc, sync::Arc, time::Instant};
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    rc::Rc,
+    sync::Arc,
+    time::Instant,
+};
 
 use futures_util::FutureExt as _;
 
@@ -19,8 +27,9 @@ use monoio::{
 
 use crate::{
     body::{gunzip_limited, BodyError, ChunkedDecoder},
+    gzip::{self, GzipEncoder},
     head::{parse_request_head, Framing, ParsedHead, Reject},
-    http::{encode_response, Handler, Request, Response, WorkerCtx},
+    http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
     limits::{ServerLimits, WorkerStats},
 };
 
@@ -44,6 +53,24 @@ pub(crate) struct ConnShared {
     pub draining: Cell<bool>,
     /// Cancels idle keep-alive reads (and the accept) at shutdown.
     pub idle_cancel: CancelHandle,
+    /// The worker's gzip encoder for answers, made at the first compressed one.
+    pub gzip: RefCell<Option<GzipEncoder>>,
+}
+
+impl ConnShared {
+    pub(crate) fn new(
+        limits: ServerLimits,
+        stats: Arc<WorkerStats>,
+        idle_cancel: CancelHandle,
+    ) -> Self {
+        Self {
+            limits,
+            stats,
+            draining: Cell::new(false),
+            idle_cancel,
+            gzip: RefCell::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnShared {
@@ -98,6 +125,8 @@ enum Next {
 enum Read {
     /// A whole request, with what the answer must respect.
     Request(Request, AnswerRules),
+    /// A whole request refused without calling the handler; the connection stays in step.
+    Refused(Response, AnswerRules),
     /// Nothing more on this connection (closed, idle, rejected and answered already).
     Close,
 }
@@ -109,6 +138,8 @@ struct AnswerRules {
     is_head: bool,
     /// The client asked to close after this answer.
     close: bool,
+    /// The client accepts a gzipped answer.
+    gzip: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -134,6 +165,14 @@ pub(crate) async fn serve_conn<H: Handler>(
         let read = read_request(&mut stream, &mut rbuf, &mut wbuf, &shared, first).await;
         let (req, rules) = match read {
             Ok(Read::Request(req, rules)) => (req, rules),
+            Ok(Read::Refused(resp, rules)) => {
+                first = false;
+                match respond(&mut stream, &rbuf, &mut wbuf, &shared, resp, rules, false).await {
+                    Ok(Next::Continue) => continue,
+                    Ok(Next::Close) => return,
+                    Err(error) => return connection_error(&shared, &error),
+                }
+            }
             Ok(Read::Close) => return,
             Err(error) => return connection_error(&shared, &error),
         };
@@ -206,9 +245,44 @@ async fn respond(
     let close = rules.close || panicked || (shared.draining.get() && rbuf.is_empty());
     wbuf.clear();
     wbuf.reserve(WRITE_BUF_BYTES_INITIAL);
-    encode_response(wbuf, &resp, rules.is_head, close);
+    let compressible = !rules.is_head
+        && gzip::worth_gzipping(resp.body.len())
+        && resp.headers.get(http::header::CONTENT_ENCODING).is_none();
+    if !(compressible && rules.gzip && encode_gzipped(wbuf, shared, &resp, close)) {
+        let coding = if compressible {
+            Coding::IdentityVaries
+        } else {
+            Coding::Identity
+        };
+        encode_response_with(wbuf, &resp, coding, rules.is_head, close);
+    }
     write_response(stream, wbuf, &shared.limits).await?;
     Ok(if close { Next::Close } else { Next::Continue })
+}
+
+/// Encodes `resp` with its body gzipped into `wbuf`; false (nothing written) when gzip does
+/// not make it smaller. Synchronous, so the worker's encoder is never borrowed across an
+/// await (another connection of the worker may be answering meanwhile).
+fn encode_gzipped(wbuf: &mut Vec<u8>, shared: &ConnShared, resp: &Response, close: bool) -> bool {
+    let mut encoder = shared.gzip.borrow_mut();
+    let Some(gzipped) = encoder
+        .get_or_insert_with(GzipEncoder::new)
+        .compress(&resp.body)
+    else {
+        return false;
+    };
+    shared.stats.responses_gzipped.incr();
+    encode_response_with(wbuf, resp, Coding::Gzip(gzipped), false, close);
+    true
+}
+
+/// `{"error": message}` with `status`.
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(b"{\"error\":\"");
+    body.extend_from_slice(message.as_bytes());
+    body.extend_from_slice(b"\"}");
+    Response::json(status, body)
 }
 
 /// Waits for the next request on the connection (bounded by the idle timeout, cancelled at
@@ -242,9 +316,24 @@ async fn read_request(
         Ok(None) => return Ok(Read::Close),
         Err(reject) => return reject_and_close(stream, rbuf, wbuf, shared, reject).await,
     };
+    if head.unsupported_encoding {
+        // The body was read whole, so the connection is still in step: refuse, keep it.
+        shared.stats.rejected_unsupported_encoding.incr();
+        let refusal = error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported content-encoding",
+        );
+        let rules = AnswerRules {
+            is_head: false,
+            close: head.close,
+            gzip: false,
+        };
+        return Ok(Read::Refused(refusal, rules));
+    }
     let rules = AnswerRules {
         is_head: head.method == Method::HEAD,
         close: head.close,
+        gzip: head.accepts_gzip,
     };
     let req = Request::from_parts(
         head.method,
@@ -413,12 +502,9 @@ async fn reject_and_close(
         reason = reject.message(),
         "request rejected"
     );
-    let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(b"{\"error\":\"");
-    body.extend_from_slice(reject.message().as_bytes());
-    body.extend_from_slice(b"\"}");
     wbuf.clear();
-    encode_response(wbuf, &Response::json(reject.status(), body), false, true);
+    let resp = error_response(reject.status(), reject.message());
+    encode_response(wbuf, &resp, false, true);
     write_response(stream, wbuf, &shared.limits).await?;
     lingering_close(stream, rbuf).await;
     Ok(Read::Close)

@@ -99,8 +99,13 @@ pub struct ParsedHead {
     pub close: bool,
     /// `Expect: 100-continue` on HTTP/1.1.
     pub expect_continue: bool,
-    /// `Content-Encoding: gzip`.
+    /// `Content-Encoding: gzip` (or `x-gzip`): the body is decoded before the handler sees it.
     pub gzip: bool,
+    /// A `Content-Encoding` other than one `gzip` and any `identity`: answered 415 once the
+    /// body is read, without calling the handler (the connection stays usable).
+    pub unsupported_encoding: bool,
+    /// `Accept-Encoding` allows gzip: answers worth it are compressed (see [`crate::gzip`]).
+    pub accepts_gzip: bool,
 }
 
 fn offset_in(base: &[u8], part: &[u8]) -> Range<usize> {
@@ -121,77 +126,6 @@ fn parse_length(value: &[u8]) -> Option<usize> {
     value.iter().try_fold(0usize, |acc, &d| {
         acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
     })
-}
-
-/// What the headers say about framing and the connection, gathered in one pass.
-#[derive(Default)]
-struct HeadFacts {
-    content_length: Option<usize>,
-    chunked: bool,
-    close: bool,
-    expect_continue: bool,
-    gzip: bool,
-}
-
-impl HeadFacts {
-    /// Takes one header into account; refuses what could desynchronise the stream.
-    #[inline]
-    fn note(&mut self, name: &str, value: &[u8], version_minor: u8) -> Result<(), Reject> {
-        if name.eq_ignore_ascii_case("content-length") {
-            let n =
-                parse_length(value.trim_ascii()).ok_or(Reject::BadRequest("bad content-length"))?;
-            if self.content_length.is_some_and(|prev| prev != n) {
-                return Err(Reject::BadRequest("conflicting content-length"));
-            }
-            self.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
-            if self.chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(Reject::BadRequest("unsupported transfer-encoding"));
-            }
-            self.chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if has_token(value, "close") {
-                self.close = true;
-            } else if has_token(value, "keep-alive") {
-                self.close = false;
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                return Err(Reject::BadRequest("unsupported expectation"));
-            }
-            self.expect_continue = version_minor == 1;
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            self.gzip = value.trim_ascii().eq_ignore_ascii_case(b"gzip");
-        }
-        Ok(())
-    }
-
-    /// How the body is framed, by RFC 9112's rules, within the body limit.
-    #[inline]
-    fn framing(
-        &self,
-        method: &Method,
-        version_minor: u8,
-        limits: &ServerLimits,
-    ) -> Result<Framing, Reject> {
-        Ok(match (self.content_length, self.chunked) {
-            (Some(_), true) => {
-                return Err(Reject::BadRequest("content-length with transfer-encoding"))
-            }
-            (None, true) if version_minor == 0 => {
-                return Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
-            }
-            (None, true) => Framing::Chunked,
-            (Some(0), false) => Framing::Empty,
-            (Some(n), false) if n > limits.body_bytes_max => return Err(Reject::BodyTooLarge),
-            (Some(n), false) => Framing::Length(n),
-            (None, false) if [Method::POST, Method::PUT, Method::PATCH].contains(method) => {
-                return Err(Reject::LengthRequired)
-            }
-            (None, false) => Framing::Empty,
-        })
-    }
 }
 
 /// Parses a complete head from the front of `buf`, `Ok(None)` when more bytes are needed (and
@@ -222,21 +156,15 @@ pub fn parse_request_head(buf: &[u8], limits: &ServerLimits) -> Result<Option<Pa
     let path = offset_in(buf, req.path.unwrap_or("").as_bytes());
 
     let mut headers = SmallVec::new();
-    let mut facts = HeadFacts {
+    let mut facts = HeaderFacts {
         close: version_minor == 0,
-        ..HeadFacts::default()
+        ..HeaderFacts::default()
     };
     for h in req.headers.iter() {
         headers.push((offset_in(buf, h.name.as_bytes()), offset_in(buf, h.value)));
-        facts.note(h.name, h.value, version_minor)?;
+        facts.read(h.name, h.value, version_minor)?;
     }
     let framing = facts.framing(&method, version_minor, limits)?;
-    let HeadFacts {
-        close,
-        expect_continue,
-        gzip,
-        ..
-    } = facts;
     Ok(Some(ParsedHead {
         len,
         method,
@@ -244,10 +172,105 @@ pub fn parse_request_head(buf: &[u8], limits: &ServerLimits) -> Result<Option<Pa
         path,
         headers,
         framing,
-        close,
-        expect_continue,
-        gzip,
+        close: facts.close,
+        expect_continue: facts.expect_continue,
+        gzip: facts.codings.gzip == 1 && !facts.codings.unsupported,
+        unsupported_encoding: facts.codings.unsupported || facts.codings.gzip > 1,
+        accepts_gzip: facts.accepts_gzip.unwrap_or(false),
     }))
+}
+
+/// What the headers of one request say about framing, the connection and codings.
+#[derive(Debug, Default)]
+struct HeaderFacts {
+    content_length: Option<usize>,
+    chunked: bool,
+    close: bool,
+    expect_continue: bool,
+    codings: Codings,
+    accepts_gzip: Option<bool>,
+}
+
+impl HeaderFacts {
+    /// Takes in one header; refuses the ones that make the request ambiguous or unsupported.
+    fn read(&mut self, name: &str, value: &[u8], version_minor: u8) -> Result<(), Reject> {
+        if name.eq_ignore_ascii_case("content-length") {
+            let n =
+                parse_length(value.trim_ascii()).ok_or(Reject::BadRequest("bad content-length"))?;
+            if self.content_length.is_some_and(|prev| prev != n) {
+                return Err(Reject::BadRequest("conflicting content-length"));
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a lone `chunked` is accepted: anything else is a smuggling vector.
+            if self.chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::BadRequest("unsupported transfer-encoding"));
+            }
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, "close") {
+                self.close = true;
+            } else if has_token(value, "keep-alive") {
+                self.close = false;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Err(Reject::BadRequest("unsupported expectation"));
+            }
+            self.expect_continue = version_minor == 1;
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            self.codings.add(value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            self.accepts_gzip = self.accepts_gzip.or(crate::gzip::accepts_gzip(value));
+        }
+        Ok(())
+    }
+
+    /// How the body is framed, once every header is in.
+    fn framing(
+        &self,
+        method: &Method,
+        version_minor: u8,
+        limits: &ServerLimits,
+    ) -> Result<Framing, Reject> {
+        match (self.content_length, self.chunked) {
+            (Some(_), true) => Err(Reject::BadRequest("content-length with transfer-encoding")),
+            (None, true) if version_minor == 0 => {
+                Err(Reject::BadRequest("transfer-encoding in HTTP/1.0"))
+            }
+            (None, true) => Ok(Framing::Chunked),
+            (Some(0), false) => Ok(Framing::Empty),
+            (Some(n), false) if n > limits.body_bytes_max => Err(Reject::BodyTooLarge),
+            (Some(n), false) => Ok(Framing::Length(n)),
+            (None, false) => {
+                if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+                    return Err(Reject::LengthRequired);
+                }
+                Ok(Framing::Empty)
+            }
+        }
+    }
+}
+
+/// The content codings applied to a request body, over every `Content-Encoding` header.
+#[derive(Debug, Default)]
+struct Codings {
+    /// How many times gzip was applied: the server decodes one layer.
+    gzip: u8,
+    /// Any coding other than gzip and identity.
+    unsupported: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                self.gzip = self.gzip.saturating_add(1);
+            } else if !(coding.is_empty() || coding.eq_ignore_ascii_case(b"identity")) {
+                self.unsupported = true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +318,40 @@ mod tests {
         assert!(parse(b"GET / HTTP/1.1\r\nhost: x").unwrap().is_none());
         let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(h.close);
+    }
+
+    #[test]
+    fn content_codings() {
+        let codings = |value: &str| {
+            let raw = format!(
+                "POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-encoding: {value}\r\n\r\n"
+            );
+            let h = parse(raw.as_bytes()).unwrap().unwrap();
+            (h.gzip, h.unsupported_encoding)
+        };
+        assert_eq!(codings("gzip"), (true, false));
+        assert_eq!(codings("X-Gzip"), (true, false));
+        assert_eq!(codings("identity"), (false, false));
+        assert_eq!(codings("identity, gzip"), (true, false));
+        assert_eq!(codings("br"), (false, true));
+        assert_eq!(codings("gzip, br"), (false, true));
+        assert_eq!(codings("gzip, gzip"), (false, true));
+        let h = parse(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-encoding: gzip\r\ncontent-encoding: deflate\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.unsupported_encoding && !h.gzip);
+        let plain = parse(b"POST / HTTP/1.1\r\ncontent-length: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!plain.gzip && !plain.unsupported_encoding && !plain.accepts_gzip);
+        let h = parse(b"GET / HTTP/1.1\r\naccept-encoding: br, gzip\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.accepts_gzip);
+        let h = parse(b"GET / HTTP/1.1\r\naccept-encoding: gzip;q=0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.accepts_gzip);
     }
 
     #[test]

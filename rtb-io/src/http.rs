@@ -189,6 +189,29 @@ pub trait Handler: 'static {
 
 /// Appends a serialised response head and body to `out`.
 pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, head_only: bool, close: bool) {
+    encode_response_with(out, resp, Coding::Identity, head_only, close);
+}
+
+/// How an answer's body goes on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Coding<'b> {
+    /// As the handler gave it.
+    Identity,
+    /// As the handler gave it, with `vary: accept-encoding`: it would have been compressed for
+    /// a client accepting gzip, so caches must key on that header.
+    IdentityVaries,
+    /// This gzip member instead, with `content-encoding: gzip` and `vary: accept-encoding`.
+    Gzip(&'b [u8]),
+}
+
+/// Appends a serialised response head and body to `out`, the body coded as `coding` says.
+pub(crate) fn encode_response_with(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    coding: Coding<'_>,
+    head_only: bool,
+    close: bool,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(resp.status.as_str().as_bytes());
     out.push(b' ');
@@ -217,12 +240,23 @@ pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, head_only: boo
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    let body: &[u8] = match coding {
+        Coding::Identity => &resp.body,
+        Coding::IdentityVaries => {
+            out.extend_from_slice(b"vary: accept-encoding\r\n");
+            &resp.body
+        }
+        Coding::Gzip(gzipped) => {
+            out.extend_from_slice(b"content-encoding: gzip\r\nvary: accept-encoding\r\n");
+            gzipped
+        }
+    };
     let status = resp.status.as_u16();
     let bodyless = status < 200 || status == 204 || status == 304;
     if !bodyless {
         out.extend_from_slice(b"content-length: ");
         let mut digits = [0u8; 20];
-        out.extend_from_slice(format_usize(resp.body.len(), &mut digits));
+        out.extend_from_slice(format_usize(body.len(), &mut digits));
         out.extend_from_slice(b"\r\n");
     }
     if close {
@@ -230,7 +264,7 @@ pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, head_only: boo
     }
     out.extend_from_slice(b"\r\n");
     if !bodyless && !head_only {
-        out.extend_from_slice(&resp.body);
+        out.extend_from_slice(body);
     }
 }
 
@@ -267,6 +301,19 @@ mod tests {
             false,
         );
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
+        out.clear();
+        let resp = Response::json(StatusCode::OK, "{\"a\":1}");
+        encode_response_with(&mut out, &resp, Coding::Gzip(b"GZ"), false, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\nvary: accept-encoding\r\ncontent-length: 2\r\n\r\nGZ"
+        );
+        out.clear();
+        encode_response_with(&mut out, &resp, Coding::IdentityVaries, false, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nvary: accept-encoding\r\ncontent-length: 7\r\n\r\n{\"a\":1}"
+        );
     }
 
     #[test]

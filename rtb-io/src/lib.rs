@@ -4,6 +4,7 @@
 //!   ([`driver`]: io_uring with COOP_TASKRUN, epoll fallback) and `SO_REUSEPORT` listener.
 //! - [`bodies`]: response bodies cut from reused per-worker buffers ([`BodyPool`]).
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
+//! - [`gzip`]: `Accept-Encoding` negotiation and the per-worker gzip encoder for answers.
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
@@ -19,6 +20,7 @@ pub mod client;
 mod conn;
 pub mod driver;
 pub mod fanout;
+pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;

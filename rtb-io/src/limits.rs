@@ -159,6 +159,10 @@ stats! {
     rejected_head_too_large,
     /// 505: HTTP version other than 1.0 or 1.1.
     rejected_bad_version,
+    /// 415: a `Content-Encoding` the server does not decode (the connection stays open).
+    rejected_unsupported_encoding,
+    /// Answers sent gzip-compressed because the client accepted it and they were worth it.
+    responses_gzipped,
     /// Connections that ended with a read or write error (reset, broken pipe).
     io_errors,
     /// Handler panics caught: answered 500 and the connection closed; the worker lives on.

@@ -3,7 +3,6 @@
 //! request path. Also owns graceful shutdown of the workers.
 
 use std::{
-    cell::Cell,
     io,
     net::SocketAddr,
     rc::Rc,
@@ -294,12 +293,11 @@ where
     });
     let handler = Rc::new(factory(&ctx));
     let canceller = Canceller::new();
-    let shared = Rc::new(ConnShared {
-        limits: config.limits,
-        stats: stats.clone(),
-        draining: Cell::new(false),
-        idle_cancel: canceller.handle(),
-    });
+    let shared = Rc::new(ConnShared::new(
+        config.limits,
+        stats.clone(),
+        canceller.handle(),
+    ));
     spawn_drain_on_shutdown(shutdown, shared.clone(), canceller);
     let _ = ready.send(Ok(info));
     accept_until_draining(&listener, &handler, &ctx, &shared).await;

@@ -16,8 +16,8 @@ use std::{
 use bytes::Bytes;
 use http::StatusCode;
 use rtb_io::{
-    driver::driver_from_env, Broadcast, Handler, Request, Response, Server, ServerConfig,
-    ServerLimits, WorkerCtx,
+    body::gunzip_limited, driver::driver_from_env, Broadcast, Handler, Request, Response, Server,
+    ServerConfig, ServerLimits, WorkerCtx,
 };
 use test_support::{
     http::{closed_by_peer, connect, read_response, roundtrip},
@@ -167,6 +167,95 @@ fn gzip_body_is_decoded() {
     let r = roundtrip(server.local_addr(), &raw).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, plain);
+}
+
+#[test]
+fn unsupported_content_encoding_is_415_and_the_connection_stays_usable() {
+    let server = start_with(ServerLimits::default(), 1);
+    let mut s = connect(server.local_addr());
+    let mut buf = Vec::new();
+    for coding in ["br", "deflate", "gzip, gzip", "identity, zstd"] {
+        let raw = format!(
+            "POST /echo HTTP/1.1\r\nhost: t\r\ncontent-encoding: {coding}\r\ncontent-length: 5\r\n\r\nxxxxx"
+        );
+        s.write_all(raw.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut buf).unwrap();
+        assert_eq!(r.status, 415, "{coding}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.body, br#"{"error":"unsupported content-encoding"}"#);
+        assert_eq!(r.header("connection"), None, "{coding}: kept open");
+    }
+    // The same connection, in step: identity is decoded (as nothing), then a plain request.
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\ncontent-encoding: identity\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .unwrap();
+    let r = read_response(&mut s, &mut buf).unwrap();
+    assert_eq!((r.status, r.body), (200, b"ok".to_vec()));
+    s.write_all(&post("/echo", b"after")).unwrap();
+    let r = read_response(&mut s, &mut buf).unwrap();
+    assert_eq!((r.status, r.body), (200, b"after".to_vec()));
+    let stats = server.stats();
+    assert_eq!(stats.rejected_unsupported_encoding, 4);
+    assert_eq!((stats.requests_handled, stats.connections_accepted), (2, 1));
+}
+
+/// A request for `/echo` with `accept-encoding` (when given) and `body`.
+fn post_accepting(accept: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let accept = accept.map_or(String::new(), |a| format!("accept-encoding: {a}\r\n"));
+    let mut raw = format!(
+        "POST /echo HTTP/1.1\r\nhost: t\r\n{accept}content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+#[test]
+fn answers_are_gzipped_when_the_client_accepts_gzip_and_the_body_is_worth_it() {
+    use rtb_io::gzip::{GZIP_RESPONSE_BYTES_MAX, GZIP_RESPONSE_BYTES_MIN};
+    let limits = ServerLimits {
+        body_bytes_max: 2 * GZIP_RESPONSE_BYTES_MAX,
+        ..ServerLimits::default()
+    };
+    let server = start_with(limits, 1);
+    let mut s = connect(server.local_addr());
+    let mut buf = Vec::new();
+    let answer: Vec<u8> =
+        br#"{"id":"a","seatbid":[{"bid":[{"id":"1","impid":"1","price":1.5}]}]},"#.repeat(40);
+    assert!(answer.len() > GZIP_RESPONSE_BYTES_MIN);
+    for accept in ["gzip", "br, gzip;q=0.8", "*"] {
+        s.write_all(&post_accepting(Some(accept), &answer)).unwrap();
+        let r = read_response(&mut s, &mut buf).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{accept}");
+        assert_eq!(r.header("vary"), Some("accept-encoding"));
+        assert!(r.body.len() < answer.len() / 4, "{} bytes", r.body.len());
+        assert_eq!(gunzip_limited(&r.body, answer.len()).unwrap(), answer);
+    }
+    // Not asked for, refused, too small or too large: sent as is.
+    let too_large = vec![b'a'; GZIP_RESPONSE_BYTES_MAX + 1];
+    let small = &answer[..GZIP_RESPONSE_BYTES_MIN - 1];
+    for (accept, body, vary) in [
+        (None, &answer[..], Some("accept-encoding")),
+        (Some("gzip;q=0"), &answer[..], Some("accept-encoding")),
+        (Some("br"), &answer[..], Some("accept-encoding")),
+        (Some("gzip"), small, None),
+        (Some("gzip"), &too_large[..], None),
+    ] {
+        s.write_all(&post_accepting(accept, body)).unwrap();
+        let r = read_response(&mut s, &mut buf).unwrap();
+        assert_eq!(
+            r.header("content-encoding"),
+            None,
+            "{accept:?} {}",
+            body.len()
+        );
+        assert_eq!(r.header("vary"), vary, "{accept:?} {}", body.len());
+        assert_eq!(r.body, body);
+    }
+    assert_eq!(server.stats().responses_gzipped, 3);
 }
 
 #[test]
