@@ -4,6 +4,9 @@
 //! the main port's worker threads (named `rtb-worker-*` by rtb-io; the debug port's are
 //! `rtb-debug-*`), so neither the test's own clients nor its metrics scrapes count.
 //!
+//! One of the DSPs bids in EUR and the exchange runs with a currency rates file refreshed every
+//! second, so currency conversion (and the worker's rates applier) is on the counted path.
+//!
 //! After a warm-up (pools, workspaces, notice buffers, connection boxes grow to their working
 //! size), the steady state must allocate nothing per auction. This file holds a single test so
 //! nothing else runs in the process meanwhile.
@@ -30,7 +33,7 @@ use std::{
 };
 
 use clap::Parser;
-use common::{dsp_binary, DspProcess};
+use common::{dsp_binary_or_skip, DspProcess};
 use exchange::{app::App, config::Config};
 
 /// Keep-alive client connections (auctions in flight at once).
@@ -168,26 +171,38 @@ impl Client {
 
 #[test]
 fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
-    let Some(dsp_bin) = dsp_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "rtb-dsp binary missing under CI (cargo build -p dsp-bin)"
-        );
-        eprintln!("SKIP: rtb-dsp binary not built (cargo build -p dsp-bin)");
+    let Some(dsp_bin) = dsp_binary_or_skip() else {
         return;
     };
-    let dsps: Vec<DspProcess> = ["braid", "the-witness", "order-of-the-sinking-star"]
-        .iter()
-        .map(|name| {
-            DspProcess::start(
-                &dsp_bin,
-                name,
-                0,
-                &["--latency", "fixed:0", "--bid-rate", "1"],
-            )
-            .expect("rtb-dsp started")
-        })
-        .collect();
+    let dsps: Vec<DspProcess> = [
+        ("braid", "USD"),
+        ("the-witness", "USD"),
+        ("order-of-the-sinking-star", "EUR"),
+    ]
+    .iter()
+    .map(|(name, currency)| {
+        DspProcess::start(
+            &dsp_bin,
+            name,
+            0,
+            &[
+                "--latency",
+                "fixed:0",
+                "--bid-rate",
+                "1",
+                "--currency",
+                currency,
+            ],
+        )
+        .expect("rtb-dsp started")
+    })
+    .collect();
+    let rates = std::env::temp_dir().join(format!("rtb-alloc-rates-{}.json", std::process::id()));
+    std::fs::write(
+        &rates,
+        r#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.92}}}"#,
+    )
+    .unwrap();
     let config = Config::try_parse_from([
         "rtb-exchange",
         "--bind",
@@ -200,6 +215,10 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         "1",
         "--dsp-ttl-s",
         "3600",
+        "--currency-rates",
+        rates.to_str().unwrap(),
+        "--currency-refresh-s",
+        "1",
     ])
     .unwrap();
     let app = App::start(&config).unwrap();
@@ -218,6 +237,7 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     let window = run_clients(app.addr(), app.debug_addr(), &body);
     app.stop().unwrap();
     drop(dsps);
+    let _ = std::fs::remove_file(&rates);
     let auctions = CLIENTS * COUNTED_PER_CLIENT;
     let per_auction = window.allocations as f64 / auctions as f64;
     println!(

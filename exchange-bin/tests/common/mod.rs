@@ -476,6 +476,20 @@ pub fn dsp_binary() -> Option<std::path::PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// [`dsp_binary`], or None after saying why the test is skipped; under CI a missing binary
+/// fails the test instead.
+pub fn dsp_binary_or_skip() -> Option<std::path::PathBuf> {
+    let bin = dsp_binary();
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "rtb-dsp binary missing under CI (cargo build -p dsp-bin)"
+        );
+        eprintln!("SKIP: rtb-dsp binary not built (cargo build -p dsp-bin)");
+    }
+    bin
+}
+
 /// A running `rtb-dsp` process (not onboarded by itself); killed on drop.
 pub struct DspProcess {
     pub child: Child,
