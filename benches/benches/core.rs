@@ -1,7 +1,7 @@
 //! Criterion benches of rtb-core: request decode + validation against three baselines
 //! (serde_json into the owned `openrtb26` model, serde_json and sonic-rs into a borrowed partial
-//! view), the auction at 3/10/50 bids, response encoding, and the whole core pipeline with three
-//! DSPs. Bench ids are an interface (BENCHMARKS.md and scripts read them): keep them.
+//! view), the auction at 3/10/50 bids (and the same bids converted from another currency),
+//! response encoding, and the whole core pipeline with three DSPs. Bench ids are an interface (BENCHMARKS.md and scripts read them): keep them.
 //!
 //! Short run: `cargo bench -p benches --bench core -- --warm-up-time 1 --measurement-time 3`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,6 +14,7 @@ use benches::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_core::auction::{Auction, AuctionConfig};
+use rtb_core::currency::CurrencyRates;
 use rtb_core::encode::encode_bid_response;
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
@@ -110,8 +111,63 @@ fn auction(c: &mut Criterion) {
                     .len()
             })
         });
+        // The same bids, every one in another currency, converted through a table the size
+        // of Prebid's currency file.
+        let currency = request.auction_currency();
+        let foreign = if currency.eq_ignore_ascii_case("EUR") {
+            "GBP"
+        } else {
+            "EUR"
+        };
+        let from = format!(r#""cur":"{currency}""#);
+        let to = format!(r#""cur":"{foreign}""#);
+        let foreign_bodies: Vec<Vec<u8>> = bodies
+            .iter()
+            .map(|body| {
+                let text = String::from_utf8(body.clone()).unwrap();
+                assert!(text.contains(&from), "bench responses state their currency");
+                text.replacen(&from, &to, 1).into_bytes()
+            })
+            .collect();
+        let mut foreign_docs: Vec<Document> = (0..n).map(|_| Document::default()).collect();
+        let foreign_responses: Vec<BidResponse<'_>> = foreign_docs
+            .iter_mut()
+            .zip(&foreign_bodies)
+            .map(|(doc, body)| BidResponse::decode(body, doc, &mut decoder).unwrap())
+            .collect();
+        let rates = prebid_sized_rates();
+        let foreign_refs = &foreign_responses;
+        let converted = auction.run_with_rates(&request, foreign_refs, Some(&rates));
+        assert!(!converted.winners.is_empty() && converted.winners[0].rate != 1.0);
+        group.bench_function(format!("{n}-bids-converted"), |b| {
+            b.iter(|| {
+                auction
+                    .run_with_rates(black_box(&request), black_box(foreign_refs), Some(&rates))
+                    .winners
+                    .len()
+            })
+        });
     }
     group.finish();
+}
+
+/// A table shaped like Prebid's currency file: two bases (USD, GBP), 33 currencies each.
+fn prebid_sized_rates() -> CurrencyRates {
+    const CODES: [&str; 33] = [
+        "AUD", "BGN", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR",
+        "ILS", "INR", "ISK", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RON", "SEK",
+        "SGD", "THB", "TRY", "USD", "ZAR", "AED", "SAR",
+    ];
+    let given = ["USD", "GBP"].into_iter().flat_map(|base| {
+        CODES
+            .iter()
+            .enumerate()
+            .map(move |(i, code)| (base, *code, 0.5 + i as f64 * 0.11))
+    });
+    // Later entries win: EUR at a realistic rate, stronger than USD, so converted bids still
+    // meet the sample's floors.
+    let given = given.chain([("USD", "EUR", 0.92)]);
+    CurrencyRates::from_rates("bench", given).unwrap()
 }
 
 fn encode(c: &mut Criterion) {

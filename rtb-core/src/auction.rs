@@ -244,12 +244,19 @@ impl Auction {
         self.outcome.winners.clear();
         self.outcome.rejections.clear();
         let currency = request.auction_currency();
+        // Answers in one auction are mostly in one or two currencies: look each up once.
+        let mut last_foreign: Option<(&str, Result<f64, RejectReason>)> = None;
         for (r, response) in responses.iter().enumerate() {
             let response_index = index16(r);
-            let response_rate = if response.id != request.id {
-                Err(RejectReason::AuctionIdMismatch)
-            } else {
-                to_auction_currency(response.cur, currency, rates)
+            let response_rate = match last_foreign {
+                _ if response.id != request.id => Err(RejectReason::AuctionIdMismatch),
+                _ if response.cur.eq_ignore_ascii_case(currency) => Ok(1.0),
+                Some((cur, rate)) if cur == response.cur => rate,
+                _ => {
+                    let rate = to_auction_currency(response.cur, currency, rates);
+                    last_foreign = Some((response.cur, rate));
+                    rate
+                }
             };
             for (b, bid) in response.bids.iter().enumerate() {
                 let checked = match response_rate {

@@ -30,8 +30,9 @@ pub const RATES_FILE_BYTES_MAX: usize = 1 << 20;
 /// Longest `dataAsOf` kept, bytes.
 const DATA_AS_OF_BYTES_MAX: usize = 64;
 
-/// A currency code, upper-cased.
-type Code = [u8; 3];
+/// A currency code, upper-cased, packed into an integer (big-endian, so the order is the
+/// alphabetical order): a lookup compares integers, not byte strings.
+type Code = u32;
 
 /// Why a rates file was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,13 +233,19 @@ fn derive(direct: &[f64], n: usize, from: usize, to: usize) -> f64 {
     f64::NAN
 }
 
-/// `eur` -> `EUR`; `None` unless three ASCII letters.
+/// `eur` -> `EUR`, packed; `None` unless three ASCII letters.
+#[inline]
 fn code(text: &str) -> Option<Code> {
-    let bytes: [u8; 3] = text.as_bytes().try_into().ok()?;
-    bytes
-        .iter()
-        .all(u8::is_ascii_alphabetic)
-        .then(|| bytes.map(|b| b.to_ascii_uppercase()))
+    let [a, b, c]: [u8; 3] = text.as_bytes().try_into().ok()?;
+    let letters = a.is_ascii_alphabetic() && b.is_ascii_alphabetic() && c.is_ascii_alphabetic();
+    letters.then(|| {
+        u32::from_be_bytes([
+            0,
+            a.to_ascii_uppercase(),
+            b.to_ascii_uppercase(),
+            c.to_ascii_uppercase(),
+        ])
+    })
 }
 
 fn truncate_to(text: &str, bytes_max: usize) -> &str {
