@@ -233,12 +233,12 @@ impl Config {
                 "must be below --deadline-ms",
             ));
         }
-        if self.currency_stale_s < self.currency_refresh_s {
+        if self.currency_stale_s <= self.currency_refresh_s {
             return Err(bad(
                 "currency-stale-s",
                 "RTB_EXCHANGE_CURRENCY_STALE_S",
                 self.currency_stale_s.to_string(),
-                "must be at least --currency-refresh-s (rates would be stale between refreshes)",
+                "must be more than --currency-refresh-s (rates would be stale between refreshes)",
             ));
         }
         if let Some(token) = &self.onboard_token {

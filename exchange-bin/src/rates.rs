@@ -319,9 +319,14 @@ impl RatesRefresh {
             }
             Err(error) => {
                 self.status.failures.fetch_add(1, Ordering::Relaxed);
-                let stale = self.status.is_stale(now_ms());
-                tracing::warn!(source = %self.source, %error, stale,
-                    "currency rates not loaded; the previous table stays in force");
+                let age_s = self.status.age(now_ms()).map(|age| age.as_secs());
+                if self.status.is_stale(now_ms()) {
+                    tracing::error!(source = %self.source, %error, ?age_s,
+                        "currency rates not loaded and stale; the previous table (if any) stays in force");
+                } else {
+                    tracing::warn!(source = %self.source, %error, ?age_s,
+                        "currency rates not loaded; the previous table stays in force");
+                }
                 None
             }
         }

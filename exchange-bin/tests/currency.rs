@@ -21,7 +21,10 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("rtb-currency-test-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rtb-currency-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -163,4 +166,18 @@ fn without_rates_a_foreign_bid_is_rejected_as_before() {
         !ex.metrics().contains("rtb_currency_rates"),
         "no rates, no series"
     );
+}
+
+#[test]
+fn a_rates_file_missing_at_startup_is_counted_and_the_exchange_still_serves() {
+    let scratch = Scratch::new();
+    let missing = scratch.0.join("not-there.json");
+    let ex = Exchange::start(&["--currency-rates", missing.to_str().unwrap()]);
+    let m = ex.metrics();
+    assert_eq!(sample(&m, "rtb_currency_rates_failures_total"), 1.0, "{m}");
+    assert_eq!(sample(&m, "rtb_currency_rates_loads_total"), 0.0, "{m}");
+    assert_eq!(sample(&m, "rtb_currency_rates_stale"), 1.0, "{m}");
+    assert!(m.contains("rtb_currency_rates_age_seconds NaN"), "{m}");
+    let r = request(ex.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200);
 }
