@@ -230,10 +230,11 @@ impl Auction {
         self.run_with_rates(request, responses, None)
     }
 
-    /// [`Auction::run`], with bids and floors in any currency `rates` can convert to the
-    /// auction currency converted before floors and ranking. A converted price or floor is
-    /// rounded to a millionth of a CPM ([`round_cpm`]) before it is compared; a currency with
-    /// no rate is rejected as without rates ([`RejectReason::WrongCurrency`]).
+    /// Like [`Auction::run`], but a bid or a floor in another currency that `rates` can
+    /// convert is converted to the auction currency first, before the price cap, floors and
+    /// ranking. A converted price or floor is rounded to a millionth of a CPM ([`round_cpm`])
+    /// before it is compared; a currency with no rate is rejected as without rates
+    /// ([`RejectReason::WrongCurrency`]).
     pub fn run_with_rates<'q, 'r>(
         &mut self,
         request: &BidRequest<'q>,
