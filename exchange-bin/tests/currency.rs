@@ -1,7 +1,8 @@
 //! Currency conversion through the real exchange binary and real `rtb-dsp` processes bidding in
 //! USD, EUR and JPY: the rates file is loaded at startup, a EUR bid beats a lower USD bid once
-//! converted, a bid in a currency with no rate is rejected and counted, a rewritten file is
-//! picked up by the next refresh, and a broken one keeps the old table and counts a failure.
+//! converted (and its win notice states its price in EUR), a bid in a currency with no rate is
+//! rejected and counted, a rewritten file is picked up by the next refresh, and a broken one
+//! keeps the old table and counts a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -58,6 +59,21 @@ fn winner(ex: &Exchange, id: &str) -> Option<(String, f64, String)> {
     ))
 }
 
+/// An `rtb-dsp`'s win notices received and the sum of the prices they stated.
+fn dsp_wins(dsp: std::net::SocketAddr) -> (f64, f64) {
+    let text = request(dsp, "GET", "/metrics", &[], b"").text();
+    let series = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (
+        series("rtb_dspsim_wins_total"),
+        series("rtb_dspsim_win_value_sum"),
+    )
+}
+
 fn rejections(metrics: &str, dsp: &str, reason: &str) -> f64 {
     sample(
         metrics,
@@ -108,6 +124,16 @@ fn bids_are_converted_unknown_currencies_rejected_and_refreshes_picked_up() {
     assert_eq!(rejections(&m, "eur", "wrong_currency"), 0.0);
     assert_eq!(sample(&m, "rtb_currency_rates_stale"), 0.0);
     assert_eq!(sample(&m, "rtb_currency_rates_currencies"), 3.0);
+    // The exchange fires the EUR DSP's win notice with the price in EUR, as OpenRTB says:
+    // 2.5 USD / 1.25 = 2.0 EUR for every win.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (wins, value) = dsp_wins(eur.addr);
+            wins >= 1.0 && (value / wins - 2.0).abs() < 1e-6
+        }),
+        "win notices to the EUR DSP did not state 2.0 (EUR): {:?}",
+        dsp_wins(eur.addr)
+    );
 
     // A broken file: the old table stays (EUR still wins), the failure is counted.
     write_rates(&rates, r#"{"conversions":{"USD":{"EUR":"cheap"}}}"#);
