@@ -55,7 +55,9 @@ impl std::fmt::Display for RatesSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RatesSource::File(path) => write!(f, "{}", path.display()),
-            RatesSource::Http { host, port, path } => write!(f, "http://{host}:{port}{path}"),
+            RatesSource::Http { host, port, path } => {
+                write!(f, "http://{}{path}", authority(host, *port))
+            }
         }
     }
 }
@@ -96,6 +98,11 @@ impl RatesSource {
             ),
             None => (authority, 80),
         };
+        // An IPv6 literal comes in brackets: `http://[::1]:8080/`.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() || host.contains('@') {
             return Err("the URL needs a host (and no user info)".into());
         }
@@ -113,6 +120,21 @@ impl RatesSource {
             RatesSource::Http { host, port, path } => fetch(host, *port, path)?,
         };
         CurrencyRates::parse(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// `host[:port]` as a URL and a `Host` header spell it (IPv6 literals in brackets, port 80
+/// left out).
+fn authority(host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == 80 {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -136,7 +158,8 @@ fn fetch(host: &str, port: u16, path: &str) -> Result<Vec<u8>, String> {
     let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\nUser-Agent: rtb-exchange\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: rtb-exchange\r\n\r\n",
+        authority(host, port)
     );
     stream
         .set_write_timeout(Some(FETCH_TIMEOUT))
@@ -380,6 +403,16 @@ mod tests {
         let https =
             RatesSource::parse("https://cdn.jsdelivr.net/gh/prebid/currency-file@1/latest.json");
         assert!(https.unwrap_err().contains("https:// is not supported yet"));
+        assert_eq!(
+            RatesSource::parse("http://[::1]:8080/r.json"),
+            Ok(RatesSource::Http {
+                host: "::1".into(),
+                port: 8080,
+                path: "/r.json".into()
+            })
+        );
+        let v6 = RatesSource::parse("http://[::1]:8080/r.json").unwrap();
+        assert_eq!(v6.to_string(), "http://[::1]:8080/r.json");
         assert!(RatesSource::parse("ftp://x/y").is_err());
         assert!(RatesSource::parse("http://:80/").is_err());
         assert!(RatesSource::parse("http://h:99999/").is_err());
