@@ -1,5 +1,6 @@
 //! Owns the main port's per-worker handler: its state (the engine, the DSP slots, reused
-//! workspaces, the notice queue, the lag probe), how registry snapshots reach it, and routing.
+//! workspaces, the notice queue, the lag probe), how registry snapshots and currency rates
+//! reach it, and routing.
 
 use std::{
     cell::{Cell, RefCell},
