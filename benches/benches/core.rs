@@ -9,12 +9,12 @@
 use std::hint::black_box;
 
 use benches::{
-    builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic, one_bid_responses,
-    pipeline_cases, request_samples, response_sample, EngineDriver,
+    builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic,
+    foreign_currency_responses, one_bid_responses, pipeline_cases, prebid_sized_rates,
+    request_samples, response_sample, EngineDriver,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_core::auction::{Auction, AuctionConfig};
-use rtb_core::currency::CurrencyRates;
 use rtb_core::encode::encode_bid_response;
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::BidRequest;
@@ -113,22 +113,7 @@ fn auction(c: &mut Criterion) {
         });
         // The same bids, every one in another currency, converted through a table the size
         // of Prebid's currency file.
-        let currency = request.auction_currency();
-        let foreign = if currency.eq_ignore_ascii_case("EUR") {
-            "GBP"
-        } else {
-            "EUR"
-        };
-        let from = format!(r#""cur":"{currency}""#);
-        let to = format!(r#""cur":"{foreign}""#);
-        let foreign_bodies: Vec<Vec<u8>> = bodies
-            .iter()
-            .map(|body| {
-                let text = String::from_utf8(body.clone()).unwrap();
-                assert!(text.contains(&from), "bench responses state their currency");
-                text.replacen(&from, &to, 1).into_bytes()
-            })
-            .collect();
+        let (foreign_bodies, _) = foreign_currency_responses(&raw, n).unwrap();
         let mut foreign_docs: Vec<Document> = (0..n).map(|_| Document::default()).collect();
         let foreign_responses: Vec<BidResponse<'_>> = foreign_docs
             .iter_mut()
@@ -149,25 +134,6 @@ fn auction(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// A table shaped like Prebid's currency file: two bases (USD, GBP), 33 currencies each.
-fn prebid_sized_rates() -> CurrencyRates {
-    const CODES: [&str; 33] = [
-        "AUD", "BGN", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR",
-        "ILS", "INR", "ISK", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RON", "SEK",
-        "SGD", "THB", "TRY", "USD", "ZAR", "AED", "SAR",
-    ];
-    let given = ["USD", "GBP"].into_iter().flat_map(|base| {
-        CODES
-            .iter()
-            .enumerate()
-            .map(move |(i, code)| (base, *code, 0.5 + i as f64 * 0.11))
-    });
-    // Later entries win: EUR at a realistic rate, stronger than USD, so converted bids still
-    // meet the sample's floors.
-    let given = given.chain([("USD", "EUR", 0.92)]);
-    CurrencyRates::from_rates("bench", given).unwrap()
 }
 
 fn encode(c: &mut Criterion) {
