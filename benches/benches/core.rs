@@ -1,8 +1,8 @@
 //! Criterion benches of rtb-core: request decode + validation against three baselines
 //! (serde_json into the owned `openrtb26` model, serde_json and sonic-rs into a borrowed partial
-//! view), lenient against strict validation, the auction at 3/10/50 bids, response encoding,
-//! and the whole core pipeline with three DSPs. Bench ids are an interface (BENCHMARKS.md and
-//! scripts read them): keep them.
+//! view), lenient against strict validation, the auction at 3/10/50 bids (and the same bids
+//! converted from another currency), response encoding, and the whole core pipeline with three
+//! DSPs. Bench ids are an interface (BENCHMARKS.md and scripts read them): keep them.
 //!
 //! Short run: `cargo bench -p benches --bench core -- --warm-up-time 1 --measurement-time 3`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,8 +11,8 @@ use std::hint::black_box;
 
 use benches::{
     builtin_requests, decode_owned, decode_view_serde_json, decode_view_sonic,
-    mid_size_request_samples, one_bid_responses, pipeline_cases, request_samples, response_sample,
-    EngineDriver,
+    foreign_currency_responses, mid_size_request_samples, one_bid_responses, pipeline_cases,
+    prebid_sized_rates, request_samples, response_sample, EngineDriver,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rtb_core::auction::{Auction, AuctionConfig};
@@ -146,6 +146,27 @@ fn auction(c: &mut Criterion) {
             b.iter(|| {
                 auction
                     .run(black_box(&request), black_box(refs))
+                    .winners
+                    .len()
+            })
+        });
+        // The same bids, every one in another currency, converted through a table the size
+        // of Prebid's currency file.
+        let (foreign_bodies, _) = foreign_currency_responses(&raw, n).unwrap();
+        let mut foreign_docs: Vec<Document> = (0..n).map(|_| Document::default()).collect();
+        let foreign_responses: Vec<BidResponse<'_>> = foreign_docs
+            .iter_mut()
+            .zip(&foreign_bodies)
+            .map(|(doc, body)| BidResponse::decode(body, doc, &mut decoder).unwrap())
+            .collect();
+        let rates = prebid_sized_rates();
+        let foreign_refs = &foreign_responses;
+        let converted = auction.run_with_rates(&request, foreign_refs, Some(&rates));
+        assert!(!converted.winners.is_empty() && converted.winners[0].rate != 1.0);
+        group.bench_function(format!("{n}-bids-converted"), |b| {
+            b.iter(|| {
+                auction
+                    .run_with_rates(black_box(&request), black_box(foreign_refs), Some(&rates))
                     .winners
                     .len()
             })

@@ -773,6 +773,50 @@ pub fn one_bid_responses(request: &[u8], n: usize) -> Option<Vec<Vec<u8>>> {
     )
 }
 
+/// [`one_bid_responses`] restated in another currency than the request's auction currency
+/// (EUR, or GBP for a EUR request), with the currency it chose.
+pub fn foreign_currency_responses(
+    request: &[u8],
+    n: usize,
+) -> Option<(Vec<Vec<u8>>, &'static str)> {
+    let facts = RequestFacts::of(request)?;
+    let foreign = if facts.currency.eq_ignore_ascii_case("EUR") {
+        "GBP"
+    } else {
+        "EUR"
+    };
+    let from = format!(r#""cur":"{}""#, facts.currency);
+    let to = format!(r#""cur":"{foreign}""#);
+    let bodies = one_bid_responses(request, n)?
+        .into_iter()
+        .map(|body| {
+            let text = String::from_utf8(body).ok()?;
+            text.contains(&from)
+                .then(|| text.replacen(&from, &to, 1).into_bytes())
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((bodies, foreign))
+}
+
+/// A rates table shaped like Prebid's currency file: two bases (USD, GBP), 33 currencies each,
+/// EUR at a realistic rate (stronger than USD, so converted bench bids still meet the floors).
+pub fn prebid_sized_rates() -> rtb_core::CurrencyRates {
+    const CODES: [&str; 33] = [
+        "AUD", "BGN", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR",
+        "ILS", "INR", "ISK", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "RON", "SEK",
+        "SGD", "THB", "TRY", "USD", "ZAR", "AED", "SAR",
+    ];
+    let given = ["USD", "GBP"].into_iter().flat_map(|base| {
+        CODES
+            .iter()
+            .enumerate()
+            .map(move |(i, code)| (base, *code, 0.5 + i as f64 * 0.11))
+    });
+    // Later entries win.
+    let given = given.chain([("USD", "EUR", 0.92)]);
+    rtb_core::CurrencyRates::from_rates("bench", given).expect("a valid table")
+}
+
 // ---------------------------------------------------------------------------------------------
 // One whole-core pipeline iteration
 // ---------------------------------------------------------------------------------------------

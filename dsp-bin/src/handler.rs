@@ -69,6 +69,8 @@ pub struct Behaviour {
     pub ignore_tmax: bool,
     /// Base seed; worker `i` uses `seed + i`.
     pub seed: u64,
+    /// The bids' currency; `None`: the request's auction currency.
+    pub currency: Option<String>,
 }
 
 impl Behaviour {
@@ -89,6 +91,13 @@ impl Behaviour {
         let failures = self.hang_rate + self.reset_rate + self.error500_rate + self.malformed_rate;
         if failures > 1.0 + 1e-9 {
             return Err(format!("failure rates sum to {failures}, more than 1"));
+        }
+        if let Some(currency) = &self.currency {
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(format!(
+                    "--currency {currency:?}: expected a three-letter code"
+                ));
+            }
         }
         if !self.bid_path.starts_with('/') {
             return Err(format!("--bid-path {:?}: must start with /", self.bid_path));
@@ -247,7 +256,8 @@ impl DspHandler {
         escape_json_into(&b.name, out);
         let _ = write!(out, "-{}-{n}", self.worker);
         out.extend_from_slice(b"\",\"cur\":\"");
-        escape_json_into(request.auction_currency(), out);
+        let currency = b.currency.as_deref();
+        escape_json_into(currency.unwrap_or(request.auction_currency()), out);
         out.extend_from_slice(b"\",\"seatbid\":[{\"seat\":\"");
         escape_json_into(&b.seat, out);
         out.extend_from_slice(b"\",\"bid\":[");

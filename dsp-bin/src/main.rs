@@ -98,6 +98,10 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "RTB_DSP_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Currency of the bids (`cur`), e.g. EUR; prices from --price are sent as they are, in
+    /// it. Default: the request's auction currency.
+    #[arg(long, env = "RTB_DSP_CURRENCY")]
+    currency: Option<String>,
 }
 
 fn init_logging(format: &str) -> Result<(), String> {
@@ -144,6 +148,7 @@ fn behaviour(args: &Args, seed: u64) -> Behaviour {
         malformed_rate: args.malformed_rate,
         ignore_tmax: args.ignore_tmax,
         seed,
+        currency: args.currency.clone(),
     }
 }
 

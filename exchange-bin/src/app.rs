@@ -17,8 +17,34 @@ use crate::{
     handler::ExchangeHandler,
     metrics::WorkerMetrics,
     ratelimit::TokenBucket,
-    Shared,
+    rates::{RatesRefresh, RatesStatus},
+    Currency, Shared,
 };
+
+/// With `--currency-rates`: the first load (blocking, before any worker starts, so the first
+/// auction already converts) and the refresh the control thread will run.
+fn start_currency(config: &Config, workers: usize) -> (Option<RatesRefresh>, Option<Currency>) {
+    let Some(source) = config.currency_rates.clone() else {
+        return (None, None);
+    };
+    let status = Arc::new(RatesStatus::new(Duration::from_secs(
+        config.currency_stale_s,
+    )));
+    let updates = Broadcast::new(workers);
+    let mut refresh = RatesRefresh::new(
+        source,
+        Duration::from_secs(config.currency_refresh_s),
+        status.clone(),
+        updates.clone(),
+    );
+    let initial = refresh.load();
+    let currency = Currency {
+        initial,
+        updates,
+        status,
+    };
+    (Some(refresh), Some(currency))
+}
 
 /// A running exchange.
 #[derive(Debug)]
@@ -34,6 +60,7 @@ impl App {
     pub fn start(config: &Config) -> std::io::Result<App> {
         let workers = config.worker_count();
         let broadcast: Broadcast<Resolved> = Broadcast::new(workers);
+        let (rates_refresh, currency) = start_currency(config, workers);
         let (control, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
@@ -42,6 +69,7 @@ impl App {
                 reresolve_period: control::RERESOLVE_PERIOD,
             },
             broadcast.clone(),
+            rates_refresh,
         )?;
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
@@ -59,6 +87,7 @@ impl App {
                 config.onboard_burst,
                 std::time::Instant::now(),
             )),
+            currency,
         });
         let main_shared = shared.clone();
         let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {

@@ -192,6 +192,23 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_VALIDATION", default_value_t = ValidationMode::Strict)]
     pub validation: ValidationMode,
 
+    /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
+    /// not supported yet). Bids and floors in a currency with a rate are converted to the
+    /// auction currency [default: none: bids must be in the auction currency].
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_RATES", value_parser = crate::rates::RatesSource::parse)]
+    pub currency_rates: Option<crate::rates::RatesSource>,
+
+    /// Seconds between loads of --currency-rates (a failed load keeps the previous table).
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_REFRESH_S", default_value_t = crate::rates::REFRESH_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub currency_refresh_s: u64,
+
+    /// Rates not loaded successfully for this many seconds are reported stale (metrics, logs);
+    /// they are still used.
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_STALE_S", default_value_t = crate::rates::STALE_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub currency_stale_s: u64,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -234,6 +251,14 @@ impl Config {
             ));
         }
         self.check_onboarding()?;
+        if self.currency_stale_s <= self.currency_refresh_s {
+            return Err(bad(
+                "currency-stale-s",
+                "RTB_EXCHANGE_CURRENCY_STALE_S",
+                self.currency_stale_s.to_string(),
+                "must be more than --currency-refresh-s (rates would be stale between refreshes)",
+            ));
+        }
         if let Some(token) = &self.onboard_token {
             // The value itself is never echoed: it is a secret.
             if token.is_empty() || token.len() > ONBOARD_TOKEN_BYTES_MAX {
@@ -525,6 +550,48 @@ mod tests {
                 .to_string();
             assert!(e.contains("RTB_EXCHANGE_HEADER_COUNT_MAX"), "{e}");
         }
+    }
+
+    #[test]
+    fn currency_flags() {
+        let c = Config::try_parse_from_env(["rtb-exchange", "--bind", "127.0.0.1"]).unwrap();
+        assert_eq!(c.currency_rates, None);
+        assert_eq!((c.currency_refresh_s, c.currency_stale_s), (1800, 7200));
+        let c = Config::try_parse_from_env([
+            "rtb-exchange",
+            "--bind",
+            "127.0.0.1",
+            "--currency-rates",
+            "http://rates.test/latest.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.currency_rates,
+            Some(crate::rates::RatesSource::Http { .. })
+        ));
+        let e = Config::try_parse_from_env([
+            "rtb-exchange",
+            "--bind",
+            "127.0.0.1",
+            "--currency-rates",
+            "https://cdn.jsdelivr.net/gh/prebid/currency-file@1/latest.json",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--currency-rates") && e.contains("https:// is not supported"),
+            "{e}"
+        );
+        let e = Config::try_parse_from_env([
+            "rtb-exchange",
+            "--bind",
+            "127.0.0.1",
+            "--currency-stale-s",
+            "60",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("RTB_EXCHANGE_CURRENCY_STALE_S"), "{e}");
     }
 
     #[test]

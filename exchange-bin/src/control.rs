@@ -7,7 +7,9 @@
 //! [`Resolved`] snapshot (entries plus their `SocketAddr`) to every worker with
 //! `rtb_io::Broadcast`. Every [`TICK`] it expires DSPs not seen within the TTL; every
 //! [`RERESOLVE_PERIOD`] it re-resolves names and rebroadcasts when an address changed (a DSP
-//! whose name now resolves to a forbidden address is removed).
+//! whose name now resolves to a forbidden address is removed). When `--currency-rates` is set,
+//! every tick also gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates
+//! are fetched and parsed here, never on a worker.
 
 use std::{
     net::{IpAddr, SocketAddr, ToSocketAddrs},
@@ -20,6 +22,8 @@ use futures_channel::oneshot;
 use rtb_core::registry::{check_address, BidUrl, DspEntry, Registry, RegistryError, Upsert};
 use rtb_io::Broadcast;
 use serde::Serialize;
+
+use crate::rates::RatesRefresh;
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
@@ -152,11 +156,16 @@ pub fn truncate(s: &str) -> &str {
 pub fn spawn(
     config: ControlConfig,
     broadcast: Broadcast<Resolved>,
+    rates: Option<RatesRefresh>,
 ) -> std::io::Result<(ControlHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
-        .spawn(move || Control::new(config, broadcast, system_resolver()).run(&rx))?;
+        .spawn(move || {
+            let mut control = Control::new(config, broadcast, system_resolver());
+            control.rates = rates;
+            control.run(&rx)
+        })?;
     Ok((ControlHandle { tx }, join))
 }
 
@@ -178,6 +187,8 @@ struct Control {
     /// The version workers were last sent. A refresh bumps the registry's version but is not
     /// broadcast, so replies carry this one (what workers will reach).
     published_version: u64,
+    /// The currency rates refresh, when `--currency-rates` is set.
+    rates: Option<RatesRefresh>,
 }
 
 /// Resolves `host:port` with the system resolver on a helper thread, giving up after
@@ -256,6 +267,7 @@ impl Control {
             addrs: Vec::new(),
             broadcast,
             published_version: 0,
+            rates: None,
         }
     }
 
@@ -272,6 +284,9 @@ impl Control {
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.expire();
+                if let Some(rates) = &mut self.rates {
+                    rates.poll(now);
+                }
             }
             if now >= next_resolve {
                 next_resolve = now + self.config.reresolve_period;

@@ -33,7 +33,10 @@ impl DebugHandler {
             .lock()
             .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
             .unwrap_or_default();
-        let text = metrics::render(&self.shared.metrics, Some(&stats));
+        let mut text = metrics::render(&self.shared.metrics, Some(&stats));
+        if let Some(currency) = &self.shared.currency {
+            currency.status.render(crate::control::now_ms(), &mut text);
+        }
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
     }
 

@@ -1,5 +1,6 @@
 //! Owns the main port's per-worker handler: its state (the engine, the DSP slots, reused
-//! workspaces, the notice queue, the lag probe), how registry snapshots reach it, and routing.
+//! workspaces, the notice queue, the lag probe), how registry snapshots and currency rates
+//! reach it, and routing.
 
 use std::{
     cell::{Cell, RefCell},
@@ -21,7 +22,7 @@ use crate::{
     json_error, lag,
     metrics::{Route, WorkerMetrics},
     notices::{self, NoticeQueue},
-    onboard, Shared,
+    onboard, Currency, Shared,
 };
 
 /// The main port's handler; one per worker.
@@ -62,6 +63,9 @@ impl ExchangeHandler {
         let dsps: Rc<RefCell<Rc<DspSet>>> = Rc::default();
         if let Some(updates) = updates {
             spawn_applier(ctx, &shared, updates, engine.clone(), dsps.clone());
+        }
+        if let Some(currency) = &shared.currency {
+            spawn_rates_applier(ctx, currency, engine.clone());
         }
         let notices = notices::spawn(shared.clone(), index, dsps.clone());
         Self {
@@ -116,6 +120,29 @@ fn spawn_applier(
             *dsps.borrow_mut() = Rc::new(next);
         },
     );
+}
+
+/// How often a worker looks for a new currency rates table (refreshes are minutes apart).
+const RATES_APPLY_PERIOD: Duration = Duration::from_millis(100);
+
+/// Installs the startup rates table on this worker's engine, then every new one the control
+/// thread publishes, between requests: an auction converts with one whole table.
+fn spawn_rates_applier(ctx: &WorkerCtx, currency: &Currency, engine: Rc<RefCell<Engine>>) {
+    engine
+        .borrow_mut()
+        .set_currency_rates(currency.initial.clone());
+    let Some(updates) = currency.updates.receiver(ctx.info.index) else {
+        return;
+    };
+    let index = ctx.info.index;
+    updates.spawn_applier(RATES_APPLY_PERIOD, ctx.shutdown.clone(), move |rates| {
+        tracing::debug!(
+            worker = index,
+            currencies = rates.currencies(),
+            "currency rates applied"
+        );
+        engine.borrow_mut().set_currency_rates(Some(rates));
+    });
 }
 
 /// 405 with the allowed methods.

@@ -14,6 +14,7 @@
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
 //! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`ratelimit`]: the onboarding token bucket.
+//! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod notices;
 pub mod onboard;
 pub mod process;
 pub mod ratelimit;
+pub mod rates;
 pub mod record;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
@@ -58,6 +60,20 @@ pub struct Shared {
     pub allow_loopback: bool,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
     pub onboard_limit: Mutex<ratelimit::TokenBucket>,
+    /// Currency rates, when `--currency-rates` is set.
+    pub currency: Option<Currency>,
+}
+
+/// The currency rates as workers and the debug port get them.
+#[derive(Debug)]
+pub struct Currency {
+    /// The table loaded at startup (None: the first load failed; auctions keep today's rule
+    /// until a refresh succeeds).
+    pub initial: Option<Arc<rtb_core::CurrencyRates>>,
+    /// Every later table, to every worker.
+    pub updates: rtb_io::Broadcast<Arc<rtb_core::CurrencyRates>>,
+    /// Age, staleness and counters, for /metrics.
+    pub status: Arc<rates::RatesStatus>,
 }
 
 /// Compares a presented secret with the configured one in time independent of where they

@@ -4,6 +4,9 @@
 //! the main port's worker threads (named `rtb-worker-*` by rtb-io; the debug port's are
 //! `rtb-debug-*`), so neither the test's own clients nor its metrics scrapes count.
 //!
+//! One of the DSPs bids in EUR and the exchange runs with a currency rates file refreshed every
+//! second, so currency conversion (and the worker's rates applier) is on the counted path.
+//!
 //! After a warm-up (pools, workspaces, notice buffers, connection boxes grow to their working
 //! size), the steady state must allocate nothing per auction. This file holds a single test so
 //! nothing else runs in the process meanwhile.
@@ -172,18 +175,35 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     let Some(dsp_bin) = dsp_binary("alloc") else {
         return;
     };
-    let dsps: Vec<DspProcess> = ["braid", "the-witness", "order-of-the-sinking-star"]
-        .iter()
-        .map(|name| {
-            DspProcess::start(
-                &dsp_bin,
-                name,
-                0,
-                &["--latency", "fixed:0", "--bid-rate", "1"],
-            )
-            .expect("rtb-dsp started")
-        })
-        .collect();
+    let dsps: Vec<DspProcess> = [
+        ("braid", "USD"),
+        ("the-witness", "USD"),
+        ("order-of-the-sinking-star", "EUR"),
+    ]
+    .iter()
+    .map(|(name, currency)| {
+        DspProcess::start(
+            &dsp_bin,
+            name,
+            0,
+            &[
+                "--latency",
+                "fixed:0",
+                "--bid-rate",
+                "1",
+                "--currency",
+                currency,
+            ],
+        )
+        .expect("rtb-dsp started")
+    })
+    .collect();
+    let rates = std::env::temp_dir().join(format!("rtb-alloc-rates-{}.json", std::process::id()));
+    std::fs::write(
+        &rates,
+        r#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.92}}}"#,
+    )
+    .unwrap();
     let config = Config::try_parse_from([
         "rtb-exchange",
         "--bind",
@@ -204,6 +224,10 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         // allocates nothing in the real exchange.
         "--validation",
         "strict",
+        "--currency-rates",
+        rates.to_str().unwrap(),
+        "--currency-refresh-s",
+        "1",
     ])
     .unwrap();
     let app = App::start(&config).unwrap();
@@ -222,6 +246,7 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     let window = run_clients(app.addr(), app.debug_addr(), &body);
     app.stop().unwrap();
     drop(dsps);
+    let _ = std::fs::remove_file(&rates);
     let auctions = CLIENTS * COUNTED_PER_CLIENT;
     let per_auction = window.allocations as f64 / auctions as f64;
     println!(

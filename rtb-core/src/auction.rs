@@ -2,16 +2,17 @@
 //! and its clearing price.
 //!
 //! Rules, in the order they are checked (the first broken one is the rejection reason):
-//! the response must echo the request id (loss code 5) and be in the auction currency (3); a
+//! the response must echo the request id (loss code 5) and be in the auction currency, or in
+//! one the rates table converts to it (3: prices are then converted before any check); a
 //! bid must be readable (3), name a known impression (3), have a finite price that is > 0, or 0
 //! only on a deal (3), no more than [`AuctionConfig::price_cpm_max`] (3); a `dealid` must name
 //! a deal of that impression (4) and a private auction takes deal bids only (4); the seat must
 //! be allowed by the deal's `wseat`, the request's `wseat` and `bseat` (104); the floor (the
-//! deal's, or the impression's) must be in the auction currency (3) and be met (101 deal,
-//! 100 open); no `adomain` in `badv`, domain or parent domain (205); no `cat` in `bcat`, the
-//! category or its IAB sub-categories (209); a declared `mtype` must be one of the impression's
-//! media (204, "Creative Filtered - Incorrect Creative Format"), and a banner bid's `w` x `h`,
-//! when given, one of its banner sizes or formats (203, "Size Not Allowed").
+//! deal's, or the impression's) must be in the auction currency or convertible (3) and be met
+//! (101 deal, 100 open); no `adomain` in `badv`, domain or parent domain (205); no `cat` in
+//! `bcat`, the category or its IAB sub-categories (209); a declared `mtype` must be one of the
+//! impression's media (204, "Creative Filtered - Incorrect Creative Format"), and a banner
+//! bid's `w` x `h`, when given, one of its banner sizes or formats (203, "Size Not Allowed").
 //!
 //! Winner per impression: bids on fixed-price deals (`deal.at == 3`) come first, then the
 //! highest price, then the earliest arrival (responses in the order given, bids in response
@@ -25,6 +26,7 @@
 //! Deterministic: the same input gives the same outcome. Reuses its vectors: no allocation
 //! per auction once warm.
 
+use crate::currency::{round_cpm, CurrencyRates};
 use crate::request::{BidRequest, Imp, MediaTypes};
 use crate::response::{Bid, BidDefect, BidResponse};
 
@@ -58,7 +60,8 @@ pub enum RejectReason {
     Defective(BidDefect),
     /// The response's `id` is not the request's.
     AuctionIdMismatch,
-    /// Response currency, or floor currency, is not the auction currency.
+    /// Response currency, or floor currency, is not the auction currency and no rate converts
+    /// it (see [`Auction::run_with_rates`]).
     WrongCurrency,
     /// `impid` names no impression of the request.
     UnknownImp,
@@ -166,7 +169,7 @@ pub struct Winner {
     pub response: u16,
     /// Index into that response's `bids`.
     pub bid: u16,
-    /// What the bid offered, CPM.
+    /// What the bid offered, CPM, in the auction currency (converted when the bid was not).
     pub bid_price: f64,
     /// What the winner pays, CPM (`${AUCTION_PRICE}`).
     pub clearing_price: f64,
@@ -176,6 +179,9 @@ pub struct Winner {
     pub floor: f64,
     /// Won on a fixed-price deal.
     pub fixed_price_deal: bool,
+    /// Units of the auction currency one unit of the bid's currency bought (1 when the bid was
+    /// in the auction currency): macros tell the DSP its price in its own currency.
+    pub rate: f64,
 }
 
 /// What an auction decided; reused across runs.
@@ -196,6 +202,7 @@ struct Candidate {
     floor: f64,
     fixed_price_deal: bool,
     first_price: bool,
+    rate: f64,
 }
 
 /// Runs auctions, reusing its buffers.
@@ -224,29 +231,56 @@ impl Auction {
         &self.config
     }
 
-    /// Decides the auction of `request` over `responses`, given in arrival order.
+    /// Decides the auction of `request` over `responses`, given in arrival order. Every bid
+    /// must be in the auction currency (no rates).
     pub fn run<'q, 'r>(
         &mut self,
         request: &BidRequest<'q>,
         responses: &[BidResponse<'r>],
     ) -> &AuctionOutcome {
+        self.run_with_rates(request, responses, None)
+    }
+
+    /// Like [`Auction::run`], but a bid or a floor in another currency that `rates` can
+    /// convert is converted to the auction currency first, before the price cap, floors and
+    /// ranking. A converted price or floor is rounded to a millionth of a CPM ([`round_cpm`])
+    /// before it is compared; a currency with no rate is rejected as without rates
+    /// ([`RejectReason::WrongCurrency`]).
+    pub fn run_with_rates<'q, 'r>(
+        &mut self,
+        request: &BidRequest<'q>,
+        responses: &[BidResponse<'r>],
+        rates: Option<&CurrencyRates>,
+    ) -> &AuctionOutcome {
         self.candidates.clear();
         self.outcome.winners.clear();
         self.outcome.rejections.clear();
         let currency = request.auction_currency();
+        // Answers in one auction are mostly in one or two currencies: look each up once.
+        let mut last_foreign: Option<(&str, Result<f64, RejectReason>)> = None;
         for (r, response) in responses.iter().enumerate() {
             let response_index = index16(r);
-            let response_fault = if response.id != request.id {
-                Some(RejectReason::AuctionIdMismatch)
-            } else if !response.cur.eq_ignore_ascii_case(currency) {
-                Some(RejectReason::WrongCurrency)
-            } else {
-                None
+            let response_rate = match last_foreign {
+                _ if response.id != request.id => Err(RejectReason::AuctionIdMismatch),
+                _ if response.cur.eq_ignore_ascii_case(currency) => Ok(1.0),
+                Some((cur, rate)) if cur == response.cur => rate,
+                _ => {
+                    let rate = to_auction_currency(response.cur, currency, rates);
+                    last_foreign = Some((response.cur, rate));
+                    rate
+                }
             };
             for (b, bid) in response.bids.iter().enumerate() {
-                let checked = match response_fault {
-                    Some(reason) => Err(reason),
-                    None => self.check(request, response, bid, currency),
+                let checked = match response_rate {
+                    Err(reason) => Err(reason),
+                    Ok(rate) => {
+                        let money = Money {
+                            currency,
+                            rate,
+                            rates,
+                        };
+                        self.check(request, response, bid, money)
+                    }
                 };
                 match checked {
                     Ok(mut candidate) => {
@@ -278,7 +312,7 @@ impl Auction {
         request: &BidRequest<'q>,
         response: &BidResponse<'r>,
         bid: &Bid<'r>,
-        currency: &str,
+        money: Money<'_>,
     ) -> Result<Candidate, RejectReason> {
         if let Some(defect) = bid.defect {
             return Err(RejectReason::Defective(defect));
@@ -287,10 +321,10 @@ impl Auction {
             .imp_index(bid.impid)
             .ok_or(RejectReason::UnknownImp)?;
         let imp: &Imp<'q> = &request.imps[imp_index];
-        let price = bid.price;
-        if !price.is_finite() || price < 0.0 || (price == 0.0 && bid.dealid.is_none()) {
+        if !bid.price.is_finite() || bid.price < 0.0 || (bid.price == 0.0 && bid.dealid.is_none()) {
             return Err(RejectReason::InvalidPrice);
         }
+        let price = money.convert(bid.price);
         if price > self.config.price_cpm_max {
             return Err(RejectReason::PriceTooHigh);
         }
@@ -328,9 +362,7 @@ impl Auction {
         if !seat_allowed(bid.seat, request.wseat()) || seat_blocked(bid.seat, request.bseat()) {
             return Err(RejectReason::SeatNotAllowed);
         }
-        if floor > 0.0 && !floor_currency.eq_ignore_ascii_case(currency) {
-            return Err(RejectReason::WrongCurrency);
-        }
+        let floor = money.floor(floor, floor_currency)?;
         if price < floor {
             return Err(below);
         }
@@ -356,6 +388,7 @@ impl Auction {
             floor,
             fixed_price_deal,
             first_price,
+            rate: money.rate,
         })
     }
 
@@ -398,7 +431,7 @@ impl Auction {
                 reason,
             });
         }
-        let min_to_win = round_price(second.unwrap_or(0.0).max(winner.floor) + increment);
+        let min_to_win = round_cpm(second.unwrap_or(0.0).max(winner.floor) + increment);
         let clearing_price = if winner.fixed_price_deal {
             winner.floor
         } else if winner.first_price {
@@ -416,6 +449,7 @@ impl Auction {
             min_to_win,
             floor: winner.floor,
             fixed_price_deal: winner.fixed_price_deal,
+            rate: winner.rate,
         });
     }
 }
@@ -445,13 +479,56 @@ fn creative_fits<'q>(
     Ok(())
 }
 
-fn index16(index: usize) -> u16 {
-    u16::try_from(index).unwrap_or(u16::MAX)
+/// The rate from a response's currency to the auction's: 1 when they are the same, else the
+/// table's, else the bid is in the wrong currency.
+fn to_auction_currency(
+    from: &str,
+    auction: &str,
+    rates: Option<&CurrencyRates>,
+) -> Result<f64, RejectReason> {
+    if from.eq_ignore_ascii_case(auction) {
+        return Ok(1.0);
+    }
+    rates
+        .and_then(|rates| rates.rate(from, auction))
+        .ok_or(RejectReason::WrongCurrency)
 }
 
-/// Rounds a CPM to a millionth, so `0.1 + 0.01` prints as `0.11`.
-fn round_price(price: f64) -> f64 {
-    (price * 1e6).round() / 1e6
+/// How one response's amounts become auction-currency amounts.
+#[derive(Clone, Copy)]
+struct Money<'a> {
+    currency: &'a str,
+    /// The response's currency to the auction's.
+    rate: f64,
+    rates: Option<&'a CurrencyRates>,
+}
+
+impl Money<'_> {
+    /// A bid price in the auction currency; unchanged (not rounded) when no conversion applies.
+    fn convert(self, price: f64) -> f64 {
+        if self.rate == 1.0 {
+            price
+        } else {
+            round_cpm(price * self.rate)
+        }
+    }
+
+    /// A floor in `floor_currency` in the auction currency (no floor: no currency needed).
+    fn floor(self, floor: f64, floor_currency: &str) -> Result<f64, RejectReason> {
+        if floor <= 0.0 {
+            return Ok(floor);
+        }
+        let rate = to_auction_currency(floor_currency, self.currency, self.rates)?;
+        Ok(if rate == 1.0 {
+            floor
+        } else {
+            round_cpm(floor * rate)
+        })
+    }
+}
+
+fn index16(index: usize) -> u16 {
+    u16::try_from(index).unwrap_or(u16::MAX)
 }
 
 fn seat_allowed<'a>(seat: Option<&str>, mut allowed: impl Iterator<Item = &'a str>) -> bool {
@@ -498,6 +575,15 @@ mod tests {
     /// Runs an auction over a request and responses given as JSON; returns winners as
     /// `(imp id, bid id, clearing price)` and rejections as `(bid id, reason)`.
     fn auction(request: &str, responses: &[&str]) -> (Vec<Won>, Vec<Lost>) {
+        auction_with(request, responses, None)
+    }
+
+    /// [`auction`] with a rates table.
+    fn auction_with(
+        request: &str,
+        responses: &[&str],
+        rates: Option<&CurrencyRates>,
+    ) -> (Vec<Won>, Vec<Lost>) {
         let mut decoder = Decoder::new();
         let mut request_doc = Document::default();
         let request = BidRequest::decode(request.as_bytes(), &mut request_doc, &mut decoder)
@@ -510,7 +596,7 @@ mod tests {
             .collect();
         let refs = &decoded;
         let mut auction = Auction::new(AuctionConfig::default());
-        let outcome = auction.run(&request, refs);
+        let outcome = auction.run_with_rates(&request, refs, rates);
         let winners = outcome
             .winners
             .iter()
@@ -680,6 +766,136 @@ mod tests {
         let (w, r) = auction(floor_in_eur, &[usd]);
         assert!(w.is_empty());
         assert_eq!(r, [rej("u", RejectReason::WrongCurrency)]);
+    }
+
+    /// USD per EUR 1.25 (given as USD->EUR 0.8), GBP only through USD.
+    fn rates() -> CurrencyRates {
+        CurrencyRates::parse(
+            br#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.8,"GBP":0.5}}}"#,
+        )
+        .unwrap()
+    }
+
+    fn priced(cur: &str, bids: &[(&str, f64)]) -> String {
+        response(bids).replacen(
+            r#"{"id":"req","#,
+            &format!(r#"{{"id":"req","cur":"{cur}","#),
+            1,
+        )
+    }
+
+    #[test]
+    fn a_bid_in_another_currency_is_converted_before_ranking() {
+        // 2 EUR = 2.5 USD beats 2.4 USD; second price pays 2.4 + 0.01 USD.
+        let rates = rates();
+        let (w, r) = auction_with(
+            &request(2, "", ""),
+            &[&response(&[("usd", 2.4)]), &priced("EUR", &[("eur", 2.0)])],
+            Some(&rates),
+        );
+        assert_eq!(w, [win("1", "eur", 2.41)]);
+        assert_eq!(r, [rej("usd", RejectReason::LostToHigherBid)]);
+        // First price pays the converted bid; the winner carries the rate for the macros.
+        let req = request(1, "", "");
+        let (w, _) = auction_with(&req, &[&priced("eur", &[("eur", 2.0)])], Some(&rates));
+        assert_eq!(w, [win("1", "eur", 2.5)]);
+    }
+
+    #[test]
+    fn the_winner_states_its_converted_price_and_rate() {
+        let rates = rates();
+        let mut decoder = Decoder::new();
+        let mut request_doc = Document::default();
+        let raw = request(1, "", "");
+        let request = BidRequest::decode(raw.as_bytes(), &mut request_doc, &mut decoder).unwrap();
+        let mut doc = Document::default();
+        let eur = priced("EUR", &[("eur", 2.0)]);
+        let response = BidResponse::decode(eur.as_bytes(), &mut doc, &mut decoder).unwrap();
+        let mut auction = Auction::new(AuctionConfig::default());
+        let responses = [response];
+        let outcome = auction.run_with_rates(&request, &responses, Some(&rates));
+        let w = outcome.winners[0];
+        assert_eq!((w.bid_price, w.clearing_price, w.rate), (2.5, 2.5, 1.25));
+    }
+
+    #[test]
+    fn without_a_rate_a_foreign_bid_is_rejected_as_without_rates() {
+        let rates = rates();
+        let (w, r) = auction_with(
+            &request(1, "", ""),
+            &[
+                &priced("JPY", &[("jpy", 500.0)]),
+                &response(&[("usd", 1.5)]),
+            ],
+            Some(&rates),
+        );
+        assert_eq!(w, [win("1", "usd", 1.5)]);
+        assert_eq!(r, [rej("jpy", RejectReason::WrongCurrency)]);
+        assert_eq!(r[0].1.loss_code(), 3);
+        // No table at all: today's rule, even for a currency a table would convert.
+        let (w, r) = auction(&request(1, "", ""), &[&priced("EUR", &[("eur", 2.0)])]);
+        assert!(w.is_empty());
+        assert_eq!(r, [rej("eur", RejectReason::WrongCurrency)]);
+    }
+
+    #[test]
+    fn cross_rates_convert_bids_between_two_non_base_currencies() {
+        // A GBP auction, a EUR bid: USD lists both, 1 EUR = 0.5 / 0.8 = 0.625 GBP.
+        let rates = rates();
+        let gbp_request = r#"{"id":"req","at":1,"cur":["GBP"],"imp":[{"id":"1","banner":{},"bidfloorcur":"GBP"}]}"#;
+        let (w, _) = auction_with(
+            gbp_request,
+            &[&priced("EUR", &[("eur", 3.0)])],
+            Some(&rates),
+        );
+        assert_eq!(w, [win("1", "eur", 1.875)]);
+    }
+
+    #[test]
+    fn floors_in_another_currency_are_converted() {
+        // Floor 2 EUR = 2.5 USD: 2.49 USD is below it, 2.5 meets it.
+        let rates = rates();
+        let req = request(2, r#","bidfloorcur":"EUR""#, "")
+            .replace(r#""bidfloor":1.0"#, r#""bidfloor":2.0"#);
+        let (w, r) = auction_with(
+            &req,
+            &[&response(&[("below", 2.49)]), &response(&[("meets", 2.5)])],
+            Some(&rates),
+        );
+        assert_eq!(
+            w,
+            [win("1", "meets", 2.5)],
+            "second price, floor 2.5 + 0.01 capped"
+        );
+        assert_eq!(r, [rej("below", RejectReason::BelowFloor)]);
+        // A floor in a currency with no rate rejects every bid, as without rates.
+        let req = request(1, r#","bidfloorcur":"JPY""#, "");
+        let (w, r) = auction_with(&req, &[&response(&[("usd", 9.0)])], Some(&rates));
+        assert!(w.is_empty());
+        assert_eq!(r, [rej("usd", RejectReason::WrongCurrency)]);
+    }
+
+    #[test]
+    fn converted_prices_are_rounded_to_a_millionth_before_they_are_compared() {
+        // 1 EUR = 1.25 USD exactly; 0.3333333 EUR = 0.41666662... USD, rounded to 0.416667,
+        // which meets a 0.416667 USD floor (unrounded it would not).
+        let rates = rates();
+        let req = request(1, "", "").replace(r#""bidfloor":1.0"#, r#""bidfloor":0.416667"#);
+        let (w, _) = auction_with(&req, &[&priced("EUR", &[("eur", 0.3333333)])], Some(&rates));
+        assert_eq!(w, [win("1", "eur", 0.416667)]);
+    }
+
+    #[test]
+    fn the_price_cap_applies_to_the_converted_price() {
+        // 900 EUR is 1125 USD: above the 1000 CPM cap.
+        let rates = rates();
+        let (w, r) = auction_with(
+            &request(1, "", ""),
+            &[&priced("EUR", &[("eur", 900.0)])],
+            Some(&rates),
+        );
+        assert!(w.is_empty());
+        assert_eq!(r, [rej("eur", RejectReason::PriceTooHigh)]);
     }
 
     #[test]

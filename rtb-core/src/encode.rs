@@ -8,9 +8,10 @@
 //! with serde_json and to equal what was meant.
 
 use crate::auction::{AuctionOutcome, Winner};
+use crate::currency::round_cpm;
 use crate::macros::{price_text, substitute, substitute_into, substitute_pieces, MacroValues};
 use crate::request::BidRequest;
-use crate::response::BidResponse;
+use crate::response::{Bid, BidResponse};
 use crate::splice::u32_digits;
 
 /// Writes `text` as a JSON string body (without the quotes), escaping `"`, `\` and control
@@ -94,13 +95,34 @@ fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'"');
 }
 
-/// The macro values of a winner.
+/// The macro values of a winner. OpenRTB states `${AUCTION_PRICE}` "using the same currency
+/// and units as the bid", so a bid converted from another currency is told its clearing price
+/// (and minimum to win) converted back to its own currency, rounded to a millionth, with
+/// `${AUCTION_CURRENCY}` naming that currency. The answer's `price` stays in the auction
+/// currency (the answer's `cur`).
 pub fn macro_values<'m, 'q: 'm, 'r: 'm>(
     request: &BidRequest<'q>,
     response: &BidResponse<'r>,
     winner: &Winner,
 ) -> MacroValues<'m> {
     let bid = &response.bids[winner.bid as usize];
+    if winner.rate != 1.0 {
+        return MacroValues {
+            price: round_cpm(winner.clearing_price / winner.rate),
+            min_to_win: round_cpm(winner.min_to_win / winner.rate),
+            currency: response.cur,
+            ..macro_values_in_auction_currency(request, response, bid, winner)
+        };
+    }
+    macro_values_in_auction_currency(request, response, bid, winner)
+}
+
+fn macro_values_in_auction_currency<'m, 'q: 'm, 'r: 'm>(
+    request: &BidRequest<'q>,
+    response: &BidResponse<'r>,
+    bid: &Bid<'r>,
+    winner: &Winner,
+) -> MacroValues<'m> {
     MacroValues {
         auction_id: request.id,
         bid_id: response.bidid.unwrap_or(bid.id),

@@ -9,6 +9,7 @@
 //! - [`response`]: DSP bid response view; defective bids are marked, not fatal.
 //! - [`auction`]: bid validation (floors, deals, currency, `bcat`/`badv`, seats) and the
 //!   per-impression first/second price auction, with OpenRTB loss codes.
+//! - [`currency`]: the rates table (Prebid Server's file format), inverse and cross rates.
 //! - [`encode`]: the exchange's bid response, written into a reused buffer, macros substituted.
 //! - [`engine`]: one auction's lifecycle as a state machine (admission, plan, answers, finish),
 //!   with the per-DSP circuit breaker and load shedding.
@@ -78,6 +79,7 @@
 
 pub mod auction;
 mod creative;
+pub mod currency;
 pub mod deadline;
 pub mod encode;
 pub mod engine;
@@ -91,6 +93,7 @@ pub mod splice;
 pub mod validate;
 
 pub use auction::{Auction, AuctionConfig, AuctionOutcome, RejectReason};
+pub use currency::CurrencyRates;
 pub use deadline::DeadlinePolicy;
 pub use engine::{Engine, EngineConfig};
 pub use error::{RequestError, ResponseError};

@@ -66,7 +66,8 @@ impl<'w> AuctionRun<'w> {
                 .by_id(usize::from(o.dsp), o.dsp_id)
                 .map(|d| d.breaker_state());
         }
-        let outcome: &'w AuctionOutcome = auction.run(&request, views.list());
+        let rates = engine.rates.as_deref();
+        let outcome: &'w AuctionOutcome = auction.run_with_rates(&request, views.list(), rates);
         for w in &outcome.winners {
             let o = views.outcome_of(usize::from(w.response));
             if let Some(o) = o.and_then(|o| outcomes.get_mut(usize::from(o))) {

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! One [`Engine`] per worker owns the worker's DSP table with a circuit breaker per DSP
-//! ([`breaker`]) and the timing and admission rules ([`crate::deadline`], [`admission`]). Each
+//! ([`breaker`]), the timing and admission rules ([`crate::deadline`], [`admission`]) and the
+//! currency rates in force ([`Engine::set_currency_rates`]: a whole table swapped in between
+//! auctions, so no auction sees two tables and none parses or locks anything). Each
 //! auction borrows a [`Workspace`] of reused buffers for its whole life; everything the engine
 //! decodes borrows from it, and dropping the [`Finished`] record gives every buffer back. So
 //! several auctions can be in flight on one worker (each with its own workspace), and the
@@ -30,9 +32,11 @@ mod run;
 mod views;
 mod workspace;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auction::AuctionConfig;
+use crate::currency::CurrencyRates;
 use crate::deadline::{DeadlinePolicy, DspBudget};
 use crate::error::RequestError;
 use crate::json::Document;
@@ -142,6 +146,7 @@ pub enum Start<'w> {
 pub struct Engine {
     config: EngineConfig,
     dsps: DspTable,
+    rates: Option<Arc<CurrencyRates>>,
 }
 
 impl Engine {
@@ -150,7 +155,22 @@ impl Engine {
         Self {
             config,
             dsps: DspTable::new(config.breaker),
+            rates: None,
         }
+    }
+
+    /// Installs the currency rates the next auctions convert with (`None`: bids and floors
+    /// must be in the auction currency). Bids are converted only in
+    /// [`AuctionRun::finish`], which reads the table once: every bid and floor of one auction
+    /// is converted with the same table, even when a new one was installed while the auction
+    /// waited for its DSPs.
+    pub fn set_currency_rates(&mut self, rates: Option<Arc<CurrencyRates>>) {
+        self.rates = rates;
+    }
+
+    /// The currency rates in force.
+    pub fn currency_rates(&self) -> Option<&Arc<CurrencyRates>> {
+        self.rates.as_ref()
     }
 
     /// Its settings.
