@@ -14,6 +14,7 @@
 //!   with the per-DSP circuit breaker and load shedding.
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
+//! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //!
 //! ## One auction, end to end
@@ -80,6 +81,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod json;
+pub mod ledger;
 pub mod macros;
 pub mod registry;
 pub mod request;
