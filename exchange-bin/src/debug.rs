@@ -33,7 +33,10 @@ impl DebugHandler {
             .lock()
             .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
             .unwrap_or_default();
-        let text = metrics::render(&self.shared.metrics, Some(&stats));
+        let mut text = metrics::render(&self.shared.metrics, Some(&stats));
+        if let Some(ledger) = &self.shared.ledger {
+            ledger.render_metrics(&mut text);
+        }
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
     }
 

@@ -19,6 +19,7 @@ use crate::{
     control::Resolved,
     dsps::{apply_snapshot, DspSet},
     json_error, lag,
+    ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
     notices::{self, NoticeQueue},
     onboard, Shared,
@@ -41,6 +42,8 @@ pub struct ExchangeHandler {
     pub(crate) lag: Rc<Cell<Duration>>,
     /// Auctions on this worker waiting for DSPs.
     pub(crate) in_flight: Cell<u32>,
+    /// This worker's end of the auction ledger.
+    pub(crate) ledger: WorkerLedger,
 }
 
 impl ExchangeHandler {
@@ -67,6 +70,7 @@ impl ExchangeHandler {
         Self {
             lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
+            ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
             shared,
             index,
             engine,

@@ -7,6 +7,7 @@
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
 //! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
 //! - [`record`]: the engine's outcome records counted into metrics.
+//! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them.
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
@@ -23,6 +24,7 @@ pub mod debug;
 pub mod dsps;
 pub mod handler;
 pub mod lag;
+pub mod ledger;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
@@ -56,6 +58,8 @@ pub struct Shared {
     pub allow_loopback: bool,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
     pub onboard_limit: Mutex<ratelimit::TokenBucket>,
+    /// The auction ledger, when `--ledger` is set.
+    pub ledger: Option<Arc<ledger::Ledger>>,
 }
 
 /// Compares a presented secret with the configured one in time independent of where they

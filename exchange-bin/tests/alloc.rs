@@ -188,7 +188,27 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
             .expect("rtb-dsp started")
         })
         .collect();
-    let config = Config::try_parse_from([
+    check_case(&dsps, &[], "ledger off");
+    // The same with the auction ledger writing every record to a file: encoding into the
+    // worker's pooled buffers and handing them to the writer thread allocates nothing either.
+    let ledger = std::env::temp_dir().join(format!("rtb-alloc-ledger-{}", std::process::id()));
+    let target = format!("file:{}", ledger.display());
+    check_case(&dsps, &["--ledger", &target], "ledger on");
+    let lines = std::fs::read_to_string(&ledger).unwrap().lines().count();
+    assert_eq!(
+        lines,
+        CLIENTS * (WARM_UP_PER_CLIENT + COUNTED_PER_CLIENT),
+        "one record per auction"
+    );
+    let _ = std::fs::remove_file(&ledger);
+    drop(dsps);
+}
+
+/// Runs the exchange in this process with `extra` flags against `dsps`, counts the worker's
+/// allocations per auction once warm and fails if any is not explained by a connection opened
+/// (or if the ledger, when on, dropped a record).
+fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str) {
+    let mut args = vec![
         "rtb-exchange",
         "--bind",
         "127.0.0.1",
@@ -200,10 +220,11 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         "1",
         "--dsp-ttl-s",
         "3600",
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args).unwrap();
     let app = App::start(&config).unwrap();
-    for dsp in &dsps {
+    for dsp in dsps {
         let name = format!("dsp-{}", dsp.addr.port());
         let r = common::request(
             app.addr(),
@@ -216,21 +237,23 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     }
     let body = common::bid_request("alloc-1", 2, 100, 0.01);
     let window = run_clients(app.addr(), app.debug_addr(), &body);
+    let metrics = common::request(app.debug_addr(), "GET", "/metrics", &[], b"").text();
     app.stop().unwrap();
-    drop(dsps);
     let auctions = CLIENTS * COUNTED_PER_CLIENT;
     let per_auction = window.allocations as f64 / auctions as f64;
     println!(
-        "{} allocations on the worker in {auctions} auctions ({per_auction:.4} per auction); \
-         {} connections opened meanwhile",
+        "{case}: {} allocations on the worker in {auctions} auctions ({per_auction:.4} per \
+         auction); {} connections opened meanwhile",
         window.allocations, window.connections_opened
     );
     assert!(
         window.allocations <= window.connections_opened * ALLOCATIONS_PER_CONNECTION_OPENED_MAX,
-        "{per_auction:.4} allocations per auction once warm, more than the {} connections \
-         opened in the window account for",
+        "{case}: {per_auction:.4} allocations per auction once warm, more than the {} \
+         connections opened in the window account for",
         window.connections_opened
     );
+    let dropped = common::sample(&metrics, "rtb_ledger_records_total{result=\"dropped\"}");
+    assert_eq!(dropped, 0.0, "{case}: ledger records dropped");
 }
 
 /// What happened on the worker while the counted auctions ran.
