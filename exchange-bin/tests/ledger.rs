@@ -281,11 +281,19 @@ fn the_file_ledger_matches_the_answers_the_counts_and_the_schema() {
             "clearing prices of {id}"
         );
     }
-    assert_eq!(seen, answers.len(), "one auction record per auction");
+    // A loaded machine may shed some of the clients' auctions too (event-loop lag): those are
+    // shed records, with no id, and the clients got 204.
+    assert_eq!(kinds["invalid"], OTHERS, "{kinds:?}");
+    let shed_auctions = kinds["shed"] - OTHERS;
     assert_eq!(
-        (kinds["shed"], kinds["invalid"]),
-        (OTHERS, OTHERS),
-        "{kinds:?}"
+        seen + shed_auctions,
+        answers.len(),
+        "one record per auction: {kinds:?}"
+    );
+    let no_bid = answers.values().filter(|a| a.is_none()).count();
+    assert!(
+        shed_auctions <= no_bid,
+        "{shed_auctions} shed, {no_bid} answered 204"
     );
     for status in ["answered", "no_bid", "bad_status", "timeout"] {
         assert!(
@@ -341,5 +349,28 @@ fn sampling_keeps_every_winner_and_counts_what_it_leaves_out() {
     assert_eq!(lines.len(), won, "only winners kept");
     assert_eq!(lines.len() as u64, made - not_kept);
     assert!(lines.iter().all(|l| l.contains(r#""answer":"bid""#)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_one_buffer_per_worker_every_record_is_written_or_counted() {
+    let Some(Run {
+        dir, path, metrics, ..
+    }) = run_with_ledger("tight", &["--ledger-buffers", "1"])
+    else {
+        return;
+    };
+    let (made, not_kept) = expected_and_not_kept(&metrics);
+    let (lines, _) = ledger_lines(&path);
+    println!(
+        "{} records written, {not_kept} dropped of {made}",
+        lines.len()
+    );
+    assert_eq!(lines.len() as u64, made - not_kept, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "rtb_ledger_records_total{result=\"dropped\"}") as u64,
+        not_kept,
+        "only drops, no sampling"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -164,5 +164,12 @@ impl Ledger {
         ] {
             let _ = writeln!(out, "rtb_ledger_records_total{{result=\"{result}\"}} {n}");
         }
+        out.push_str(
+            "# HELP rtb_ledger_flush_failures_total Flushes of the ledger sink that failed (the \
+             records buffered since the last flush, counted as written, may be lost).\n\
+             # TYPE rtb_ledger_flush_failures_total counter\n",
+        );
+        let flush_failed = self.stats.flush_failed.load(Ordering::Relaxed);
+        let _ = writeln!(out, "rtb_ledger_flush_failures_total {flush_failed}");
     }
 }
