@@ -20,12 +20,17 @@ use std::{
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
-/// Where the writer thread puts records.
+/// Where the writer thread puts records. A record counts as written once a flush after it
+/// succeeded; a failed flush counts every record accepted since the last one as failed.
 pub trait SpoolSink: Send + 'static {
-    /// Writes one record (its bytes as the producer left them).
+    /// Accepts one record (its bytes as the producer left them); an error loses this record.
     fn write(&mut self, record: &[u8]) -> io::Result<()>;
-    /// Makes everything written so far durable enough to be read by others.
+    /// Makes everything accepted so far durable enough to be read by others.
     fn flush(&mut self) -> io::Result<()>;
+    /// Whether the sink wants a flush now, before its period (a batch is full).
+    fn wants_flush(&self) -> bool {
+        false
+    }
 }
 
 /// Sizes and periods of a spool.
@@ -47,11 +52,11 @@ pub struct SpoolConfig {
 /// Records by fate, summed over producers (producers write `dropped`, the writer the rest).
 #[derive(Debug, Default)]
 pub struct SpoolStats {
-    /// Written to the sink.
+    /// Written to the sink (accepted, then flushed).
     pub written: AtomicU64,
     /// Dropped by a producer: no free buffer (the writer is behind), or the spool stopped.
     pub dropped: AtomicU64,
-    /// Handed to the sink, which failed to write them.
+    /// Handed to the sink, which failed to write or flush them.
     pub failed: AtomicU64,
     /// Flushes of the sink that failed.
     pub flush_failed: AtomicU64,
@@ -133,6 +138,7 @@ impl Spool {
             returns,
             stop: stop.clone(),
             stats: stats.clone(),
+            unflushed: 0,
         };
         let writer = std::thread::Builder::new()
             .name(thread_name.into())
@@ -169,6 +175,8 @@ struct Writer<S> {
     returns: Vec<Sender<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     stats: Arc<SpoolStats>,
+    /// Records accepted by the sink since its last flush.
+    unflushed: u64,
 }
 
 impl<S: SpoolSink> Writer<S> {
@@ -201,14 +209,13 @@ impl<S: SpoolSink> Writer<S> {
     }
 
     fn write(&mut self, producer: usize, mut buf: Vec<u8>) {
-        let counter = match self.sink.write(&buf) {
-            Ok(()) => &self.stats.written,
+        match self.sink.write(&buf) {
+            Ok(()) => self.unflushed += 1,
             Err(e) => {
                 tracing::debug!(error = %e, "spool sink write failed");
-                &self.stats.failed
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
         if buf.capacity() > self.config.buffer_bytes_max {
             buf = Vec::with_capacity(self.config.buffer_bytes);
         }
@@ -216,13 +223,21 @@ impl<S: SpoolSink> Writer<S> {
         if let Some(back) = self.returns.get(producer) {
             let _ = back.try_send(buf);
         }
+        if self.sink.wants_flush() {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
-        if let Err(e) = self.sink.flush() {
-            self.stats.flush_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "spool sink flush failed");
-        }
+        let records = std::mem::take(&mut self.unflushed);
+        match self.sink.flush() {
+            Ok(()) => self.stats.written.fetch_add(records, Ordering::Relaxed),
+            Err(e) => {
+                self.stats.flush_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, records, "spool sink flush failed");
+                self.stats.failed.fetch_add(records, Ordering::Relaxed)
+            }
+        };
     }
 }
 

@@ -4,8 +4,10 @@
 //! `deploy/ledger/ledger-record.v1.schema.json`.
 //!
 //! - [`worker`]: what a worker does per auction: sample, encode into a pooled buffer, hand over.
+//! - [`clickhouse`]: the ClickHouse sink (batched JSONEachRow inserts over HTTP, retried).
 //! - [`summary`]: `rtb-ledger`'s report over JSON-lines files.
 
+pub mod clickhouse;
 pub mod summary;
 pub mod worker;
 
@@ -39,14 +41,21 @@ const BUFFER_BYTES_MAX: usize = 64 * 1024;
 pub enum LedgerTarget {
     /// `file:PATH`: JSON lines, size-rotated.
     File(PathBuf),
+    /// `clickhouse:http://HOST:PORT`: rows of `rtb.ledger`.
+    ClickHouse(clickhouse::ClickHouseTarget),
 }
 
 impl LedgerTarget {
-    /// Parses `file:PATH`.
+    /// Parses `file:PATH` or `clickhouse:http://HOST:PORT`.
     pub fn parse(text: &str) -> Result<LedgerTarget, String> {
         match text.split_once(':') {
             Some(("file", path)) if !path.is_empty() => Ok(LedgerTarget::File(path.into())),
-            _ => Err(format!("`{text}`: expected file:PATH")),
+            Some(("clickhouse", url)) => {
+                clickhouse::ClickHouseTarget::parse(url).map(LedgerTarget::ClickHouse)
+            }
+            _ => Err(format!(
+                "`{text}`: expected file:PATH or clickhouse:http://HOST:PORT"
+            )),
         }
     }
 }
@@ -62,7 +71,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 #[derive(Clone, Debug, clap::Args)]
 pub struct LedgerArgs {
     /// Write one record per auction (and per shed or invalid request) to file:PATH (JSON lines)
-    /// [default: no ledger].
+    /// or clickhouse:http://HOST:PORT (table rtb.ledger) [default: no ledger].
     #[arg(long = "ledger", env = "RTB_EXCHANGE_LEDGER", value_parser = LedgerTarget::parse)]
     pub target: Option<LedgerTarget>,
 
@@ -109,10 +118,6 @@ pub struct Ledger {
 impl Ledger {
     /// Starts the ledger the flags ask for (none without `--ledger`).
     pub fn start(args: &LedgerArgs, workers: usize) -> std::io::Result<Option<Arc<Ledger>>> {
-        let Some(LedgerTarget::File(path)) = &args.target else {
-            return Ok(None);
-        };
-        let sink = RotatingFile::open(path, args.ledger_file_max_bytes, args.ledger_file_keep)?;
         let config = SpoolConfig {
             producers: workers,
             buffers_per_producer: usize::try_from(args.ledger_buffers).unwrap_or(usize::MAX),
@@ -120,7 +125,18 @@ impl Ledger {
             buffer_bytes_max: BUFFER_BYTES_MAX,
             flush_period: Duration::from_millis(args.ledger_flush_ms),
         };
-        let (spool, producers) = Spool::start(config, sink, "rtb-ledger")?;
+        let (spool, producers) = match &args.target {
+            None => return Ok(None),
+            Some(LedgerTarget::File(path)) => {
+                let sink =
+                    RotatingFile::open(path, args.ledger_file_max_bytes, args.ledger_file_keep)?;
+                Spool::start(config, sink, "rtb-ledger")?
+            }
+            Some(LedgerTarget::ClickHouse(target)) => {
+                let sink = clickhouse::ClickHouseSink::new(target.clone());
+                Spool::start(config, sink, "rtb-ledger")?
+            }
+        };
         let anchor_unix_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -166,7 +182,7 @@ impl Ledger {
         }
         out.push_str(
             "# HELP rtb_ledger_flush_failures_total Flushes of the ledger sink that failed (the \
-             records buffered since the last flush, counted as written, may be lost).\n\
+             records accepted since the last flush are counted as failed).\n\
              # TYPE rtb_ledger_flush_failures_total counter\n",
         );
         let flush_failed = self.stats.flush_failed.load(Ordering::Relaxed);

@@ -2,6 +2,8 @@
 //! a minimal blocking HTTP/1.1 client, and fake DSPs on std TCP listeners.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod ledger;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
