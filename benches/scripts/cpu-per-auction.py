@@ -11,6 +11,8 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
 
     benches/scripts/cpu-per-auction.py --build main=target/release --dsps 1,3,10
     benches/scripts/cpu-per-auction.py --build old=/tmp/old --build new=target/release --rounds 5
+    benches/scripts/cpu-per-auction.py --build off=target/release --build ledger=target/release \
+        --exchange-args 'ledger=--ledger file:{work}/ledger.jsonl'   # same build, a flag apart
 
 Load runner and process handling come from benches/scripts/rtb-load.py (imported).
 """
@@ -18,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,11 +62,11 @@ def start_fleet(rl, procs, bins, count, tag):
     return fleet
 
 
-def measure(rl, work, bins, dsps, bodies, duration_s, tag):
+def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=()):
     """One closed-loop run; returns the figures of the measured window."""
     procs = rl.Procs(work)
     try:
-        server = rl.start_exchange(procs, bins, "uring")
+        server = rl.start_exchange(procs, bins, "uring", extra_args)
         fleet = start_fleet(rl, procs, bins, dsps, tag)
         if fleet:
             server.onboard(fleet)
@@ -86,16 +89,18 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag):
 
 def table(builds, counts, runs):
     lines = ["| build | DSPs | req/s | CPU us/auction | user us | kernel us | core busy | "
-             "CPU vs first build |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "req/s vs first build | CPU vs first build |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in counts:
         base = None
         for label, _ in builds:
             rs = runs[(label, n)]
             med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-            base = base or med["cpu_us"]
+            base = base or med
             lines.append(f"| {label} | {n} | {med['rps']:.0f} | {med['cpu_us']:.1f} | "
                          f"{med['user_us']:.1f} | {med['sys_us']:.1f} | {med['busy']:.2f} | "
-                         f"{med['cpu_us'] / base:.2f}x |")
+                         f"{med['rps'] / base['rps']:.3f}x | "
+                         f"{med['cpu_us'] / base['cpu_us']:.3f}x |")
     return "\n".join(lines)
 
 
@@ -116,9 +121,13 @@ def main():
     ap.add_argument("--dsps", default="3", help="comma-separated DSP counts (default 3)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration-s", type=int, default=3)
+    ap.add_argument("--exchange-args", action="append", default=[],
+                    help="LABEL=ARGS: extra rtb-exchange flags for that build label, split on "
+                    "spaces, {work} replaced by a fresh directory per run (repeatable)")
     ap.add_argument("--json", type=Path, help="also write every run here")
     args = ap.parse_args()
     builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
+    extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.exchange_args}
     counts = [int(x) for x in args.dsps.split(",") if x.strip()]
     rl = load_rtb_load()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
@@ -130,11 +139,16 @@ def main():
         order = builds if rnd % 2 == 0 else list(reversed(builds))
         for n in (counts if rnd % 2 == 0 else list(reversed(counts))):
             for label, bins in order:
-                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}")
+                run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
+                flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
+                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags)
+                r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
+                shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)
                 print(f"round {rnd + 1} {label} {n} DSPs: {r['rps']:.0f} req/s, "
                       f"{r['cpu_us']:.1f} us/auction ({r['user_us']:.1f} user, "
-                      f"{r['sys_us']:.1f} kernel), non-2xx {r['non_2xx']}", flush=True)
+                      f"{r['sys_us']:.1f} kernel), non-2xx {r['non_2xx']}, "
+                      f"{r['dir_bytes']} bytes written to {{work}}", flush=True)
     print()
     print(table(builds, counts, runs))
     for label, _ in builds:

@@ -359,12 +359,12 @@ def metric_sum(before, after, name, label=None):
     return total
 
 
-def start_exchange(procs, bins, driver):
+def start_exchange(procs, bins, driver, extra_args=()):
     name = f"exchange-{driver}"
     p = procs.start(name, [str(bins / "rtb-exchange"), "--bind", "127.0.0.1", "--port", "0",
                            "--debug-port", "0", "--workers", "1", "--pin", "true",
-                           "--io-driver", driver, "--dsp-ttl-s", str(DSP_TTL_S)],
-                    core=SERVER_CORE)
+                           "--io-driver", driver, "--dsp-ttl-s", str(DSP_TTL_S)]
+                    + list(extra_args), core=SERVER_CORE)
     addr = procs.wait_line(name, p, r"^listening on (\S+)")
     debug = procs.wait_line(name, p, r"^debug listening on (\S+)")
     server = Server("exchange" if driver == "uring" else "exchange-epoll", addr, p, debug)

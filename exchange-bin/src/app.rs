@@ -73,6 +73,7 @@ impl App {
         )?;
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
+        let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
             token: config.onboard_token.clone(),
@@ -88,6 +89,7 @@ impl App {
                 std::time::Instant::now(),
             )),
             currency,
+            ledger,
         });
         let main_shared = shared.clone();
         let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {
@@ -126,12 +128,17 @@ impl App {
         self.server.shutdown_handle()
     }
 
-    /// Shuts down gracefully: not ready, requests in flight answered, then the debug port.
-    /// The control thread holds no state worth flushing; it ends with the process.
+    /// Shuts down gracefully: not ready, requests in flight answered, every ledger record
+    /// written, then the debug port. The control thread holds no state worth flushing; it ends
+    /// with the process.
     pub fn stop(self) -> std::io::Result<()> {
         self.shared.ready.store(false, Ordering::Release);
         self.server.shutdown_handle().trigger();
-        self.server.join()?;
+        let joined = self.server.join();
+        if let Some(ledger) = &self.shared.ledger {
+            ledger.stop();
+        }
+        joined?;
         self.debug_server.shutdown_handle().trigger();
         self.debug_server.join()
     }

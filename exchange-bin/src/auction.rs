@@ -62,6 +62,7 @@ impl ExchangeHandler {
             Start::Invalid { error, body } => {
                 metrics.outcome(Outcome::Invalid);
                 tracing::debug!(%error, "invalid bid request");
+                self.ledger.invalid(body, req.arrival);
                 return Response::json(StatusCode::BAD_REQUEST, Bytes::copy_from_slice(body));
             }
             Start::NoDsp => {
@@ -70,12 +71,14 @@ impl ExchangeHandler {
             }
             Start::Shed(reason) => {
                 metrics.shed(reason);
+                self.ledger.shed(reason, req.arrival);
                 return Response::new(StatusCode::NO_CONTENT);
             }
         };
         let _in_flight = InFlight::enter(&self.in_flight);
         let finished = self.call_dsps(run, plan, &set).await;
         record_outcomes(&finished, &set);
+        self.ledger.auction(&finished, &set, req.arrival);
         for (_notice, url) in finished.notices().iter() {
             self.notices.enqueue(url, metrics);
         }

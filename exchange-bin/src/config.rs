@@ -209,6 +209,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub currency_stale_s: u64,
 
+    /// The auction ledger (`--ledger*` flags).
+    #[command(flatten)]
+    pub ledger: crate::ledger::LedgerArgs,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -37,6 +37,9 @@ impl DebugHandler {
         if let Some(currency) = &self.shared.currency {
             currency.status.render(crate::control::now_ms(), &mut text);
         }
+        if let Some(ledger) = &self.shared.ledger {
+            ledger.render_metrics(&mut text);
+        }
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
     }
 

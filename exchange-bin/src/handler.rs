@@ -20,6 +20,7 @@ use crate::{
     control::Resolved,
     dsps::{apply_snapshot, DspSet},
     json_error, lag,
+    ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
     notices::{self, NoticeQueue},
     onboard, Currency, Shared,
@@ -42,6 +43,8 @@ pub struct ExchangeHandler {
     pub(crate) lag: Rc<Cell<Duration>>,
     /// Auctions on this worker waiting for DSPs.
     pub(crate) in_flight: Cell<u32>,
+    /// This worker's end of the auction ledger.
+    pub(crate) ledger: WorkerLedger,
 }
 
 impl ExchangeHandler {
@@ -71,6 +74,7 @@ impl ExchangeHandler {
         Self {
             lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
+            ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
             shared,
             index,
             engine,

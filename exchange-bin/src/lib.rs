@@ -7,6 +7,7 @@
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
 //! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
 //! - [`record`]: the engine's outcome records counted into metrics.
+//! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them.
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
@@ -25,6 +26,7 @@ pub mod debug;
 pub mod dsps;
 pub mod handler;
 pub mod lag;
+pub mod ledger;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
@@ -62,6 +64,8 @@ pub struct Shared {
     pub onboard_limit: Mutex<ratelimit::TokenBucket>,
     /// Currency rates, when `--currency-rates` is set.
     pub currency: Option<Currency>,
+    /// The auction ledger, when `--ledger` is set.
+    pub ledger: Option<Arc<ledger::Ledger>>,
 }
 
 /// The currency rates as workers and the debug port get them.

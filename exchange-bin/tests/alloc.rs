@@ -175,6 +175,7 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     let Some(dsp_bin) = dsp_binary("alloc") else {
         return;
     };
+    // One DSP bids in EUR, so every auction also converts a currency.
     let dsps: Vec<DspProcess> = [
         ("braid", "USD"),
         ("the-witness", "USD"),
@@ -198,13 +199,39 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         .expect("rtb-dsp started")
     })
     .collect();
-    let rates = std::env::temp_dir().join(format!("rtb-alloc-rates-{}.json", std::process::id()));
+    let work = std::env::temp_dir().join(format!("rtb-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let rates = work.join("rates.json");
     std::fs::write(
         &rates,
         r#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.92}}}"#,
     )
     .unwrap();
-    let config = Config::try_parse_from([
+    let rates = rates.to_str().unwrap();
+    let with_rates = ["--currency-rates", rates, "--currency-refresh-s", "1"];
+    check_case(&dsps, &with_rates, "ledger off");
+    // The same with the auction ledger writing every record to a file: encoding into the
+    // worker's pooled buffers and handing them to the writer thread allocates nothing either.
+    let ledger = work.join("ledger.jsonl");
+    let target = format!("file:{}", ledger.display());
+    let mut with_ledger = with_rates.to_vec();
+    with_ledger.extend(["--ledger", &target]);
+    check_case(&dsps, &with_ledger, "ledger on");
+    let lines = std::fs::read_to_string(&ledger).unwrap().lines().count();
+    assert_eq!(
+        lines,
+        CLIENTS * (WARM_UP_PER_CLIENT + COUNTED_PER_CLIENT),
+        "one record per auction"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    drop(dsps);
+}
+
+/// Runs the exchange in this process with `extra` flags against `dsps`, counts the worker's
+/// allocations per auction once warm and fails if any is not explained by a connection opened
+/// (or if the ledger, when on, dropped a record).
+fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str) {
+    let mut args = vec![
         "rtb-exchange",
         "--bind",
         "127.0.0.1",
@@ -224,14 +251,11 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
         // allocates nothing in the real exchange.
         "--validation",
         "strict",
-        "--currency-rates",
-        rates.to_str().unwrap(),
-        "--currency-refresh-s",
-        "1",
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args).unwrap();
     let app = App::start(&config).unwrap();
-    for dsp in &dsps {
+    for dsp in dsps {
         let name = format!("dsp-{}", dsp.addr.port());
         let r = common::request(
             app.addr(),
@@ -244,22 +268,23 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     }
     let body = common::bid_request("alloc-1", 2, 100, 0.01);
     let window = run_clients(app.addr(), app.debug_addr(), &body);
+    let metrics = common::request(app.debug_addr(), "GET", "/metrics", &[], b"").text();
     app.stop().unwrap();
-    drop(dsps);
-    let _ = std::fs::remove_file(&rates);
     let auctions = CLIENTS * COUNTED_PER_CLIENT;
     let per_auction = window.allocations as f64 / auctions as f64;
     println!(
-        "{} allocations on the worker in {auctions} auctions ({per_auction:.4} per auction); \
-         {} connections opened meanwhile",
+        "{case}: {} allocations on the worker in {auctions} auctions ({per_auction:.4} per \
+         auction); {} connections opened meanwhile",
         window.allocations, window.connections_opened
     );
     assert!(
         window.allocations <= window.connections_opened * ALLOCATIONS_PER_CONNECTION_OPENED_MAX,
-        "{per_auction:.4} allocations per auction once warm, more than the {} connections \
-         opened in the window account for",
+        "{case}: {per_auction:.4} allocations per auction once warm, more than the {} \
+         connections opened in the window account for",
         window.connections_opened
     );
+    let dropped = common::sample(&metrics, "rtb_ledger_records_total{result=\"dropped\"}");
+    assert_eq!(dropped, 0.0, "{case}: ledger records dropped");
 }
 
 /// What happened on the worker while the counted auctions ran.

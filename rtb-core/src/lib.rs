@@ -15,6 +15,7 @@
 //!   with the per-DSP circuit breaker and load shedding.
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
+//! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
 //!   of the Native 1.2 request ([`ValidationMode`]).
@@ -85,6 +86,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod json;
+pub mod ledger;
 pub mod macros;
 pub mod registry;
 pub mod request;

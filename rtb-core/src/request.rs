@@ -142,6 +142,9 @@ pub struct BidRequest<'a> {
     pub test: bool,
     /// `site`, `app` or `dooh`, when present.
     pub channel: Option<Channel>,
+    /// `site.publisher.id` (or `app.`, `dooh.`), when it is a string; not validated (the
+    /// ledger records it, no rule depends on it).
+    pub publisher_id: Option<&'a str>,
     /// Where `tmax` sits in the raw body.
     pub tmax_site: TmaxSite,
     cur: StrListRef,
@@ -199,6 +202,7 @@ impl<'a> BidRequest<'a> {
             at: DEFAULT_AUCTION_TYPE,
             test: false,
             channel: None,
+            publisher_id: None,
             tmax_site,
             cur: StrListRef::ABSENT,
             bcat: StrListRef::ABSENT,
@@ -362,6 +366,7 @@ impl<'a> BidRequest<'a> {
                         return Err(RequestError::new(field, Rule::WrongType(MUST_BE_OBJECT)));
                     }
                     channels += 1;
+                    self.publisher_id = publisher_id(nodes, value);
                     self.channel = Some(match bit {
                         1024 => Channel::Site,
                         2048 => Channel::App,
@@ -384,6 +389,16 @@ impl<'a> BidRequest<'a> {
         }
         Ok(())
     }
+}
+
+/// `publisher.id` of a channel object, when both are what they should be.
+fn publisher_id<'a>(nodes: &[Node<'a>], channel: usize) -> Option<&'a str> {
+    let (_, publisher) = object_entries(nodes, channel).find(|(key, _)| *key == "publisher")?;
+    if !is_object(nodes, publisher) {
+        return None;
+    }
+    let (_, id) = object_entries(nodes, publisher).find(|(key, _)| *key == "id")?;
+    as_str(nodes, id)
 }
 
 const MUST_BE_STRING: &str = "must be a string";

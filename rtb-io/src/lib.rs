@@ -10,6 +10,8 @@
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
+//! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
+//!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
@@ -25,8 +27,10 @@ pub mod head;
 pub mod http;
 pub mod limits;
 mod pinned;
+pub mod rotating_file;
 pub mod server;
 pub mod shutdown;
+pub mod spool;
 
 pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};

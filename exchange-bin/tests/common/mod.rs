@@ -4,6 +4,8 @@
 // Each test file uses part of the harness and of the re-exports.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
+pub mod ledger;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},

@@ -1,0 +1,112 @@
+//! Owns a worker's end of the ledger: whether a record is kept (sampling of non-winning
+//! records), its wall-clock time, and encoding it straight into a pooled buffer that the
+//! writer thread takes. Never blocks and, once the pool exists, never allocates: a record
+//! with no free buffer is dropped and counted.
+
+use std::{
+    cell::Cell,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use rtb_core::{
+    engine::{Answer, Finished, ShedReason},
+    ledger::{encode_auction, encode_invalid, encode_shed, RecordMeta},
+};
+use rtb_io::spool::Producer;
+
+use super::Ledger;
+use crate::dsps::DspSet;
+
+/// A worker's ledger handle; does nothing when the ledger is off.
+#[derive(Debug)]
+pub struct WorkerLedger {
+    on: Option<On>,
+}
+
+#[derive(Debug)]
+struct On {
+    ledger: Arc<Ledger>,
+    producer: Producer,
+    worker: u16,
+    /// xorshift64 state for sampling (seeded by worker index; never 0).
+    rng: Cell<u64>,
+}
+
+impl WorkerLedger {
+    /// Worker `index`'s handle to `ledger` (off when there is none).
+    pub fn new(ledger: Option<&Arc<Ledger>>, index: usize) -> WorkerLedger {
+        let on = ledger.and_then(|ledger| {
+            Some(On {
+                producer: ledger.take_producer(index)?,
+                ledger: ledger.clone(),
+                worker: u16::try_from(index).unwrap_or(u16::MAX),
+                rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            })
+        });
+        WorkerLedger { on }
+    }
+
+    /// Records a finished auction (always when it has a winner, else as sampled).
+    pub fn auction(&self, finished: &Finished<'_>, set: &DspSet, arrival: Instant) {
+        let Some(on) = &self.on else { return };
+        if !on.keep(matches!(finished.answer(), Answer::Bid(_))) {
+            return;
+        }
+        let meta = on.meta(arrival);
+        let name = |o: &rtb_core::engine::DspOutcome| -> &str {
+            set.slots.get(usize::from(o.dsp)).map_or("", |s| &s.name)
+        };
+        on.producer
+            .try_record(|out| encode_auction(finished, meta, name, out));
+    }
+
+    /// Records a request shed before any DSP was called (as sampled).
+    pub fn shed(&self, reason: ShedReason, arrival: Instant) {
+        let Some(on) = &self.on else { return };
+        if on.keep(false) {
+            let meta = on.meta(arrival);
+            on.producer.try_record(|out| encode_shed(reason, meta, out));
+        }
+    }
+
+    /// Records an invalid request with the 400 body it got (as sampled).
+    pub fn invalid(&self, error_body: &[u8], arrival: Instant) {
+        let Some(on) = &self.on else { return };
+        if on.keep(false) {
+            let meta = on.meta(arrival);
+            on.producer
+                .try_record(|out| encode_invalid(error_body, meta, out));
+        }
+    }
+}
+
+impl On {
+    fn meta(&self, arrival: Instant) -> RecordMeta {
+        let since = arrival.saturating_duration_since(self.ledger.anchor_instant);
+        RecordMeta {
+            arrival_unix_us: self.ledger.anchor_unix_us
+                + u64::try_from(since.as_micros()).unwrap_or(0),
+            worker: self.worker,
+        }
+    }
+
+    /// Whether to keep a record: winners always; the rest with probability `sample`.
+    fn keep(&self, winning: bool) -> bool {
+        let sample = self.ledger.sample;
+        if winning || sample >= 1.0 {
+            return true;
+        }
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        // The top 53 bits as a uniform number in [0, 1).
+        let kept = ((x >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < sample;
+        if !kept {
+            self.ledger.sampled_out.fetch_add(1, Ordering::Relaxed);
+        }
+        kept
+    }
+}
