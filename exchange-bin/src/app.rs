@@ -47,6 +47,8 @@ impl App {
             (0..workers).map(|_| WorkerMetrics::default()).collect();
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
+            dsp_client: config.dsp_client_config(),
+            dsp_prewarm: config.dsp_prewarm,
             token: config.onboard_token.clone(),
             control,
             metrics,

@@ -17,7 +17,7 @@ use rtb_io::{
 
 use crate::{
     control::Resolved,
-    dsps::{apply_snapshot, DspSet},
+    dsps::{apply_snapshot, DspSet, PoolSettings},
     json_error, lag,
     metrics::{Route, WorkerMetrics},
     notices::{self, NoticeQueue},
@@ -100,7 +100,11 @@ fn spawn_applier(
             let Some(metrics) = shared.metrics.get(index) else {
                 return;
             };
-            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics);
+            let pools = PoolSettings {
+                client: shared.dsp_client,
+                prewarm: shared.dsp_prewarm,
+            };
+            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools);
             engine
                 .borrow_mut()
                 .set_dsps(next.slots.iter().map(|slot| slot.spec()));

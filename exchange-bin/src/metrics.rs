@@ -21,7 +21,7 @@ use rtb_core::{
     engine::{CallFailure, ShedReason},
     RejectReason,
 };
-use rtb_io::{limits::Counter, ServerStats};
+use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
 
 /// Histogram bucket upper bounds, microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -85,7 +85,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::NoDsp, "no_dsp"),
 ];
 
-const CALL_ERRORS: [CallFailure; 6] = CallFailure::ALL;
+const CALL_ERRORS: [CallFailure; 7] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
 const REJECT_REASONS: [&str; 15] = [
@@ -179,6 +179,9 @@ pub struct DspMetrics {
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub pool_idle: AtomicU64,
+    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order (mirrors the
+    /// pool's counters).
+    pub pool_drains: [AtomicU64; DRAIN_RESULTS.len()],
     /// This worker's breaker state for the DSP (gauge: 0 closed, 1 open, 2 half-open).
     pub breaker_state: AtomicU64,
     /// Closed → open transitions.
@@ -349,9 +352,32 @@ struct DspSum {
     pool_connects: u64,
     pool_reuses: u64,
     pool_idle: u64,
+    pool_drains: [u64; DRAIN_RESULTS.len()],
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
+}
+
+/// Renders what became of timed-out calls' connections, per DSP and fate.
+fn render_drains(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    header(
+        out,
+        "rtb_dsp_pool_drains_total",
+        "counter",
+        "Timed-out calls' connections: started draining, drained and reused, drained and \
+         closed, closed with the draining set full, closed out of step.",
+    );
+    let mut label = String::new();
+    for (dsp, s) in dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        for (result, n) in DRAIN_RESULTS.iter().zip(s.pool_drains) {
+            let _ = writeln!(
+                out,
+                "rtb_dsp_pool_drains_total{{dsp=\"{label}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
 }
 
 /// Renders every worker's counters, summed, plus the server's connection counters, in the
@@ -478,6 +504,9 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             s.pool_connects += m.pool_connects.load(Ordering::Relaxed);
             s.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
             s.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+            for (a, b) in s.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
+                *a += b.load(Ordering::Relaxed);
+            }
             let state = m.breaker_state.load(Ordering::Relaxed);
             if breaker_severity(state) > breaker_severity(s.breaker_state) {
                 s.breaker_state = state;
@@ -637,6 +666,7 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
             &s.latency,
         );
     }
+    render_drains(&mut out, &dsps);
 
     if let Some(st) = server {
         header(

@@ -21,17 +21,21 @@ pub enum CallFailure {
     Closed,
     /// The worker already had its maximum of calls to this DSP running.
     Overloaded,
+    /// No idle connection, and the worker's connect budget for this DSP was spent (a slow or
+    /// hanging DSP would otherwise cost a new connection per auction).
+    ConnectPaced,
 }
 
 impl CallFailure {
     /// Every failure, in a fixed order (for metrics).
-    pub const ALL: [CallFailure; 6] = [
+    pub const ALL: [CallFailure; 7] = [
         CallFailure::Timeout,
         CallFailure::Connect,
         CallFailure::Protocol,
         CallFailure::TooLarge,
         CallFailure::Closed,
         CallFailure::Overloaded,
+        CallFailure::ConnectPaced,
     ];
 
     /// A short stable name, for metrics labels.
@@ -43,6 +47,7 @@ impl CallFailure {
             CallFailure::TooLarge => "too_large",
             CallFailure::Closed => "closed",
             CallFailure::Overloaded => "overloaded",
+            CallFailure::ConnectPaced => "connect_paced",
         }
     }
 }
