@@ -454,6 +454,36 @@ mod tests {
     }
 
     #[test]
+    fn dsp_pool_flags_reach_the_client_config() {
+        let defaults = Config::try_parse_from(["rtb-exchange"]).unwrap();
+        assert_eq!(defaults.dsp_client_config(), ClientConfig::default());
+        let c = Config::try_parse_from([
+            "rtb-exchange",
+            "--dsp-drain-ms",
+            "0",
+            "--dsp-draining-max",
+            "3",
+            "--dsp-connects-per-s",
+            "50",
+            "--dsp-connect-burst",
+            "5",
+            "--dsp-connects-in-flight",
+            "2",
+        ])
+        .unwrap();
+        let client = c.dsp_client_config();
+        assert_eq!(client.drain_timeout, Duration::ZERO);
+        assert_eq!(client.draining_max, 3);
+        assert_eq!(client.connects_per_s, 50);
+        assert_eq!(client.connects_burst, 5);
+        assert_eq!(client.connects_in_flight_max, 2);
+        let e = Config::try_parse_from_env(["rtb-exchange", "--dsp-connect-burst", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--dsp-connect-burst"), "{e}");
+    }
+
+    #[test]
     fn pin_takes_a_value() {
         let c = Config::try_parse_from(["rtb-exchange", "--pin", "false"]).unwrap();
         assert!(!c.pin);

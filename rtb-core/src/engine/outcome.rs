@@ -38,6 +38,12 @@ impl CallFailure {
         CallFailure::ConnectPaced,
     ];
 
+    /// Whether the call was refused by the caller's own limits before anything was sent, so
+    /// that it says nothing about the DSP's health (the breaker ignores it).
+    pub fn is_local(self) -> bool {
+        matches!(self, CallFailure::ConnectPaced)
+    }
+
     /// A short stable name, for metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
