@@ -743,6 +743,8 @@ mod tests {
             d.calls.incr();
             d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
+            d.call_error(CallFailure::ConnectPaced);
+            d.pool_drains[1].store(3, Ordering::Relaxed);
         }
         ws[0].driver.set("epoll").unwrap();
         let text = render(&ws, None);
@@ -754,6 +756,11 @@ mod tests {
             "rtb_dsp_bid_rejections_total{dsp=\"br\\\"aid\",reason=\"below_floor\"} 2\n"
         ));
         assert!(text.contains("rtb_worker_info{worker=\"0\",driver=\"epoll\"} 1\n"));
+        assert!(text.contains("rtb_dsp_errors_total{dsp=\"br\\\"aid\",kind=\"connect_paced\"} 2\n"));
+        assert!(text.contains("rtb_dsp_pool_drains_total{dsp=\"br\\\"aid\",result=\"reused\"} 6\n"));
+        assert!(
+            text.contains("rtb_dsp_pool_drains_total{dsp=\"br\\\"aid\",result=\"started\"} 0\n")
+        );
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
