@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """rtb-load: the load-benchmark orchestrator of the exchange ("is it fast?").
 
-Owns the scenarios (no-dsp, three-dsps, three-dsps-realistic, one-dsp-hangs, overload), the
+Owns the scenarios (no-dsp, three-dsps, three-dsps-realistic, one-dsp-hangs, one-dsp-slow,
+overload), the
 processes they need (rtb-exchange on io_uring and epoll, rtb-dsp fleets, and the baselines
 nginx, rtb-io's bench_404 and the tokio-exchange), the load runs (wrk closed loop, oha open
 loop with coordinated-omission correction), the measurements around each run (/metrics deltas,
@@ -83,6 +84,10 @@ PERCENTILE_KEYS = ["50", "75", "90", "95", "99", "99.9", "99.99"]
 FAST = {"latency": "fixed:0", "bid_rate": 1.0, "hang_rate": 0.0}
 REALISTIC = {"latency": "lognormal:p50=10,p99=60", "bid_rate": 0.8, "hang_rate": 0.0}
 HANGS = {"latency": "fixed:0", "bid_rate": 1.0, "hang_rate": 1.0}
+# Answers whatever the request's tmax says: about one call in five lands after the exchange's
+# deadline, so its connection either drains (and is reused) or is closed and reopened.
+SLOW = {"latency": "lognormal:p50=50,p99=150", "bid_rate": 1.0, "hang_rate": 0.0,
+        "ignore_tmax": True}
 DSP_NAMES = ["braid", "the-witness", "order-of-the-sinking-star"]
 
 # Closed-loop connections are sized so that the server, not the number of requests in flight,
@@ -123,6 +128,16 @@ SCENARIOS = {
         "baselines": [],
         "epoll": False,
         "about": "two good rtb-dsp and one that never answers (--hang-rate 1)",
+    },
+    "one-dsp-slow": {
+        "dsps": [FAST, FAST, SLOW],
+        "connections": 512,
+        "open_connections": 512,
+        "rates": OPEN_LOOP_RATES_PCT,
+        "baselines": [],
+        "epoll": False,
+        "about": "two good rtb-dsp and one answering lognormal p50 50 ms p99 150 ms past tmax "
+                 "(about 20% of its answers after the deadline)",
     },
     "overload": {
         "dsps": [REALISTIC, REALISTIC, REALISTIC],
@@ -440,7 +455,8 @@ def start_dsps(procs, bins, profiles, prefix):
         p = procs.start(f"dsp-{name}", [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", prof["latency"], "--bid-rate", str(prof["bid_rate"]),
-            "--hang-rate", str(prof["hang_rate"]), "--onboard-interval-s", "3600"],
+            "--hang-rate", str(prof["hang_rate"]), "--onboard-interval-s", "3600"]
+            + (["--ignore-tmax"] if prof.get("ignore_tmax") else []),
             core=CLIENT_CORE)
         addr = procs.wait_line(f"dsp-{name}", p, r"^listening on (\S+)")
         out.append((name, f"http://{addr}", p))
@@ -544,6 +560,12 @@ def measured(run_fn, server, allow_zero=False):
         res["pool_opened"] = metric_sum(before, after, "rtb_dsp_pool_connections_opened_total")
         res["pool_reused"] = metric_sum(before, after, "rtb_dsp_pool_connections_reused_total")
         res["breaker_skipped"] = metric_sum(before, after, "rtb_dsp_skipped_total")
+        # Timed-out calls' connections drained and reused, and calls refused a new connection
+        # (absent from exchanges that predate draining and connect pacing: 0).
+        res["pool_drained"] = metric_sum(before, after, "rtb_dsp_pool_drains_total",
+                                         'result="reused"')
+        res["connect_paced"] = metric_sum(before, after, "rtb_dsp_errors_total",
+                                          'kind="connect_paced"')
         # The exchange's own arrival-to-answer histogram (auctions that called DSPs).
         res["server_auctions"] = metric_sum(before, after, "rtb_auction_duration_seconds_count")
         res["server_late"] = res["server_auctions"] - metric_sum(
@@ -973,8 +995,9 @@ def write_report(results, out_dir):
     L.append("")
     L.append("## Exchange counters over the measured runs (/metrics deltas)\n")
     L.append("| scenario | won | no_bid | shed | invalid | no_dsp | DSP timeouts | breaker skips "
-             "| auctions > deadline (exchange-side) | pool opened | pool reused | reused % |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+             "| auctions > deadline (exchange-side) | pool opened | pool reused | reused % "
+             "| opened per 1k auctions | drained and reused | connects refused (paced) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results["scenarios"].items():
         runs = s["closed"].get("exchange", []) + s["open"]
         tot = {k: sum(r.get("outcomes", {}).get(k, 0) for r in runs)
@@ -982,12 +1005,16 @@ def write_report(results, out_dir):
         op = sum(r.get("pool_opened", 0) for r in runs)
         ru = sum(r.get("pool_reused", 0) for r in runs)
         share = f"{ru / (op + ru) * 100:.3f}" if op + ru else "-"
+        auctions = sum(tot.values())
+        per_1k = f"{op / auctions * 1000:.2f}" if auctions else "-"
         L.append(f"| {name} | " + " | ".join(str(int(v)) for v in tot.values())
                  + f" | {int(sum(r.get('dsp_timeouts', 0) for r in runs))} | "
                  f"{int(sum(r.get('breaker_skipped', 0) for r in runs))} | "
                  f"{int(sum(r.get('server_late', 0) for r in runs))} of "
                  f"{int(sum(r.get('server_auctions', 0) for r in runs))} | {int(op)} | "
-                 f"{int(ru)} | {share} |")
+                 f"{int(ru)} | {share} | {per_1k} | "
+                 f"{int(sum(r.get('pool_drained', 0) for r in runs))} | "
+                 f"{int(sum(r.get('connect_paced', 0) for r in runs))} |")
     L.append("")
     if results.get("plots"):
         L.append("## Plots\n")
@@ -1100,8 +1127,10 @@ def main():
     started = time.monotonic()
     try:
         check_tools(args)
-        for b in ("rtb-exchange", "rtb-dsp", "tokio-exchange", "examples/bench_404",
-                  "examples/bench_forward"):
+        wanted = set() if args.skip_baselines else {b for n in names for b in SCENARIOS[n]["baselines"]}
+        needed = {"tokio": "tokio-exchange", "bench-404": "examples/bench_404",
+                  "floor": "examples/bench_forward"}
+        for b in ["rtb-exchange", "rtb-dsp"] + [needed[w] for w in sorted(wanted) if w in needed]:
             if not (bins / b).exists():
                 raise Failure(f"missing binary {bins / b}: run benches/scripts/load (it builds)")
         bodies, lines, body_info = prepare_bodies(work)
@@ -1112,7 +1141,6 @@ def main():
         servers = {"exchange": start_exchange(procs, bins, "uring")}
         if any(SCENARIOS[n]["epoll"] for n in names):
             servers["exchange-epoll"] = start_exchange(procs, bins, "epoll")
-        wanted = set() if args.skip_baselines else {b for n in names for b in SCENARIOS[n]["baselines"]}
         if "nginx" in wanted and shutil.which("nginx"):
             servers["nginx"] = start_nginx(procs, work)
         if "bench-404" in wanted:

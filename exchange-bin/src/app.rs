@@ -76,6 +76,8 @@ impl App {
         let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
+            dsp_client: config.dsp_client_config(),
+            dsp_prewarm: config.dsp_prewarm,
             token: config.onboard_token.clone(),
             control,
             metrics,

@@ -151,6 +151,7 @@ fn call_failure(error: CallError) -> CallFailure {
         CallError::TooLarge => CallFailure::TooLarge,
         CallError::Closed => CallFailure::Closed,
         CallError::Overloaded => CallFailure::Overloaded,
+        CallError::ConnectPaced => CallFailure::ConnectPaced,
     }
 }
 

@@ -21,7 +21,7 @@ use rtb_io::{
         BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
         HEADERS_COUNT_CAP, HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
     },
-    DriverKind, ServerConfig,
+    ClientConfig, DriverKind, ServerConfig,
 };
 
 /// Default main port.
@@ -36,6 +36,8 @@ pub const DSP_TTL_S_DEFAULT: u64 = 30;
 pub const DSPS_MAX_DEFAULT: usize = rtb_core::registry::DEFAULT_DSPS_MAX;
 /// Default pending win notices per worker.
 pub const WIN_QUEUE_MAX_DEFAULT: usize = 1024;
+/// Default connections opened ahead of traffic to a new DSP, per worker.
+pub const DSP_PREWARM_DEFAULT: usize = 2;
 /// Longest onboarding token accepted (a longer one is a configuration mistake).
 pub const ONBOARD_TOKEN_BYTES_MAX: usize = 256;
 
@@ -213,6 +215,36 @@ pub struct Config {
     #[command(flatten)]
     pub ledger: crate::ledger::LedgerArgs,
 
+    /// Time a timed-out DSP call's connection may wait for its late answer before it is
+    /// closed, ms; the connection is then reused instead of reopened. 0 disables draining.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_DRAIN_MS", default_value_t = rtb_io::client::DRAIN_TIMEOUT_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub dsp_drain_ms: u64,
+
+    /// Connections draining at once per DSP per worker; beyond it they are closed.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_DRAINING_MAX", default_value_t = rtb_io::client::DRAINING_MAX_DEFAULT)]
+    pub dsp_draining_max: usize,
+
+    /// New connections per second per DSP per worker, sustained; a call that needs one more
+    /// fails at once (`connect_paced`).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECTS_PER_S", default_value_t = rtb_io::client::CONNECTS_PER_S_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub dsp_connects_per_s: u32,
+
+    /// New connections per DSP per worker allowed in a burst.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECT_BURST", default_value_t = rtb_io::client::CONNECTS_BURST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub dsp_connect_burst: u32,
+
+    /// Connects in flight at once per DSP per worker.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECTS_IN_FLIGHT", default_value_t = rtb_io::client::CONNECTS_IN_FLIGHT_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub dsp_connects_in_flight: u64,
+
+    /// Connections opened to a new DSP ahead of traffic, per worker.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM", default_value_t = DSP_PREWARM_DEFAULT)]
+    pub dsp_prewarm: usize,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -385,6 +417,19 @@ impl Config {
             breaker: self.breaker_config(),
             validation: self.validation,
             ..EngineConfig::default()
+        }
+    }
+
+    /// Each worker's pool limits for one DSP.
+    pub fn dsp_client_config(&self) -> ClientConfig {
+        ClientConfig {
+            drain_timeout: Duration::from_millis(self.dsp_drain_ms),
+            draining_max: self.dsp_draining_max,
+            connects_per_s: self.dsp_connects_per_s,
+            connects_burst: self.dsp_connect_burst,
+            connects_in_flight_max: usize::try_from(self.dsp_connects_in_flight)
+                .unwrap_or(usize::MAX),
+            ..ClientConfig::default()
         }
     }
 
@@ -596,6 +641,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("RTB_EXCHANGE_CURRENCY_STALE_S"), "{e}");
+    }
+
+    #[test]
+    fn dsp_pool_flags_reach_the_client_config() {
+        let defaults = Config::try_parse_from(["rtb-exchange"]).unwrap();
+        assert_eq!(defaults.dsp_client_config(), ClientConfig::default());
+        let c = Config::try_parse_from([
+            "rtb-exchange",
+            "--dsp-drain-ms",
+            "0",
+            "--dsp-draining-max",
+            "3",
+            "--dsp-connects-per-s",
+            "50",
+            "--dsp-connect-burst",
+            "5",
+            "--dsp-connects-in-flight",
+            "2",
+        ])
+        .unwrap();
+        let client = c.dsp_client_config();
+        assert_eq!(client.drain_timeout, Duration::ZERO);
+        assert_eq!(client.draining_max, 3);
+        assert_eq!(client.connects_per_s, 50);
+        assert_eq!(client.connects_burst, 5);
+        assert_eq!(client.connects_in_flight_max, 2);
+        let e = Config::try_parse_from_env(["rtb-exchange", "--dsp-connect-burst", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--dsp-connect-burst"), "{e}");
     }
 
     #[test]

@@ -6,12 +6,29 @@ use std::{net::SocketAddr, rc::Rc, sync::Arc};
 
 use http::uri::PathAndQuery;
 use rtb_core::engine::DspSpec;
-use rtb_io::{ClientConfig, Upstream};
+use rtb_io::{ClientConfig, Upstream, DRAIN_RESULTS};
 
 use crate::{control::Resolved, metrics::WorkerMetrics};
 
-/// Connections opened ahead of traffic to a new or changed DSP, per worker.
-pub const PREWARM_CONNECTIONS: usize = 2;
+/// How a worker's pools to new DSPs are built.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Pool limits (draining, connect pacing).
+    pub client: ClientConfig,
+    /// Connections opened ahead of traffic, per worker.
+    pub prewarm: usize,
+}
+
+/// A pool's counters as last mirrored into the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PoolCounted {
+    /// Connections opened.
+    pub connects: u64,
+    /// Calls on a reused connection.
+    pub reuses: u64,
+    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order.
+    pub drains: [u64; DRAIN_RESULTS.len()],
+}
 
 /// One DSP as a worker calls it.
 #[derive(Debug)]
@@ -30,9 +47,9 @@ pub struct DspSlot {
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
     pub metrics: Arc<crate::metrics::DspMetrics>,
-    /// The pool's (connects, reuses) already added to the `_total` counters. A re-onboarded
-    /// DSP gets a new pool counting from zero; counting deltas keeps the totals monotonic.
-    pub pool_counted: Rc<std::cell::Cell<(u64, u64)>>,
+    /// The pool's counters already added to the `_total` counters. A re-onboarded DSP gets a
+    /// new pool counting from zero; counting deltas keeps the totals monotonic.
+    pub pool_counted: Rc<std::cell::Cell<PoolCounted>>,
 }
 
 impl DspSlot {
@@ -56,7 +73,12 @@ pub struct DspSet {
 
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
 /// change (re-pointing them if only the address moved) and pre-warming new ones.
-pub fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics) -> DspSet {
+pub fn apply_snapshot(
+    old: &DspSet,
+    snapshot: &Resolved,
+    metrics: &WorkerMetrics,
+    pools: PoolSettings,
+) -> DspSet {
     let mut slots = Vec::with_capacity(snapshot.dsps.len());
     for dsp in snapshot.dsps.iter() {
         let url = &dsp.entry.url;
@@ -74,11 +96,13 @@ pub fn apply_snapshot(old: &DspSet, snapshot: &Resolved, metrics: &WorkerMetrics
                 (s.upstream.clone(), s.pool_counted.clone())
             }
             None => {
-                let up = Upstream::new(dsp.addr, &url.authority(), ClientConfig::default());
-                let warm = up.clone();
-                monoio::spawn(async move {
-                    warm.prewarm(PREWARM_CONNECTIONS).await;
-                });
+                let up = Upstream::new(dsp.addr, &url.authority(), pools.client);
+                if pools.prewarm > 0 {
+                    let warm = up.clone();
+                    monoio::spawn(async move {
+                        warm.prewarm(pools.prewarm).await;
+                    });
+                }
                 (up, Rc::default())
             }
         };

@@ -18,7 +18,7 @@ use rtb_io::{
 
 use crate::{
     control::Resolved,
-    dsps::{apply_snapshot, DspSet},
+    dsps::{apply_snapshot, DspSet, PoolSettings},
     json_error, lag,
     ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
@@ -108,7 +108,11 @@ fn spawn_applier(
             let Some(metrics) = shared.metrics.get(index) else {
                 return;
             };
-            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics);
+            let pools = PoolSettings {
+                client: shared.dsp_client,
+                prewarm: shared.dsp_prewarm,
+            };
+            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools);
             engine
                 .borrow_mut()
                 .set_dsps(next.slots.iter().map(|slot| slot.spec()));

@@ -46,6 +46,10 @@ use rtb_io::{limits::WorkerStats, Request, Response};
 pub struct Shared {
     /// What every worker's auction engine decides by.
     pub engine: EngineConfig,
+    /// Each worker's pool limits per DSP (draining, connect pacing).
+    pub dsp_client: rtb_io::ClientConfig,
+    /// Connections opened to a new DSP ahead of traffic, per worker.
+    pub dsp_prewarm: usize,
     /// Onboarding bearer token (never logged).
     pub token: Option<String>,
     /// The control thread.

@@ -21,7 +21,7 @@ use rtb_core::{
     engine::{CallFailure, ShedReason},
     RejectReason,
 };
-use rtb_io::{limits::Counter, ServerStats};
+use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
 
 /// Histogram bucket upper bounds, microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -85,7 +85,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::NoDsp, "no_dsp"),
 ];
 
-const CALL_ERRORS: [CallFailure; 6] = CallFailure::ALL;
+const CALL_ERRORS: [CallFailure; 7] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
 const REJECT_REASONS: [&str; 17] = [
@@ -181,6 +181,9 @@ pub struct DspMetrics {
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub pool_idle: AtomicU64,
+    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order (mirrors the
+    /// pool's counters).
+    pub pool_drains: [AtomicU64; DRAIN_RESULTS.len()],
     /// This worker's breaker state for the DSP (0 closed, 1 open, 2 half-open: rendered as
     /// one `rtb_dsp_breaker_state{state}` series per state).
     pub breaker_state: AtomicU64,
@@ -352,6 +355,7 @@ struct DspSum {
     pool_connects: u64,
     pool_reuses: u64,
     pool_idle: u64,
+    pool_drains: [u64; DRAIN_RESULTS.len()],
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
@@ -376,6 +380,9 @@ impl DspSum {
         self.pool_connects += m.pool_connects.load(Ordering::Relaxed);
         self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
         self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+        for (a, b) in self.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
+            *a += b.load(Ordering::Relaxed);
+        }
         let state = m.breaker_state.load(Ordering::Relaxed);
         if breaker_severity(state) > breaker_severity(self.breaker_state) {
             self.breaker_state = state;
@@ -432,6 +439,28 @@ pub const BUILD: BuildInfo = BuildInfo {
     arch: std::env::consts::ARCH,
     os: std::env::consts::OS,
 };
+
+/// Renders what became of timed-out calls' connections, per DSP and fate.
+fn render_drains(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    header(
+        out,
+        "rtb_dsp_pool_drains_total",
+        "counter",
+        "Timed-out calls' connections: started draining, drained and reused, drained and \
+         closed, closed with the draining set full, closed out of step.",
+    );
+    let mut label = String::new();
+    for (dsp, s) in dsps {
+        label.clear();
+        escape_label(dsp, &mut label);
+        for (result, n) in DRAIN_RESULTS.iter().zip(s.pool_drains) {
+            let _ = writeln!(
+                out,
+                "rtb_dsp_pool_drains_total{{dsp=\"{label}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+}
 
 /// Renders every worker's counters, summed, plus the server's connection counters, the
 /// process's own figures and the build, in the Prometheus text format (version 0.0.4).
@@ -661,6 +690,7 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
         label.push('"');
         histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
     }
+    render_drains(out, dsps);
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
@@ -804,6 +834,8 @@ mod tests {
             d.calls.incr();
             d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
+            d.call_error(CallFailure::ConnectPaced);
+            d.pool_drains[1].store(3, Ordering::Relaxed);
         }
         ws[0].driver.set("epoll").unwrap();
         let text = render(&ws, None);
@@ -823,6 +855,11 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
         assert!(text.contains("\nprocess_cpu_seconds_total "));
+        assert!(text.contains("rtb_dsp_errors_total{dsp=\"br\\\"aid\",kind=\"connect_paced\"} 2\n"));
+        assert!(text.contains("rtb_dsp_pool_drains_total{dsp=\"br\\\"aid\",result=\"reused\"} 6\n"));
+        assert!(
+            text.contains("rtb_dsp_pool_drains_total{dsp=\"br\\\"aid\",result=\"started\"} 0\n")
+        );
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

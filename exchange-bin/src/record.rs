@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rtb_core::engine::breaker::Transition;
 use rtb_core::engine::{CallStatus, DspOutcome, Finished};
 
-use crate::dsps::{DspSet, DspSlot};
+use crate::dsps::{DspSet, DspSlot, PoolCounted};
 
 /// Counts every outcome of `finished` on the DSP slots it names.
 pub fn record_outcomes(finished: &Finished<'_>, set: &DspSet) {
@@ -71,15 +71,23 @@ fn record_call(outcome: &DspOutcome, slot: &DspSlot) {
 fn mirror_pool_counters(slot: &DspSlot) {
     let m = &slot.metrics;
     let stats = &slot.upstream.stats;
-    let (connects, reuses) = (stats.connects.get(), stats.reuses.get());
-    let (counted_connects, counted_reuses) = slot.pool_counted.get();
+    let now = PoolCounted {
+        connects: stats.connects.get(),
+        reuses: stats.reuses.get(),
+        drains: stats.drain_counts(),
+    };
+    let counted = slot.pool_counted.get();
     // Single writer (this worker): load + store, no read-modify-write needed.
-    let add = |total: &AtomicU64, delta: u64| {
+    let add = |total: &AtomicU64, now: u64, counted: u64| {
+        let delta = now.saturating_sub(counted);
         total.store(total.load(Ordering::Relaxed) + delta, Ordering::Relaxed)
     };
-    add(&m.pool_connects, connects.saturating_sub(counted_connects));
-    add(&m.pool_reuses, reuses.saturating_sub(counted_reuses));
-    slot.pool_counted.set((connects, reuses));
+    add(&m.pool_connects, now.connects, counted.connects);
+    add(&m.pool_reuses, now.reuses, counted.reuses);
+    for ((total, now), counted) in m.pool_drains.iter().zip(now.drains).zip(counted.drains) {
+        add(total, now, counted);
+    }
+    slot.pool_counted.set(now);
     m.pool_idle
         .store(slot.upstream.idle_count() as u64, Ordering::Relaxed);
 }

@@ -379,6 +379,52 @@ fn metrics_carry_the_process_and_the_build() {
 }
 
 #[test]
+fn a_dsp_answering_after_the_deadline_keeps_its_connections() {
+    // One worker, breaker off: every auction calls the late DSP and times out on it.
+    let ex = Exchange::start(&[
+        "--workers",
+        "1",
+        "--deadline-ms",
+        "80",
+        "--breaker-failures",
+        "0",
+    ]);
+    let late = FakeDsp::start(Behaviour::Bid {
+        price: 1.0,
+        seat: "late",
+        delay: Duration::from_millis(110),
+        nurl: false,
+    });
+    ex.onboard("late", late.addr);
+    let auctions = 12;
+    for i in 0..auctions {
+        let r = ex.auction(&bid_request(&format!("late{i}"), 2, 100, 0.1));
+        assert_eq!(r.status, 204, "the late DSP's bid never counts");
+        // Let the late answer arrive and the drained connection return to the pool.
+        thread::sleep(Duration::from_millis(60));
+    }
+    let m = ex.metrics();
+    let timeouts = sample(&m, "rtb_dsp_timeouts_total{dsp=\"late\"}");
+    let opened = sample(&m, "rtb_dsp_pool_connections_opened_total{dsp=\"late\"}");
+    let drained = sample(
+        &m,
+        "rtb_dsp_pool_drains_total{dsp=\"late\",result=\"reused\"}",
+    );
+    eprintln!("late DSP: {timeouts} timeouts, {opened} connections opened, {drained} drained");
+    assert_eq!(timeouts, auctions as f64);
+    // Before draining each timeout closed its connection: main's binary opened 12 here
+    // (RTB_EXCHANGE_BIN=<main build>), this branch 2.
+    assert!(
+        opened <= 3.0,
+        "{opened} connections for {timeouts} timeouts"
+    );
+    assert!(
+        drained >= auctions as f64 - 1.0,
+        "{drained} drained of {timeouts}"
+    );
+}
+
+#[test]
 fn win_notice_reaches_the_winner() {
     let ex = Exchange::start(&[]);
     let winner = FakeDsp::start(Behaviour::Bid {

@@ -4,8 +4,9 @@
 //! One future polls every call in place ([`crate::pinned`]): no task is spawned per call and
 //! one timer serves the whole fan-out. An answer's body is lent to the caller straight from
 //! the connection's read buffer; when the caller's callback returns, the connection goes back
-//! to its pool. Calls still running at the deadline are dropped (their connections closed, see
-//! [`crate::client`]) and reported as [`CallError::Timeout`].
+//! to its pool. Calls still running at the deadline are dropped and reported as
+//! [`CallError::Timeout`]; a dropped call's connection is drained and reused where its stream
+//! is still in step, else closed (see [`crate::client`]).
 
 use std::{
     future::{poll_fn, Future},

@@ -36,7 +36,7 @@ pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
 pub use client::{
     encode_headers, resolve_blocking, CallError, ClientConfig, ClientRequest, ClientResponse,
-    Completed, RequestParts, Upstream,
+    Completed, RequestParts, Upstream, UpstreamStats, DRAIN_RESULTS,
 };
 pub use driver::{ActiveDriver, DriverKind};
 pub use fanout::{fan_out, Answer, FanOutCall};

@@ -7,7 +7,10 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     rc::Rc,
-    sync::atomic::Ordering,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -18,12 +21,7 @@ use rtb_io::{
     driver::{block_on, driver_from_env},
     fan_out, CallError, ClientConfig, ClientRequest, FanOutCall, RequestParts, Upstream,
 };
-use test_support::{
-    fake::{reset, FakeServer},
-    http::read_request,
-    procfs::open_fds,
-    wire::chunked,
-};
+use test_support::procfs::open_fds;
 
 /// Slack over a deadline that a loaded 2-core CI machine may add to a timer wake-up.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
@@ -44,13 +42,61 @@ enum Mode {
     Huge,
     /// Answers 204 with `connection: close`, then closes.
     NoContentClose,
+    /// Echoes like `Ok`, but a body starting with `slow` only after this many ms.
+    Late(u64),
+}
+
+struct TestUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    /// Connections the upstream saw end (its serving thread returned).
+    ended: Arc<AtomicUsize>,
+}
+
+/// Reads one request (head and Content-Length body). None on EOF.
+fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let len = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |h| {
+                    std::str::from_utf8(h.value)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                });
+            if buf.len() >= n + len {
+                let body = buf[n..n + len].to_vec();
+                buf.drain(..n + len);
+                return Some(body);
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
 }
 
 fn serve(mut s: TcpStream, mode: Mode) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = Vec::new();
-    while let Some(body) = read_request(&mut s, &mut buf).map(|r| r.body) {
+    while let Some(body) = read_request(&mut s, &mut buf) {
         let ok = match mode {
+            Mode::Late(ms) => {
+                if body.starts_with(b"slow") {
+                    thread::sleep(Duration::from_millis(ms));
+                }
+                let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+                    .into_bytes();
+                out.extend_from_slice(&body);
+                s.write_all(&out).is_ok()
+            }
             Mode::Ok => {
                 let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
                     .into_bytes();
@@ -58,9 +104,16 @@ fn serve(mut s: TcpStream, mode: Mode) {
                 s.write_all(&out).is_ok()
             }
             Mode::Chunked => {
-                // In two chunks (one when the body has a single byte).
+                let half = body.len() / 2;
                 let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-                out.extend_from_slice(&chunked(&body, body.len().div_ceil(2).max(1)));
+                for part in [&body[..half], &body[half..]] {
+                    if !part.is_empty() {
+                        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                        out.extend_from_slice(part);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
                 s.write_all(&out).is_ok()
             }
             Mode::Hang => {
@@ -69,7 +122,9 @@ fn serve(mut s: TcpStream, mode: Mode) {
                 return;
             }
             Mode::Reset => {
-                reset(s);
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
                 return;
             }
             Mode::Garbage => {
@@ -95,9 +150,28 @@ fn serve(mut s: TcpStream, mode: Mode) {
     }
 }
 
-/// A test upstream on loopback answering as `mode` says; stops on drop.
-fn upstream(mode: Mode) -> FakeServer {
-    FakeServer::start(move |s, _| serve(s, mode))
+fn upstream(mode: Mode) -> TestUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (counter, end_counter) = (accepted.clone(), ended.clone());
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let end_counter = end_counter.clone();
+            thread::spawn(move || {
+                serve(s, mode);
+                end_counter.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    TestUpstream {
+        addr,
+        accepted,
+        ended,
+    }
 }
 
 fn req(body: &'static [u8]) -> ClientRequest {
@@ -154,7 +228,7 @@ async fn gather(pools: &[Rc<Upstream>], body: &[u8], deadline: Instant) -> Vec<G
 fn pool_reuses_connections_after_warmup() {
     let _serial = serial();
     let up = upstream(Mode::Ok);
-    let accepted = up.accepted_counter();
+    let accepted = up.accepted.clone();
     run(async move {
         let pool = pool(up.addr);
         assert_eq!(pool.prewarm(2).await, 2);
@@ -189,7 +263,7 @@ fn chunked_and_no_content_responses() {
     let _serial = serial();
     let up = upstream(Mode::Chunked);
     let nc = upstream(Mode::NoContentClose);
-    let nc_accepted = nc.accepted_counter();
+    let nc_accepted = nc.accepted.clone();
     run(async move {
         let pool = pool(up.addr);
         for _ in 0..3 {
@@ -222,7 +296,7 @@ fn chunked_and_no_content_responses() {
 fn hanging_upstream_times_out_at_deadline_and_is_not_reused() {
     let _serial = serial();
     let up = upstream(Mode::Hang);
-    let accepted = up.accepted_counter();
+    let accepted = up.accepted.clone();
     let fds_before = open_fds();
     let worst = run(async move {
         let pool = pool(up.addr);
@@ -242,11 +316,16 @@ fn hanging_upstream_times_out_at_deadline_and_is_not_reused() {
                 "a timed-out connection went back to the pool"
             );
         }
+        // Each timed-out connection drains, finds no answer by the drain limit and is closed.
+        // (Drain tasks still pending when a monoio 0.2.4 runtime is dropped are leaked with
+        // their sockets, so the test lets them end first.)
+        wait_for(Duration::from_secs(2), || pool.draining_count() == 0).await;
+        assert_eq!(pool.stats.drain_counts(), [10, 0, 10, 0, 0]);
         worst
     });
     eprintln!("hang: worst lateness past deadline {worst:?}");
     assert!(worst < DEADLINE_SLACK, "{worst:?}");
-    // Each call after the first needed a fresh connection.
+    // Each call after the first needed a fresh connection: the earlier ones were draining.
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
     // Closed client sockets let the upstream threads close theirs; no fd is leaked.
     let settle = Instant::now();
@@ -335,16 +414,21 @@ fn fan_out_returns_by_deadline_with_mixed_upstreams() {
 #[test]
 fn stale_pooled_connection_is_retried() {
     let _serial = serial();
-    // An upstream that answers once per connection, then closes without `connection: close`.
-    let up = FakeServer::start(|mut s, _| {
-        if read_request(&mut s, &mut Vec::new()).is_some() {
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    // An upstream that answers once then closes without `connection: close`.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming().take(2) {
+            let mut s = s.unwrap();
+            let mut buf = Vec::new();
+            if read_request(&mut s, &mut buf).is_some() {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+            thread::sleep(Duration::from_millis(20));
         }
-        thread::sleep(Duration::from_millis(20));
     });
-    let accepted = up.accepted_counter();
     run(async move {
-        let pool = pool(up.addr);
+        let pool = pool(addr);
         let r = pool
             .call(&req(b"x"), Instant::now() + Duration::from_secs(1))
             .await;
@@ -356,9 +440,202 @@ fn stale_pooled_connection_is_retried() {
             .await;
         assert_eq!(r.unwrap().status, 200);
     });
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        2,
-        "the stale connection was replaced"
+}
+
+fn pool_with(addr: SocketAddr, config: ClientConfig) -> Rc<Upstream> {
+    Upstream::new(addr, "dsp.test", config)
+}
+
+/// Waits (on the runtime) until `done` holds or `limit` passes.
+async fn wait_for(limit: Duration, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() && start.elapsed() < limit {
+        monoio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// One call of `body` that must time out after `deadline_in`.
+async fn timed_out_call(pool: &Upstream, body: &str, deadline_in: Duration) {
+    let r = pool
+        .call_parts(
+            RequestParts::openrtb_post("/bid", body.as_bytes()),
+            Instant::now() + deadline_in,
+        )
+        .await;
+    assert_eq!(r.err(), Some(CallError::Timeout));
+}
+
+#[test]
+fn late_answers_are_drained_so_connections_stay_flat() {
+    let _serial = serial();
+    let up = upstream(Mode::Late(50));
+    let accepted = up.accepted.clone();
+    let (connects, drains) = run(async move {
+        let pool = pool(up.addr);
+        // Back to back: a call every ~20 ms, each answered 50 ms after it was sent.
+        for i in 0..40 {
+            timed_out_call(&pool, &format!("slow-{i}"), Duration::from_millis(20)).await;
+        }
+        wait_for(Duration::from_secs(2), || pool.draining_count() == 0).await;
+        (pool.stats.connects.get(), pool.stats.drain_counts())
+    });
+    eprintln!("40 timeouts: {connects} connects, drains {drains:?}");
+    // Each connection is busy 50 ms per 20 ms call: about three in turn, never one per call.
+    assert!(connects <= 5, "{connects} connections for 40 timeouts");
+    assert_eq!(accepted.load(Ordering::SeqCst) as u64, connects);
+    let [started, reused, closed, refused, out_of_step] = drains;
+    assert_eq!(started, 40, "every timed-out connection was drained");
+    assert_eq!((reused, closed, refused, out_of_step), (40, 0, 0, 0));
+}
+
+#[test]
+fn fan_out_timeouts_drain_too() {
+    let _serial = serial();
+    let up = upstream(Mode::Late(50));
+    let connects = run(async move {
+        let pools = [pool(up.addr)];
+        for _ in 0..20 {
+            let results = gather(&pools, b"slow", Instant::now() + Duration::from_millis(20)).await;
+            assert_eq!(results, [Err(CallError::Timeout)]);
+        }
+        wait_for(Duration::from_secs(2), || pools[0].draining_count() == 0).await;
+        assert_eq!(pools[0].stats.drains_reused.get(), 20);
+        pools[0].stats.connects.get()
+    });
+    assert!(
+        connects <= 5,
+        "{connects} connections for 20 fan-out timeouts"
     );
+}
+
+#[test]
+fn a_drained_answer_never_reaches_the_next_call() {
+    let _serial = serial();
+    let up = upstream(Mode::Late(40));
+    let accepted = up.accepted.clone();
+    run(async move {
+        let pool = pool(up.addr);
+        for i in 0..10 {
+            let slow = format!("slow-{i}");
+            timed_out_call(&pool, &slow, Duration::from_millis(10)).await;
+            // Straight away, on another connection, while the first one drains.
+            let fast = format!("fast-{i}-a");
+            let r = pool
+                .call(&req_owned(&fast), Instant::now() + Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert_eq!(r.body, fast.as_bytes());
+            // Then on the drained connection, once it is back.
+            wait_for(Duration::from_secs(1), || pool.draining_count() == 0).await;
+            for suffix in ["b", "c"] {
+                let fast = format!("fast-{i}-{suffix}");
+                let r = pool
+                    .call(&req_owned(&fast), Instant::now() + Duration::from_secs(1))
+                    .await
+                    .unwrap();
+                assert!(r.reused_connection);
+                assert_eq!(r.body, fast.as_bytes(), "the late answer of {slow} leaked");
+            }
+        }
+        assert_eq!(pool.stats.drains_reused.get(), 10);
+    });
+    assert!(accepted.load(Ordering::SeqCst) <= 2);
+}
+
+fn req_owned(body: &str) -> ClientRequest {
+    ClientRequest::openrtb_post(
+        PathAndQuery::from_static("/bid"),
+        Bytes::copy_from_slice(body.as_bytes()),
+    )
+}
+
+#[test]
+fn a_dsp_that_never_answers_is_closed_at_the_drain_limit() {
+    let _serial = serial();
+    let up = upstream(Mode::Hang);
+    let ended = up.ended.clone();
+    run(async move {
+        let config = ClientConfig {
+            drain_timeout: Duration::from_millis(100),
+            ..ClientConfig::default()
+        };
+        let pool = pool_with(up.addr, config);
+        let r = pool
+            .call(&req(b"x"), Instant::now() + Duration::from_millis(20))
+            .await;
+        assert_eq!(r.unwrap_err(), CallError::Timeout);
+        assert_eq!(pool.draining_count(), 1);
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.draining_count(), 1, "still within the drain limit");
+        assert_eq!(ended.load(Ordering::SeqCst), 0);
+        wait_for(Duration::from_secs(1), || pool.draining_count() == 0).await;
+        assert_eq!(pool.stats.drain_counts(), [1, 0, 1, 0, 0]);
+        assert_eq!(pool.idle_count(), 0);
+        // The upstream sees the close.
+        wait_for(Duration::from_secs(1), || ended.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(ended.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn draining_set_is_bounded() {
+    let _serial = serial();
+    let up = upstream(Mode::Hang);
+    run(async move {
+        let config = ClientConfig {
+            draining_max: 2,
+            ..ClientConfig::default()
+        };
+        let pool = pool_with(up.addr, config);
+        for _ in 0..4 {
+            let r = pool
+                .call(&req(b"x"), Instant::now() + Duration::from_millis(10))
+                .await;
+            assert_eq!(r.unwrap_err(), CallError::Timeout);
+        }
+        assert_eq!(pool.draining_count(), 2);
+        assert_eq!(pool.stats.drain_counts(), [2, 0, 0, 2, 0]);
+    });
+}
+
+#[test]
+fn new_connections_are_paced() {
+    let _serial = serial();
+    let up = upstream(Mode::Hang);
+    let accepted = up.accepted.clone();
+    run(async move {
+        let config = ClientConfig {
+            connects_per_s: 1,
+            connects_burst: 2,
+            ..ClientConfig::default()
+        };
+        let pool = pool_with(up.addr, config);
+        let mut results = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let r = pool
+                .call(&req(b"x"), start + Duration::from_millis(10))
+                .await;
+            if r.as_ref().err() == Some(&CallError::ConnectPaced) {
+                assert!(
+                    start.elapsed() < Duration::from_millis(5),
+                    "paced calls fail at once"
+                );
+            }
+            results.push(r.err());
+        }
+        assert_eq!(
+            results,
+            [
+                Some(CallError::Timeout),
+                Some(CallError::Timeout),
+                Some(CallError::ConnectPaced),
+                Some(CallError::ConnectPaced),
+                Some(CallError::ConnectPaced),
+            ]
+        );
+        assert_eq!(pool.stats.connects.get(), 2);
+        assert_eq!(pool.stats.connects_paced.get(), 3);
+    });
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

@@ -21,18 +21,28 @@ pub enum CallFailure {
     Closed,
     /// The worker already had its maximum of calls to this DSP running.
     Overloaded,
+    /// No idle connection, and the worker's connect budget for this DSP was spent (a slow or
+    /// hanging DSP would otherwise cost a new connection per auction).
+    ConnectPaced,
 }
 
 impl CallFailure {
     /// Every failure, in a fixed order (for metrics).
-    pub const ALL: [CallFailure; 6] = [
+    pub const ALL: [CallFailure; 7] = [
         CallFailure::Timeout,
         CallFailure::Connect,
         CallFailure::Protocol,
         CallFailure::TooLarge,
         CallFailure::Closed,
         CallFailure::Overloaded,
+        CallFailure::ConnectPaced,
     ];
+
+    /// Whether the call was refused by the caller's own limits before anything was sent, so
+    /// that it says nothing about the DSP's health (the breaker ignores it).
+    pub fn is_local(self) -> bool {
+        matches!(self, CallFailure::ConnectPaced)
+    }
 
     /// A short stable name, for metrics labels.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +53,7 @@ impl CallFailure {
             CallFailure::TooLarge => "too_large",
             CallFailure::Closed => "closed",
             CallFailure::Overloaded => "overloaded",
+            CallFailure::ConnectPaced => "connect_paced",
         }
     }
 }

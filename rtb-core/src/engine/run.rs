@@ -9,6 +9,7 @@ use crate::json::{Decoder, Document};
 use crate::request::BidRequest;
 use crate::response::BidResponse;
 
+use super::breaker::Admit;
 use super::notices::Notices;
 use super::outcome::{CallFailure, CallStatus, DspOutcome};
 use super::views::Views;
@@ -115,10 +116,19 @@ impl<'w> AuctionRun<'w> {
         let Some(&planned) = self.calls.get(call) else {
             return;
         };
+        // A call refused by the worker's own connect pacing was never sent: it says nothing
+        // of the DSP, so it does not count toward tripping the breaker (a probe still counts,
+        // so a half-open breaker is not left waiting).
+        let local = matches!(status, CallStatus::Failed(f) if f.is_local());
+        let admitted = if local && planned.admit == Admit::Call {
+            Admit::Skip
+        } else {
+            planned.admit
+        };
         let (transition, breaker) = engine.dsps.record(
             usize::from(planned.dsp),
             planned.dsp_id,
-            planned.admit,
+            admitted,
             status.answered_ok(),
             at,
         );
@@ -128,5 +138,62 @@ impl<'w> AuctionRun<'w> {
             o.transition = transition;
             o.breaker = breaker;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::engine::breaker::{BreakerConfig, State, Transition};
+    use crate::engine::{CallFailure, DspSpec, Engine, EngineConfig, Start, WorkerLoad};
+
+    /// Runs one auction against the single DSP, failing its call with `failure`; returns what
+    /// the breaker did.
+    fn fail_once(engine: &mut Engine, failure: CallFailure, at: Instant) -> (Transition, State) {
+        let mut workspace = engine.workspace();
+        let raw = br#"{"id":"a","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#;
+        let Start::Call(mut run, _plan) =
+            engine.start(&mut workspace, raw, at, at, WorkerLoad::default())
+        else {
+            panic!("a valid request with one DSP is called");
+        };
+        run.on_failure(engine, 0, failure, at + Duration::from_millis(1));
+        let finished = run.finish(engine, at + Duration::from_millis(2));
+        let outcome = finished.outcomes()[0];
+        (
+            outcome.transition,
+            outcome.breaker.expect("the DSP is in the table"),
+        )
+    }
+
+    #[test]
+    fn a_call_refused_by_connect_pacing_does_not_trip_the_breaker() {
+        let mut engine = Engine::new(EngineConfig {
+            breaker: BreakerConfig {
+                failures_to_trip: 2,
+                ..BreakerConfig::default()
+            },
+            ..EngineConfig::default()
+        });
+        engine.set_dsps([DspSpec {
+            name: "slow".into(),
+            endpoint: "slow:80".into(),
+        }]);
+        #[allow(clippy::disallowed_methods)] // a test needs some instant
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let at = t0 + Duration::from_millis(10 * i);
+            let (transition, state) = fail_once(&mut engine, CallFailure::ConnectPaced, at);
+            assert_eq!(transition, Transition::None);
+            assert_eq!(state, State::Closed { failures: 0 });
+        }
+        let at = t0 + Duration::from_millis(100);
+        assert_eq!(
+            fail_once(&mut engine, CallFailure::Timeout, at).1,
+            State::Closed { failures: 1 }
+        );
+        let (transition, _) = fail_once(&mut engine, CallFailure::Timeout, at);
+        assert_eq!(transition, Transition::Tripped);
     }
 }

@@ -6,7 +6,8 @@
 //! calls (0: never); open -> half-open only once the cool-down is over, and then a single probe
 //! is let through (another only when the probe is given up after `probe_timeout`); the probe's
 //! success closes and resets the cool-down, its failure re-opens with the cool-down doubled (up
-//! to the cap); results of calls admitted before the last change decide nothing.
+//! to the cap); results of calls admitted before the last change decide nothing, and neither
+//! does a call the worker's connect pacing refused (`connect_paced`) unless it was the probe.
 
 use std::{
     collections::HashMap,

@@ -41,7 +41,7 @@ pub enum CallKind {
     Trickle,
 }
 
-pub const KINDS: [CallKind; 13] = [
+pub const KINDS: [CallKind; 14] = [
     CallKind::Bids,
     CallKind::NoBid204,
     CallKind::Empty200,
@@ -55,6 +55,7 @@ pub const KINDS: [CallKind; 13] = [
     CallKind::Fail(CallFailure::Overloaded),
     CallKind::Hang,
     CallKind::Trickle,
+    CallKind::Fail(CallFailure::ConnectPaced),
 ];
 
 /// Periods during which every call fails, so breakers trip and recover.
@@ -71,7 +72,7 @@ pub struct Profile {
     pub name: Rc<str>,
     pub latency: Latency,
     /// Weights of [`KINDS`].
-    pub weights: [u32; 13],
+    pub weights: [u32; 14],
     pub style: BidStyle,
     pub flap: Option<Flap>,
     pub rng: Rng,
@@ -206,7 +207,7 @@ impl Profile {
 
     fn failure_latency(&mut self, kind: CallFailure, latency: Duration) -> Duration {
         match kind {
-            CallFailure::Overloaded => Duration::ZERO,
+            CallFailure::Overloaded | CallFailure::ConnectPaced => Duration::ZERO,
             CallFailure::Connect => self.rng.between(Duration::ZERO, 3 * MS),
             CallFailure::Closed => self.rng.between(Duration::ZERO, latency),
             _ => latency,

@@ -332,11 +332,16 @@ fn report(
         "auction {}: call {call} reported twice",
         book.serial
     );
-    let recorded =
-        shared
-            .breakers
-            .borrow_mut()
-            .record(entry.id, entry.admit, status.answered_ok(), at);
+    // A call the worker's connect pacing refused was never sent: it counts toward nothing,
+    // unless it was the half-open breaker's probe.
+    let admit = match (status, entry.admit) {
+        (CallStatus::Failed(CallFailure::ConnectPaced), Admit::Call) => Admit::Skip,
+        (_, admit) => admit,
+    };
+    let recorded = shared
+        .breakers
+        .borrow_mut()
+        .record(entry.id, admit, status.answered_ok(), at);
     (entry.transition, entry.breaker) = match recorded {
         Some((transition, state)) => (transition, Some(state)),
         None => (Transition::None, None),

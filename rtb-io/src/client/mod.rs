@@ -2,14 +2,32 @@
 //! [`CallError`]), per-worker keep-alive pools ([`pool`]), the bytes on the wire ([`wire`]),
 //! and, in [`crate::fanout`], the fan-out that gathers K calls by a deadline.
 //!
-//! A call that misses its deadline is dropped whole: its connection is closed (monoio submits
-//! an async cancel for the in-flight op and keeps the buffer until the kernel lets go), so a
-//! connection that may still receive a late answer is never returned to the pool.
+//! No reconnect cascade. A call that misses its deadline is dropped, but its connection is not
+//! thrown away when it can be saved: if the request was written whole and no byte of the
+//! answer had arrived (a slow DSP: the common case), the connection goes to the upstream's
+//! bounded draining set ([`drain`]), whose task reads the late answer by a drain deadline and
+//! byte limit, then puts the connection back in the idle pool; anything else (a half-written
+//! request, a half-read answer, a malformed, too large or too late answer, a full draining set)
+//! closes it. New connections are paced ([`pacing`]: a token bucket and a cap on connects in
+//! flight), so a call that finds no idle connection and no connect budget fails at once
+//! ([`CallError::ConnectPaced`]) instead of paying for a connect (2.4 ms inside a worker with
+//! 10,000 kube-proxy rules, measured by netlab). A slow or hanging DSP, or a slow connection
+//! set-up, therefore costs a bounded number of connects per second, whatever the timeout rate.
+//!
+//! Why only an unanswered connection is drained: on io_uring, dropping an in-flight read submits
+//! an async cancel, and the buffer goes with the cancelled op. Bytes already read (a half-read
+//! answer) are lost with it, so such a stream cannot be resynchronised. If the answer lands in
+//! the instant between the drop and the cancel, the kernel completes the cancelled read and
+//! those bytes are lost too: the drain then sees a body without its head (a protocol error) or
+//! nothing at all (the drain deadline): either way it closes the connection, so a late answer
+//! can never be handed to the next call.
 //!
 //! Measured (tests/client.rs, debug build, 2 shared cores, both drivers): a call or fan-out
 //! against a hanging upstream returned 1.3 to 2.0 ms after its deadline (monoio's timer wheel
 //! ticks in 1 ms); the tests allow 20 ms for a loaded CI machine.
 
+pub(crate) mod drain;
+pub(crate) mod pacing;
 pub(crate) mod pool;
 pub(crate) mod wire;
 
@@ -22,16 +40,32 @@ use std::{
 use bytes::Bytes;
 use http::{uri::PathAndQuery, HeaderMap, Method, StatusCode};
 
-pub use pool::{Completed, Upstream, UpstreamStats};
+pub use pool::{Completed, Upstream, UpstreamStats, DRAIN_RESULTS};
 
-/// Idle keep-alive connections kept per upstream per worker.
-pub const IDLE_CONNECTIONS_MAX_DEFAULT: usize = 64;
+/// Idle keep-alive connections kept per upstream per worker. As many as the exchange's auctions
+/// in flight per worker (512), so a worker keeps every connection its peak concurrency opened:
+/// a smaller pool closes connections at each dip and reopens them at the next peak (measured
+/// at 64: 117 to 163 connects per 1,000 auctions with 512 clients, see BENCHMARKS.md).
+pub const IDLE_CONNECTIONS_MAX_DEFAULT: usize = 512;
 /// Concurrent calls per upstream per worker; more fail at once with `Overloaded`.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 1024;
 /// Time allowed to open a connection (also bounded by the call's deadline).
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_millis(200);
 /// Largest response body accepted.
 pub const RESPONSE_BYTES_MAX_DEFAULT: usize = 256 * 1024;
+/// How long a timed-out call's connection may wait for its late answer before it is closed.
+pub const DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_millis(250);
+/// Largest late answer (head and body) a drain reads before giving the connection up.
+pub const DRAIN_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+/// Connections draining at once per upstream per worker; more are closed.
+pub const DRAINING_MAX_DEFAULT: usize = 64;
+/// Connects in flight at once per upstream per worker.
+pub const CONNECTS_IN_FLIGHT_MAX_DEFAULT: usize = 64;
+/// New connections per second per upstream per worker, sustained (token bucket refill).
+pub const CONNECTS_PER_S_DEFAULT: u32 = 500;
+/// New connections per upstream per worker allowed in a burst (token bucket size): enough to
+/// grow from cold to the exchange's 512 auctions in flight per worker at once.
+pub const CONNECTS_BURST_DEFAULT: u32 = 512;
 /// Largest response head accepted.
 pub const RESPONSE_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// Most response headers accepted.
@@ -48,6 +82,18 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Response body size limit, bytes.
     pub response_bytes_max: usize,
+    /// Time a timed-out call's connection may wait for its late answer (0: never drain).
+    pub drain_timeout: Duration,
+    /// Largest late answer a drain reads, bytes.
+    pub drain_bytes_max: usize,
+    /// Connections draining at once (0: never drain).
+    pub draining_max: usize,
+    /// Connects in flight at once.
+    pub connects_in_flight_max: usize,
+    /// Token bucket refill: new connections per second.
+    pub connects_per_s: u32,
+    /// Token bucket size: new connections in a burst.
+    pub connects_burst: u32,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +103,12 @@ impl Default for ClientConfig {
             in_flight_max: IN_FLIGHT_MAX_DEFAULT,
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             response_bytes_max: RESPONSE_BYTES_MAX_DEFAULT,
+            drain_timeout: DRAIN_TIMEOUT_DEFAULT,
+            drain_bytes_max: DRAIN_BYTES_MAX_DEFAULT,
+            draining_max: DRAINING_MAX_DEFAULT,
+            connects_in_flight_max: CONNECTS_IN_FLIGHT_MAX_DEFAULT,
+            connects_per_s: CONNECTS_PER_S_DEFAULT,
+            connects_burst: CONNECTS_BURST_DEFAULT,
         }
     }
 }
@@ -76,6 +128,9 @@ pub enum CallError {
     Closed,
     /// `in_flight_max` calls were already running.
     Overloaded,
+    /// No idle connection, and the upstream's connect budget ([`ClientConfig::connects_per_s`],
+    /// [`ClientConfig::connects_in_flight_max`]) was spent: failed at once, nothing sent.
+    ConnectPaced,
 }
 
 impl CallError {
@@ -88,6 +143,7 @@ impl CallError {
             Self::TooLarge => "too_large",
             Self::Closed => "closed",
             Self::Overloaded => "overloaded",
+            Self::ConnectPaced => "connect_paced",
         }
     }
 }

@@ -3,12 +3,14 @@
 //! reusable, and counting what happened.
 //!
 //! Connects are a non-blocking `connect(2)` plus a readiness wait, so a timed-out connect never
-//! cancels a connect op (monoio 0.2.4 leaks the fd then, issue #318).
+//! cancels a connect op (monoio 0.2.4 leaks the fd then, issue #318). Each connect takes a
+//! permit from the upstream's [`Pacing`] first; a call's connection is lent through
+//! [`Lent`], which drains it (see [`super::drain`]) if the call is dropped at its deadline.
 
 use std::{
     cell::{Cell, RefCell},
     net::SocketAddr,
-    rc::Rc,
+    rc::{Rc, Weak},
     time::Instant,
 };
 
@@ -19,6 +21,8 @@ use monoio::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::drain::Lent;
+use super::pacing::Pacing;
 use super::wire::{exchange, Conn, ExchangeError, Received};
 use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
 
@@ -33,9 +37,40 @@ pub struct UpstreamStats {
     pub timeouts: Cell<u64>,
     /// Calls that failed otherwise.
     pub failures: Cell<u64>,
+    /// Calls failed at once for want of a connect permit ([`CallError::ConnectPaced`]).
+    pub connects_paced: Cell<u64>,
+    /// Timed-out calls' connections handed to a drain task.
+    pub drains: Cell<u64>,
+    /// Drained connections that read their late answer whole and went back to the pool.
+    pub drains_reused: Cell<u64>,
+    /// Drained connections closed: answer too late, malformed, too large, or `close`.
+    pub drains_closed: Cell<u64>,
+    /// Timed-out calls' connections closed because the draining set was full.
+    pub drains_refused: Cell<u64>,
+    /// Timed-out calls' connections closed because the stream was out of step (the request
+    /// half written or the answer half read) or draining is off.
+    pub timeout_closes: Cell<u64>,
 }
 
-fn bump(c: &Cell<u64>) {
+/// Labels of [`UpstreamStats::drain_counts`], in order (for metrics).
+pub const DRAIN_RESULTS: [&str; 5] = ["started", "reused", "closed", "refused", "out_of_step"];
+
+impl UpstreamStats {
+    /// What became of timed-out calls' connections, in [`DRAIN_RESULTS`] order: handed to a
+    /// drain, drained and reused, drained and closed, closed with the draining set full,
+    /// closed out of step (or with draining off).
+    pub fn drain_counts(&self) -> [u64; DRAIN_RESULTS.len()] {
+        [
+            self.drains.get(),
+            self.drains_reused.get(),
+            self.drains_closed.get(),
+            self.drains_refused.get(),
+            self.timeout_closes.get(),
+        ]
+    }
+}
+
+pub(crate) fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
@@ -48,6 +83,11 @@ pub struct Upstream {
     config: ClientConfig,
     idle: RefCell<Vec<Conn>>,
     in_flight: Cell<usize>,
+    pacing: Pacing,
+    /// Connections draining now (see [`super::drain`]).
+    pub(crate) draining: Cell<usize>,
+    /// This upstream, for the drain tasks it spawns.
+    pub(crate) me: Weak<Upstream>,
     /// Counters.
     pub stats: UpstreamStats,
 }
@@ -102,14 +142,36 @@ impl Drop for InFlightGuard<'_> {
 impl Upstream {
     /// A pool for `addr`, sending `host` as the Host header.
     pub fn new(addr: SocketAddr, host: &str, config: ClientConfig) -> Rc<Self> {
-        Rc::new(Self {
+        Rc::new_cyclic(|me| Self {
             addr: Cell::new(addr),
             host: Bytes::copy_from_slice(host.as_bytes()),
             config,
             idle: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
+            pacing: Pacing::new(
+                config.connects_per_s,
+                config.connects_burst,
+                config.connects_in_flight_max,
+            ),
+            draining: Cell::new(0),
+            me: me.clone(),
             stats: UpstreamStats::default(),
         })
+    }
+
+    /// The pool's limits.
+    pub fn config(&self) -> ClientConfig {
+        self.config
+    }
+
+    /// Connections draining now.
+    pub fn draining_count(&self) -> usize {
+        self.draining.get()
+    }
+
+    /// Connects in flight now.
+    pub fn connects_in_flight(&self) -> usize {
+        self.pacing.in_flight()
     }
 
     /// The upstream address.
@@ -154,7 +216,16 @@ impl Upstream {
         self.idle.borrow_mut().clear();
     }
 
+    /// Opens a connection if the connect budget allows, else fails with `ConnectPaced`.
     async fn connect(&self, deadline: MonoInstant) -> Result<Conn, CallError> {
+        let Some(_permit) = self.pacing.try_acquire(Instant::now()) else {
+            bump(&self.stats.connects_paced);
+            return Err(CallError::ConnectPaced);
+        };
+        self.connect_unpaced(deadline).await
+    }
+
+    async fn connect_unpaced(&self, deadline: MonoInstant) -> Result<Conn, CallError> {
         let addr = self.addr.get();
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(|_| CallError::ConnectError)?;
@@ -244,9 +315,12 @@ impl Upstream {
         self.in_flight.set(self.in_flight.get() + 1);
         let _guard = InFlightGuard(&self.in_flight);
         let pooled = self.idle.borrow_mut().pop();
-        if let Some(mut conn) = pooled {
+        if let Some(conn) = pooled {
             bump(&self.stats.reuses);
-            match exchange(&mut conn, &req, &self.host, &self.config, true).await {
+            let mut lent = Lent::new(self, conn);
+            let result = exchange(lent.conn(), &req, &self.host, &self.config, true).await;
+            let conn = lent.take();
+            match result {
                 Ok(received) => return Ok(self.completed(conn, received, true)),
                 // The upstream closed an idle pooled connection before reading the request:
                 // safe to retry once on a fresh one.
@@ -254,8 +328,10 @@ impl Upstream {
                 Err(ExchangeError::Failed(e)) => return Err(e),
             }
         }
-        let mut conn = self.connect(deadline).await?;
-        match exchange(&mut conn, &req, &self.host, &self.config, false).await {
+        let mut lent = Lent::new(self, self.connect(deadline).await?);
+        let result = exchange(lent.conn(), &req, &self.host, &self.config, false).await;
+        let conn = lent.take();
+        match result {
             Ok(received) => Ok(self.completed(conn, received, false)),
             Err(ExchangeError::StaleConnection) => Err(CallError::Closed),
             Err(ExchangeError::Failed(e)) => Err(e),
@@ -271,7 +347,7 @@ impl Upstream {
         }
     }
 
-    fn release(&self, mut conn: Conn) {
+    pub(crate) fn release(&self, mut conn: Conn) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.config.idle_connections_max {
             conn.rbuf.clear();

@@ -30,6 +30,9 @@ pub(crate) struct Conn {
     pub(crate) wbuf: Vec<u8>,
     /// De-chunked body of the last chunked response.
     pub(crate) dechunked: BytesMut,
+    /// The request was written whole and no byte of its answer has been read: if the call is
+    /// dropped now, the stream is still in step and the connection can be drained.
+    pub(crate) unanswered: bool,
 }
 
 impl Conn {
@@ -39,6 +42,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(CLIENT_READ_BUF_BYTES),
             wbuf: Vec::with_capacity(CLIENT_READ_BUF_BYTES),
             dechunked: BytesMut::new(),
+            unanswered: false,
         }
     }
 
@@ -95,6 +99,10 @@ async fn read_more(conn: &mut Conn) -> io::Result<usize> {
     let end = owned.capacity();
     let (res, slice) = conn.stream.read(SliceMut::new(owned, begin, end)).await;
     conn.rbuf = slice.into_inner();
+    if !matches!(res, Ok(0)) {
+        // Bytes (or an error) came back: this answer can no longer be drained from the start.
+        conn.unanswered = false;
+    }
     res
 }
 
@@ -225,6 +233,7 @@ pub(crate) async fn exchange(
     reused: bool,
 ) -> Result<Received, ExchangeError> {
     conn.rbuf.clear();
+    conn.unanswered = false;
     let mut wbuf = std::mem::take(&mut conn.wbuf);
     encode_request(&mut wbuf, req, host);
     let (res, wbuf) = conn.stream.write_all(wbuf).await;
@@ -232,6 +241,18 @@ pub(crate) async fn exchange(
     if let Err(e) = res {
         return Err(stale_if(reused, io_to_call(&e)));
     }
+    conn.unanswered = true;
+    read_answer(conn, config, reused).await
+}
+
+/// Reads one whole answer off `conn` (its read buffer empty or holding the answer's first
+/// bytes). On a `reused` connection, a close before any byte is
+/// [`ExchangeError::StaleConnection`].
+pub(crate) async fn read_answer(
+    conn: &mut Conn,
+    config: &ClientConfig,
+    reused: bool,
+) -> Result<Received, ExchangeError> {
     let head = read_head(conn, config, reused).await?;
     let _ = conn.rbuf.split_to(head.len);
     let (body, complete_framing) = read_body(conn, head.framing, config).await?;
