@@ -9,6 +9,7 @@ around each run.
 """
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from . import cgroup
-from .variants import DSP_NAMES, drivers, start_dsps, start_exchange
+from .variants import DSP_NAMES, TOKEN_ENV, drivers, start_dsps, start_exchange
 
 ROOT = Path(__file__).resolve().parents[3]
 RTB_LOAD = ROOT / "benches" / "scripts" / "rtb-load.py"
@@ -55,10 +56,24 @@ def post(url, data, timeout=5.0, headers=None):
         return e.code, e.read().decode(errors="replace")
 
 
+def get_with_token(url, timeout=5.0):
+    """GET `url` with the run's onboarding token as a bearer token."""
+    token = os.environ.get(TOKEN_ENV, "")
+    req = urllib.request.Request(url, method="GET",
+                                 headers={"authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
 def wait_onboarded(rl, dep, names=DSP_NAMES, timeout=ONBOARD_TIMEOUT_S):
     end = time.monotonic() + timeout
     while True:
-        status, listing = rl.http("GET", f"http://{dep.addr}/dsp")
+        # GET /dsp needs the onboarding token like POST does (the exchange's safe default).
+        status, listing = get_with_token(f"http://{dep.addr}/dsp")
         if status == 200 and all(f'"{n}"' in listing for n in names):
             time.sleep(ONBOARD_SETTLE_S)
             return listing
