@@ -2,10 +2,12 @@
 //! by the test on a free loopback port with a configuration it writes, the schema and views of
 //! `deploy/clickhouse/` applied over HTTP, the real exchange binary and three real `rtb-dsp`:
 //! - every record arrives as a row (rows = answered - counted drops), and the materialized
-//!   views sum to the exchange's Prometheus totals (calls and wins per DSP) and to the revenue
-//!   of the answers the clients got;
+//!   views sum, per DSP, to the exchange's Prometheus totals scraped from it (calls, wins,
+//!   billable wins and revenue: `rtb_dsp_clearing_price`), to `rtb_revenue_total`, and to the
+//!   revenue of the answers the clients got;
 //! - a ClickHouse restart in the middle of a run loses nothing beyond what the exchange counts
-//!   as failed or dropped.
+//!   as failed or dropped: rows and per-DSP view totals fall short of the exchange's counts by
+//!   no more than the records it counted as not kept can carry.
 //!
 //! Ignored by `cargo test`: scripts/test runs it in its own stage after `scripts/need
 //! clickhouse` installed the server, with `--ignored`. There a missing server is a failure.
@@ -21,8 +23,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::ledger::{expected_and_not_kept, run_auctions, start_dsps, temp_dir, Answers, OTHERS};
-use common::{sample, Exchange};
+use common::ledger::{
+    expected_and_not_kept, run_auctions, start_dsps, temp_dir, Answers, FLOOR_MIN,
+    IMPS_PER_AUCTION, OTHERS,
+};
+use common::{dsp_sample, sample, Exchange};
 
 /// A clickhouse-server process with its own data directory; killed on drop.
 struct ClickHouse {
@@ -205,18 +210,91 @@ impl Drop for ClickHouse {
 fn exchange_into(server: &ClickHouse, dsps: &[common::DspProcess]) -> Exchange {
     let target = format!("clickhouse:http://127.0.0.1:{}", server.port);
     let ex = Exchange::start(&["--ledger", &target, "--ledger-flush-ms", "100"]);
-    for (name, dsp) in ["steady", "flaky", "sleepy"].iter().zip(dsps) {
+    for (name, dsp) in DSPS.iter().zip(dsps) {
         assert_eq!(ex.onboard(name, dsp.addr).status, 201);
     }
     ex
 }
 
-/// Sum of a per-DSP counter over the DSPs.
-fn dsp_total(metrics: &str, family: &str) -> f64 {
-    ["steady", "flaky", "sleepy"]
-        .iter()
-        .map(|d| sample(metrics, &format!("{family}{{dsp=\"{d}\"}}")))
-        .sum()
+const DSPS: [&str; 3] = ["steady", "flaky", "sleepy"];
+
+/// Per DSP: calls, wins, billable (non-test) wins and their revenue (clearing CPM / 1000).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct DspTotals {
+    calls: f64,
+    wins: f64,
+    billable_wins: f64,
+    revenue: f64,
+}
+
+/// What the exchange's Prometheus page says per DSP (the auctions are all in USD).
+fn prometheus_totals(metrics: &str, dsp: &str) -> DspTotals {
+    let usd = format!("{{dsp=\"{dsp}\",currency=\"USD\"}}");
+    DspTotals {
+        calls: dsp_sample(metrics, "rtb_dsp_calls_total", dsp),
+        wins: dsp_sample(metrics, "rtb_dsp_wins_total", dsp),
+        billable_wins: sample(metrics, &format!("rtb_dsp_clearing_price_count{usd}")),
+        revenue: sample(metrics, &format!("rtb_dsp_clearing_price_sum{usd}")) / 1000.0,
+    }
+}
+
+/// What the materialized views hold per DSP, all minutes summed.
+fn view_totals(server: &ClickHouse, dsp: &str) -> DspTotals {
+    let minute = |column: &str| {
+        server.number(&format!(
+            "SELECT sum({column}) FROM rtb.dsp_minute WHERE dsp = '{dsp}'"
+        ))
+    };
+    let revenue = |column: &str| {
+        server.number(&format!(
+            "SELECT sum({column}) FROM rtb.revenue_minute WHERE dsp = '{dsp}' AND cur = 'USD'"
+        ))
+    };
+    DspTotals {
+        calls: minute("calls"),
+        wins: minute("wins"),
+        billable_wins: revenue("impressions_won"),
+        revenue: revenue("revenue"),
+    }
+}
+
+impl DspTotals {
+    fn minus(self, o: DspTotals) -> DspTotals {
+        DspTotals {
+            calls: self.calls - o.calls,
+            wins: self.wins - o.wins,
+            billable_wins: self.billable_wins - o.billable_wins,
+            revenue: self.revenue - o.revenue,
+        }
+    }
+}
+
+/// Revenue may differ by the rounding of each price to a micro-CPM on the exchange's side.
+fn revenue_tolerance(wins: f64) -> f64 {
+    1e-9 * (1.0 + wins)
+}
+
+/// The views hold, per DSP, exactly what the exchange counted in Prometheus, less what the
+/// records it counted as not kept carried: a record holds at most one call per DSP and
+/// [`IMPS_PER_AUCTION`] wins, each at no less than the lowest floor ([`FLOOR_MIN`]). With
+/// nothing lost, equality (revenue to the exchange's micro-CPM rounding).
+fn assert_views_match(viewed: &[DspTotals], counted: &[DspTotals], not_kept: u64, metrics: &str) {
+    let lost = not_kept as f64;
+    for ((dsp, v), p) in DSPS.iter().zip(viewed).zip(counted) {
+        let missing = p.minus(*v);
+        let tolerance = revenue_tolerance(p.billable_wins);
+        let explained = (0.0..=lost).contains(&missing.calls)
+            && (0.0..=lost * IMPS_PER_AUCTION as f64).contains(&missing.wins)
+            && (0.0..=missing.wins).contains(&missing.billable_wins)
+            && missing.revenue >= missing.billable_wins * FLOOR_MIN / 1000.0 - tolerance;
+        assert!(
+            explained,
+            "{dsp}: views {v:?} vs Prometheus {p:?} with {not_kept} records not kept\n{metrics}"
+        );
+        if missing.billable_wins == 0.0 {
+            assert!(missing.revenue.abs() <= tolerance, "{dsp}: {v:?} vs {p:?}");
+        }
+    }
 }
 
 /// Revenue of the answers the clients got (non-test auctions), clearing prices / 1000.
@@ -258,18 +336,30 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
         server.number("SELECT count() FROM rtb.ledger WHERE kind = 'invalid'"),
         OTHERS as f64
     );
-    let view = |column: &str| server.number(&format!("SELECT sum({column}) FROM rtb.dsp_minute"));
-    assert_eq!(view("calls"), dsp_total(&metrics, "rtb_dsp_calls_total"));
-    assert_eq!(view("wins"), dsp_total(&metrics, "rtb_dsp_wins_total"));
+    let viewed: Vec<DspTotals> = DSPS.iter().map(|d| view_totals(&server, d)).collect();
+    let counted: Vec<DspTotals> = DSPS
+        .iter()
+        .map(|d| prometheus_totals(&metrics, d))
+        .collect();
+    assert!(counted.iter().all(|c| c.calls > 0.0), "{metrics}");
+    assert!(counted.iter().any(|c| c.billable_wins > 0.0), "{metrics}");
+    assert_views_match(&viewed, &counted, not_kept, &metrics);
     let revenue = server.number("SELECT sum(revenue) FROM rtb.revenue_minute");
     let expected = answered_revenue(&answers);
+    let wins: f64 = counted.iter().map(|c| c.billable_wins).sum();
     assert!(
         (revenue - expected).abs() < 1e-9,
         "view {revenue} vs answers {expected}"
     );
+    let exchange = sample(&metrics, "rtb_revenue_total{currency=\"USD\"}");
+    assert!(
+        (exchange - revenue).abs() <= revenue_tolerance(wins),
+        "rtb_revenue_total {exchange} vs view {revenue}"
+    );
 
     // 2. ClickHouse restarts while auctions run: rows + counted losses = records made.
     let before = server.number("SELECT count() FROM rtb.ledger");
+    let viewed_before: Vec<DspTotals> = DSPS.iter().map(|d| view_totals(&server, d)).collect();
     let mut ex = exchange_into(&server, &dsps);
     let metrics = thread::scope(|s| {
         let run = s.spawn(|| run_auctions(&ex));
@@ -285,6 +375,16 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
     let rows = server.number("SELECT count() FROM rtb.ledger") - before;
     println!("restart: {made} records made, {rows} rows, {not_kept} counted as not kept");
     assert_eq!(rows, (made - not_kept) as f64, "{metrics}");
+    let viewed: Vec<DspTotals> = DSPS
+        .iter()
+        .zip(&viewed_before)
+        .map(|(d, before)| view_totals(&server, d).minus(*before))
+        .collect();
+    let counted: Vec<DspTotals> = DSPS
+        .iter()
+        .map(|d| prometheus_totals(&metrics, d))
+        .collect();
+    assert_views_match(&viewed, &counted, not_kept, &metrics);
     server.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }
