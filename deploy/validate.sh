@@ -105,6 +105,15 @@ check_alert_rules() {
         && (cd "${DEPLOY_DIR}/prometheus" && promtool test rules rtb-alerts.test.yaml)
 }
 
+check_dashboard_json() {
+    python3 "${DEPLOY_DIR}/grafana/check_dashboard.py"
+}
+
+check_dashboard() {
+    # The JSON checks write the dashboard's expressions as recording rules for promtool to parse.
+    check_dashboard_json && promtool check rules "${OUT}/grafana-expressions.rules.yaml"
+}
+
 check_ansible_syntax() {
     local pb rc=0
     for pb in k3s-cluster.yml bare-metal.yml tests/templates.yml; do
@@ -234,6 +243,12 @@ if command -v promtool > /dev/null; then
     step "promtool check rules + test rules (prometheus/rtb-alerts.yaml, the chart's rules)" check_alert_rules
 else
     skip "promtool check rules + test rules" "${PROMTOOL_SKIP:-promtool not installed}"
+fi
+if command -v promtool > /dev/null; then
+    step "Grafana dashboard (grafana/check_dashboard.py, promtool check rules on its PromQL)" check_dashboard
+else
+    step "Grafana dashboard (grafana/check_dashboard.py)" check_dashboard_json
+    skip "Grafana dashboard PromQL" "${PROMTOOL_SKIP:-promtool not installed}"
 fi
 cd "${DEPLOY_DIR}/ansible"
 step "ansible-playbook --syntax-check" check_ansible_syntax
