@@ -6,8 +6,10 @@
 //!   billable wins and revenue: `rtb_dsp_clearing_price`), to `rtb_revenue_total`, and to the
 //!   revenue of the answers the clients got;
 //! - a ClickHouse restart in the middle of a run loses nothing beyond what the exchange counts
-//!   as failed or dropped: rows and per-DSP view totals fall short of the exchange's counts by
-//!   no more than the records it counted as not kept can carry.
+//!   as failed or dropped: the rows, and per DSP the calls, wins and revenue they hold, fall
+//!   short of the exchange's counts by no more than the records it counted as not kept can
+//!   carry (a batch counted as failed may still have landed: the server killed between storing
+//!   it and answering). The views are not compared there: see [`table_totals`].
 //!
 //! Ignored by `cargo test`: scripts/test runs it in its own stage after `scripts/need
 //! clickhouse` installed the server, with `--ignored`. There a missing server is a failure.
@@ -258,6 +260,33 @@ fn view_totals(server: &ClickHouse, dsp: &str) -> DspTotals {
     }
 }
 
+/// The same totals read from the `rtb.ledger` rows themselves. After a restart mid-insert the
+/// views are no measure: ClickHouse fills a table's materialized views as part of the insert
+/// but not atomically with the table, so an insert cut short and retried can leave a view
+/// with a block the table does not have, or twice (seen here once in eight runs: `dsp_minute`
+/// holding more test-auction wins than the exchange had counted).
+fn table_totals(server: &ClickHouse, dsp: &str) -> DspTotals {
+    let called = "dsps.status NOT IN ('skipped_breaker', 'pending')";
+    let dsps = |what: &str, filter: &str| {
+        server.number(&format!(
+            "SELECT {what} FROM rtb.ledger ARRAY JOIN dsps \
+             WHERE kind = 'auction' AND dsps.name = '{dsp}'{filter}"
+        ))
+    };
+    let won = |what: &str| {
+        server.number(&format!(
+            "SELECT {what} FROM rtb.ledger ARRAY JOIN wins \
+             WHERE kind = 'auction' AND test = 0 AND cur = 'USD' AND wins.dsp = '{dsp}'"
+        ))
+    };
+    DspTotals {
+        calls: dsps("count()", &format!(" AND {called}")),
+        wins: dsps("sum(dsps.wins)", ""),
+        billable_wins: won("count()"),
+        revenue: won("sum(wins.clear) / 1000"),
+    }
+}
+
 impl DspTotals {
     fn minus(self, o: DspTotals) -> DspTotals {
         DspTotals {
@@ -274,13 +303,13 @@ fn revenue_tolerance(wins: f64) -> f64 {
     1e-9 * (1.0 + wins)
 }
 
-/// The views hold, per DSP, exactly what the exchange counted in Prometheus, less what the
-/// records it counted as not kept carried: a record holds at most one call per DSP and
-/// [`IMPS_PER_AUCTION`] wins, each at no less than the lowest floor ([`FLOOR_MIN`]). With
-/// nothing lost, equality (revenue to the exchange's micro-CPM rounding).
-fn assert_views_match(viewed: &[DspTotals], counted: &[DspTotals], not_kept: u64, metrics: &str) {
+/// ClickHouse holds (`found`: the views, or the rows), per DSP, what the exchange counted in
+/// Prometheus, less at most what the records it counted as not kept carried: a record holds at
+/// most one call per DSP and [`IMPS_PER_AUCTION`] wins, each at no less than the lowest floor
+/// ([`FLOOR_MIN`]). With nothing lost, equality (revenue to the exchange's micro-CPM rounding).
+fn assert_totals_match(found: &[DspTotals], counted: &[DspTotals], not_kept: u64, metrics: &str) {
     let lost = not_kept as f64;
-    for ((dsp, v), p) in DSPS.iter().zip(viewed).zip(counted) {
+    for ((dsp, v), p) in DSPS.iter().zip(found).zip(counted) {
         let missing = p.minus(*v);
         let tolerance = revenue_tolerance(p.billable_wins);
         let explained = (0.0..=lost).contains(&missing.calls)
@@ -289,11 +318,28 @@ fn assert_views_match(viewed: &[DspTotals], counted: &[DspTotals], not_kept: u64
             && missing.revenue >= missing.billable_wins * FLOOR_MIN / 1000.0 - tolerance;
         assert!(
             explained,
-            "{dsp}: views {v:?} vs Prometheus {p:?} with {not_kept} records not kept\n{metrics}"
+            "{dsp}: ClickHouse {v:?} vs Prometheus {p:?} with {not_kept} records not kept\n{metrics}"
         );
         if missing.billable_wins == 0.0 {
             assert!(missing.revenue.abs() <= tolerance, "{dsp}: {v:?} vs {p:?}");
         }
+    }
+}
+
+/// The exchange's metrics once every record made has a result (written, dropped, sampled out
+/// or failed): a batch still being retried when ClickHouse comes back is written after a
+/// scrape taken at once, and would count as neither. Gives up after 10 s (the caller's
+/// assertions then show the counts).
+fn settled_metrics(ex: &Exchange) -> String {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = ex.metrics();
+        let (made, not_kept) = expected_and_not_kept(&metrics);
+        let written = sample(&metrics, "rtb_ledger_records_total{result=\"written\"}") as u64;
+        if written + not_kept == made || Instant::now() > give_up {
+            return metrics;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -343,7 +389,10 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
         .collect();
     assert!(counted.iter().all(|c| c.calls > 0.0), "{metrics}");
     assert!(counted.iter().any(|c| c.billable_wins > 0.0), "{metrics}");
-    assert_views_match(&viewed, &counted, not_kept, &metrics);
+    assert_totals_match(&viewed, &counted, not_kept, &metrics);
+    // The rows say the same (the restart below compares them, not the views).
+    let stored: Vec<DspTotals> = DSPS.iter().map(|d| table_totals(&server, d)).collect();
+    assert_totals_match(&stored, &counted, not_kept, &metrics);
     let revenue = server.number("SELECT sum(revenue) FROM rtb.revenue_minute");
     let expected = answered_revenue(&answers);
     let wins: f64 = counted.iter().map(|c| c.billable_wins).sum();
@@ -359,7 +408,7 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
 
     // 2. ClickHouse restarts while auctions run: rows + counted losses = records made.
     let before = server.number("SELECT count() FROM rtb.ledger");
-    let viewed_before: Vec<DspTotals> = DSPS.iter().map(|d| view_totals(&server, d)).collect();
+    let stored_before: Vec<DspTotals> = DSPS.iter().map(|d| table_totals(&server, d)).collect();
     let mut ex = exchange_into(&server, &dsps);
     let metrics = thread::scope(|s| {
         let run = s.spawn(|| run_auctions(&ex));
@@ -368,23 +417,29 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
         thread::sleep(Duration::from_millis(1500));
         server.spawn();
         run.join().unwrap();
-        ex.metrics()
+        settled_metrics(&ex)
     });
     assert!(ex.terminate().success());
     let (made, not_kept) = expected_and_not_kept(&metrics);
     let rows = server.number("SELECT count() FROM rtb.ledger") - before;
     println!("restart: {made} records made, {rows} rows, {not_kept} counted as not kept");
-    assert_eq!(rows, (made - not_kept) as f64, "{metrics}");
-    let viewed: Vec<DspTotals> = DSPS
+    // Nothing lost beyond what is counted. A batch can count as failed and still have landed
+    // (the server killed after it stored the rows but before it answered, the retries then
+    // refused), so the rows may exceed `made - not_kept`; never `made`.
+    assert!(
+        rows >= (made - not_kept) as f64 && rows <= made as f64,
+        "{rows} rows for {made} made, {not_kept} not kept\n{metrics}"
+    );
+    let stored: Vec<DspTotals> = DSPS
         .iter()
-        .zip(&viewed_before)
-        .map(|(d, before)| view_totals(&server, d).minus(*before))
+        .zip(&stored_before)
+        .map(|(d, before)| table_totals(&server, d).minus(*before))
         .collect();
     let counted: Vec<DspTotals> = DSPS
         .iter()
         .map(|d| prometheus_totals(&metrics, d))
         .collect();
-    assert_views_match(&viewed, &counted, not_kept, &metrics);
+    assert_totals_match(&stored, &counted, not_kept, &metrics);
     server.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }
