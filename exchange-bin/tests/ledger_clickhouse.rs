@@ -142,11 +142,7 @@ impl ClickHouse {
             return Err("not listening".into());
         }
         let r = common::request(addr, "POST", "/", &[], sql.as_bytes());
-        let body = if r.header("transfer-encoding") == Some("chunked") {
-            dechunk(&r.body)
-        } else {
-            r.text()
-        };
+        let body = r.decoded_text();
         match r.status {
             200 => Ok(body),
             _ => Err(body),
@@ -183,23 +179,6 @@ impl ClickHouse {
             }
         }
     }
-}
-
-/// The body of a chunked HTTP/1.1 message (ClickHouse streams its answers so).
-fn dechunk(mut raw: &[u8]) -> String {
-    let mut body = Vec::new();
-    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&raw[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("chunk size {size_text:?}"));
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        body.extend_from_slice(&raw[start..start + size]);
-        raw = &raw[start + size + 2..];
-    }
-    String::from_utf8(body).unwrap()
 }
 
 impl Drop for ClickHouse {
