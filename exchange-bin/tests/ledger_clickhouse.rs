@@ -385,7 +385,7 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
         "rtb_revenue_total {exchange} vs view {revenue}"
     );
 
-    // 2. ClickHouse restarts while auctions run: rows + counted losses = records made.
+    // 2. ClickHouse restarts while auctions run: records made - counted losses <= rows <= made.
     let before = server.number("SELECT count() FROM rtb.ledger");
     let stored_before: Vec<DspTotals> = DSPS.iter().map(|d| table_totals(&server, d)).collect();
     let mut ex = exchange_into(&server, &dsps);
