@@ -15,8 +15,11 @@ Helm's Go SDK, and kubernetes-validate). Offline: no cluster, no network.
      CPUs, a missing onboarding token, duplicate DSP names)
   6. the io_uring seccomp profile: well-formed, io_uring allowed, dangerous
      syscalls not allowed, every name known to systemd's syscall table
-  7. the alert rules name only series the exchange exports; the chart READMEs'
-     values tables are current and every value has a schema entry
+  7. the alert rules name only series the exchange exports, and equal
+     deploy/prometheus/rtb-alerts.yaml when rendered with its selector (the
+     rendered rules are written to .out/rendered/*.rules.yaml for promtool);
+     the chart READMEs' values tables are current and every value has a
+     schema entry
 
 Prints one PASS/FAIL line per check and "N passed, M failed"; exits 1 on
 any failure.
@@ -49,7 +52,10 @@ DEFAULT_DSPS = ["braid", "the-witness", "order-of-the-sinking-star"]
 # The exchange renders only with a token (or an explicit openOnboarding): every case gets one
 # the way an operator gives it, unless the case sets its own.
 TOKEN = {"onboardToken": {"existingSecret": "rtb-onboard"}}
-EXCHANGE_SOURCES = [DEPLOY.parent / "exchange-bin" / "src" / f for f in ("metrics.rs", "process.rs")]
+# Where the exchange's series names are written: every source file of the crates it is built
+# from (the metric families live in several modules, which may move between these crates).
+EXCHANGE_SOURCES = sorted(p for crate in ("exchange-bin", "rtb-io", "rtb-core")
+                          for p in (DEPLOY.parent / crate / "src").rglob("*.rs"))
 PLAIN_MANIFEST_DIRS = [DEPLOY / "cilium"]
 
 results = {"passed": 0, "failed": 0}
@@ -269,7 +275,11 @@ def expect_render_failure(label: str, chart: Path, values: dict, needle: str) ->
 
 # ---------------------------------------------------------------- alerts and docs
 ALERTS = {"RtbAuctionP99NearDeadline", "RtbDspTimeoutRate", "RtbAuctionsShed", "RtbDspBreakerOpen",
-          "RtbHandlerPanics"}
+          "RtbCurrencyRatesStale", "RtbHandlerPanics"}
+# The rules for Prometheus without Kubernetes: the chart's must equal them (rendered with
+# STANDALONE_SELECTOR and the default thresholds).
+STANDALONE_RULES = DEPLOY / "prometheus" / "rtb-alerts.yaml"
+STANDALONE_SELECTOR = 'job="rtb-exchange"'
 
 
 def exported_series() -> set:
@@ -300,6 +310,46 @@ def assert_alert_rules(label: str, docs: list[dict]) -> None:
               in ("warning", "critical"), f"{label}: {a['alert']} has a summary and a severity")
     p99 = next((a for a in alerts if a["alert"] == "RtbAuctionP99NearDeadline"), {"expr": ""})
     check("> 0.072" in p99["expr"], f"{label}: p99 threshold is 0.9 x 80 ms = 0.072 s", p99["expr"])
+
+
+def squashed(rule: dict) -> dict:
+    """A rule with the whitespace of its text collapsed: YAML folding and indentation differ
+    between a template and a plain file, the text does not."""
+    def text(v):
+        return " ".join(str(v).split())
+    return {k: {kk: text(vv) for kk, vv in v.items()} if isinstance(v, dict) else text(v)
+            for k, v in rule.items()}
+
+
+def chart_rule_groups(docs: list[dict]) -> list[dict]:
+    rules = by_kind(docs, "PrometheusRule")
+    return rules[0]["spec"]["groups"] if len(rules) == 1 else []
+
+
+def write_rules_file(label: str, docs: list[dict]) -> Path:
+    """The rendered PrometheusRule's groups as a plain rules file, for `promtool check rules`
+    (deploy/validate.sh)."""
+    path = OUT / f"{label}.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": chart_rule_groups(docs)}, sort_keys=False))
+    return path
+
+
+def assert_rules_match_standalone(label: str, docs: list[dict]) -> None:
+    """The chart cannot drift from deploy/prometheus/rtb-alerts.yaml: same groups, same rules in
+    the same order, field for field."""
+    chart = chart_rule_groups(docs)
+    plain = yaml.safe_load(STANDALONE_RULES.read_text())["groups"]
+    check([g["name"] for g in chart] == [g["name"] for g in plain],
+          f"{label}: rule groups named as in {STANDALONE_RULES.name}",
+          f"{[g['name'] for g in chart]} vs {[g['name'] for g in plain]}")
+    chart_rules = [squashed(r) for g in chart for r in g["rules"]]
+    plain_rules = [squashed(r) for g in plain for r in g["rules"]]
+    check([r.get("alert") for r in chart_rules] == [r.get("alert") for r in plain_rules],
+          f"{label}: the same alerts in the same order as {STANDALONE_RULES.name}",
+          f"{[r.get('alert') for r in chart_rules]} vs {[r.get('alert') for r in plain_rules]}")
+    for c, p in zip(chart_rules, plain_rules):
+        diff = {k: (c.get(k), p.get(k)) for k in set(c) | set(p) if c.get(k) != p.get(k)}
+        check(not diff, f"{label}: {c.get('alert')} equals {STANDALONE_RULES.name}'s", str(diff))
 
 
 def check_docs() -> None:
@@ -381,6 +431,8 @@ def main() -> int:
         "exchange-cilium": EXCHANGE / "values-cilium.yaml",
         "exchange-all-options": EXCHANGE / "ci" / "all-options-values.yaml",
         "exchange-open-onboarding": {"exchange": {"openOnboarding": True}},
+        "exchange-standalone-rules": {"metrics": {"prometheusRule": {
+            "enabled": True, "seriesSelector": STANDALONE_SELECTOR}}},
     }
     fleet_cases = {
         "dsp-fleet-default": None,
@@ -459,6 +511,10 @@ def main() -> int:
               and "maxUnavailable" not in pdb[0]["spec"],
               "exchange-all-options: PodDisruptionBudget minAvailable 1", str(pdb[0]["spec"] if pdb else None))
         assert_alert_rules("exchange-all-options", docs)
+        write_rules_file("exchange-all-options", docs)
+    if "exchange-standalone-rules" in r:
+        assert_alert_rules("exchange-standalone-rules", r["exchange-standalone-rules"])
+        assert_rules_match_standalone("exchange-standalone-rules", r["exchange-standalone-rules"])
         ds = by_kind(docs, "DaemonSet")
         if ds:
             sp = ds[0]["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]

@@ -9,7 +9,8 @@
 # (Helm's Go SDK, for render and lint), kubernetes-validate, ansible,
 # ansible-lint, yamllint, hadolint (requirements-validate.txt). Installs the
 # apt packages shellcheck and systemd (systemd-analyze) when missing and apt
-# works; skips those checks with a message otherwise.
+# works, and promtool through scripts/need deploy; skips those checks with a
+# message otherwise.
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -93,6 +94,24 @@ check_yaml() {
 
 check_charts() {
     python "${DEPLOY_DIR}/check_rendered.py"
+}
+
+check_alert_rules() {
+    # The rules file as shipped, the chart's rules as check_charts rendered them (all options,
+    # the release's own series selector), and the unit tests that make each alert fire.
+    local rendered="${OUT}/rendered/exchange-all-options.rules.yaml"
+    [[ -s "${rendered}" ]] || { echo "missing ${rendered} (the chart step did not write it)"; return 1; }
+    promtool check rules "${DEPLOY_DIR}/prometheus/rtb-alerts.yaml" "${rendered}" \
+        && (cd "${DEPLOY_DIR}/prometheus" && promtool test rules rtb-alerts.test.yaml)
+}
+
+check_dashboard_json() {
+    python3 "${DEPLOY_DIR}/grafana/check_dashboard.py"
+}
+
+check_dashboard() {
+    # The JSON checks write the dashboard's expressions as recording rules for promtool to parse.
+    check_dashboard_json && promtool check rules "${OUT}/grafana-expressions.rules.yaml"
 }
 
 check_ansible_syntax() {
@@ -214,9 +233,23 @@ HAVE_SHELLCHECK=0
 HAVE_SYSTEMD=0
 have_or_install shellcheck shellcheck && HAVE_SHELLCHECK=1
 have_or_install systemd-analyze systemd && HAVE_SYSTEMD=1
+# promtool (Debian's prometheus package) through the project's one list of system tools.
+PROMTOOL_SKIP=""
+PROMTOOL_SKIP=$("${DEPLOY_DIR}/../scripts/need" deploy) || true
 
 step "yamllint (deploy YAML, Helm templates excluded)" check_yaml
 step "helm lint + render, kubernetes-validate --strict, rendered assertions" check_charts
+if command -v promtool > /dev/null; then
+    step "promtool check rules + test rules (prometheus/rtb-alerts.yaml, the chart's rules)" check_alert_rules
+else
+    skip "promtool check rules + test rules" "${PROMTOOL_SKIP:-promtool not installed}"
+fi
+if command -v promtool > /dev/null; then
+    step "Grafana dashboard (grafana/check_dashboard.py, promtool check rules on its PromQL)" check_dashboard
+else
+    step "Grafana dashboard (grafana/check_dashboard.py)" check_dashboard_json
+    skip "Grafana dashboard PromQL" "${PROMTOOL_SKIP:-promtool not installed}"
+fi
 cd "${DEPLOY_DIR}/ansible"
 step "ansible-playbook --syntax-check" check_ansible_syntax
 step "ansible templates (offline assertions)" check_ansible_templates

@@ -13,6 +13,7 @@
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
 //! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
@@ -34,6 +35,7 @@ pub mod process;
 pub mod ratelimit;
 pub mod rates;
 pub mod record;
+pub mod revenue;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
 

@@ -23,6 +23,8 @@ use rtb_core::{
 };
 use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
 
+use crate::revenue::{Revenue, RevenueSum};
+
 /// Histogram bucket upper bounds, microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 80_000, 100_000,
@@ -191,6 +193,8 @@ pub struct DspMetrics {
     pub breaker_trips: Counter,
     /// Calls not made because the breaker was open (or half-open with a probe out).
     pub skipped: Counter,
+    /// Clearing prices of the impressions won in non-test auctions, by auction currency.
+    pub revenue: Revenue,
 }
 
 /// Orders breaker gauge values by severity (closed < half-open < open) so the scrape shows the
@@ -359,6 +363,7 @@ struct DspSum {
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
+    revenue: RevenueSum,
 }
 
 impl DspSum {
@@ -389,6 +394,7 @@ impl DspSum {
         }
         self.breaker_trips += m.breaker_trips.get();
         self.skipped += m.skipped.get();
+        m.revenue.add_to(&mut self.revenue);
     }
 
     /// The call errors other than timeouts (those have their own family), with their names.
@@ -474,6 +480,14 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     render_dsp_counters(&mut out, &dsps);
     render_dsp_failures(&mut out, &dsps);
     render_dsp_breakers(&mut out, &dsps);
+    crate::revenue::render(
+        &mut out,
+        dsps.iter().map(|(name, s)| {
+            let mut label = String::new();
+            escape_label(name, &mut label);
+            (label, &s.revenue)
+        }),
+    );
     if let Some(st) = server {
         render_server(&mut out, st);
     }
@@ -836,6 +850,7 @@ mod tests {
             d.rejection(RejectReason::BelowFloor);
             d.call_error(CallFailure::ConnectPaced);
             d.pool_drains[1].store(3, Ordering::Relaxed);
+            d.revenue.won(crate::revenue::currency_code("USD"), 1.5);
         }
         ws[0].driver.set("epoll").unwrap();
         let text = render(&ws, None);
@@ -847,6 +862,8 @@ mod tests {
             "rtb_dsp_bid_rejections_total{dsp=\"br\\\"aid\",reason=\"below_floor\"} 2\n"
         ));
         assert!(text.contains("rtb_worker_info{worker=\"0\",driver=\"epoll\"} 1\n"));
+        assert!(text.contains("rtb_dsp_clearing_price_sum{dsp=\"br\\\"aid\",currency=\"USD\"} 3\n"));
+        assert!(text.contains("rtb_revenue_total{currency=\"USD\"} 0.003\n"));
         // A timeout is counted once: in the timeouts family, not again as an error kind.
         assert!(!text.contains("kind=\"timeout\""), "{text}");
         assert!(text.contains("rtb_dsp_errors_total{dsp=\"br\\\"aid\",kind=\"closed\"} 0\n"));

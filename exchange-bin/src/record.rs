@@ -1,6 +1,6 @@
 //! Owns turning a finished auction's outcome records into this worker's per-DSP metrics
-//! (calls, latency, bids, errors by kind, wins, rejections, breaker, pool counters). The engine
-//! decides; this only counts.
+//! (calls, latency, bids, errors by kind, wins, clearing prices, rejections, breaker, pool
+//! counters). The engine decides; this only counts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,6 +8,7 @@ use rtb_core::engine::breaker::Transition;
 use rtb_core::engine::{CallStatus, DspOutcome, Finished};
 
 use crate::dsps::{DspSet, DspSlot, PoolCounted};
+use crate::revenue::currency_code;
 
 /// Counts every outcome of `finished` on the DSP slots it names.
 pub fn record_outcomes(finished: &Finished<'_>, set: &DspSet) {
@@ -23,6 +24,26 @@ pub fn record_outcomes(finished: &Finished<'_>, set: &DspSet) {
             .and_then(|o| set.slots.get(usize::from(o.dsp)));
         if let Some(slot) = slot {
             slot.metrics.rejection(rejection.reason);
+        }
+    }
+    record_revenue(finished, set);
+}
+
+/// Counts each won impression's clearing price on its DSP, in the auction currency. A test
+/// auction is not billed (it fires no win notice), so it counts no revenue.
+fn record_revenue(finished: &Finished<'_>, set: &DspSet) {
+    let request = finished.request();
+    if request.test {
+        return;
+    }
+    let currency = currency_code(request.auction_currency());
+    let outcomes = finished.outcomes();
+    for (o, winner, _) in finished.winners() {
+        let slot = outcomes
+            .get(usize::from(o))
+            .and_then(|o| set.slots.get(usize::from(o.dsp)));
+        if let Some(slot) = slot {
+            slot.metrics.revenue.won(currency, winner.clearing_price);
         }
     }
 }

@@ -31,6 +31,18 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as text (lossy), with a chunked transfer coding undone.
+    pub fn decoded_text(&self) -> String {
+        let chunked = self
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+        if chunked {
+            String::from_utf8_lossy(&crate::wire::unchunked(&self.body)).into_owned()
+        } else {
+            self.text()
+        }
+    }
+
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)

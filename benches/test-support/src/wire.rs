@@ -69,9 +69,45 @@ pub fn chunked(body: &[u8], piece: usize) -> Vec<u8> {
     out
 }
 
+/// The body of a message in the chunked transfer coding (as ClickHouse and Prometheus stream
+/// larger answers): the chunks' data, up to the last chunk. Panics on a malformed size line.
+pub fn unchunked(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("chunk size {size_text:?}"));
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+    body
+}
+
 /// `data` gzipped at the best ratio (10 MB of zeros become about 10 KB: a bomb).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchunked_undoes_chunked() {
+        let body = b"{\"status\":\"success\",\"data\":[1,2,3]}";
+        for piece in [1, 7, body.len()] {
+            assert_eq!(
+                unchunked(&chunked(body, piece)),
+                body,
+                "{piece}-byte chunks"
+            );
+        }
+        assert_eq!(unchunked(b"3;ext=1\r\nabc\r\n0\r\n\r\n"), b"abc");
+    }
 }

@@ -13,6 +13,10 @@ use super::{dsp_binary, sample, DspProcess, Exchange};
 pub const CLIENTS: usize = 4;
 /// Auctions per client.
 pub const AUCTIONS_PER_CLIENT: usize = 120;
+/// Impressions in each auction [`run_auctions`] sends.
+pub const IMPS_PER_AUCTION: usize = 2;
+/// The lowest floor of those impressions: no clearing price is below it.
+pub const FLOOR_MIN: f64 = 0.5;
 /// Invalid requests and requests that must be shed (tmax 1 ms), each.
 pub const OTHERS: usize = 10;
 

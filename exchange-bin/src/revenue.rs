@@ -1,0 +1,222 @@
+//! Owns the revenue counters: per DSP and per auction currency, the clearing prices of the
+//! impressions it won in billable (non-test) auctions, and their Prometheus exposition
+//! (`rtb_dsp_clearing_price{dsp,currency}` as a summary's `_sum` and `_count`, and the
+//! exchange's `rtb_revenue_total{currency}`).
+//!
+//! Prices are kept as integer micro-CPM (a millionth of a currency unit per thousand
+//! impressions: the precision rtb-core rounds converted prices to), so the hot path adds
+//! integers into single-writer [`Counter`]s, like every other per-worker counter: no lock, no
+//! read-modify-write, no cache line shared between workers. The auction currency is the
+//! request's, so each DSP keeps [`CURRENCY_SLOTS`] currencies, claimed on first use by the
+//! worker that owns the counters; any currency beyond them, or a code that is not three
+//! ASCII capitals, is counted under `currency="other"` so a stream of odd codes cannot grow
+//! memory or the number of series.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use rtb_io::limits::Counter;
+
+/// Currencies counted by name per DSP per worker; more share the `other` slot.
+pub const CURRENCY_SLOTS: usize = 4;
+/// The label of the shared slot.
+pub const OTHER_CURRENCY: &str = "other";
+/// Micro-CPM per CPM.
+const MICROS_PER_CPM: f64 = 1e6;
+/// Micro-CPM per unit of money: a CPM is the price of a thousand impressions.
+const MICROS_PER_UNIT: f64 = MICROS_PER_CPM * 1000.0;
+
+/// A currency code packed into a `u32` (three ASCII capitals), 0 for anything else.
+pub fn currency_code(cur: &str) -> u32 {
+    match cur.as_bytes() {
+        &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => {
+            u32::from_be_bytes([0, a, b, c])
+        }
+        _ => 0,
+    }
+}
+
+/// The code's text; [`OTHER_CURRENCY`] for 0.
+fn currency_name(code: u32) -> String {
+    if code == 0 {
+        return OTHER_CURRENCY.to_string();
+    }
+    let [_, a, b, c] = code.to_be_bytes();
+    String::from_utf8_lossy(&[a, b, c]).into_owned()
+}
+
+/// A CPM price in whole micro-CPM (rounded; negative or NaN count as 0, which the auction
+/// never produces: a clearing price is at least the floor).
+fn cpm_micros(cpm: f64) -> u64 {
+    // `as` saturates: NaN → 0, negative → 0, beyond u64 → u64::MAX.
+    (cpm * MICROS_PER_CPM).round() as u64
+}
+
+/// One DSP's won clearing prices on one worker, by auction currency. Single writer.
+#[derive(Debug, Default)]
+pub struct Revenue {
+    /// The currency of each named slot; 0 while free. Written once by the owner (release),
+    /// read at scrape (acquire) so a slot's code is seen before its counts.
+    codes: [AtomicU32; CURRENCY_SLOTS],
+    /// Clearing prices, micro-CPM; the last slot is `other`.
+    clearing_micros: [Counter; CURRENCY_SLOTS + 1],
+    /// Impressions won; the last slot is `other`.
+    wins: [Counter; CURRENCY_SLOTS + 1],
+}
+
+impl Revenue {
+    /// Counts one impression won at `clearing_cpm` in the currency `code`
+    /// ([`currency_code`]). Owner thread only.
+    pub fn won(&self, code: u32, clearing_cpm: f64) {
+        let i = self.slot(code);
+        self.clearing_micros[i].add(cpm_micros(clearing_cpm));
+        self.wins[i].incr();
+    }
+
+    fn slot(&self, code: u32) -> usize {
+        if code == 0 {
+            return CURRENCY_SLOTS;
+        }
+        for (i, slot) in self.codes.iter().enumerate() {
+            match slot.load(Ordering::Relaxed) {
+                c if c == code => return i,
+                0 => {
+                    slot.store(code, Ordering::Release);
+                    return i;
+                }
+                _ => {}
+            }
+        }
+        CURRENCY_SLOTS
+    }
+
+    /// Adds this worker's counts to `into`, by currency name.
+    pub fn add_to(&self, into: &mut RevenueSum) {
+        let codes = self.codes.iter().map(|c| c.load(Ordering::Acquire));
+        for (i, code) in codes.chain([0]).enumerate() {
+            let wins = self.wins[i].get();
+            if wins == 0 {
+                continue;
+            }
+            let entry = into.entry(currency_name(code)).or_default();
+            entry.clearing_micros += self.clearing_micros[i].get();
+            entry.wins += wins;
+        }
+    }
+}
+
+/// Summed counts of one currency.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CurrencySum {
+    /// Clearing prices, micro-CPM.
+    pub clearing_micros: u64,
+    /// Impressions won.
+    pub wins: u64,
+}
+
+/// One DSP's revenue over workers, by currency name.
+pub type RevenueSum = BTreeMap<String, CurrencySum>;
+
+/// Writes `rtb_dsp_clearing_price` (per DSP and currency) and `rtb_revenue_total` (per
+/// currency, all DSPs) from each DSP's sums; `dsp_label` is the DSP's name escaped.
+pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a RevenueSum)>) {
+    let _ = writeln!(
+        out,
+        "# HELP rtb_dsp_clearing_price Clearing prices (CPM, in the auction currency) of the impressions each DSP won in non-test auctions: _sum is their total, _count the impressions.\n# TYPE rtb_dsp_clearing_price summary"
+    );
+    let mut exchange = RevenueSum::new();
+    for (dsp, sums) in dsps {
+        for (cur, s) in sums {
+            let labels = format!("dsp=\"{dsp}\",currency=\"{cur}\"");
+            let cpm = s.clearing_micros as f64 / MICROS_PER_CPM;
+            let _ = writeln!(out, "rtb_dsp_clearing_price_sum{{{labels}}} {cpm}");
+            let _ = writeln!(out, "rtb_dsp_clearing_price_count{{{labels}}} {}", s.wins);
+            let e = exchange.entry(cur.clone()).or_default();
+            e.clearing_micros += s.clearing_micros;
+            e.wins += s.wins;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rtb_revenue_total What winners pay for the impressions of non-test auctions (clearing CPM / 1000), in the auction currency: the exchange's gross revenue.\n# TYPE rtb_revenue_total counter"
+    );
+    for (cur, s) in &exchange {
+        let money = s.clearing_micros as f64 / MICROS_PER_UNIT;
+        let _ = writeln!(out, "rtb_revenue_total{{currency=\"{cur}\"}} {money}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_three_capitals_or_other() {
+        assert_eq!(currency_name(currency_code("USD")), "USD");
+        assert_eq!(currency_name(currency_code("EUR")), "EUR");
+        for odd in ["usd", "US", "USDX", "", "U\"D", "ÜSD"] {
+            assert_eq!(currency_code(odd), 0, "{odd}");
+        }
+        assert_eq!(currency_name(0), OTHER_CURRENCY);
+    }
+
+    #[test]
+    fn prices_are_rounded_micro_cpm() {
+        assert_eq!(cpm_micros(1.26), 1_260_000);
+        assert_eq!(cpm_micros(0.416_666_6), 416_667);
+        assert_eq!(cpm_micros(f64::NAN), 0);
+        assert_eq!(cpm_micros(-1.0), 0);
+    }
+
+    #[test]
+    fn currencies_beyond_the_slots_share_other() {
+        let r = Revenue::default();
+        let codes = ["USD", "EUR", "GBP", "JPY", "CHF", "SEK"];
+        for (i, cur) in codes.iter().enumerate() {
+            r.won(currency_code(cur), 1.0 + i as f64);
+        }
+        r.won(currency_code("USD"), 0.5);
+        r.won(currency_code("bad"), 2.0);
+        let mut sum = RevenueSum::new();
+        r.add_to(&mut sum);
+        r.add_to(&mut sum);
+        let get = |c: &str| sum.get(c).copied().unwrap_or_default();
+        assert_eq!(get("USD").wins, 4);
+        assert_eq!(get("USD").clearing_micros, 3_000_000);
+        assert_eq!(get("JPY").wins, 2);
+        assert_eq!(get("CHF"), CurrencySum::default());
+        // CHF (5.0), SEK (6.0) and the bad code (2.0), twice over.
+        assert_eq!(get(OTHER_CURRENCY).wins, 6);
+        assert_eq!(get(OTHER_CURRENCY).clearing_micros, 26_000_000);
+    }
+
+    #[test]
+    fn renders_per_dsp_sums_and_the_exchange_total() {
+        let (a, b) = (Revenue::default(), Revenue::default());
+        a.won(currency_code("USD"), 1.25);
+        a.won(currency_code("EUR"), 2.0);
+        b.won(currency_code("USD"), 0.75);
+        let sums: Vec<(String, RevenueSum)> = [("a", &a), ("b", &b)]
+            .iter()
+            .map(|(n, r)| {
+                let mut s = RevenueSum::new();
+                r.add_to(&mut s);
+                (n.to_string(), s)
+            })
+            .collect();
+        let mut out = String::new();
+        render(&mut out, sums.iter().map(|(n, s)| (n.clone(), s)));
+        for line in [
+            "rtb_dsp_clearing_price_sum{dsp=\"a\",currency=\"USD\"} 1.25\n",
+            "rtb_dsp_clearing_price_count{dsp=\"a\",currency=\"EUR\"} 1\n",
+            "rtb_dsp_clearing_price_sum{dsp=\"b\",currency=\"USD\"} 0.75\n",
+            "rtb_revenue_total{currency=\"USD\"} 0.002\n",
+            "rtb_revenue_total{currency=\"EUR\"} 0.002\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+    }
+}
