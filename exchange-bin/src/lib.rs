@@ -8,7 +8,8 @@
 //! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
 //! - [`record`]: the engine's outcome records counted into metrics.
 //! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
-//! - [`notices`]: per-worker notice queue and the tasks that fire them.
+//! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
+//! - [`notice_metrics`]: the notices' counters, by kind, result and drop reason.
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
@@ -28,6 +29,7 @@ pub mod handler;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
+pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
 pub mod process;
