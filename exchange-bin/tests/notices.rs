@@ -65,8 +65,19 @@ fn loss_notices_reach_every_loser_once_and_test_auctions_fire_none() {
         dsp("mid", "fixed:2"),
         dsp("blocked", "fixed:5"),
     );
+    let dir = common::ledger::temp_dir("notices");
+    let ledger = dir.join("ledger.jsonl");
+    let target = format!("file:{}", ledger.display());
     // A debug build on a busy machine may lag past the default 10 ms: no shedding here.
-    let ex = Exchange::start(&["--shed-lag-ms", "1000"]);
+    let flags = [
+        "--shed-lag-ms",
+        "1000",
+        "--ledger",
+        &target,
+        "--ledger-flush-ms",
+        "50",
+    ];
+    let ex = Exchange::start(&flags);
     for (name, d) in [("high", &high), ("mid", &mid), ("blocked", &blocked)] {
         assert_eq!(ex.onboard(name, d.addr).status, 201);
     }
@@ -133,6 +144,20 @@ fn loss_notices_reach_every_loser_once_and_test_auctions_fire_none() {
     );
     let won = sample(&m, "rtb_auctions_total{outcome=\"won\"}");
     assert_eq!(won, (AUCTIONS + test_won) as f64);
+    // The ledger marks the test auctions (its revenue views leave them out).
+    let records = || -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let total = AUCTIONS + test_won;
+    assert!(eventually(Duration::from_secs(5), || records().len() == total));
+    for record in records() {
+        let id = record["id"].as_str().unwrap();
+        assert_eq!(record["test"], !id.starts_with("live-"), "{record}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
