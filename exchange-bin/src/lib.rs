@@ -1,5 +1,5 @@
 //! rtb-exchange as a library: configuration, the worker handler, the control plane, metrics and
-//! win notices, so `main.rs` stays thin and tests reach the pure helpers.
+//! win and loss notices, so `main.rs` stays thin and tests reach the pure helpers.
 //!
 //! - [`config`]: flags and environment.
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
