@@ -229,3 +229,52 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice_metrics::NoticeCounters;
+
+    fn queue(max: usize) -> NoticeQueue {
+        NoticeQueue {
+            queue: Rc::new(RefCell::new(Queue {
+                pending: VecDeque::new(),
+                free: Vec::new(),
+                idle_tasks: Vec::new(),
+                max,
+            })),
+        }
+    }
+
+    fn rendered(counters: &NoticeCounters) -> String {
+        let mut out = String::new();
+        crate::notice_metrics::render(&mut out, std::iter::once(counters));
+        out
+    }
+
+    #[test]
+    fn loss_notices_fill_only_their_share_and_win_notices_the_rest() {
+        let q = queue(4);
+        let metrics = WorkerMetrics::default();
+        for _ in 0..3 {
+            q.enqueue(NoticeKind::Loss, b"http://10.0.0.1/l", &metrics);
+        }
+        for _ in 0..3 {
+            q.enqueue(NoticeKind::Win, b"http://10.0.0.1/w", &metrics);
+        }
+        let kinds: Vec<NoticeKind> = q.queue.borrow().pending.iter().map(|(k, _)| *k).collect();
+        use NoticeKind::{Loss, Win};
+        assert_eq!(
+            kinds,
+            [Loss, Loss, Win, Win],
+            "half for losses, all of it for wins"
+        );
+        let text = rendered(&metrics.notices);
+        for line in [
+            "rtb_notices_dropped_total{kind=\"loss\",reason=\"queue_full\"} 1\n",
+            "rtb_notices_dropped_total{kind=\"win\",reason=\"queue_full\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}
