@@ -952,6 +952,7 @@ pub fn run_pipeline_with(
     let start = engine.start(
         workspace,
         &case.request,
+        None,
         arrival,
         arrival,
         WorkerLoad::default(),

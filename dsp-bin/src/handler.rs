@@ -1,6 +1,7 @@
 //! Owns the simulated DSP's request handling: `POST /bid` (decode with rtb-core, maybe
 //! misbehave, maybe no-bid, else bid on every impression at or above its floor after a sampled
-//! latency), `GET /win` (win notices), `GET /metrics` and `GET /healthz`.
+//! latency), `GET /win` (win notices), `GET /loss` (loss notices, with `--lurl`),
+//! `GET /metrics` and `GET /healthz`.
 //!
 //! One handler per worker holds that worker's RNG, decoder, document and output buffer, so a
 //! bid allocates little: the response is written by hand into the reused buffer and copied out
@@ -71,6 +72,8 @@ pub struct Behaviour {
     pub seed: u64,
     /// The bids' currency; `None`: the request's auction currency.
     pub currency: Option<String>,
+    /// Whether each bid carries a `lurl` back to `/loss`.
+    pub lurl: bool,
 }
 
 impl Behaviour {
@@ -291,8 +294,16 @@ impl DspHandler {
             );
             escape_json_into(base_url, out);
             out.extend_from_slice(
-                b"/win?price=${AUCTION_PRICE}&imp=${AUCTION_IMP_ID}&auction=${AUCTION_ID}\",\"adm\":\"",
+                b"/win?price=${AUCTION_PRICE}&imp=${AUCTION_IMP_ID}&auction=${AUCTION_ID}\",",
             );
+            if b.lurl {
+                out.extend_from_slice(b"\"lurl\":\"");
+                escape_json_into(base_url, out);
+                out.extend_from_slice(
+                    b"/loss?reason=${AUCTION_LOSS}&imp=${AUCTION_IMP_ID}&auction=${AUCTION_ID}\",",
+                );
+            }
+            out.extend_from_slice(b"\"adm\":\"");
             let mut adm = self.adm.borrow_mut();
             write_adm(&mut adm, &b.name, imp);
             escape_json_into(&adm, out);
@@ -323,12 +334,8 @@ impl DspHandler {
 
     fn win(&self, req: &Request) -> Response {
         let m = &*self.shared.metrics;
-        let query = req.target().split_once('?').map_or("", |(_, q)| q);
-        let price = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "price")
-            .and_then(|(_, v)| v.parse::<f64>().ok())
+        let price = query_value(req, "price")
+            .and_then(|v| v.parse::<f64>().ok())
             .filter(|p| p.is_finite() && *p >= 0.0);
         match price {
             Some(price) => {
@@ -344,6 +351,36 @@ impl DspHandler {
             }
         }
     }
+}
+
+impl DspHandler {
+    /// `GET /loss?reason=N...`: counted by reason.
+    fn loss(&self, req: &Request) -> Response {
+        let m = &*self.shared.metrics;
+        match query_value(req, "reason").and_then(|v| v.parse::<u16>().ok()) {
+            Some(reason) => {
+                m.loss(reason);
+                Response::new(StatusCode::OK)
+            }
+            None => {
+                Metrics::incr(&m.bad_loss_notices);
+                Response::json(
+                    StatusCode::BAD_REQUEST,
+                    Bytes::from_static(b"{\"error\":\"reason missing or not a number\"}"),
+                )
+            }
+        }
+    }
+}
+
+/// The value of query parameter `name`, as sent.
+fn query_value<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    let query = req.target().split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// A small creative for the impression's media type.
@@ -395,6 +432,7 @@ impl Handler for DspHandler {
                 }
             },
             (&Method::GET, _, "/win") => self.win(&req),
+            (&Method::GET, _, "/loss") => self.loss(&req),
             (&Method::GET, _, "/metrics") => Response::with_body(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -403,7 +441,7 @@ impl Handler for DspHandler {
             (&Method::GET, _, "/healthz") => {
                 Response::with_body(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))
             }
-            (_, true, _) | (_, _, "/win" | "/metrics" | "/healthz") => {
+            (_, true, _) | (_, _, "/win" | "/loss" | "/metrics" | "/healthz") => {
                 Response::new(StatusCode::METHOD_NOT_ALLOWED)
             }
             _ => Response::json(

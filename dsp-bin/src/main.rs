@@ -102,6 +102,10 @@ struct Args {
     /// it. Default: the request's auction currency.
     #[arg(long, env = "RTB_DSP_CURRENCY")]
     currency: Option<String>,
+    /// Put a loss notice URL (`lurl`, back to this DSP's `GET /loss`) in every bid; the loss
+    /// notices received are counted by reason (`rtb_dspsim_loss_notices_total`).
+    #[arg(long, env = "RTB_DSP_LURL")]
+    lurl: bool,
 }
 
 fn init_logging(format: &str) -> Result<(), String> {
@@ -149,6 +153,7 @@ fn behaviour(args: &Args, seed: u64) -> Behaviour {
         ignore_tmax: args.ignore_tmax,
         seed,
         currency: args.currency.clone(),
+        lurl: args.lurl,
     }
 }
 

@@ -4,10 +4,17 @@
 //! one shared set keeps `/metrics` consistent whichever worker serves it.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
 };
 
+/// Loss reason codes counted apart; any others are counted under one `other` series, so a
+/// hostile caller cannot grow the map without bound.
+const LOSS_REASONS_MAX: usize = 64;
 /// Won prices are summed in millionths of a CPM unit, so the sum is an integer.
 const PRICE_MICROS: f64 = 1_000_000.0;
 
@@ -65,6 +72,10 @@ pub struct Metrics {
     pub win_value_micros: AtomicU64,
     /// Win notices that could not be parsed.
     pub bad_win_notices: AtomicU64,
+    /// Loss notices received, by OpenRTB loss reason code (`None`: beyond the cap).
+    losses: Mutex<BTreeMap<Option<u16>, u64>>,
+    /// Loss notices without a numeric reason.
+    pub bad_loss_notices: AtomicU64,
     failures: [AtomicU64; 4],
 }
 
@@ -89,6 +100,30 @@ impl Metrics {
         Self::incr(&self.wins);
         let micros = (price.max(0.0) * PRICE_MICROS).round() as u64;
         self.win_value_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts a loss notice with its reason code.
+    pub fn loss(&self, reason: u16) {
+        let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if losses.len() < LOSS_REASONS_MAX || losses.contains_key(&Some(reason)) {
+            Some(reason)
+        } else {
+            None
+        };
+        *losses.entry(key).or_default() += 1;
+    }
+
+    fn render_losses(&self, dsp: &str, out: &mut String) {
+        let name = "rtb_dspsim_loss_notices_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Loss notices received, by OpenRTB loss reason code.\n# TYPE {name} counter"
+        );
+        let losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        for (reason, n) in losses.iter() {
+            let reason = reason.map_or("other".to_string(), |r| r.to_string());
+            let _ = writeln!(out, "{name}{{dsp=\"{dsp}\",reason=\"{reason}\"}} {n}");
+        }
     }
 
     /// Prometheus text exposition, every series labelled with the DSP name.
@@ -144,6 +179,12 @@ impl Metrics {
             "Win notices without a parsable price.",
             get(&self.bad_win_notices).to_string(),
         );
+        counter(
+            "rtb_dspsim_bad_loss_notices_total",
+            "Loss notices without a numeric reason.",
+            get(&self.bad_loss_notices).to_string(),
+        );
+        self.render_losses(dsp, &mut out);
         let _ = writeln!(
             out,
             "# HELP rtb_dspsim_failures_injected_total Failures injected on purpose.\n# TYPE rtb_dspsim_failures_injected_total counter"
@@ -171,7 +212,12 @@ mod tests {
         m.win(1.25);
         m.win(0.5);
         m.failure(Failure::Reset);
+        m.loss(102);
+        m.loss(102);
+        m.loss(100);
         let text = m.render("braid");
+        assert!(text.contains("rtb_dspsim_loss_notices_total{dsp=\"braid\",reason=\"102\"} 2\n"));
+        assert!(text.contains("rtb_dspsim_loss_notices_total{dsp=\"braid\",reason=\"100\"} 1\n"));
         assert!(
             text.contains("rtb_dspsim_requests_total{dsp=\"braid\"} 1\n"),
             "{text}"

@@ -9,8 +9,10 @@ use http::{Method, StatusCode};
 use rtb_core::engine::{
     Answer, AuctionRun, CallFailure, Finished, Plan, Start, WorkerLoad, Workspace,
 };
+use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
-    client::OPENRTB_JSON_HEADERS, fan_out, CallError, FanOutCall, Request, RequestParts, Response,
+    client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
+    fan_out, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
 
@@ -24,10 +26,22 @@ use crate::{
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
 pub const WORKSPACES_IDLE_MAX: usize = 64;
-/// The OpenRTB version the exchange speaks.
-pub const OPENRTB_VERSION: &str = "2.6";
-/// The header that says so, pre-encoded.
-const OPENRTB_VERSION_HEADER: &[u8] = b"x-openrtb-version: 2.6\r\n";
+/// The header lines a DSP call states its version with, pre-encoded per version (chosen per
+/// auction, nothing built per request).
+fn dsp_call_headers(version: OpenRtbVersion) -> &'static [u8] {
+    match version {
+        OpenRtbVersion::V2_5 => OPENRTB_2_5_JSON_HEADERS,
+        OpenRtbVersion::V2_6 => OPENRTB_2_6_JSON_HEADERS,
+    }
+}
+
+/// The header line an answer states its version with, pre-encoded per version.
+fn answer_version_header(version: OpenRtbVersion) -> &'static [u8] {
+    match version {
+        OpenRtbVersion::V2_5 => b"x-openrtb-version: 2.5\r\n",
+        OpenRtbVersion::V2_6 => b"x-openrtb-version: 2.6\r\n",
+    }
+}
 /// Fan-out calls kept on the stack before the list spills to the heap.
 const CALLS_INLINE: usize = 8;
 
@@ -53,10 +67,15 @@ impl ExchangeHandler {
         // The slots and the engine's table change together, between requests: this set is the
         // one the plan's DSP indexes refer to.
         let set = self.dsps.borrow().clone();
-        let start =
-            self.engine
-                .borrow_mut()
-                .start(workspace, &req.body, req.arrival, Instant::now(), load);
+        let version = req.header(OPENRTB_VERSION_HEADER);
+        let start = self.engine.borrow_mut().start(
+            workspace,
+            &req.body,
+            version,
+            req.arrival,
+            Instant::now(),
+            load,
+        );
         let (run, plan) = match start {
             Start::Call(run, plan) => (run, plan),
             Start::Invalid { error, body } => {
@@ -79,8 +98,8 @@ impl ExchangeHandler {
         let finished = self.call_dsps(run, plan, &set).await;
         record_outcomes(&finished, &set);
         self.ledger.auction(&finished, &set, req.arrival);
-        for (_notice, url) in finished.notices().iter() {
-            self.notices.enqueue(url, metrics);
+        for (notice, url) in finished.notices().iter() {
+            self.notices.enqueue(notice.kind, url, metrics);
         }
         metrics
             .auction_latency
@@ -106,7 +125,7 @@ impl ExchangeHandler {
                     request: RequestParts {
                         method: &Method::POST,
                         path: slot.path.as_str(),
-                        header_lines: OPENRTB_JSON_HEADERS,
+                        header_lines: dsp_call_headers(plan.version),
                         body: plan.body,
                     },
                 }
@@ -127,16 +146,22 @@ impl ExchangeHandler {
 impl ExchangeHandler {
     /// 200 with the bid response, or 204. The body goes out through the worker's body pool
     /// (reused buffers), so steady state allocates nothing.
+    /// Both state the request's OpenRTB version; a test auction is counted apart too.
     fn answer(&self, finished: &Finished<'_>, metrics: &WorkerMetrics) -> Response {
+        let version = answer_version_header(finished.version());
+        let won = matches!(finished.answer(), Answer::Bid(_));
+        if finished.request().test {
+            metrics.test_auctions[usize::from(!won)].incr();
+        }
         match finished.answer() {
             Answer::Bid(body) => {
                 metrics.outcome(Outcome::Won);
                 let body = self.answers.borrow_mut().bytes(body);
-                Response::json(StatusCode::OK, body).with_static_headers(OPENRTB_VERSION_HEADER)
+                Response::json(StatusCode::OK, body).with_static_headers(version)
             }
             Answer::NoBid => {
                 metrics.outcome(Outcome::NoBid);
-                Response::new(StatusCode::NO_CONTENT)
+                Response::new(StatusCode::NO_CONTENT).with_static_headers(version)
             }
         }
     }

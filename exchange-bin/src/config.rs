@@ -145,7 +145,8 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_IDLE_TIMEOUT_S", default_value_t = 60)]
     pub idle_timeout_s: u64,
 
-    /// Pending win notices per worker; beyond it new ones are dropped (and counted).
+    /// Pending win and loss notices per worker (loss notices up to half of it); beyond it new
+    /// ones are dropped (and counted).
     #[arg(long, env = "RTB_EXCHANGE_WIN_QUEUE_MAX", default_value_t = WIN_QUEUE_MAX_DEFAULT)]
     pub win_queue_max: usize,
 

@@ -1,5 +1,5 @@
 //! rtb-exchange as a library: configuration, the worker handler, the control plane, metrics and
-//! win notices, so `main.rs` stays thin and tests reach the pure helpers.
+//! win and loss notices, so `main.rs` stays thin and tests reach the pure helpers.
 //!
 //! - [`config`]: flags and environment.
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
@@ -8,7 +8,8 @@
 //! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
 //! - [`record`]: the engine's outcome records counted into metrics.
 //! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
-//! - [`notices`]: per-worker notice queue and the tasks that fire them.
+//! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
+//! - [`notice_metrics`]: the notices' counters, by kind, result and drop reason.
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
@@ -29,6 +30,7 @@ pub mod handler;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
+pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
 pub mod process;

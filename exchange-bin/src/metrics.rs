@@ -232,14 +232,11 @@ pub struct WorkerMetrics {
     shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
     pub auction_latency: Histogram,
-    /// Win notices answered with any HTTP status.
-    pub win_sent: Counter,
-    /// Win notices dropped: queue full, URL refused.
-    pub win_dropped: Counter,
-    /// Win notices that failed on the wire.
-    pub win_failed: Counter,
-    /// Connections opened to send notices (a notice pool growing, or a host closing them).
-    pub notice_connects: Counter,
+    /// Win and loss notices by result (see [`crate::notice_metrics`]).
+    pub notices: crate::notice_metrics::NoticeCounters,
+    /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
+    /// apart (they are in `rtb_auctions_total` too), billed nothing, no notice fired.
+    pub test_auctions: [Counter; 2],
     /// Registry version this worker applied (read by onboarding to wait for every worker).
     pub applied_version: AtomicU64,
     /// The IO driver, set once the worker runs.
@@ -475,7 +472,7 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     render_build_info(&mut out, &BUILD);
     render_requests(&mut out, workers);
     render_auctions(&mut out, workers);
-    render_win_notices(&mut out, workers);
+    crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
     let dsps = dsp_sums(workers);
     render_dsp_counters(&mut out, &dsps);
     render_dsp_failures(&mut out, &dsps);
@@ -577,34 +574,16 @@ fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
         h.merge(&w.auction_latency.snapshot());
     }
     histogram(out, "rtb_auction_duration_seconds", "", &h);
-}
-
-fn render_win_notices(out: &mut String, workers: &[WorkerMetrics]) {
     header(
         out,
-        "rtb_win_notices_total",
+        "rtb_test_auctions_total",
         "counter",
-        "Win notices by result.",
+        "Auctions of test: 1 requests that called DSPs, by outcome (also in rtb_auctions_total): not billed, no win or loss notice fired.",
     );
-    for (result, get) in [
-        (
-            "sent",
-            (|w: &WorkerMetrics| w.win_sent.get()) as fn(&WorkerMetrics) -> u64,
-        ),
-        ("dropped", |w| w.win_dropped.get()),
-        ("failed", |w| w.win_failed.get()),
-    ] {
-        let n: u64 = workers.iter().map(get).sum();
-        let _ = writeln!(out, "rtb_win_notices_total{{result=\"{result}\"}} {n}");
+    for (i, outcome) in ["won", "no_bid"].iter().enumerate() {
+        let n: u64 = workers.iter().map(|w| w.test_auctions[i].get()).sum();
+        let _ = writeln!(out, "rtb_test_auctions_total{{outcome=\"{outcome}\"}} {n}");
     }
-    header(
-        out,
-        "rtb_win_notice_connections_opened_total",
-        "counter",
-        "Connections opened to send win notices (pools growing, or hosts closing them).",
-    );
-    let opened: u64 = workers.iter().map(|w| w.notice_connects.get()).sum();
-    let _ = writeln!(out, "rtb_win_notice_connections_opened_total {opened}");
 }
 
 /// Every DSP's counters summed over workers, by name.

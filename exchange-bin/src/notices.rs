@@ -1,10 +1,14 @@
-//! Owns the notices a worker fires (win notices today): a bounded per-worker queue of reused
-//! URL buffers, and a fixed set of tasks that send each as a GET, off the auction's path.
+//! Owns the notices a worker fires (win notices, `nurl`, and loss notices, `lurl`): a bounded
+//! per-worker queue of reused URL buffers, and a fixed set of tasks that send each as a GET,
+//! off the auction's path.
 //!
 //! Queueing copies the URL into a buffer taken from a free list made at start, so the auction
 //! side allocates nothing (unless a URL outgrows its buffer); when the queue is full the notice
-//! is dropped and counted, never waited for. [`NOTICE_TASKS`] tasks drain the queue, so at most
-//! that many notices are in flight.
+//! is dropped and counted, never waited for. Loss notices may fill only part of the queue
+//! ([`LOSS_QUEUE_SHARE_DIVISOR`]): an auction has a winner but may have many losers, and a
+//! flood of loss notices must not crowd out the win notices DSPs bill by. [`NOTICE_TASKS`]
+//! tasks drain the queue, so at most that many notices are in flight. Every drop is counted by
+//! kind and reason ([`crate::notice_metrics`]).
 //!
 //! Address policy: the exchange never resolves names on a worker. A notice URL is fired only
 //! when its host is an IP literal that passes `check_address`, or when it names the host of a
@@ -23,11 +27,15 @@ use std::{
 };
 
 use http::Method;
+use rtb_core::engine::NoticeKind;
 use rtb_core::registry::{check_address, NoticeUrl};
 use rtb_io::{ClientConfig, RequestParts, Upstream};
 
-use crate::{dsps::DspSet, metrics::WorkerMetrics, Shared};
+use crate::{dsps::DspSet, metrics::WorkerMetrics, notice_metrics::NoticeDrop, Shared};
 
+/// Loss notices are queued only while the queue is less than 1/N full (N = this): the rest
+/// is kept for win notices.
+pub const LOSS_QUEUE_SHARE_DIVISOR: usize = 2;
 /// Time allowed for one notice.
 pub const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Tasks firing notices per worker: the most notices in flight at once.
@@ -43,7 +51,7 @@ const URL_BUFFER_START_BYTES: usize = 512;
 /// The queue both sides share (one worker: no locks, no atomics).
 #[derive(Debug)]
 struct Queue {
-    pending: VecDeque<Vec<u8>>,
+    pending: VecDeque<(NoticeKind, Vec<u8>)>,
     free: Vec<Vec<u8>>,
     idle_tasks: Vec<Waker>,
     max: usize,
@@ -56,17 +64,22 @@ pub struct NoticeQueue {
 }
 
 impl NoticeQueue {
-    /// Queues `url`, or drops and counts it when the queue is full.
-    pub fn enqueue(&self, url: &[u8], metrics: &WorkerMetrics) {
+    /// Queues `url`, or drops and counts it when the queue (for a loss notice: its share of
+    /// the queue) is full.
+    pub fn enqueue(&self, kind: NoticeKind, url: &[u8], metrics: &WorkerMetrics) {
         let mut q = self.queue.borrow_mut();
-        if q.pending.len() >= q.max {
-            metrics.win_dropped.incr();
+        let room = match kind {
+            NoticeKind::Win => q.max,
+            NoticeKind::Loss => q.max / LOSS_QUEUE_SHARE_DIVISOR,
+        };
+        if q.pending.len() >= room {
+            metrics.notices.dropped(kind, NoticeDrop::QueueFull);
             return;
         }
         let mut buf = q.free.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(url);
-        q.pending.push_back(buf);
+        q.pending.push_back((kind, buf));
         if let Some(task) = q.idle_tasks.pop() {
             task.wake();
         }
@@ -97,8 +110,8 @@ pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -
         let (queue, notifier) = (queue.clone(), notifier.clone());
         monoio::spawn(async move {
             loop {
-                let mut url = next(&queue).await;
-                notifier.fire(&mut url).await;
+                let (kind, mut url) = next(&queue).await;
+                notifier.fire(kind, &mut url).await;
                 let mut q = queue.borrow_mut();
                 if url.capacity() <= URL_BUFFER_KEEP_BYTES_MAX && q.free.len() < buffers {
                     q.free.push(url);
@@ -109,8 +122,8 @@ pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -
     NoticeQueue { queue }
 }
 
-/// The next queued URL; parks the task until there is one.
-async fn next(queue: &RefCell<Queue>) -> Vec<u8> {
+/// The next queued notice; parks the task until there is one.
+async fn next(queue: &RefCell<Queue>) -> (NoticeKind, Vec<u8>) {
     poll_fn(|cx| {
         let mut q = queue.borrow_mut();
         match q.pending.pop_front() {
@@ -170,18 +183,18 @@ impl Notifier {
 
     /// Fires one notice. `url` is the queue's buffer: a target that lacks its leading `/` gets
     /// one in place.
-    async fn fire(&self, url: &mut Vec<u8>) {
-        let metrics = self.metrics();
+    async fn fire(&self, kind: NoticeKind, url: &mut Vec<u8>) {
+        let metrics = &self.metrics().notices;
         let parsed = std::str::from_utf8(url)
             .ok()
             .and_then(|u| NoticeUrl::parse(u, self.shared.allow_loopback).ok());
         let Some(parsed) = parsed else {
-            metrics.win_dropped.incr();
+            metrics.dropped(kind, NoticeDrop::BadUrl);
             tracing::debug!("notice URL refused");
             return;
         };
         let Some(addr) = self.target_addr(&parsed) else {
-            metrics.win_dropped.incr();
+            metrics.dropped(kind, NoticeDrop::HostRefused);
             tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
             return;
         };
@@ -206,13 +219,62 @@ impl Notifier {
             .await
             .map(drop);
         let opened = upstream.stats.connects.get() - connects_before;
-        metrics.notice_connects.add(opened);
+        metrics.connects.add(opened);
         match sent {
-            Ok(()) => metrics.win_sent.incr(),
+            Ok(()) => metrics.sent(kind),
             Err(e) => {
-                metrics.win_failed.incr();
+                metrics.failed(kind);
                 tracing::debug!(error = e.as_str(), "notice failed");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice_metrics::NoticeCounters;
+
+    fn queue(max: usize) -> NoticeQueue {
+        NoticeQueue {
+            queue: Rc::new(RefCell::new(Queue {
+                pending: VecDeque::new(),
+                free: Vec::new(),
+                idle_tasks: Vec::new(),
+                max,
+            })),
+        }
+    }
+
+    fn rendered(counters: &NoticeCounters) -> String {
+        let mut out = String::new();
+        crate::notice_metrics::render(&mut out, std::iter::once(counters));
+        out
+    }
+
+    #[test]
+    fn loss_notices_fill_only_their_share_and_win_notices_the_rest() {
+        let q = queue(4);
+        let metrics = WorkerMetrics::default();
+        for _ in 0..3 {
+            q.enqueue(NoticeKind::Loss, b"http://10.0.0.1/l", &metrics);
+        }
+        for _ in 0..3 {
+            q.enqueue(NoticeKind::Win, b"http://10.0.0.1/w", &metrics);
+        }
+        let kinds: Vec<NoticeKind> = q.queue.borrow().pending.iter().map(|(k, _)| *k).collect();
+        use NoticeKind::{Loss, Win};
+        assert_eq!(
+            kinds,
+            [Loss, Loss, Win, Win],
+            "half for losses, all of it for wins"
+        );
+        let text = rendered(&metrics.notices);
+        for line in [
+            "rtb_notices_dropped_total{kind=\"loss\",reason=\"queue_full\"} 1\n",
+            "rtb_notices_dropped_total{kind=\"win\",reason=\"queue_full\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
         }
     }
 }

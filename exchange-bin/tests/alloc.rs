@@ -5,7 +5,8 @@
 //! `rtb-debug-*`), so neither the test's own clients nor its metrics scrapes count.
 //!
 //! One of the DSPs bids in EUR and the exchange runs with a currency rates file refreshed every
-//! second, so currency conversion (and the worker's rates applier) is on the counted path.
+//! second, so currency conversion (and the worker's rates applier) is on the counted path; every
+//! bid carries a `lurl`, so each auction also queues one win and two loss notices.
 //!
 //! After a warm-up (pools, workspaces, notice buffers, connection boxes grow to their working
 //! size), the steady state must allocate nothing per auction. This file holds a single test so
@@ -201,6 +202,8 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
                 "1",
                 "--currency",
                 currency,
+                // Every bid carries a lurl too: each auction fires two loss notices.
+                "--lurl",
             ],
         )
         .expect("rtb-dsp started")
@@ -295,6 +298,9 @@ fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str) {
     );
     let dropped = common::sample(&metrics, "rtb_ledger_records_total{result=\"dropped\"}");
     assert_eq!(dropped, 0.0, "{case}: ledger records dropped");
+    // The loss notices really were on the counted path.
+    let losses = common::sample(&metrics, "rtb_loss_notices_total{result=\"sent\"}");
+    assert!(losses > 0.0, "{case}: no loss notice sent");
 }
 
 /// What happened on the worker while the counted auctions ran.

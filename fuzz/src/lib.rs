@@ -258,7 +258,7 @@ fn auction_with(answers: &[&[u8]], check: impl FnOnce(&Finished<'_>)) {
     let mut workspace = engine.workspace();
     #[allow(clippy::disallowed_methods)] // the fuzz harness is a shell: it may read the clock
     let now = Instant::now();
-    let start = engine.start(&mut workspace, FIXED_REQUEST, now, now, WorkerLoad::default());
+    let start = engine.start(&mut workspace, FIXED_REQUEST, None, now, now, WorkerLoad::default());
     let Start::Call(mut run, plan) = start else {
         panic!("the fixed request was not planned");
     };

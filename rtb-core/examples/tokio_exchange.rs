@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rtb_core::engine::CallFailure::{self, Closed, Connect, Protocol, Timeout, TooLarge};
 use rtb_core::engine::{Answer, DspSpec, Engine, EngineConfig, Start, WorkerLoad, Workspace};
 use rtb_core::registry::{BidUrl, NoticeUrl, Registry, RegistryError, Upsert, DEFAULT_DSPS_MAX};
+use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use serde_json::{json, Value};
 use std::{cell::RefCell, convert::Infallible, net::IpAddr, rc::Rc, time::Duration, time::Instant};
 use tokio::{net::TcpListener, task::JoinSet, task::LocalSet, time::timeout, time::timeout_at};
@@ -29,6 +30,7 @@ const NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Resp = Response<Full<Bytes>>;
 type Pools = Client<HttpConnector, Full<Bytes>>;
+type DspResult = Result<(u16, Bytes), CallFailure>;
 
 /// The worker's state. Its engine's DSP endpoints are their bid URLs.
 struct Exchange {
@@ -40,19 +42,31 @@ struct Exchange {
 
 impl Exchange {
     /// `POST /openrtb2/auction`, in a workspace left by an earlier auction if there is one.
-    async fn auction(&self, body: &[u8], arrival: Instant) -> Resp {
+    async fn auction(&self, body: &[u8], version: Option<&[u8]>, arrival: Instant) -> Resp {
         let idle = self.workspaces.borrow_mut().pop();
         let mut workspace = idle.unwrap_or_else(|| self.engine.borrow().workspace());
-        let response = self.run_auction(&mut workspace, body, arrival).await;
+        let response = self
+            .run_auction(&mut workspace, body, version, arrival)
+            .await;
         self.workspaces.borrow_mut().push(workspace);
         response
     }
 
-    /// The engine decides, this shell moves the bytes.
-    async fn run_auction(&self, ws: &mut Workspace, body: &[u8], arrival: Instant) -> Resp {
+    /// The engine decides (the OpenRTB version too: `version` is the raw header), this shell
+    /// moves the bytes.
+    async fn run_auction(
+        &self,
+        ws: &mut Workspace,
+        body: &[u8],
+        version: Option<&[u8]>,
+        arrival: Instant,
+    ) -> Resp {
         // No load measured here; rtb-exchange passes its event-loop lag and auctions in flight.
         let (now, load) = (Instant::now(), WorkerLoad::default());
-        let start = self.engine.borrow_mut().start(ws, body, arrival, now, load);
+        let start = self
+            .engine
+            .borrow_mut()
+            .start(ws, body, version, arrival, now, load);
         let (mut run, plan) = match start {
             Start::Call(run, plan) => (run, plan),
             Start::Invalid { body, .. } => return reply(StatusCode::BAD_REQUEST, body.to_vec()),
@@ -66,7 +80,7 @@ impl Exchange {
             let engine = self.engine.borrow(); // as everywhere, never held across an await
             let dsp = engine.dsps().get(call.dsp.into());
             let url = dsp.map_or(String::new(), |dsp| dsp.spec.endpoint.to_string());
-            let call = call_dsp(self.client.clone(), url, payload.clone());
+            let call = call_dsp(self.client.clone(), url, payload.clone(), plan.version);
             calls.spawn(async move {
                 let result = timeout_at(deadline, call).await.unwrap_or(Err(Timeout));
                 (index, result, Instant::now())
@@ -81,8 +95,8 @@ impl Exchange {
             }
         }
         let finished = run.finish(&mut self.engine.borrow_mut(), Instant::now());
-        // Win notices go off the auction's path; only to IP literals that pass the address
-        // rules, so a DSP cannot make the exchange resolve and call any host it names.
+        // Win and loss notices go off the auction's path; only to IP literals that pass the
+        // address rules, so a DSP cannot make the exchange resolve and call any host it names.
         for (_, url) in finished.notices().iter() {
             let url = std::str::from_utf8(url).unwrap_or_default();
             let notice = NoticeUrl::parse(url, ALLOW_LOOPBACK);
@@ -95,8 +109,8 @@ impl Exchange {
             return reply(StatusCode::NO_CONTENT, "");
         };
         let mut ok = reply(StatusCode::OK, body.to_vec());
-        ok.headers_mut()
-            .insert("x-openrtb-version", HeaderValue::from_static("2.6"));
+        let version = HeaderValue::from_static(finished.version().as_str());
+        ok.headers_mut().insert(OPENRTB_VERSION_HEADER, version);
         ok
     }
 
@@ -135,9 +149,9 @@ impl Exchange {
 }
 
 /// One DSP call, ended as the engine wants to hear of it.
-async fn call_dsp(pools: Pools, url: String, body: Bytes) -> Result<(u16, Bytes), CallFailure> {
+async fn call_dsp(pools: Pools, url: String, body: Bytes, version: OpenRtbVersion) -> DspResult {
     let request = Request::post(url).header(CONTENT_TYPE, "application/json");
-    let request = request.header("x-openrtb-version", "2.6");
+    let request = request.header(OPENRTB_VERSION_HEADER, version.as_str());
     let request = request.body(Full::new(body)).map_err(|_| Protocol)?;
     let (head, body) = match pools.request(request).await {
         Ok(response) => response.into_parts(),
@@ -156,9 +170,15 @@ async fn route(exchange: Rc<Exchange>, request: Request<Incoming>) -> Result<Res
     let Ok(body) = Limited::new(body, BODY_BYTES_MAX).collect().await else {
         return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
     };
-    Ok(match (head.method, head.uri.path()) {
-        (Method::POST, "/openrtb2/auction") => exchange.auction(&body.to_bytes(), arrival).await,
-        (Method::POST, "/dsp") => exchange.onboard(&body.to_bytes()).unwrap_or_else(|e| e),
+    let version = head
+        .headers
+        .get(OPENRTB_VERSION_HEADER)
+        .map(HeaderValue::as_bytes);
+    Ok(match (&head.method, head.uri.path()) {
+        (&Method::POST, "/openrtb2/auction") => {
+            exchange.auction(&body.to_bytes(), version, arrival).await
+        }
+        (&Method::POST, "/dsp") => exchange.onboard(&body.to_bytes()).unwrap_or_else(|e| e),
         _ => error(StatusCode::NOT_FOUND, "no such route"),
     })
 }

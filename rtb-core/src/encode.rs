@@ -7,7 +7,7 @@
 //! (simd-json decoded them), so everything is escaped again here; the output is tested to parse
 //! with serde_json and to equal what was meant.
 
-use crate::auction::{AuctionOutcome, Winner};
+use crate::auction::{AuctionOutcome, Rejection, Winner};
 use crate::currency::round_cpm;
 use crate::macros::{price_text, substitute, substitute_into, substitute_pieces, MacroValues};
 use crate::request::BidRequest;
@@ -108,8 +108,8 @@ pub fn macro_values<'m, 'q: 'm, 'r: 'm>(
     let bid = &response.bids[winner.bid as usize];
     if winner.rate != 1.0 {
         return MacroValues {
-            price: round_cpm(winner.clearing_price / winner.rate),
-            min_to_win: round_cpm(winner.min_to_win / winner.rate),
+            price: Some(round_cpm(winner.clearing_price / winner.rate)),
+            min_to_win: Some(round_cpm(winner.min_to_win / winner.rate)),
             currency: response.cur,
             ..macro_values_in_auction_currency(request, response, bid, winner)
         };
@@ -129,10 +129,10 @@ fn macro_values_in_auction_currency<'m, 'q: 'm, 'r: 'm>(
         imp_id: bid.impid,
         seat_id: bid.seat.unwrap_or(""),
         ad_id: bid.adid.unwrap_or(""),
-        price: winner.clearing_price,
+        price: Some(winner.clearing_price),
         currency: request.auction_currency(),
         loss: 0,
-        min_to_win: winner.min_to_win,
+        min_to_win: Some(winner.min_to_win),
     }
 }
 
@@ -160,6 +160,37 @@ pub fn append_win_notice_url(
         return false;
     };
     substitute_into(nurl, &macro_values(request, response, winner), out);
+    true
+}
+
+/// Appends a losing bid's `lurl` with macros substituted to `out`; false (nothing written) when
+/// the bid has no `lurl`. `${AUCTION_LOSS}` is the rejection's OpenRTB loss reason code,
+/// `${AUCTION_CURRENCY}` the bid's currency, and the price macros are left empty: a loser is
+/// not told the clearing price.
+pub fn append_loss_notice_url(
+    request: &BidRequest<'_>,
+    response: &BidResponse<'_>,
+    rejection: &Rejection,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(bid) = response.bids.get(usize::from(rejection.bid)) else {
+        return false;
+    };
+    let Some(lurl) = bid.lurl else {
+        return false;
+    };
+    let values = MacroValues {
+        auction_id: request.id,
+        bid_id: response.bidid.unwrap_or(bid.id),
+        imp_id: bid.impid,
+        seat_id: bid.seat.unwrap_or(""),
+        ad_id: bid.adid.unwrap_or(""),
+        price: None,
+        currency: response.cur,
+        loss: rejection.reason.loss_code(),
+        min_to_win: None,
+    };
+    substitute_into(lurl, &values, out);
     true
 }
 

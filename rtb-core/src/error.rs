@@ -241,6 +241,9 @@ pub enum Rule {
     Conflict(&'static str),
     /// A string that must hold a JSON document (`imp.native.request`) does not parse.
     NotJson,
+    /// The `x-openrtb-version` header names a version the exchange does not speak (see
+    /// [`crate::version`]).
+    UnsupportedVersion,
 }
 
 impl Rule {
@@ -262,6 +265,7 @@ impl Rule {
             Rule::NotAllowed => "not an allowed value",
             Rule::Conflict(how) => how,
             Rule::NotJson => "not valid JSON",
+            Rule::UnsupportedVersion => "OpenRTB version not spoken (2.5 and 2.6 are)",
         }
     }
 }

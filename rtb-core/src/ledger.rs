@@ -310,7 +310,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let Start::Call(mut run, _plan) =
-            engine.start(&mut ws, raw, now, now, WorkerLoad::default())
+            engine.start(&mut ws, raw, None, now, now, WorkerLoad::default())
         else {
             panic!("not called")
         };

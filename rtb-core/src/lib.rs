@@ -19,6 +19,7 @@
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
 //!   of the Native 1.2 request ([`ValidationMode`]).
+//! - [`version`]: the request's OpenRTB version (`x-openrtb-version`: 2.5, or 2.6 by default).
 //!
 //! ## One auction, end to end
 //!
@@ -43,7 +44,7 @@
 //! # #[allow(clippy::disallowed_methods)]
 //! let arrival = Instant::now(); // the shell reads the clock; rtb-core never does
 //! let Start::Call(mut run, plan) =
-//!     engine.start(&mut workspace, raw, arrival, arrival, WorkerLoad::default())
+//!     engine.start(&mut workspace, raw, None, arrival, arrival, WorkerLoad::default())
 //! else {
 //!     unreachable!("a valid request, three DSPs, an idle worker")
 //! };
@@ -52,6 +53,8 @@
 //! let body = std::str::from_utf8(plan.body).unwrap();
 //! assert!(body.contains(&format!(r#""tmax":{}"#, plan.calls[0].tmax_ms)));
 //! assert!(plan.deadline < arrival + Duration::from_millis(80));
+//! // No x-openrtb-version header (the `None` above): a 2.6 request, stated to every DSP.
+//! assert_eq!(plan.version.as_str(), "2.6");
 //!
 //! // 2. The shell sends plan.body to each DSP and reports each result as it comes.
 //! let at = arrival + Duration::from_millis(4);
@@ -93,6 +96,7 @@ pub mod request;
 pub mod response;
 pub mod splice;
 pub mod validate;
+pub mod version;
 
 pub use auction::{Auction, AuctionConfig, AuctionOutcome, RejectReason};
 pub use currency::CurrencyRates;

@@ -1,5 +1,5 @@
 //! OpenRTB substitution macros (`${AUCTION_PRICE}` and friends) in the winning bid's `nurl`,
-//! `burl`, `lurl` and `adm`.
+//! `burl` and `adm`, and in a losing bid's `lurl`.
 //!
 //! Substitution streams pieces to a sink, so the encoder can JSON-escape them straight into its
 //! output buffer and the win-notice path can append them to a URL buffer: no intermediate
@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-/// Values of the macros for one winning bid.
+/// Values of the macros for one bid (the winner, or a loser for its loss notice).
 #[derive(Clone, Copy, Debug)]
 pub struct MacroValues<'a> {
     /// `${AUCTION_ID}`: the bid request's id.
@@ -21,14 +21,15 @@ pub struct MacroValues<'a> {
     pub seat_id: &'a str,
     /// `${AUCTION_AD_ID}`
     pub ad_id: &'a str,
-    /// `${AUCTION_PRICE}`: the clearing price.
-    pub price: f64,
+    /// `${AUCTION_PRICE}`: the clearing price; `None` (a loss notice: a loser is not told
+    /// what the winner paid) substitutes nothing.
+    pub price: Option<f64>,
     /// `${AUCTION_CURRENCY}`
     pub currency: &'a str,
-    /// `${AUCTION_LOSS}`: 0 for the winner.
+    /// `${AUCTION_LOSS}`: 0 for the winner, the OpenRTB loss reason code for a loser.
     pub loss: u16,
-    /// `${AUCTION_MIN_TO_WIN}`
-    pub min_to_win: f64,
+    /// `${AUCTION_MIN_TO_WIN}`; `None` substitutes nothing, as for the price.
+    pub min_to_win: Option<f64>,
 }
 
 /// A formatted number on the stack.
@@ -92,12 +93,15 @@ pub fn substitute_pieces(
             b"AUCTION_SEAT_ID" => Some(values.seat_id),
             b"AUCTION_AD_ID" => Some(values.ad_id),
             b"AUCTION_CURRENCY" => Some(values.currency),
-            b"AUCTION_PRICE" => {
-                price_text(values.price, &mut |p| sink(p, true));
-                Some("")
-            }
-            b"AUCTION_MIN_TO_WIN" => {
-                price_text(values.min_to_win, &mut |p| sink(p, true));
+            b"AUCTION_PRICE" | b"AUCTION_MIN_TO_WIN" => {
+                let price = if name == b"AUCTION_PRICE" {
+                    values.price
+                } else {
+                    values.min_to_win
+                };
+                if let Some(price) = price {
+                    price_text(price, &mut |p| sink(p, true));
+                }
                 Some("")
             }
             b"AUCTION_LOSS" => {
@@ -142,10 +146,10 @@ mod tests {
             imp_id: "imp-2",
             seat_id: "seat-3",
             ad_id: "ad-4",
-            price: 1.23,
+            price: Some(1.23),
             currency: "USD",
             loss: 0,
-            min_to_win: 1.02,
+            min_to_win: Some(1.02),
         }
     }
 
@@ -171,6 +175,21 @@ mod tests {
         assert_eq!(sub("no macros"), "no macros");
         assert_eq!(sub(""), "");
         assert_eq!(sub("$x${AUCTION_LOSS}$"), "$x0$");
+    }
+
+    #[test]
+    fn a_loss_notice_gets_its_code_and_no_prices() {
+        let loser = MacroValues {
+            price: None,
+            min_to_win: None,
+            loss: 102,
+            ..values()
+        };
+        let mut out = Vec::new();
+        let template =
+            "l=${AUCTION_LOSS}&p=${AUCTION_PRICE}&m=${AUCTION_MIN_TO_WIN}&b=${AUCTION_BID_ID}";
+        substitute_into(template, &loser, &mut out);
+        assert_eq!(out, b"l=102&p=&m=&b=bid-9");
     }
 
     #[test]

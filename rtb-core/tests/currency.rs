@@ -33,7 +33,7 @@ fn auction(engine: &mut Engine) -> (Option<String>, Vec<String>, Vec<(String, Re
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
     let Start::Call(mut run, _plan) =
-        engine.start(&mut ws, REQUEST, now, now, WorkerLoad::default())
+        engine.start(&mut ws, REQUEST, None, now, now, WorkerLoad::default())
     else {
         panic!("two DSPs, an idle worker: a plan")
     };

@@ -35,7 +35,8 @@ fn auction_record(request: &[u8], answer: &[u8]) -> Vec<u8> {
     }));
     let mut ws = engine.workspace();
     let now = Instant::now();
-    let Start::Call(mut run, _) = engine.start(&mut ws, request, now, now, WorkerLoad::default())
+    let Start::Call(mut run, _) =
+        engine.start(&mut ws, request, None, now, now, WorkerLoad::default())
     else {
         panic!("not called")
     };

@@ -1,8 +1,9 @@
 //! End to end, the tokio example exchange (`examples/tokio_exchange.rs`) as a real process with
 //! real `rtb-dsp` processes on loopback: 404 before any DSP, onboarding, an IAB sample request
-//! auctioned (winner, price and win notice checked against the DSPs' fixed bids), the deadline
-//! against a DSP that never answers, 204 when every bid is blocked and when no DSP bids, and 400
-//! for bad requests.
+//! auctioned (winner, price, win notice and the loser's loss notice checked against the DSPs'
+//! fixed bids), the deadline against a DSP that never answers, 204 when every bid is blocked
+//! (the blocked bid's loss notice says 205) and when no DSP bids, the OpenRTB version stated
+//! back, and 400 for bad requests (an unknown `x-openrtb-version` among them).
 //!
 //! `cargo test` builds the example next to this test; `rtb-dsp` is built by
 //! `cargo test --workspace` (or given by `RTB_DSP_BIN`). Without it or the samples the test says
@@ -139,7 +140,7 @@ impl Fleet {
         Fleet {
             exchange: Peer::start(example, "exchange"),
             high: Peer::dsp(dsp, "high", &["--price", "fixed:2.5"]),
-            low: Peer::dsp(dsp, "low", &["--price", "fixed:1.0"]),
+            low: Peer::dsp(dsp, "low", &["--price", "fixed:1.0", "--lurl"]),
             silent: Peer::dsp(dsp, "silent", &["--bid-rate", "0"]),
             hangs: Peer::dsp(dsp, "hangs", &["--hang-rate", "1"]),
         }
@@ -247,15 +248,32 @@ fn auction_within_deadline(fleet: &Fleet, body: &[u8]) -> Reply {
     r
 }
 
-/// The winner's notice arrives, off the auction's path, with the clearing price.
-fn win_notice(fleet: &Fleet, price: f64) {
+/// Loss notices an `rtb-dsp` received with loss reason `reason`.
+fn losses(dsp: &Peer, reason: u16) -> f64 {
+    let page = http::request(dsp.addr, "GET", "/metrics", &[], b"").text();
+    let series = format!(
+        "rtb_dspsim_loss_notices_total{{dsp=\"{}\",reason=\"{reason}\"}}",
+        dsp.name()
+    );
+    prom::sample(&page, &series)
+}
+
+/// Waits (bounded) until `done`.
+fn wait_for(done: impl Fn() -> bool) {
     let give_up = Instant::now() + IO_TIMEOUT;
-    while counter(&fleet.high, "wins_total") < 1.0 && Instant::now() < give_up {
+    while !done() && Instant::now() < give_up {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The winner's notice arrives, off the auction's path, with the clearing price; the loser's
+/// loss notice says 102 (lost to a higher bid).
+fn win_notice(fleet: &Fleet, price: f64) {
+    wait_for(|| counter(&fleet.high, "wins_total") >= 1.0 && losses(&fleet.low, 102) >= 1.0);
     assert_eq!(counter(&fleet.high, "wins_total"), 1.0);
     assert_eq!(counter(&fleet.high, "win_value_sum"), price);
     assert_eq!(counter(&fleet.low, "wins_total"), 0.0);
+    assert_eq!(losses(&fleet.low, 102), 1.0);
 }
 
 /// 204 when every bid is blocked (by advertiser domain); 400 with the engine's JSON error.
@@ -267,6 +285,25 @@ fn no_bid_and_invalid(fleet: &Fleet, mut request: Value) {
         counter(&fleet.low, "bids_total"),
         2.0,
         "low bid, and was blocked"
+    );
+    wait_for(|| losses(&fleet.low, 205) >= 1.0);
+    assert_eq!(losses(&fleet.low, 205), 1.0, "advertiser blocked");
+    let headers = [("x-openrtb-version", "2.5")];
+    let path = "/openrtb2/auction";
+    let r = http::request(
+        fleet.exchange.addr,
+        "POST",
+        path,
+        &headers,
+        b"{\"id\":\"x\"}",
+    );
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("imp")));
+    let headers = [("x-openrtb-version", "3.0")];
+    let r = http::request(fleet.exchange.addr, "POST", path, &headers, b"{}");
+    let field = r.json()["field"].as_str().map(str::to_owned);
+    assert_eq!(
+        (r.status, field.as_deref()),
+        (400, Some("x-openrtb-version"))
     );
     let r = fleet.post("/openrtb2/auction", br#"{"id":"no-imps"}"#);
     assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("imp")));

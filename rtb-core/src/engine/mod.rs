@@ -3,9 +3,10 @@
 //! exchange, or the tokio example in `rtb-core/examples/`) performs them.
 //!
 //! ```text
-//!  Engine::start(workspace, body, arrival, now, load)
+//!  Engine::start(workspace, body, x-openrtb-version header, arrival, now, load)
 //!    -> Invalid(400 body) | NoDsp (404) | Shed(reason) (204)
-//!    -> Call(run, plan)      plan: which DSPs to call, the body (tmax spliced), the deadline
+//!    -> Call(run, plan)      plan: which DSPs to call, the body (tmax spliced), the deadline,
+//!                            the OpenRTB version to state (the request's: 2.5, or 2.6)
 //!  shell: one fan-out over plan.calls, bounded by plan.deadline; for each result
 //!    run.on_answer(engine, call, status, body, at) | run.on_failure(engine, call, kind, at)
 //!  run.finish(engine, now) -> Finished: the answer (200 body or 204), the notices to fire,
@@ -43,6 +44,7 @@ use crate::json::Document;
 use crate::request::BidRequest;
 use crate::splice::splice_tmax;
 use crate::validate::ValidationMode;
+use crate::version::OpenRtbVersion;
 
 pub use admission::{OverloadPolicy, ShedReason, WorkerLoad};
 pub use breaker::{Admit, BreakerConfig};
@@ -118,6 +120,8 @@ pub struct Plan<'w> {
     /// Stop waiting for DSPs at this instant (timer slack and event-loop lag already taken
     /// off), then finish.
     pub deadline: Instant,
+    /// The OpenRTB version the body is in: every call states it (`x-openrtb-version`).
+    pub version: OpenRtbVersion,
 }
 
 /// What to do with a request that just arrived.
@@ -193,11 +197,14 @@ impl Engine {
         Workspace::new(self.config.auction)
     }
 
-    /// Takes a request that arrived at `arrival` (its first byte read) and is looked at `now`.
+    /// Takes a request that arrived at `arrival` (its first byte read) and is looked at `now`,
+    /// with the value of its `x-openrtb-version` header (`None`: no such header; see
+    /// [`OpenRtbVersion::from_header`] for what is accepted).
     pub fn start<'w>(
         &mut self,
         ws: &'w mut Workspace,
         body: &'w [u8],
+        version: Option<&[u8]>,
         arrival: Instant,
         now: Instant,
         load: WorkerLoad,
@@ -216,8 +223,11 @@ impl Engine {
             notices,
         } = ws;
         let validation = self.config.validation;
-        let request = match BidRequest::decode_with(body, request_doc, decoder, validation) {
-            Ok(request) => request,
+        let decoded = OpenRtbVersion::from_header(version).and_then(|version| {
+            BidRequest::decode_with(body, request_doc, decoder, validation).map(|r| (r, version))
+        });
+        let (request, version) = match decoded {
+            Ok(decoded) => decoded,
             Err(error) => {
                 invalid::render(&error, answer);
                 return Start::Invalid {
@@ -251,6 +261,7 @@ impl Engine {
             calls,
             body: send,
             deadline,
+            version,
         };
         notices.clear();
         let run = AuctionRun {
@@ -264,6 +275,7 @@ impl Engine {
             answer,
             notices,
             started: now,
+            version,
         };
         Start::Call(run, plan)
     }
@@ -354,7 +366,7 @@ mod tests {
         let mut workspace = engine.workspace();
         let now = Instant::now();
         let load = WorkerLoad::default();
-        let result = match engine.start(&mut workspace, NEGATIVE_WIDTH, now, now, load) {
+        let result = match engine.start(&mut workspace, NEGATIVE_WIDTH, None, now, now, load) {
             Start::Call(_, plan) => Ok(plan.calls.len()),
             Start::Invalid { error, .. } => Err(error.to_string()),
             other => panic!("{other:?}"),

@@ -1,6 +1,8 @@
 //! Owns the notices an auction asks the shell to fire: each a URL with its macros substituted,
 //! written into one reused buffer, with its kind and the DSP it belongs to. The shell queues
-//! them off the hot path; the engine only decides which to fire.
+//! them off the hot path; the engine only decides which to fire (see [`super::Finished`]: a
+//! win notice per winner with a `nurl`, a loss notice per other bid with a `lurl`, none at all
+//! for a `test: 1` request).
 
 use std::ops::Range;
 
@@ -9,13 +11,19 @@ use std::ops::Range;
 pub enum NoticeKind {
     /// `nurl`: the bid won the impression.
     Win,
+    /// `lurl`: the bid lost (or was rejected), with its OpenRTB loss reason code.
+    Loss,
 }
 
 impl NoticeKind {
+    /// Every kind, in a fixed order (for metrics).
+    pub const ALL: [NoticeKind; 2] = [NoticeKind::Win, NoticeKind::Loss];
+
     /// A short stable name, for metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeKind::Win => "win",
+            NoticeKind::Loss => "loss",
         }
     }
 }
@@ -27,6 +35,8 @@ pub struct Notice {
     pub kind: NoticeKind,
     /// The outcome index of the DSP it goes to (see [`super::Finished::outcomes`]).
     pub outcome: u16,
+    /// The OpenRTB loss reason code substituted for `${AUCTION_LOSS}` (0 for a win).
+    pub loss_code: u16,
     url: Range<u32>,
 }
 
@@ -47,7 +57,7 @@ impl Notices {
     /// writer wrote nothing, or that would not fit the offsets, is not kept.
     pub(crate) fn push(
         &mut self,
-        kind: NoticeKind,
+        (kind, loss_code): (NoticeKind, u16),
         outcome: u16,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) {
@@ -60,6 +70,7 @@ impl Notices {
             Some((s, e)) if wrote && e > s => self.list.push(Notice {
                 kind,
                 outcome,
+                loss_code,
                 url: s..e,
             }),
             _ => self.bytes.truncate(start),
@@ -91,23 +102,30 @@ mod tests {
     #[test]
     fn keeps_written_urls_and_drops_empty_ones() {
         let mut n = Notices::default();
-        n.push(NoticeKind::Win, 0, |out| {
+        let win = (NoticeKind::Win, 0);
+        n.push(win, 0, |out| {
             out.extend_from_slice(b"http://a/w?p=1");
             true
         });
-        n.push(NoticeKind::Win, 1, |_| false);
-        n.push(NoticeKind::Win, 2, |out| {
+        n.push(win, 1, |_| false);
+        n.push(win, 2, |out| {
             out.extend_from_slice(b"partial");
             false
         });
-        n.push(NoticeKind::Win, 3, |out| {
+        n.push((NoticeKind::Loss, 102), 3, |out| {
             out.extend_from_slice(b"http://b/");
             true
         });
-        let got: Vec<_> = n.iter().map(|(k, u)| (k.outcome, u.to_vec())).collect();
+        let got: Vec<_> = n
+            .iter()
+            .map(|(k, u)| (k.outcome, k.loss_code, u.to_vec()))
+            .collect();
         assert_eq!(
             got,
-            [(0, b"http://a/w?p=1".to_vec()), (3, b"http://b/".to_vec())]
+            [
+                (0, 0, b"http://a/w?p=1".to_vec()),
+                (3, 102, b"http://b/".to_vec())
+            ]
         );
         n.clear();
         assert!(n.is_empty());

@@ -8,6 +8,7 @@ use crate::auction::Auction;
 use crate::json::{Decoder, Document};
 use crate::request::BidRequest;
 use crate::response::BidResponse;
+use crate::version::OpenRtbVersion;
 
 use super::breaker::Admit;
 use super::notices::Notices;
@@ -34,6 +35,7 @@ pub struct AuctionRun<'w> {
     pub(crate) answer: &'w mut Vec<u8>,
     pub(crate) notices: &'w mut Notices,
     pub(crate) started: Instant,
+    pub(crate) version: OpenRtbVersion,
 }
 
 impl std::fmt::Debug for AuctionRun<'_> {
@@ -154,7 +156,7 @@ mod tests {
         let mut workspace = engine.workspace();
         let raw = br#"{"id":"a","tmax":120,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#;
         let Start::Call(mut run, _plan) =
-            engine.start(&mut workspace, raw, at, at, WorkerLoad::default())
+            engine.start(&mut workspace, raw, None, at, at, WorkerLoad::default())
         else {
             panic!("a valid request with one DSP is called");
         };

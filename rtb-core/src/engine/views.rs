@@ -53,6 +53,12 @@ impl<'w> Views<'w> {
     pub(crate) fn outcome_of(&self, view: usize) -> Option<u16> {
         self.outcome_of.get(view).copied()
     }
+
+    /// The response at `view` (an auction's response index) and its DSP's outcome index.
+    pub(crate) fn response_and_outcome(&self, view: u16) -> Option<(&BidResponse<'w>, u16)> {
+        let view = usize::from(view);
+        Some((self.list.get(view)?, self.outcome_of(view)?))
+    }
 }
 
 impl Drop for Views<'_> {

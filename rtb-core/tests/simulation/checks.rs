@@ -1,7 +1,8 @@
 //! Owns the invariants checked at every step of an auction: the start decision and the plan
 //! against the reference admission; the breakers against their models; at the finish, one
-//! outcome per DSP and per call, the winners and prices against the reference auction, the
-//! answer body, the notices, and the answer-by instant in virtual time.
+//! outcome per DSP and per call, the winners and prices against the reference auction, every
+//! other bid's loss code, the answer body, the notices (win and loss), the OpenRTB version
+//! stated, and the answer-by instant in virtual time.
 
 use std::time::Instant;
 
@@ -61,6 +62,11 @@ pub fn plan(
         );
     };
     assert_eq!(plan.deadline, deadline, "auction {serial}: plan deadline");
+    assert_eq!(
+        plan.version.as_str(),
+        model.version.unwrap_or("2.6"),
+        "auction {serial}: the OpenRTB version the DSPs are told"
+    );
     assert!(
         plan.calls.iter().all(|c| c.tmax_ms == tmax_ms),
         "auction {serial}: tmax sent {:?}, want {tmax_ms}",
@@ -130,9 +136,16 @@ pub fn finished(
     finish_at: Instant,
 ) {
     outcomes(shared, book, finished);
-    let winners = auction(shared, book, model, finished);
+    let (winners, losses) = auction(shared, book, model, finished);
+    assert_eq!(
+        finished.version().as_str(),
+        model.version.unwrap_or("2.6"),
+        "auction {}: the OpenRTB version the answer states",
+        book.serial
+    );
     answer(book, model, finished, &winners);
     notices(book, model, finished, &winners);
+    loss_notices(book, model, finished, &losses);
     timing(shared, book, finish_at);
     let mut stats = shared.stats.borrow_mut();
     stats.finished(!winners.is_empty(), finished.notices().len());
@@ -203,14 +216,17 @@ fn outcomes(shared: &Shared, book: &Book, finished: &Finished<'_>) {
     }
 }
 
-/// The winners and prices against the reference; returns the reference winners as
-/// (outcome index, winner).
+/// The reference's winners and losses, each with the outcome index of its DSP.
+type ReferenceOutcome = (Vec<(u16, reference::Winner)>, Vec<(u16, reference::Loss)>);
+
+/// The winners and prices, and every other bid's loss code, against the reference; returns
+/// the reference winners and losses with their outcome indexes.
 fn auction(
     shared: &Shared,
     book: &Book,
     model: &RequestModel,
     finished: &Finished<'_>,
-) -> Vec<(u16, reference::Winner)> {
+) -> ReferenceOutcome {
     let serial = book.serial;
     let answers: Vec<_> = book
         .arrivals
@@ -218,10 +234,26 @@ fn auction(
         .map(|&c| book.calls[c].answer.as_ref().expect("answered"))
         .collect();
     let increment = shared.config.auction.second_price_increment;
-    let want: Vec<(u16, reference::Winner)> = reference::auction(model, &answers, increment)
-        .into_iter()
-        .map(|w| (book.calls[book.arrivals[w.answer]].dsp, w))
+    let (winners, losses) = reference::auction_with_losses(model, &answers, increment);
+    let dsp_of = |answer: usize| book.calls[book.arrivals[answer]].dsp;
+    let want: Vec<(u16, reference::Winner)> =
+        winners.into_iter().map(|w| (dsp_of(w.answer), w)).collect();
+    let mut losses: Vec<(u16, reference::Loss)> =
+        losses.into_iter().map(|l| (dsp_of(l.answer), l)).collect();
+    losses.sort();
+    let mut rejected: Vec<(u16, String, u16)> = finished
+        .rejections()
+        .map(|(o, r, bid)| (o, bid.id.to_string(), r.reason.loss_code()))
         .collect();
+    rejected.sort();
+    let want_rejected: Vec<(u16, String, u16)> = losses
+        .iter()
+        .map(|(o, l)| (*o, l.bid_id.clone(), l.code))
+        .collect();
+    assert_eq!(
+        rejected, want_rejected,
+        "auction {serial}: loss codes\nrequest {model:?}\nanswers {answers:?}"
+    );
     let got: Vec<_> = finished
         .winners()
         .map(|(o, w, bid)| (o, usize::from(w.imp), bid.id.to_string(), w.clearing_price))
@@ -240,7 +272,7 @@ fn auction(
             "auction {serial}: wins of DSP {i}"
         );
     }
-    want
+    (want, losses)
 }
 
 /// The answer: 204 without a winner, else a bid response with each winner at its price.
@@ -308,8 +340,9 @@ fn notices(
     let got: Vec<(u16, String)> = finished
         .notices()
         .iter()
+        .filter(|(n, _)| n.kind == NoticeKind::Win)
         .map(|(n, url)| {
-            assert_eq!(n.kind, NoticeKind::Win);
+            assert_eq!(n.loss_code, 0);
             (
                 n.outcome,
                 String::from_utf8(url.to_vec()).expect("URL text"),
@@ -344,6 +377,43 @@ fn notices(
             "auction {serial}: notice {url} to {o}, want {nurl} at {price} to {want_o}"
         );
     }
+}
+
+/// Loss notices: one per bid that did not win and has a `lurl`, with its loss code, to its
+/// DSP; never for a test request.
+fn loss_notices(
+    book: &Book,
+    model: &RequestModel,
+    finished: &Finished<'_>,
+    losses: &[(u16, reference::Loss)],
+) {
+    let serial = book.serial;
+    let mut got: Vec<(u16, String, u16)> = finished
+        .notices()
+        .iter()
+        .filter(|(n, _)| n.kind == NoticeKind::Loss)
+        .map(|(n, url)| {
+            let url = std::str::from_utf8(url).expect("URL text");
+            let (bid, code) = url
+                .split_once("/loss?b=")
+                .and_then(|(_, rest)| rest.split_once("&r="))
+                .expect("the simulation's lurl shape");
+            let code: u16 = code.parse().expect("a substituted loss code");
+            assert_eq!(n.loss_code, code, "auction {serial}: notice {url}");
+            (n.outcome, bid.to_string(), code)
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(u16, String, u16)> = if model.test {
+        Vec::new()
+    } else {
+        losses
+            .iter()
+            .filter(|(_, l)| l.lurl.is_some())
+            .map(|(o, l)| (*o, l.bid_id.clone(), l.code))
+            .collect()
+    };
+    assert_eq!(got, want, "auction {serial}: loss notices");
 }
 
 /// No answer after the answer-by instant while the timers fire within what the engine planned

@@ -14,7 +14,7 @@ use crate::rng::Rng;
 pub struct RequestMix {
     /// Share of requests that are invalid (400).
     pub invalid: f64,
-    /// Share of `test: 1` requests (no win notice).
+    /// Share of `test: 1` requests (no win or loss notice).
     pub test: f64,
     /// How often each optional rule (deals, seats, blocks, currencies) is present.
     pub rules: f64,
@@ -28,7 +28,7 @@ pub struct BidStyle {
     pub sloppiness: f64,
     /// How often a bid is on a deal (when the impression has deals).
     pub deals: f64,
-    /// How often a bid carries a `nurl`.
+    /// How often a bid carries a `nurl` (and, drawn apart, a `lurl`).
     pub nurl: f64,
 }
 
@@ -46,6 +46,7 @@ pub fn request(rng: &mut Rng, serial: u64, mix: &RequestMix) -> RequestModel {
         at: *rng.pick(&[None, None, Some(1), Some(2)]),
         cur,
         test: rng.chance(mix.test),
+        version: *rng.pick(&[None, None, None, Some("2.5"), Some("2.6")]),
         wseat: if rng.chance(rules / 4.0) {
             vec!["s1", "s2"]
         } else {
@@ -187,12 +188,16 @@ fn bid(rng: &mut Rng, request: &RequestModel, id: &str, dsp: &str, style: &BidSt
     let nurl = rng
         .chance(style.nurl)
         .then(|| format!("http://{dsp}.example/win?b={id}&p=${{AUCTION_PRICE}}"));
+    let lurl = rng
+        .chance(style.nurl)
+        .then(|| format!("http://{dsp}.example/loss?b={id}&r=${{AUCTION_LOSS}}"));
     BidModel {
         id: id.to_string(),
         impid,
         price: price(rng, sloppy),
         dealid,
         nurl,
+        lurl,
         adomain: if rng.chance(sloppy) {
             vec!["ads.blocked.com"]
         } else {

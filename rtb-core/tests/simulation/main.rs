@@ -18,11 +18,14 @@
 //!
 //! Checked at every step (see [`checks`]): the start decision (400, 404, shed and why, or the
 //! plan with its `tmax` and deadline) against the reference admission, given the load fed; the
-//! body sent differs only by its `tmax`; every breaker equals its reference model after every
-//! admission, result and table change; one outcome per DSP of the table at the start and one
-//! result per planned call; the winners and clearing prices against a brute-force auction; the
-//! answer's bids; the win notices (winners with a `nurl`, never for `test: 1`); and no answer
-//! after the answer-by instant (arrival + min(tmax, cap) - margin) in virtual time.
+//! OpenRTB version the plan and the answer state (the request's `x-openrtb-version`, 2.6 when
+//! absent; an unknown one is a 400); the body sent differs only by its `tmax`; every breaker
+//! equals its reference model after every admission, result and table change; one outcome per
+//! DSP of the table at the start and one result per planned call; the winners and clearing
+//! prices against a brute-force auction, and every other bid's loss code; the answer's bids;
+//! the win notices (winners with a `nurl`) and loss notices (every other bid with a `lurl`, its
+//! loss code substituted), none for `test: 1`; and no answer after the answer-by instant
+//! (arrival + min(tmax, cap) - margin) in virtual time.
 //!
 //! That last promise holds when the shell's deadline timer fires no later than the engine's
 //! slack covers (timer slack + the event-loop lag fed, capped), as the shell of every scenario

@@ -14,6 +14,8 @@ pub struct RequestModel {
     /// The single entry of `cur`; absent means USD.
     pub cur: Option<&'static str>,
     pub test: bool,
+    /// The `x-openrtb-version` header sent with it (`None`: no header).
+    pub version: Option<&'static str>,
     pub wseat: Vec<&'static str>,
     pub bseat: Vec<&'static str>,
     pub badv: Vec<&'static str>,
@@ -50,16 +52,19 @@ pub enum RequestDefect {
     ZeroTmax,
     ImpWithoutMedia,
     DuplicateImpId,
+    /// A valid body under an `x-openrtb-version` the exchange does not speak.
+    UnknownVersion,
 }
 
 impl RequestDefect {
-    pub const ALL: [RequestDefect; 6] = [
+    pub const ALL: [RequestDefect; 7] = [
         RequestDefect::NotJson,
         RequestDefect::MissingId,
         RequestDefect::NoImps,
         RequestDefect::ZeroTmax,
         RequestDefect::ImpWithoutMedia,
         RequestDefect::DuplicateImpId,
+        RequestDefect::UnknownVersion,
     ];
 }
 
@@ -84,6 +89,7 @@ pub struct BidModel {
     pub price: Price,
     pub dealid: Option<String>,
     pub nurl: Option<String>,
+    pub lurl: Option<String>,
     pub adomain: Vec<&'static str>,
     pub cat: Vec<&'static str>,
 }
@@ -114,6 +120,14 @@ fn str_list(out: &mut String, name: &str, items: &[&str]) {
 impl RequestModel {
     pub fn auction_currency(&self) -> &'static str {
         self.cur.unwrap_or("USD")
+    }
+
+    /// The `x-openrtb-version` header the request is sent with.
+    pub fn version_header(&self) -> Option<&'static str> {
+        match self.defect {
+            Some(RequestDefect::UnknownVersion) => Some("3.0"),
+            _ => self.version,
+        }
     }
 
     /// The JSON body (`id` first, then `tmax`: the simulation's bodies keep that order).
@@ -254,6 +268,9 @@ impl BidModel {
         }
         if let Some(nurl) = &self.nurl {
             let _ = write!(out, ",\"nurl\":\"{nurl}\"");
+        }
+        if let Some(lurl) = &self.lurl {
+            let _ = write!(out, ",\"lurl\":\"{lurl}\"");
         }
         str_list(out, "adomain", &self.adomain);
         str_list(out, "cat", &self.cat);

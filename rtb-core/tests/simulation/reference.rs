@@ -2,7 +2,8 @@
 //! the models and the rules as the README and `rtb_core::auction`'s module doc state them, in
 //! the simplest code that can state them (brute force, no reuse of the engine's code).
 //!
-//! - [`auction`]: each impression's winner and clearing price from the raw bids;
+//! - [`auction`]: each impression's winner and clearing price from the raw bids, and every
+//!   other bid's OpenRTB loss reason code (the first rule it breaks, else 102 or 103);
 //! - [`admission`]: answer 400, 404, shed (and why), or call the DSPs with which `tmax` and
 //!   until when, from the request, the instants and the load the worker fed.
 
@@ -24,6 +25,16 @@ pub struct Winner {
     pub nurl: Option<String>,
 }
 
+/// A bid that did not win, with its OpenRTB loss reason code.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loss {
+    /// Index of the answer among those given.
+    pub answer: usize,
+    pub bid_id: String,
+    pub code: u16,
+    pub lurl: Option<String>,
+}
+
 /// A bid that passed every check.
 struct Valid<'m> {
     imp: usize,
@@ -37,16 +48,61 @@ struct Valid<'m> {
 
 /// Runs the auction over `answers` (decodable answers, in arrival order).
 pub fn auction(request: &RequestModel, answers: &[&ResponseModel], increment: f64) -> Vec<Winner> {
+    auction_with_losses(request, answers, increment).0
+}
+
+/// [`auction`], plus every bid that did not win with its loss code.
+pub fn auction_with_losses(
+    request: &RequestModel,
+    answers: &[&ResponseModel],
+    increment: f64,
+) -> (Vec<Winner>, Vec<Loss>) {
     let mut valid = Vec::new();
+    let mut losses = Vec::new();
     for (a, answer) in answers.iter().enumerate() {
         for seat in &answer.seats {
             for bid in &seat.bids {
-                if let Some(v) = check(request, answer, seat.seat, bid, a) {
-                    valid.push(v);
+                match check(request, answer, seat.seat, bid, a) {
+                    Ok(v) => valid.push(v),
+                    Err(code) => losses.push(loss(a, bid, code)),
                 }
             }
         }
     }
+    let winners = winners(request, &valid, increment);
+    for v in &valid {
+        let won = winners.iter().find(|(w, _)| w.imp == v.imp);
+        match won {
+            Some((_, best)) if std::ptr::eq(*best, v) => {}
+            Some((_, best)) => {
+                let code = if best.fixed_price && !v.fixed_price {
+                    103
+                } else {
+                    102
+                };
+                losses.push(loss(v.answer, v.bid, code));
+            }
+            None => unreachable!("a valid bid's impression has a winner"),
+        }
+    }
+    (winners.into_iter().map(|(w, _)| w).collect(), losses)
+}
+
+fn loss(answer: usize, bid: &BidModel, code: u16) -> Loss {
+    Loss {
+        answer,
+        bid_id: bid.id.clone(),
+        code,
+        lurl: bid.lurl.clone(),
+    }
+}
+
+/// Each impression's winner, with the valid bid it is.
+fn winners<'v, 'm>(
+    request: &RequestModel,
+    valid: &'v [Valid<'m>],
+    increment: f64,
+) -> Vec<(Winner, &'v Valid<'m>)> {
     let mut winners = Vec::new();
     for imp in 0..request.imps.len() {
         let mut best: Option<&Valid<'_>> = None;
@@ -78,42 +134,61 @@ pub fn auction(request: &RequestModel, answers: &[&ResponseModel], increment: f6
             }
             (second.max(w.floor) + increment).min(w.price)
         };
-        winners.push(Winner {
+        let winner = Winner {
             imp,
             answer: w.answer,
             bid_id: w.bid.id.clone(),
             price,
             nurl: w.bid.nurl.clone(),
-        });
+        };
+        winners.push((winner, w));
     }
     winners
 }
 
+/// OpenRTB loss reason codes the reference gives.
+const INVALID: u16 = 3;
+const BAD_DEAL: u16 = 4;
+const AUCTION_ID_MISMATCH: u16 = 5;
+const BELOW_FLOOR: u16 = 100;
+const BELOW_DEAL_FLOOR: u16 = 101;
+const SEAT_BLOCKED: u16 = 104;
+const ADVERTISER_BLOCKED: u16 = 205;
+const CATEGORY_BLOCKED: u16 = 209;
+
+/// The bid as a candidate, or the loss code of the first rule it breaks.
 fn check<'m>(
     request: &RequestModel,
     answer: &ResponseModel,
     seat: Option<&str>,
     bid: &'m BidModel,
     index: usize,
-) -> Option<Valid<'m>> {
+) -> Result<Valid<'m>, u16> {
     let currency = request.auction_currency();
-    if answer.id != request.id || !answer.cur.unwrap_or("USD").eq_ignore_ascii_case(currency) {
-        return None;
+    if answer.id != request.id {
+        return Err(AUCTION_ID_MISMATCH);
+    }
+    if !answer.cur.unwrap_or("USD").eq_ignore_ascii_case(currency) {
+        return Err(INVALID);
     }
     let Price::Cpm(price) = bid.price else {
-        return None;
+        return Err(INVALID);
     };
-    let impid = bid.impid.as_deref()?;
-    let imp_index = request.imps.iter().position(|imp| imp.id == impid)?;
+    let impid = bid.impid.as_deref().ok_or(INVALID)?;
+    let imp_index = request
+        .imps
+        .iter()
+        .position(|imp| imp.id == impid)
+        .ok_or(INVALID)?;
     let imp = &request.imps[imp_index];
     if price < 0.0 || (price == 0.0 && bid.dealid.is_none()) || price > 1000.0 {
-        return None;
+        return Err(INVALID);
     }
     let (floor, floor_cur, fixed_price, first_price) = match &bid.dealid {
         Some(dealid) => {
-            let deal = imp.deals.iter().find(|d| &d.id == dealid)?;
+            let deal = imp.deals.iter().find(|d| &d.id == dealid).ok_or(BAD_DEAL)?;
             if !deal.wseat.is_empty() && !seat.is_some_and(|s| deal.wseat.contains(&s)) {
-                return None;
+                return Err(SEAT_BLOCKED);
             }
             let first = match deal.at {
                 Some(1) => true,
@@ -123,7 +198,7 @@ fn check<'m>(
             let cur = deal.floor_cur.or(imp.floor_cur).unwrap_or("USD");
             (deal.floor, cur, deal.at == Some(3), first)
         }
-        None if imp.private_auction => return None,
+        None if imp.private_auction => return Err(BAD_DEAL),
         None => (
             imp.floor,
             imp.floor_cur.unwrap_or("USD"),
@@ -132,16 +207,20 @@ fn check<'m>(
         ),
     };
     if !request.wseat.is_empty() && !seat.is_some_and(|s| request.wseat.contains(&s)) {
-        return None;
+        return Err(SEAT_BLOCKED);
     }
     if seat.is_some_and(|s| request.bseat.contains(&s)) {
-        return None;
+        return Err(SEAT_BLOCKED);
     }
     if floor > 0.0 && !floor_cur.eq_ignore_ascii_case(currency) {
-        return None;
+        return Err(INVALID);
     }
     if price < floor {
-        return None;
+        return Err(if bid.dealid.is_some() {
+            BELOW_DEAL_FLOOR
+        } else {
+            BELOW_FLOOR
+        });
     }
     let blocked_domain = |d: &str| {
         request
@@ -150,7 +229,7 @@ fn check<'m>(
             .any(|b| d == *b || d.ends_with(&format!(".{b}")))
     };
     if bid.adomain.iter().any(|d| blocked_domain(d)) {
-        return None;
+        return Err(ADVERTISER_BLOCKED);
     }
     let blocked_cat = |c: &str| {
         request
@@ -159,9 +238,9 @@ fn check<'m>(
             .any(|b| c == *b || c.starts_with(&format!("{b}-")))
     };
     if bid.cat.iter().any(|c| blocked_cat(c)) {
-        return None;
+        return Err(CATEGORY_BLOCKED);
     }
-    Some(Valid {
+    Ok(Valid {
         imp: imp_index,
         answer: index,
         bid,
@@ -242,6 +321,7 @@ mod tests {
             at,
             cur: None,
             test: false,
+            version: None,
             wseat: vec![],
             bseat: vec![],
             badv: vec![],
@@ -266,6 +346,7 @@ mod tests {
                 price: Price::Cpm(price),
                 dealid: deal.map(String::from),
                 nurl: None,
+                lurl: None,
                 adomain: vec![],
                 cat: vec![],
             })

@@ -190,10 +190,12 @@ pub async fn auction(shared: Rc<Shared>, inbox: Inbox, incoming: Incoming) {
         .collect();
     let expected =
         reference::admission(&shared.config, &model, table.is_empty(), arrival, now, load);
-    let start = shared
-        .engine
-        .borrow_mut()
-        .start(lent.workspace(), &body, arrival, now, load);
+    let version = model.version_header().map(str::as_bytes);
+    let start =
+        shared
+            .engine
+            .borrow_mut()
+            .start(lent.workspace(), &body, version, arrival, now, load);
     let (mut run, plan) = match start {
         Start::Call(run, plan) => (run, plan),
         other => return checks::immediate(&shared, &started, &model, &expected, &other),

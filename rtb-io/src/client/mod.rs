@@ -149,7 +149,12 @@ impl CallError {
 }
 
 /// Header lines of an OpenRTB 2.6 JSON call, pre-encoded.
-pub const OPENRTB_JSON_HEADERS: &[u8] =
+pub const OPENRTB_JSON_HEADERS: &[u8] = OPENRTB_2_6_JSON_HEADERS;
+/// Header lines of an OpenRTB 2.5 JSON call (a request that came in as 2.5 goes out as 2.5).
+pub const OPENRTB_2_5_JSON_HEADERS: &[u8] =
+    b"content-type: application/json\r\nx-openrtb-version: 2.5\r\n";
+/// Header lines of an OpenRTB 2.6 JSON call.
+pub const OPENRTB_2_6_JSON_HEADERS: &[u8] =
     b"content-type: application/json\r\nx-openrtb-version: 2.6\r\n";
 
 /// An outgoing request. Cheap to clone and allocation-free to build: the path, the
