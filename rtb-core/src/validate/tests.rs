@@ -221,6 +221,14 @@ fn enumeration_cases() -> Vec<(String, &'static str)> {
     let mut add = |json: String, expected: &'static str| cases.push((json, expected));
     add(banner(r#""regs":{"gdpr":7}"#), "regs.gdpr: out of range");
     add(banner(r#""regs":{"coppa":2}"#), "regs.coppa: out of range");
+    add(
+        banner(r#""regs":{"ext":{"gdpr":7,"other":"kept"}}"#),
+        "regs.ext.gdpr: out of range",
+    );
+    add(
+        banner(r#""user":{"ext":{"consent":1}}"#),
+        "user.ext.consent: must be a string",
+    );
     add(banner(r#""at":3"#), "at: not an allowed value");
     add(banner(r#""allimps":2"#), "allimps: out of range");
     add(banner(r#""device":{"dnt":-1}"#), "device.dnt: out of range");

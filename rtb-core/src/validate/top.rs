@@ -94,8 +94,13 @@ static REGS: Spec = Spec::new(
         opt("us_privacy", Str),
         opt("gpp", Str),
         opt("gpp_sid", IntList(CODE)),
-        opt("ext", Ext),
+        opt("ext", Obj(&REGS_EXT)),
     ],
     &[],
     None,
 );
+
+/// `regs.ext` as OpenRTB 2.5 requests carry it (IAB's GDPR and CCPA extensions, which 2.6
+/// moved into `regs`): the same fields with the same rules, so a 2.5 request's `gdpr` of 7 is
+/// refused like a 2.6 one's. Other keys of `ext` pass untouched, as in every `ext`.
+static REGS_EXT: Spec = Spec::new(&[opt("gdpr", Int(FLAG)), opt("us_privacy", Str)], &[], None);

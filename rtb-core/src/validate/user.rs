@@ -21,8 +21,16 @@ const USER_FIELDS: &[Field] = &[
     opt("data", ObjList(&DATA)),
     opt("consent", Str),
     opt("eids", ObjList(&EID)),
-    opt("ext", Ext),
+    opt("ext", Obj(&USER_EXT)),
 ];
+
+/// `user.ext` as OpenRTB 2.5 requests carry it (IAB's GDPR extension: `consent`; the EID
+/// extension: `eids`), checked like the 2.6 fields they became; other keys pass untouched.
+static USER_EXT: Spec = Spec::new(
+    &[opt("consent", Str), opt("eids", ObjList(&EID))],
+    &[],
+    None,
+);
 
 /// §3.2.21.
 pub(crate) static DATA: Spec = Spec::new(
