@@ -13,6 +13,8 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
     benches/scripts/cpu-per-auction.py --build old=/tmp/old --build new=target/release --rounds 5
     benches/scripts/cpu-per-auction.py --build off=target/release --build ledger=target/release \
         --exchange-args 'ledger=--ledger file:{work}/ledger.jsonl'   # same build, a flag apart
+    benches/scripts/cpu-per-auction.py --build off=target/release --build lurl=target/release \
+        --dsp-args 'lurl=--lurl'     # every bid carries a lurl: each auction fires loss notices
 
 Load runner and process handling come from benches/scripts/rtb-load.py (imported).
 """
@@ -49,7 +51,7 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])
 
 
-def start_fleet(rl, procs, bins, count, tag):
+def start_fleet(rl, procs, bins, count, tag, dsp_args=()):
     """`count` fast rtb-dsp on the client core; [(name, url)]."""
     fleet = []
     for i in range(count):
@@ -57,17 +59,17 @@ def start_fleet(rl, procs, bins, count, tag):
         p = procs.start(name, [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", "fixed:0", "--bid-rate", "1", "--hang-rate", "0",
-            "--onboard-interval-s", "3600"], core=rl.CLIENT_CORE)
+            "--onboard-interval-s", "3600", *dsp_args], core=rl.CLIENT_CORE)
         fleet.append((name, "http://" + procs.wait_line(name, p, r"^listening on (\S+)")))
     return fleet
 
 
-def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=()):
+def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), dsp_args=()):
     """One closed-loop run; returns the figures of the measured window."""
     procs = rl.Procs(work)
     try:
         server = rl.start_exchange(procs, bins, "uring", extra_args)
-        fleet = start_fleet(rl, procs, bins, dsps, tag)
+        fleet = start_fleet(rl, procs, bins, dsps, tag, dsp_args)
         if fleet:
             server.onboard(fleet)
             time.sleep(rl.ONBOARD_SETTLE_S)
@@ -124,10 +126,13 @@ def main():
     ap.add_argument("--exchange-args", action="append", default=[],
                     help="LABEL=ARGS: extra rtb-exchange flags for that build label, split on "
                     "spaces, {work} replaced by a fresh directory per run (repeatable)")
+    ap.add_argument("--dsp-args", action="append", default=[],
+                    help="LABEL=ARGS: extra rtb-dsp flags for that build label (repeatable)")
     ap.add_argument("--json", type=Path, help="also write every run here")
     args = ap.parse_args()
     builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
     extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.exchange_args}
+    dsp_extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.dsp_args}
     counts = [int(x) for x in args.dsps.split(",") if x.strip()]
     rl = load_rtb_load()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
@@ -141,7 +146,8 @@ def main():
             for label, bins in order:
                 run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
-                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags)
+                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
+                            dsp_extra.get(label, []))
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)
