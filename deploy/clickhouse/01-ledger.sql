@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS rtb.ledger
         bid_price Float64,
         clear Float64
     ),
-    -- The full record as written (schema v1), for what the columns leave out.
+    -- The full record as written (schema v2; v1 rows from older files load the same), for what
+    -- the columns leave out.
     record String
 )
 ENGINE = MergeTree()

@@ -88,9 +88,9 @@ impl ExchangeHandler {
                 metrics.outcome(Outcome::NoDsp);
                 return json_error(StatusCode::NOT_FOUND, "no DSP registered", "");
             }
-            Start::Shed(reason) => {
+            Start::Shed { reason, request } => {
                 metrics.shed(reason);
-                self.ledger.shed(reason, req.arrival);
+                self.ledger.shed(reason, &request, req.arrival);
                 return Response::new(StatusCode::NO_CONTENT);
             }
         };

@@ -939,7 +939,7 @@ mod tests {
             RejectReason::SizeNotAllowed,
         ];
         // The ledger's schema lists the same names (its `reason` enum).
-        let schema = include_str!("../../deploy/ledger/ledger-record.v1.schema.json");
+        let schema = include_str!("../../deploy/ledger/ledger-record.v2.schema.json");
         for r in all {
             assert!(REJECT_REASONS.contains(&r.as_str()), "{}", r.as_str());
             let quoted = format!("\"{}\"", r.as_str());

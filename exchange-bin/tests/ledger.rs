@@ -24,7 +24,7 @@ use serde_json::Value;
 fn schema() -> jsonschema::Validator {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/ledger/ledger-record.v1.schema.json"
+        "/../deploy/ledger/ledger-record.v2.schema.json"
     );
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
@@ -132,6 +132,7 @@ fn the_file_ledger_matches_the_answers_the_counts_and_the_schema() {
     let mut statuses: HashMap<String, usize> = HashMap::new();
     let mut revenue = 0.0;
     let mut seen = 0;
+    let mut shed_ids = 0;
     for line in &lines {
         let record: Value = serde_json::from_str(line).unwrap();
         let errors: Vec<String> = validator
@@ -142,6 +143,14 @@ fn the_file_ledger_matches_the_answers_the_counts_and_the_schema() {
         *kinds
             .entry(record["kind"].as_str().unwrap().into())
             .or_default() += 1;
+        if record["kind"] == "shed" {
+            // Schema v2: a shed record says whose request it was: a deliberate late one, or
+            // a client's auction that got 204.
+            let id = record["id"].as_str().unwrap();
+            let late = id.starts_with("late-");
+            assert!(late || answers.get(id) == Some(&None), "shed {id}: {line}");
+            shed_ids += usize::from(!late);
+        }
         if record["kind"] != "auction" {
             continue;
         }
@@ -171,9 +180,10 @@ fn the_file_ledger_matches_the_answers_the_counts_and_the_schema() {
         );
     }
     // A loaded machine may shed some of the clients' auctions too (event-loop lag): those are
-    // shed records, with no id, and the clients got 204.
+    // shed records with the client's request id, and the clients got 204.
     assert_eq!(kinds["invalid"], OTHERS, "{kinds:?}");
     let shed_auctions = kinds["shed"] - OTHERS;
+    assert_eq!(shed_ids, shed_auctions, "late-N shed records: {kinds:?}");
     assert_eq!(
         seen + shed_auctions,
         answers.len(),

@@ -71,7 +71,7 @@ impl Exchange {
             Start::Call(run, plan) => (run, plan),
             Start::Invalid { body, .. } => return reply(StatusCode::BAD_REQUEST, body.to_vec()),
             Start::NoDsp => return error(StatusCode::NOT_FOUND, "no DSP registered"),
-            Start::Shed(_) => return reply(StatusCode::NO_CONTENT, ""),
+            Start::Shed { .. } => return reply(StatusCode::NO_CONTENT, ""),
         };
         // Every DSP at once, each call bounded by the plan's deadline.
         let (payload, deadline) = (Bytes::copy_from_slice(plan.body), plan.deadline.into());

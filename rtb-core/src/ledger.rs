@@ -3,9 +3,10 @@
 //! shell ([`Finished`], a [`ShedReason`], an invalid request's error body). Pure: no clock (the
 //! caller passes the arrival time), no IO, no allocation once the buffer has grown.
 //!
-//! The record is versioned ([`LEDGER_SCHEMA_VERSION`], the `v` field); the JSON Schema of v1
-//! is `deploy/ledger/ledger-record.v1.schema.json` and the README's "Auction ledger" section
-//! describes every field. A field is only ever added in a new version.
+//! The record is versioned ([`LEDGER_SCHEMA_VERSION`], the `v` field); the JSON Schema of v2
+//! is `deploy/ledger/ledger-record.v2.schema.json` (v1's stays beside it for older files) and
+//! the README's "Auction ledger" section describes every field. A field is only ever added in
+//! a new version.
 
 use std::io::Write;
 
@@ -14,11 +15,11 @@ use crate::encode::escape_json_into;
 use crate::engine::breaker::State;
 use crate::engine::{Answer, CallStatus, DspOutcome, Finished, ShedReason};
 use crate::macros::price_text;
-use crate::request::Channel;
+use crate::request::{BidRequest, Channel};
 use crate::response::Bid;
 
 /// The version written in every record's `v`.
-pub const LEDGER_SCHEMA_VERSION: u32 = 1;
+pub const LEDGER_SCHEMA_VERSION: u32 = 2;
 
 /// Prices at or above this are written in exponent form (Rust's plain decimal form of 1e300
 /// would be 301 digits; a rejected bid may carry any price).
@@ -43,12 +44,8 @@ pub fn encode_auction<'n>(
 ) {
     let request = finished.request();
     head(out, "auction", meta);
-    str_field(out, "id", request.id);
-    out.extend_from_slice(b",\"channel\":");
-    opt_str(out, request.channel.map(channel_name));
-    out.extend_from_slice(b",\"publisher\":");
-    opt_str(out, request.publisher_id);
-    let _ = write!(out, ",\"test\":{},\"at\":{}", request.test, request.at);
+    whose(out, request);
+    let _ = write!(out, ",\"at\":{}", request.at);
     str_field(out, "cur", request.auction_currency());
     out.extend_from_slice(b",\"tmax_ms\":");
     match request.tmax_ms {
@@ -66,9 +63,16 @@ pub fn encode_auction<'n>(
     out.extend_from_slice(b"}\n");
 }
 
-/// Writes the record of a request shed before any DSP was called.
-pub fn encode_shed(reason: ShedReason, meta: RecordMeta, out: &mut Vec<u8>) {
+/// Writes the record of a request shed before any DSP was called (decoded and valid: the
+/// engine sheds after validation, so the record says whose request it was).
+pub fn encode_shed(
+    reason: ShedReason,
+    request: &BidRequest<'_>,
+    meta: RecordMeta,
+    out: &mut Vec<u8>,
+) {
     head(out, "shed", meta);
+    whose(out, request);
     str_field(out, "reason", reason.as_str());
     out.extend_from_slice(b"}\n");
 }
@@ -80,6 +84,16 @@ pub fn encode_invalid(error_body: &[u8], meta: RecordMeta, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"error\":");
     out.extend_from_slice(error_body);
     out.extend_from_slice(b"}\n");
+}
+
+/// `id`, `channel`, `publisher`, `test`: whose request a record is about.
+fn whose(out: &mut Vec<u8>, request: &BidRequest<'_>) {
+    str_field(out, "id", request.id);
+    out.extend_from_slice(b",\"channel\":");
+    opt_str(out, request.channel.map(channel_name));
+    out.extend_from_slice(b",\"publisher\":");
+    opt_str(out, request.publisher_id);
+    let _ = write!(out, ",\"test\":{}", request.test);
 }
 
 fn head(out: &mut Vec<u8>, kind: &str, meta: RecordMeta) {
@@ -337,7 +351,7 @@ mod tests {
         let mut out = Vec::new();
         encode_auction(&finished, META, |o| names[usize::from(o.dsp)], &mut out);
         let r = parse(&out);
-        assert_eq!(r["v"], 1);
+        assert_eq!(r["v"], LEDGER_SCHEMA_VERSION);
         assert_eq!(r["kind"], "auction");
         assert_eq!(r["id"], "a\"1");
         assert_eq!(r["channel"], "site");
@@ -373,11 +387,18 @@ mod tests {
     #[test]
     fn shed_and_invalid_records_are_marked() {
         let mut out = Vec::new();
-        encode_shed(ShedReason::InFlight, META, &mut out);
+        let (mut doc, mut decoder) = (crate::Document::default(), crate::Decoder::new());
+        let body = br#"{"id":"s1","app":{"publisher":{"id":"p"}},"test":1,"imp":[{"id":"1","banner":{}}]}"#;
+        let request = BidRequest::decode(body, &mut doc, &mut decoder).unwrap();
+        encode_shed(ShedReason::InFlight, &request, META, &mut out);
         let r = parse(&out);
         assert_eq!(
-            (r["kind"].as_str(), r["reason"].as_str()),
-            (Some("shed"), Some("in_flight"))
+            (r["kind"].as_str(), r["reason"].as_str(), r["id"].as_str()),
+            (Some("shed"), Some("in_flight"), Some("s1"))
+        );
+        assert_eq!(
+            (r["channel"].as_str(), r["test"].as_bool()),
+            (Some("app"), Some(true))
         );
         encode_invalid(br#"{"error":"missing","field":"id"}"#, META, &mut out);
         let r = parse(&out);

@@ -1,12 +1,13 @@
 //! The ledger records rtb-core writes validate against the published JSON Schema
-//! (`deploy/ledger/ledger-record.v1.schema.json`), and the schema refuses what it must refuse.
+//! (`deploy/ledger/ledger-record.v2.schema.json`), and the schema refuses what it must refuse.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 
 use rtb_core::engine::{CallFailure, DspSpec, Engine, EngineConfig, ShedReason, Start, WorkerLoad};
 use rtb_core::ledger::{encode_auction, encode_invalid, encode_shed, RecordMeta};
-use serde_json::Value;
+use rtb_core::{BidRequest, Decoder, Document};
+use serde_json::{json, Value};
 
 const META: RecordMeta = RecordMeta {
     arrival_unix_us: 1_764_000_000_000_000,
@@ -16,7 +17,7 @@ const META: RecordMeta = RecordMeta {
 fn validator() -> jsonschema::Validator {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/ledger/ledger-record.v1.schema.json"
+        "/../deploy/ledger/ledger-record.v2.schema.json"
     );
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
@@ -67,7 +68,14 @@ fn every_kind_of_record_validates() {
         auction_record(br#"{"id":"r2","imp":[{"id":"1","banner":{}}]}"#, b"{}"),
     ];
     let mut out = Vec::new();
-    encode_shed(ShedReason::TooLate, META, &mut out);
+    let (mut doc, mut decoder) = (Document::default(), Decoder::new());
+    let shed = BidRequest::decode(
+        br#"{"id":"r3","site":{"publisher":{"id":"p3"}},"imp":[{"id":"1","banner":{}}]}"#,
+        &mut doc,
+        &mut decoder,
+    )
+    .unwrap();
+    encode_shed(ShedReason::TooLate, &shed, META, &mut out);
     lines.push(out.clone());
     encode_invalid(
         br#"{"error":"missing","field":"id","rule":"missing"}"#,
@@ -83,6 +91,17 @@ fn every_kind_of_record_validates() {
         kinds.push(record["kind"].as_str().unwrap().to_string());
     }
     assert_eq!(kinds, ["auction", "auction", "shed", "invalid"]);
+    let shed: Value = serde_json::from_slice(&lines[2]).unwrap();
+    assert_eq!(
+        (
+            &shed["id"],
+            &shed["channel"],
+            &shed["publisher"],
+            &shed["test"]
+        ),
+        (&json!("r3"), &json!("site"), &json!("p3"), &json!(false)),
+        "{shed}"
+    );
     let first: Value = serde_json::from_slice(&lines[0]).unwrap();
     assert_eq!(first["imps"][0]["winner"]["bid"], "z", "{first}");
     assert_eq!(first["bids"].as_array().unwrap().len(), 3);
@@ -98,7 +117,7 @@ fn the_schema_refuses_broken_records() {
     .unwrap();
     assert!(errors(&v, &good).is_empty());
     let broken = [
-        ("v", serde_json::json!(2)),
+        ("v", serde_json::json!(1)),
         ("kind", serde_json::json!("other")),
         ("answer", serde_json::json!("maybe")),
         ("imps", serde_json::json!([])),

@@ -1,7 +1,7 @@
 //! Owns the exchange's auction ledger: its flags, the sink it writes to, the writer thread
 //! (an `rtb_io::spool`), the per-worker ends ([`worker::WorkerLedger`]) and its metrics. The
 //! record itself is `rtb_core::ledger`'s; the JSON Schema is
-//! `deploy/ledger/ledger-record.v1.schema.json`.
+//! `deploy/ledger/ledger-record.v2.schema.json`.
 //!
 //! - [`worker`]: what a worker does per auction: sample, encode into a pooled buffer, hand over.
 //! - [`clickhouse`]: the ClickHouse sink (batched JSONEachRow inserts over HTTP, retried).

@@ -12,6 +12,7 @@ use std::{
 use rtb_core::{
     engine::{Answer, Finished, ShedReason},
     ledger::{encode_auction, encode_invalid, encode_shed, RecordMeta},
+    BidRequest,
 };
 use rtb_io::spool::Producer;
 
@@ -62,11 +63,12 @@ impl WorkerLedger {
     }
 
     /// Records a request shed before any DSP was called (as sampled).
-    pub fn shed(&self, reason: ShedReason, arrival: Instant) {
+    pub fn shed(&self, reason: ShedReason, request: &BidRequest<'_>, arrival: Instant) {
         let Some(on) = &self.on else { return };
         if on.keep(false) {
             let meta = on.meta(arrival);
-            on.producer.try_record(|out| encode_shed(reason, meta, out));
+            on.producer
+                .try_record(|out| encode_shed(reason, request, meta, out));
         }
     }
 

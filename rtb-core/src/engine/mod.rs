@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  Engine::start(workspace, body, x-openrtb-version header, arrival, now, load)
-//!    -> Invalid(400 body) | NoDsp (404) | Shed(reason) (204)
+//!    -> Invalid(400 body) | NoDsp (404) | Shed { reason, request } (204)
 //!    -> Call(run, plan)      plan: which DSPs to call, the body (tmax spliced), the deadline,
 //!                            the OpenRTB version to state (the request's: 2.5, or 2.6)
 //!  shell: one fan-out over plan.calls, bounded by plan.deadline; for each result
@@ -140,7 +140,12 @@ pub enum Start<'w> {
     /// No DSP is registered on this worker: answer 404.
     NoDsp,
     /// Answer 204 at once, without calling anyone.
-    Shed(ShedReason),
+    Shed {
+        /// Why.
+        reason: ShedReason,
+        /// The request shed (decoded: a shed is decided after validation), for its record.
+        request: BidRequest<'w>,
+    },
     /// Call the DSPs of the plan, report each result to the run, then finish it.
     Call(AuctionRun<'w>, Plan<'w>),
 }
@@ -241,7 +246,7 @@ impl Engine {
         }
         let (tmax_ms, deadline) = match self.budget(&request, arrival, now, load) {
             Ok(budget) => budget,
-            Err(reason) => return Start::Shed(reason),
+            Err(reason) => return Start::Shed { reason, request },
         };
         self.plan_calls(now, tmax_ms, calls, outcomes);
         if response_docs.len() < calls.len() {

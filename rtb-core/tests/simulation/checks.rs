@@ -33,7 +33,7 @@ pub fn immediate(
             Expected::Invalid
         }
         Start::NoDsp => Expected::NoDsp,
-        Start::Shed(reason) => Expected::Shed(*reason),
+        Start::Shed { reason, .. } => Expected::Shed(*reason),
         Start::Call(..) => unreachable!("handled by the shell"),
     };
     assert_eq!(
