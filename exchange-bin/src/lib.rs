@@ -13,7 +13,6 @@
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
-//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
@@ -30,7 +29,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
-pub mod process;
 pub mod ratelimit;
 pub mod rates;
 pub mod record;
