@@ -2,26 +2,33 @@
 //! decisions (one fan-out over this worker's pools, the answer, the notices) and counts them.
 //! The auction's rules and lifecycle live in `rtb_core::engine`.
 
-use std::{cell::Cell, time::Instant};
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use rtb_core::engine::{
-    Answer, AuctionRun, CallFailure, Finished, Plan, Start, WorkerLoad, Workspace,
+    Answer, AuctionRun, CallFailure, Engine, Finished, Plan, Start, WorkerLoad, Workspace,
 };
 use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
     client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
-    fan_out, CallError, FanOutCall, Request, RequestParts, Response,
+    fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
 
 use crate::{
     dsps::DspSet,
-    handler::ExchangeHandler,
     json_error,
+    ledger::worker::WorkerLedger,
     metrics::{Outcome, WorkerMetrics},
+    notices::NoticeQueue,
     record::record_outcomes,
+    Shared,
 };
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
@@ -45,9 +52,33 @@ fn answer_version_header(version: OpenRtbVersion) -> &'static [u8] {
 /// Fan-out calls kept on the stack before the list spills to the heap.
 const CALLS_INLINE: usize = 8;
 
-impl ExchangeHandler {
+/// The auction route's shell on one worker, and the state it owns (built by the handler).
+#[derive(Debug)]
+pub struct AuctionShell {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) index: usize,
+    /// The auction engine of this worker (touched between awaits only).
+    pub(crate) engine: Rc<RefCell<Engine>>,
+    /// The DSP slots, in the engine's table order.
+    pub(crate) dsps: Rc<RefCell<Rc<DspSet>>>,
+    pub(crate) workspaces: RefCell<Vec<Workspace>>,
+    /// Where answers are copied for rtb-io to write (see `AuctionShell::answer`).
+    pub(crate) answers: RefCell<BodyPool>,
+    pub(crate) notices: NoticeQueue,
+    /// How late this worker's event loop runs (smoothed).
+    pub(crate) lag: Rc<Cell<Duration>>,
+    /// Auctions on this worker waiting for DSPs.
+    pub(crate) in_flight: Cell<u32>,
+    /// This worker's end of the auction ledger.
+    pub(crate) ledger: WorkerLedger,
+}
+
+impl AuctionShell {
+    fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.index]
+    }
     /// `POST /openrtb2/auction`.
-    pub(crate) async fn auction(&self, req: &Request) -> Response {
+    pub(crate) async fn serve(&self, req: &Request) -> Response {
         let idle = self.workspaces.borrow_mut().pop();
         let mut workspace = idle.unwrap_or_else(|| self.engine.borrow().workspace());
         let response = self.run_auction(req, &mut workspace).await;
@@ -143,7 +174,7 @@ impl ExchangeHandler {
     }
 }
 
-impl ExchangeHandler {
+impl AuctionShell {
     /// 200 with the bid response, or 204. The body goes out through the worker's body pool
     /// (reused buffers), so steady state allocates nothing.
     /// Both state the request's OpenRTB version; a test auction is counted apart too.

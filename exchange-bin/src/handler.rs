@@ -1,6 +1,6 @@
-//! Owns the main port's per-worker handler: its state (the engine, the DSP slots, reused
-//! workspaces, the notice queue, the lag probe), how registry snapshots and currency rates
-//! reach it, and routing.
+//! Owns the main port's per-worker handler: building its state (the engine, the DSP slots,
+//! reused workspaces, the notice queue, the lag probe; the auction route's shell in
+//! `auction.rs` keeps them), how registry snapshots and currency rates reach it, and routing.
 
 use std::{
     cell::{Cell, RefCell},
@@ -10,41 +10,29 @@ use std::{
 };
 
 use http::{HeaderValue, Method, StatusCode};
-use rtb_core::engine::{Engine, Workspace};
+use rtb_core::engine::Engine;
 use rtb_io::{
     broadcast::APPLY_PERIOD_DEFAULT, BodyPool, BroadcastReceiver, Handler, Request, Response,
     WorkerCtx,
 };
 
 use crate::{
+    auction::AuctionShell,
     control::Resolved,
     dsps::{apply_snapshot, DspSet, PoolSettings},
     json_error, lag,
     ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
-    notices::{self, NoticeQueue},
-    onboard, Currency, Shared,
+    notices, onboard, Currency, Shared,
 };
 
-/// The main port's handler; one per worker.
+/// The main port's handler; one per worker: routing, with the auction route's shell.
 #[derive(Debug)]
 pub struct ExchangeHandler {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) index: usize,
-    /// The auction engine of this worker (touched between awaits only).
-    pub(crate) engine: Rc<RefCell<Engine>>,
-    /// The DSP slots, in the engine's table order.
-    pub(crate) dsps: Rc<RefCell<Rc<DspSet>>>,
-    pub(crate) workspaces: RefCell<Vec<Workspace>>,
-    /// Where answers are copied for rtb-io to write (see `ExchangeHandler::answer`).
-    pub(crate) answers: RefCell<BodyPool>,
-    pub(crate) notices: NoticeQueue,
-    /// How late this worker's event loop runs (smoothed).
-    pub(crate) lag: Rc<Cell<Duration>>,
-    /// Auctions on this worker waiting for DSPs.
-    pub(crate) in_flight: Cell<u32>,
-    /// This worker's end of the auction ledger.
-    pub(crate) ledger: WorkerLedger,
+    shared: Arc<Shared>,
+    index: usize,
+    /// The auction route: this worker's engine, DSP slots, workspaces, notices, lag, ledger.
+    auction: AuctionShell,
 }
 
 impl ExchangeHandler {
@@ -71,17 +59,22 @@ impl ExchangeHandler {
             spawn_rates_applier(ctx, currency, engine.clone());
         }
         let notices = notices::spawn(shared.clone(), index, dsps.clone());
-        Self {
+        let auction = AuctionShell {
             lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
             ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
-            shared,
+            shared: shared.clone(),
             index,
             engine,
             dsps,
             workspaces: RefCell::new(Vec::new()),
             answers: RefCell::new(BodyPool::default()),
             notices,
+        };
+        Self {
+            shared,
+            index,
+            auction,
         }
     }
 
@@ -168,7 +161,7 @@ impl Handler for ExchangeHandler {
             "/openrtb2/auction" => (
                 Route::Auction,
                 if req.method == Method::POST {
-                    self.auction(&req).await
+                    self.auction.serve(&req).await
                 } else {
                     method_not_allowed("POST")
                 },

@@ -15,7 +15,7 @@
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: per-worker counters and the Prometheus exposition.
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
-//! - [`process`]: the `process_*` metrics, read from `/proc/self`.
+//! - [`notice_metrics`]: win and loss notice counters.
 //! - [`ratelimit`]: the onboarding token bucket.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
@@ -33,7 +33,6 @@ pub mod metrics;
 pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
-pub mod process;
 pub mod ratelimit;
 pub mod rates;
 pub mod record;

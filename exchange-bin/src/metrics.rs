@@ -488,7 +488,7 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     if let Some(st) = server {
         render_server(&mut out, st);
     }
-    crate::process::render(&mut out);
+    rtb_io::process::render(&mut out);
     out
 }
 

@@ -1,19 +1,16 @@
-//! Owns the currency rates' life in the exchange: where they come from (`--currency-rates`, a
-//! file path or an `http://` URL), loading them (blocking, on the control thread, bounded in
-//! bytes and time), the refresh period, handing each new table to every worker
-//! ([`Broadcast`]), and their status for metrics and logs (age, stale, loads, failures).
+//! Owns the currency rates' refresh in the exchange: loading them on the control thread
+//! (`rtb_io::fetch` reads the file or GETs the `http://` URL, bounded in bytes and time;
+//! `rtb_core::currency` parses the source and the table), the refresh period, handing each new
+//! table to every worker ([`Broadcast`]), and their status for metrics and logs (age, stale,
+//! loads, failures).
 //!
-//! rtb-core owns the rule (the table, inverse and cross rates, conversion in the auction);
-//! this file only fetches bytes and swaps whole tables. A file that does not load or parse
-//! keeps the previous table and counts a failure. The age is the time since the last
-//! successful load; past `--currency-stale-s` the rates are reported stale (metrics, and a
-//! warning in the logs each time a refresh fails while stale) but still used.
+//! A file that does not load or parse keeps the previous table and counts a failure. The age
+//! is the time since the last successful load; past `--currency-stale-s` the rates are
+//! reported stale (metrics, and a warning in the logs each time a refresh fails while stale)
+//! but still used.
 
 use std::{
     fmt::Write as _,
-    io::{Read, Write},
-    net::TcpStream,
-    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -21,10 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use rtb_core::currency::RatesSource;
 use rtb_core::currency::{CurrencyRates, RATES_FILE_BYTES_MAX};
-use rtb_io::Broadcast;
-
-use crate::control::{now_ms, system_resolver, truncate};
+use rtb_io::{
+    clock::unix_ms as now_ms,
+    fetch::{self, HttpTarget},
+    Broadcast,
+};
 
 /// Default `--currency-refresh-s` (Prebid Server's default period too).
 pub const REFRESH_S_DEFAULT: u64 = 1800;
@@ -32,179 +32,23 @@ pub const REFRESH_S_DEFAULT: u64 = 1800;
 pub const STALE_S_DEFAULT: u64 = 7200;
 /// Longest a fetch over HTTP may take (connect, send, read), on top of name resolution.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Room for the response head on top of the file itself.
-const HEAD_BYTES_MAX: usize = 16 * 1024;
 
-/// Where the rates come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RatesSource {
-    /// A local file, read again at each refresh.
-    File(PathBuf),
-    /// An `http://` URL, fetched with one HTTP/1.0 GET at each refresh.
-    Http {
-        /// Host name or IP literal.
-        host: String,
-        /// Port (80 by default).
-        port: u16,
-        /// Path and query (`/` by default).
-        path: String,
-    },
-}
-
-impl std::fmt::Display for RatesSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RatesSource::File(path) => write!(f, "{}", path.display()),
-            RatesSource::Http { host, port, path } => {
-                write!(f, "http://{}{path}", authority(host, *port))
-            }
-        }
-    }
-}
-
-impl RatesSource {
-    /// `http://host[:port][/path]` or a file path. `https://` is refused for now: the exchange
-    /// has no TLS client yet.
-    pub fn parse(text: &str) -> Result<RatesSource, String> {
-        if text.is_empty() {
-            return Err("must not be empty".into());
-        }
-        let lower = text.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(
-                "https:// is not supported yet (no TLS client in the exchange); use an http:// \
-                 URL or a file path"
-                    .into(),
-            );
-        }
-        let Some(rest) = lower
-            .strip_prefix("http://")
-            .map(|_| &text["http://".len()..])
-        else {
-            if lower.contains("://") {
-                return Err("only http:// URLs and file paths are supported".into());
-            }
-            return Ok(RatesSource::File(PathBuf::from(text)));
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
+/// Reads and parses the rates from `source` (blocking: the control thread's job).
+pub fn load(source: &RatesSource) -> Result<CurrencyRates, String> {
+    let bytes = match source {
+        RatesSource::File(path) => fetch::read_file(path, RATES_FILE_BYTES_MAX)?,
+        RatesSource::Http { host, port, path } => {
+            let authority = source.authority().unwrap_or_default();
+            let target = HttpTarget {
                 host,
-                port.parse::<u16>()
-                    .map_err(|_| format!("bad port {:?}", truncate(port)))?,
-            ),
-            None => (authority, 80),
-        };
-        // An IPv6 literal comes in brackets: `http://[::1]:8080/`.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.is_empty() || host.contains('@') {
-            return Err("the URL needs a host (and no user info)".into());
+                port: *port,
+                authority: &authority,
+                path,
+            };
+            fetch::http_get(target, RATES_FILE_BYTES_MAX, FETCH_TIMEOUT)?
         }
-        Ok(RatesSource::Http {
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
-    }
-
-    /// Reads and parses the rates (blocking: the control thread's job).
-    pub fn load(&self) -> Result<CurrencyRates, String> {
-        let bytes = match self {
-            RatesSource::File(path) => read_file(path)?,
-            RatesSource::Http { host, port, path } => fetch(host, *port, path)?,
-        };
-        CurrencyRates::parse(&bytes).map_err(|e| e.to_string())
-    }
-}
-
-/// `host[:port]` as a URL and a `Host` header spell it (IPv6 literals in brackets, port 80
-/// left out).
-fn authority(host: &str, port: u16) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     };
-    if port == 80 {
-        host
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let mut bytes = Vec::new();
-    let cap = (RATES_FILE_BYTES_MAX + 1) as u64;
-    file.take(cap)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(bytes)
-}
-
-/// One HTTP/1.0 GET (so the answer is never chunked), `Connection: close`, bounded in time and
-/// bytes; only a 200 is accepted.
-fn fetch(host: &str, port: u16, path: &str) -> Result<Vec<u8>, String> {
-    let addr = *system_resolver()(host, port)?
-        .first()
-        .ok_or("host name has no address")?;
-    let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: rtb-exchange\r\n\r\n",
-        authority(host, port)
-    );
-    stream
-        .set_write_timeout(Some(FETCH_TIMEOUT))
-        .and_then(|()| stream.write_all(request.as_bytes()))
-        .map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let left = FETCH_TIMEOUT
-            .checked_sub(started.elapsed())
-            .filter(|d| !d.is_zero())
-            .ok_or("timed out")?;
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("cannot read the answer: {e}")),
-        }
-        if answer.len() > RATES_FILE_BYTES_MAX + HEAD_BYTES_MAX {
-            return Err("answer too large".into());
-        }
-    }
-    body_of_ok(&answer)
-}
-
-/// The body of a complete HTTP/1.x answer whose status is 200.
-fn body_of_ok(answer: &[u8]) -> Result<Vec<u8>, String> {
-    let head_end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP answer head")?;
-    let status_line = answer[..head_end]
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or(b"");
-    let status = std::str::from_utf8(status_line)
-        .ok()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or("");
-    if status != "200" {
-        return Err(format!("HTTP status {:?}, not 200", truncate(status)));
-    }
-    Ok(answer[head_end + 4..].to_vec())
+    CurrencyRates::parse(&bytes).map_err(|e| e.to_string())
 }
 
 /// What the debug port shows about the rates; written by the control thread only.
@@ -324,7 +168,7 @@ impl RatesRefresh {
 
     /// Loads now; on success the new table is in force here (not yet published). Returns it.
     pub fn load(&mut self) -> Option<Arc<CurrencyRates>> {
-        match self.source.load() {
+        match load(&self.source) {
             Ok(rates) => {
                 let status = &self.status;
                 status.loaded_at_ms.store(now_ms(), Ordering::Release);
@@ -374,76 +218,32 @@ impl RatesRefresh {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::{
+        io::{Read, Write},
+        net::TcpListener,
+    };
 
     const FILE: &str = r#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.8}}}"#;
 
     #[test]
-    fn sources_parse_and_https_is_refused_clearly() {
-        assert_eq!(
-            RatesSource::parse("/etc/rates.json"),
-            Ok(RatesSource::File("/etc/rates.json".into()))
-        );
-        assert_eq!(
-            RatesSource::parse("http://rates.internal:8080/latest.json?x=1"),
-            Ok(RatesSource::Http {
-                host: "rates.internal".into(),
-                port: 8080,
-                path: "/latest.json?x=1".into()
-            })
-        );
-        assert_eq!(
-            RatesSource::parse("HTTP://h"),
-            Ok(RatesSource::Http {
-                host: "h".into(),
-                port: 80,
-                path: "/".into()
-            })
-        );
-        let https =
-            RatesSource::parse("https://cdn.jsdelivr.net/gh/prebid/currency-file@1/latest.json");
-        assert!(https.unwrap_err().contains("https:// is not supported yet"));
-        assert_eq!(
-            RatesSource::parse("http://[::1]:8080/r.json"),
-            Ok(RatesSource::Http {
-                host: "::1".into(),
-                port: 8080,
-                path: "/r.json".into()
-            })
-        );
-        let v6 = RatesSource::parse("http://[::1]:8080/r.json").unwrap();
-        assert_eq!(v6.to_string(), "http://[::1]:8080/r.json");
-        assert!(RatesSource::parse("ftp://x/y").is_err());
-        assert!(RatesSource::parse("http://:80/").is_err());
-        assert!(RatesSource::parse("http://h:99999/").is_err());
-        assert!(RatesSource::parse("").is_err());
-    }
-
-    /// Serves `answers` to successive connections, one each, on a loopback port.
-    fn serve(answers: Vec<String>) -> std::net::SocketAddr {
+    fn an_http_source_loads_and_a_refused_answer_is_an_error() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for answer in answers {
+        let server = std::thread::spawn(move || {
+            let ok = format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{FILE}");
+            for answer in [ok.as_str(), "HTTP/1.0 404 Not Found\r\n\r\nnope"] {
                 let (mut conn, _) = listener.accept().unwrap();
                 let mut head = [0u8; 1024];
                 let _ = conn.read(&mut head);
                 let _ = conn.write_all(answer.as_bytes());
             }
         });
-        addr
-    }
-
-    #[test]
-    fn http_sources_load_and_refuse_errors() {
-        let ok = format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{FILE}");
-        let missing = "HTTP/1.0 404 Not Found\r\n\r\nnope".to_string();
-        let addr = serve(vec![ok, missing]);
         let source = RatesSource::parse(&format!("http://{addr}/latest.json")).unwrap();
-        let rates = source.load().unwrap();
+        let rates = load(&source).unwrap();
         assert_eq!(rates.rate("USD", "EUR"), Some(0.8));
-        let error = source.load().unwrap_err();
+        let error = load(&source).unwrap_err();
         assert!(error.contains("404"), "{error}");
+        server.join().unwrap();
     }
 
     #[test]

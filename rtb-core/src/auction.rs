@@ -328,57 +328,15 @@ impl Auction {
         if price > self.config.price_cpm_max {
             return Err(RejectReason::PriceTooHigh);
         }
-        let (floor, floor_currency, fixed_price_deal, first_price, below) = match bid.dealid {
-            Some(deal_id) => {
-                let deal = request
-                    .deals(imp)
-                    .find(|deal| deal.id == deal_id)
-                    .ok_or(RejectReason::UnknownDeal)?;
-                if !seat_allowed(bid.seat, request.deal_wseat(&deal)) {
-                    return Err(RejectReason::SeatNotAllowed);
-                }
-                let first_price = match deal.at {
-                    Some(1) => true,
-                    Some(2) => false,
-                    _ => request.at == 1,
-                };
-                (
-                    deal.bidfloor,
-                    deal.bidfloorcur,
-                    deal.at == Some(3),
-                    first_price,
-                    RejectReason::BelowDealFloor,
-                )
-            }
-            None if imp.private_auction => return Err(RejectReason::PrivateAuctionNeedsDeal),
-            None => (
-                imp.bidfloor,
-                imp.bidfloorcur,
-                false,
-                request.at == 1,
-                RejectReason::BelowFloor,
-            ),
-        };
+        let terms = floor_terms(request, imp, bid)?;
         if !seat_allowed(bid.seat, request.wseat()) || seat_blocked(bid.seat, request.bseat()) {
             return Err(RejectReason::SeatNotAllowed);
         }
-        let floor = money.floor(floor, floor_currency)?;
+        let floor = money.floor(terms.floor, terms.floor_currency)?;
         if price < floor {
-            return Err(below);
+            return Err(terms.below);
         }
-        if response.adomain(bid).any(|domain| {
-            request
-                .badv()
-                .any(|blocked| domain_matches(domain, blocked))
-        }) {
-            return Err(RejectReason::BlockedAdvertiser);
-        }
-        if response
-            .cat(bid)
-            .any(|cat| request.bcat().any(|blocked| category_matches(cat, blocked)))
-        {
-            return Err(RejectReason::BlockedCategory);
-        }
+        check_blocklists(request, response, bid)?;
         creative_fits(request, imp, bid)?;
         Ok(Candidate {
             imp: index16(imp_index),
@@ -386,8 +344,8 @@ impl Auction {
             bid: 0,
             price,
             floor,
-            fixed_price_deal,
-            first_price,
+            fixed_price_deal: terms.fixed_price_deal,
+            first_price: terms.first_price,
             rate: money.rate,
         })
     }
@@ -529,6 +487,79 @@ impl Money<'_> {
 
 fn index16(index: usize) -> u16 {
     u16::try_from(index).unwrap_or(u16::MAX)
+}
+
+/// The floor a bid must reach and the auction rules it is judged by: its deal's when it names
+/// one, its impression's otherwise.
+struct FloorTerms<'q> {
+    floor: f64,
+    floor_currency: &'q str,
+    fixed_price_deal: bool,
+    first_price: bool,
+    /// The rejection when the price is under `floor`.
+    below: RejectReason,
+}
+
+/// The terms of the deal the bid names (which must exist in its impression and allow its
+/// seat), or of the open auction (refused when the impression is private).
+fn floor_terms<'q>(
+    request: &BidRequest<'q>,
+    imp: &Imp<'q>,
+    bid: &Bid<'_>,
+) -> Result<FloorTerms<'q>, RejectReason> {
+    let Some(deal_id) = bid.dealid else {
+        if imp.private_auction {
+            return Err(RejectReason::PrivateAuctionNeedsDeal);
+        }
+        return Ok(FloorTerms {
+            floor: imp.bidfloor,
+            floor_currency: imp.bidfloorcur,
+            fixed_price_deal: false,
+            first_price: request.at == 1,
+            below: RejectReason::BelowFloor,
+        });
+    };
+    let deal = request
+        .deals(imp)
+        .find(|deal| deal.id == deal_id)
+        .ok_or(RejectReason::UnknownDeal)?;
+    if !seat_allowed(bid.seat, request.deal_wseat(&deal)) {
+        return Err(RejectReason::SeatNotAllowed);
+    }
+    let first_price = match deal.at {
+        Some(1) => true,
+        Some(2) => false,
+        _ => request.at == 1,
+    };
+    Ok(FloorTerms {
+        floor: deal.bidfloor,
+        floor_currency: deal.bidfloorcur,
+        fixed_price_deal: deal.at == Some(3),
+        first_price,
+        below: RejectReason::BelowDealFloor,
+    })
+}
+
+/// The request's `badv` and `bcat` against the bid's `adomain` and `cat`.
+fn check_blocklists<'r>(
+    request: &BidRequest<'_>,
+    response: &BidResponse<'r>,
+    bid: &Bid<'r>,
+) -> Result<(), RejectReason> {
+    if response.adomain(bid).any(|domain| {
+        request
+            .badv()
+            .any(|blocked| domain_matches(domain, blocked))
+    }) {
+        return Err(RejectReason::BlockedAdvertiser);
+    }
+    if response
+        .cat(bid)
+        .any(|cat| request.bcat().any(|blocked| category_matches(cat, blocked)))
+    {
+        return Err(RejectReason::BlockedCategory);
+    }
+    Ok(())
 }
 
 fn seat_allowed<'a>(seat: Option<&str>, mut allowed: impl Iterator<Item = &'a str>) -> bool {

@@ -21,7 +21,12 @@
 //! file that breaks any rule is refused whole (the caller keeps its previous table): one bad
 //! rate would otherwise price bids absurdly.
 
-use crate::json::{as_f64, as_str, is_object, object_entries, Decoder, Document};
+use std::path::PathBuf;
+
+use crate::{
+    echo::truncate_to,
+    json::{as_f64, as_str, is_object, object_entries, Decoder, Document},
+};
 
 /// Most currencies one table may hold (ISO 4217 lists about 180).
 pub const CURRENCIES_MAX: usize = 256;
@@ -248,12 +253,102 @@ fn code(text: &str) -> Option<Code> {
     })
 }
 
-fn truncate_to(text: &str, bytes_max: usize) -> &str {
-    let mut end = text.len().min(bytes_max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// Where a rates table comes from: `--currency-rates`, a file path or an `http://` URL
+/// (fetching it is the caller's: `rtb_io::fetch` in the exchange).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RatesSource {
+    /// A local file, read again at each refresh.
+    File(PathBuf),
+    /// An `http://` URL, fetched with one HTTP/1.0 GET at each refresh.
+    Http {
+        /// Host name or IP literal.
+        host: String,
+        /// Port (80 by default).
+        port: u16,
+        /// Path and query (`/` by default).
+        path: String,
+    },
+}
+
+impl std::fmt::Display for RatesSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RatesSource::File(path) => write!(f, "{}", path.display()),
+            RatesSource::Http { path, .. } => {
+                write!(f, "http://{}{path}", self.authority().unwrap_or_default())
+            }
+        }
     }
-    &text[..end]
+}
+
+impl RatesSource {
+    /// `http://host[:port][/path]` or a file path. `https://` is refused for now: the exchange
+    /// has no TLS client for it yet.
+    pub fn parse(text: &str) -> Result<RatesSource, String> {
+        if text.is_empty() {
+            return Err("must not be empty".into());
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err(
+                "https:// is not supported yet (no TLS client in the exchange); use an http:// \
+                 URL or a file path"
+                    .into(),
+            );
+        }
+        let Some(rest) = lower
+            .strip_prefix("http://")
+            .map(|_| &text["http://".len()..])
+        else {
+            if lower.contains("://") {
+                return Err("only http:// URLs and file paths are supported".into());
+            }
+            return Ok(RatesSource::File(PathBuf::from(text)));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("bad port {:?}", truncate(port)))?,
+            ),
+            None => (authority, 80),
+        };
+        // An IPv6 literal comes in brackets: `http://[::1]:8080/`.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains('@') {
+            return Err("the URL needs a host (and no user info)".into());
+        }
+        Ok(RatesSource::Http {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    /// `host[:port]` as a URL and a `Host` header spell it (IPv6 literals in brackets, port 80
+    /// left out); `None` for a file.
+    pub fn authority(&self) -> Option<String> {
+        let RatesSource::Http { host, port, .. } = self else {
+            return None;
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        Some(if *port == 80 {
+            host
+        } else {
+            format!("{host}:{port}")
+        })
+    }
 }
 
 /// Rounds a CPM to a millionth: clearing prices (so `0.1 + 0.01` prints as `0.11`) and
@@ -378,5 +473,47 @@ mod tests {
     fn rounding_keeps_a_millionth() {
         assert_eq!(round_cpm(1.0 / 0.92), 1.086957);
         assert_eq!(round_cpm(2.5 * 1.086_956_521_7), 2.717391);
+    }
+
+    #[test]
+    fn sources_parse_and_https_is_refused_clearly() {
+        assert_eq!(
+            RatesSource::parse("/etc/rates.json"),
+            Ok(RatesSource::File("/etc/rates.json".into()))
+        );
+        assert_eq!(
+            RatesSource::parse("http://rates.internal:8080/latest.json?x=1"),
+            Ok(RatesSource::Http {
+                host: "rates.internal".into(),
+                port: 8080,
+                path: "/latest.json?x=1".into()
+            })
+        );
+        let plain = RatesSource::parse("HTTP://h").unwrap();
+        let expected = RatesSource::Http {
+            host: "h".into(),
+            port: 80,
+            path: "/".into(),
+        };
+        assert_eq!(plain, expected);
+        assert_eq!(plain.authority().as_deref(), Some("h"));
+        let https =
+            RatesSource::parse("https://cdn.jsdelivr.net/gh/prebid/currency-file@1/latest.json");
+        assert!(https.unwrap_err().contains("https:// is not supported yet"));
+        assert_eq!(
+            RatesSource::parse("http://[::1]:8080/r.json"),
+            Ok(RatesSource::Http {
+                host: "::1".into(),
+                port: 8080,
+                path: "/r.json".into()
+            })
+        );
+        let v6 = RatesSource::parse("http://[::1]:8080/r.json").unwrap();
+        assert_eq!(v6.to_string(), "http://[::1]:8080/r.json");
+        assert_eq!(v6.authority().as_deref(), Some("[::1]:8080"));
+        assert!(RatesSource::parse("ftp://x/y").is_err());
+        assert!(RatesSource::parse("http://:80/").is_err());
+        assert!(RatesSource::parse("http://h:99999/").is_err());
+        assert!(RatesSource::parse("").is_err());
     }
 }

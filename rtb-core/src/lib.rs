@@ -9,14 +9,19 @@
 //! - [`response`]: DSP bid response view; defective bids are marked, not fatal.
 //! - [`auction`]: bid validation (floors, deals, currency, `bcat`/`badv`, seats) and the
 //!   per-impression first/second price auction, with OpenRTB loss codes.
-//! - [`currency`]: the rates table (Prebid Server's file format), inverse and cross rates.
+//! - [`currency`]: the rates table (Prebid Server's file format), inverse and cross rates, and
+//!   where a table comes from ([`currency::RatesSource`]).
 //! - [`encode`]: the exchange's bid response, written into a reused buffer, macros substituted.
 //! - [`engine`]: one auction's lifecycle as a state machine (admission, plan, answers, finish),
 //!   with the per-DSP circuit breaker and load shedding.
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
 //! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
+//! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
+//! - [`directory`]: the registry with each DSP's resolved address (onboard, expire,
+//!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
 //!   of the Native 1.2 request ([`ValidationMode`]).
 //! - [`version`]: the request's OpenRTB version (`x-openrtb-version`: 2.5, or 2.6 by default).
@@ -85,11 +90,14 @@ pub mod auction;
 mod creative;
 pub mod currency;
 pub mod deadline;
+pub mod directory;
+pub mod echo;
 pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod json;
 pub mod ledger;
+pub mod ledger_summary;
 pub mod macros;
 pub mod registry;
 pub mod request;

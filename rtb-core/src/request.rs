@@ -301,7 +301,6 @@ impl<'a> BidRequest<'a> {
         let mut seen = 0u32;
         let mut id = None;
         let mut imp_index = None;
-        let mut channels = 0;
         for (key, value) in object_entries(nodes, 0) {
             let (bit, name) = match key {
                 "id" => (1, "id"),
@@ -324,60 +323,23 @@ impl<'a> BidRequest<'a> {
             match bit {
                 1 => id = Some(required_str(nodes, value, field)?),
                 2 => imp_index = Some(value),
-                4 => {
-                    let tmax = as_i64(nodes, value)
-                        .ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
-                    if tmax <= 0 {
-                        return Err(RequestError::new(field, Rule::MustBePositive));
-                    }
-                    let tmax = u32::try_from(tmax)
-                        .map_err(|_| RequestError::new(field, Rule::OutOfRange))?;
-                    self.tmax_ms = Some(tmax);
-                }
-                8 => {
-                    let at = as_i64(nodes, value)
-                        .ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
-                    if at < 1 {
-                        return Err(RequestError::new(field, Rule::OutOfRange));
-                    }
-                    self.at = at;
-                }
+                4 => self.tmax_ms = Some(tmax_ms(nodes, value, field)?),
+                8 => self.at = auction_type(nodes, value, field)?,
                 16 => self.cur = optional_str_list(nodes, value, field)?,
                 32 => self.bcat = optional_str_list(nodes, value, field)?,
                 64 => self.badv = optional_str_list(nodes, value, field)?,
                 128 => self.wseat = optional_str_list(nodes, value, field)?,
                 256 => self.bseat = optional_str_list(nodes, value, field)?,
-                512 => {
-                    self.test = match as_i64(nodes, value) {
-                        Some(0) => false,
-                        Some(1) => true,
-                        Some(_) => return Err(RequestError::new(field, Rule::OutOfRange)),
-                        None if is_null(nodes, value) => false,
-                        None => {
-                            return Err(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))
-                        }
-                    }
-                }
+                512 => self.test = test_flag(nodes, value, field)?,
+                // A null channel object is as if absent.
+                _ if is_null(nodes, value) => {}
                 _ => {
-                    if is_null(nodes, value) {
-                        continue;
-                    }
-                    if !is_object(nodes, value) {
-                        return Err(RequestError::new(field, Rule::WrongType(MUST_BE_OBJECT)));
-                    }
-                    channels += 1;
-                    self.publisher_id = publisher_id(nodes, value);
+                    self.publisher_id = channel_publisher(nodes, value, field, self.channel)?;
                     self.channel = Some(match bit {
                         1024 => Channel::Site,
                         2048 => Channel::App,
                         _ => Channel::Dooh,
                     });
-                    if channels > 1 {
-                        return Err(RequestError::new(
-                            field,
-                            Rule::OnlyOneOf("only one of site, app, dooh"),
-                        ));
-                    }
                 }
             }
         }
@@ -388,6 +350,57 @@ impl<'a> BidRequest<'a> {
             self.tmax_site = TmaxSite::Unlocatable;
         }
         Ok(())
+    }
+}
+
+/// The publisher id of the `site`, `app` or `dooh` object at `value`, which must be an object
+/// and the only channel object of the request (`earlier` is the one already seen).
+fn channel_publisher<'a>(
+    nodes: &[Node<'a>],
+    value: usize,
+    field: FieldPath,
+    earlier: Option<Channel>,
+) -> Result<Option<&'a str>, RequestError> {
+    if !is_object(nodes, value) {
+        return Err(RequestError::new(field, Rule::WrongType(MUST_BE_OBJECT)));
+    }
+    if earlier.is_some() {
+        return Err(RequestError::new(
+            field,
+            Rule::OnlyOneOf("only one of site, app, dooh"),
+        ));
+    }
+    Ok(publisher_id(nodes, value))
+}
+
+/// `tmax`: a positive integer of milliseconds that fits a `u32`.
+fn tmax_ms(nodes: &[Node<'_>], value: usize, field: FieldPath) -> Result<u32, RequestError> {
+    let tmax =
+        as_i64(nodes, value).ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
+    if tmax <= 0 {
+        return Err(RequestError::new(field, Rule::MustBePositive));
+    }
+    u32::try_from(tmax).map_err(|_| RequestError::new(field, Rule::OutOfRange))
+}
+
+/// `at`, the auction type: an integer of at least 1.
+fn auction_type(nodes: &[Node<'_>], value: usize, field: FieldPath) -> Result<i64, RequestError> {
+    let at =
+        as_i64(nodes, value).ok_or(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER)))?;
+    if at < 1 {
+        return Err(RequestError::new(field, Rule::OutOfRange));
+    }
+    Ok(at)
+}
+
+/// `test`: 0 or 1, null as 0.
+fn test_flag(nodes: &[Node<'_>], value: usize, field: FieldPath) -> Result<bool, RequestError> {
+    match as_i64(nodes, value) {
+        Some(0) => Ok(false),
+        Some(1) => Ok(true),
+        Some(_) => Err(RequestError::new(field, Rule::OutOfRange)),
+        None if is_null(nodes, value) => Ok(false),
+        None => Err(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER))),
     }
 }
 

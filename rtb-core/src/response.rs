@@ -214,8 +214,28 @@ fn read_seatbid<'a>(
     Ok(dropped)
 }
 
+/// Reads one bid. A bid that is not what it should be is kept, with its first defect, so the
+/// auction can count it as rejected rather than lose it.
 fn read_bid<'a>(nodes: &[Node<'a>], index: usize, seat: Option<&'a str>) -> Bid<'a> {
-    let mut bid = Bid {
+    let mut bid = unread_bid(seat);
+    if !is_object(nodes, index) {
+        bid.defect = Some(BidDefect::WrongType("bid"));
+        return bid;
+    }
+    let mut required = RequiredBidFields::default();
+    let mut defect = None;
+    for (key, value) in object_entries(nodes, index) {
+        if let Err(found) = read_bid_field(nodes, key, value, &mut bid, &mut required) {
+            defect = defect.or(Some(found));
+        }
+    }
+    bid.defect = required.missing().or(defect);
+    bid
+}
+
+/// A bid with nothing read yet: no price (NaN), no optional field.
+fn unread_bid(seat: Option<&str>) -> Bid<'_> {
+    Bid {
         seat,
         id: "",
         impid: "",
@@ -234,78 +254,91 @@ fn read_bid<'a>(nodes: &[Node<'a>], index: usize, seat: Option<&'a str>) -> Bid<
         defect: None,
         adomain: StrListRef::ABSENT,
         cat: StrListRef::ABSENT,
-    };
-    if !is_object(nodes, index) {
-        bid.defect = Some(BidDefect::WrongType("bid"));
-        return bid;
     }
-    let mut has_id = false;
-    let mut has_impid = false;
-    let mut has_price = false;
-    let mut defect = None;
-    for (key, value) in object_entries(nodes, index) {
-        let text = || as_str(nodes, value);
-        match key {
-            "id" => {
-                if let Some(s) = text() {
-                    bid.id = s;
-                    has_id = true;
-                }
-            }
-            "impid" => {
-                if let Some(s) = text() {
-                    bid.impid = s;
-                    has_impid = true;
-                }
-            }
-            "price" => {
-                has_price = true;
-                match as_f64(nodes, value) {
-                    Some(p) => bid.price = p,
-                    None => defect = defect.or(Some(BidDefect::PriceNotANumber)),
-                }
-            }
-            "adid" | "crid" | "dealid" | "nurl" | "burl" | "lurl" | "adm" => {
-                let slot = match key {
-                    "adid" => &mut bid.adid,
-                    "crid" => &mut bid.crid,
-                    "dealid" => &mut bid.dealid,
-                    "nurl" => &mut bid.nurl,
-                    "burl" => &mut bid.burl,
-                    "lurl" => &mut bid.lurl,
-                    _ => &mut bid.adm,
-                };
-                match text() {
-                    Some(s) => *slot = Some(s),
-                    None if is_null(nodes, value) => {}
-                    None => defect = defect.or(Some(BidDefect::WrongType(static_key(key)))),
-                }
-            }
-            "w" => bid.w = as_u32(nodes, value),
-            "h" => bid.h = as_u32(nodes, value),
-            "mtype" => match as_u32(nodes, value) {
-                Some(mtype) => bid.mtype = Some(mtype),
-                None if is_null(nodes, value) => {}
-                None => defect = defect.or(Some(BidDefect::WrongType("mtype"))),
-            },
-            "adomain" => match str_list(nodes, value) {
-                Some(list) => bid.adomain = list,
-                None => defect = defect.or(Some(BidDefect::WrongType("adomain"))),
-            },
-            "cat" => match str_list(nodes, value) {
-                Some(list) => bid.cat = list,
-                None => defect = defect.or(Some(BidDefect::WrongType("cat"))),
-            },
-            _ => {}
+}
+
+/// Which of a bid's required fields were present (a string `id`/`impid`, any `price`).
+#[derive(Default)]
+struct RequiredBidFields {
+    id: bool,
+    impid: bool,
+    price: bool,
+}
+
+impl RequiredBidFields {
+    /// The defect of the first required field missing, in the order the spec lists them.
+    fn missing(&self) -> Option<BidDefect> {
+        match (self.id, self.impid, self.price) {
+            (false, _, _) => Some(BidDefect::MissingBidId),
+            (_, false, _) => Some(BidDefect::MissingImpId),
+            (_, _, false) => Some(BidDefect::MissingPrice),
+            _ => None,
         }
     }
-    bid.defect = match (has_id, has_impid, has_price) {
-        (false, _, _) => Some(BidDefect::MissingBidId),
-        (_, false, _) => Some(BidDefect::MissingImpId),
-        (_, _, false) => Some(BidDefect::MissingPrice),
-        _ => defect,
-    };
-    bid
+}
+
+/// Reads one key of a bid object into `bid`; an unknown key is ignored, a known one of the
+/// wrong type is the defect returned.
+fn read_bid_field<'a>(
+    nodes: &[Node<'a>],
+    key: &str,
+    value: usize,
+    bid: &mut Bid<'a>,
+    required: &mut RequiredBidFields,
+) -> Result<(), BidDefect> {
+    match key {
+        "id" => {
+            if let Some(s) = as_str(nodes, value) {
+                bid.id = s;
+                required.id = true;
+            }
+        }
+        "impid" => {
+            if let Some(s) = as_str(nodes, value) {
+                bid.impid = s;
+                required.impid = true;
+            }
+        }
+        "price" => {
+            required.price = true;
+            bid.price = as_f64(nodes, value).ok_or(BidDefect::PriceNotANumber)?;
+        }
+        "adid" | "crid" | "dealid" | "nurl" | "burl" | "lurl" | "adm" => {
+            let slot = optional_text_slot(bid, key);
+            match as_str(nodes, value) {
+                Some(s) => *slot = Some(s),
+                None if is_null(nodes, value) => {}
+                None => return Err(BidDefect::WrongType(static_key(key))),
+            }
+        }
+        "w" => bid.w = as_u32(nodes, value),
+        "h" => bid.h = as_u32(nodes, value),
+        "mtype" => match as_u32(nodes, value) {
+            Some(mtype) => bid.mtype = Some(mtype),
+            None if is_null(nodes, value) => {}
+            None => return Err(BidDefect::WrongType("mtype")),
+        },
+        "adomain" => {
+            bid.adomain = str_list(nodes, value).ok_or(BidDefect::WrongType("adomain"))?;
+        }
+        "cat" => bid.cat = str_list(nodes, value).ok_or(BidDefect::WrongType("cat"))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The field of `bid` that holds the optional string `key` (one of `adid`, `crid`, `dealid`,
+/// `nurl`, `burl`, `lurl`, `adm`).
+fn optional_text_slot<'b, 'a>(bid: &'b mut Bid<'a>, key: &str) -> &'b mut Option<&'a str> {
+    match key {
+        "adid" => &mut bid.adid,
+        "crid" => &mut bid.crid,
+        "dealid" => &mut bid.dealid,
+        "nurl" => &mut bid.nurl,
+        "burl" => &mut bid.burl,
+        "lurl" => &mut bid.lurl,
+        _ => &mut bid.adm,
+    }
 }
 
 /// A non-negative integer that fits `u32`, or `None`.

@@ -10,6 +10,10 @@
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
+//! - [`process`]: the standard `process_*` metrics, read from `/proc/self`.
+//! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
+//! - Control-thread helpers (blocking, never on a worker): [`resolve`] (the system resolver,
+//!   bounded in time), [`fetch`] (a file or one `http://` GET, bounded), [`clock`] (Unix ms).
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
 //!
@@ -18,15 +22,20 @@
 pub mod bodies;
 pub mod body;
 pub mod broadcast;
+pub mod clickhouse;
 pub mod client;
+pub mod clock;
 mod conn;
 pub mod driver;
 pub mod fanout;
+pub mod fetch;
 pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;
 mod pinned;
+pub mod process;
+pub mod resolve;
 pub mod rotating_file;
 pub mod server;
 pub mod shutdown;

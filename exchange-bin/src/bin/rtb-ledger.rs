@@ -1,6 +1,6 @@
 //! rtb-ledger: summarises JSON-lines ledger files written by `rtb-exchange --ledger file:PATH`
 //! (revenue, win rate, latency percentiles per DSP), as text or JSON. The work is
-//! `exchange::ledger::summary`'s.
+//! `rtb_core::ledger_summary`'s; this binary only reads the files and prints.
 
 use std::{
     fs::File,
@@ -9,7 +9,7 @@ use std::{
 };
 
 use clap::Parser;
-use exchange::ledger::summary::Summary;
+use rtb_core::ledger_summary::Summary;
 
 /// Summarise auction ledger files (JSON lines; rotated files too: pass them all).
 #[derive(Debug, Parser)]

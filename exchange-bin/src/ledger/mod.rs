@@ -4,11 +4,9 @@
 //! `deploy/ledger/ledger-record.v2.schema.json`.
 //!
 //! - [`worker`]: what a worker does per auction: sample, encode into a pooled buffer, hand over.
-//! - [`clickhouse`]: the ClickHouse sink (batched JSONEachRow inserts over HTTP, retried).
-//! - [`summary`]: `rtb-ledger`'s report over JSON-lines files.
+//!
+//! The ClickHouse sink (batched JSONEachRow inserts over HTTP, retried) is `rtb_io::clickhouse`.
 
-pub mod clickhouse;
-pub mod summary;
 pub mod worker;
 
 use std::{
@@ -19,6 +17,7 @@ use std::{
 };
 
 use rtb_io::{
+    clickhouse,
     rotating_file::RotatingFile,
     spool::{Producer, Spool, SpoolConfig, SpoolStats},
 };

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use rtb_io::spool::SpoolSink;
+use crate::spool::SpoolSink;
 use serde_json::{json, Value};
 
 /// Rows per INSERT at most (a flush sends sooner, on the flush period).

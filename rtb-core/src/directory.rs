@@ -1,0 +1,501 @@
+//! Owns the DSP directory: the [`Registry`] together with the address each DSP's host name
+//! resolved to, as the control plane keeps it. Onboarding resolves the URL's host and checks
+//! every address it resolves to ([`check_address`], the DNS-rebinding defence: a name is
+//! judged by what it resolves to, not by how it is spelt); re-resolution follows a DSP that
+//! moved, keeps the last good address when the resolver fails, and removes a DSP whose name
+//! now resolves to a forbidden address; expiry drops DSPs not seen within the TTL.
+//!
+//! Sans-IO like the rest of the crate: the resolver and the wall-clock time are parameters,
+//! and every method says whether workers need a new [`Resolved`] snapshot instead of sending
+//! one (the exchange's control thread does, over `rtb_io::Broadcast`).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::{
+    echo::truncate,
+    registry::{check_address, BidUrl, DspEntry, Registry, RegistryError, Upsert},
+};
+
+/// Turns `host, port` into addresses (the caller's resolver; blocking is its business).
+pub type Resolve<'r> = &'r dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String>;
+
+/// One DSP as workers see it: the registry entry plus the address to connect to.
+#[derive(Debug, Clone)]
+pub struct ResolvedDsp {
+    /// Registry entry.
+    pub entry: DspEntry,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+/// A registry snapshot with addresses, for every worker.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// Registry version.
+    pub version: u64,
+    /// DSPs in registration order.
+    pub dsps: Arc<[ResolvedDsp]>,
+}
+
+/// Why an onboarding failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnboardError {
+    /// Bad request: message for the client.
+    Invalid(String),
+    /// The registry holds its maximum of DSPs.
+    Full,
+}
+
+/// What an onboarding did.
+#[derive(Debug, Clone)]
+pub struct Onboard {
+    /// Added, refreshed or replaced.
+    pub upsert: Upsert,
+    /// The stored entry.
+    pub entry: DspEntry,
+    /// The address resolved.
+    pub addr: SocketAddr,
+    /// Whether workers need a new snapshot (a refresh at the same address only moves
+    /// `last_seen`, which workers do not use).
+    pub changed: bool,
+}
+
+/// What re-resolution found for one DSP, for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reresolved {
+    /// It now resolves to `addr`.
+    Moved {
+        /// DSP name.
+        name: String,
+        /// Its new address.
+        addr: SocketAddr,
+    },
+    /// It now resolves to a forbidden address: removed.
+    Removed {
+        /// DSP name.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// The resolver failed: the last good address is kept.
+    Failed {
+        /// DSP name.
+        name: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// The directory's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryConfig {
+    /// Cap on DSPs.
+    pub dsps_max: usize,
+    /// TTL of a DSP since its last onboarding.
+    pub ttl: Duration,
+    /// Whether loopback DSPs are allowed.
+    pub allow_loopback: bool,
+}
+
+/// The registry and each DSP's resolved address.
+#[derive(Debug)]
+pub struct Directory {
+    config: DirectoryConfig,
+    registry: Registry,
+    addrs: Vec<(String, SocketAddr)>,
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    name: &'a str,
+    url: String,
+    addr: String,
+    added_at_ms: u64,
+    last_seen_ms: u64,
+    expires_in_ms: u64,
+}
+
+#[derive(Serialize)]
+struct List<'a> {
+    version: u64,
+    dsps_max: usize,
+    ttl_s: u64,
+    dsps: Vec<ListEntry<'a>>,
+}
+
+/// Resolves and checks every address `url`'s host resolves to; returns the first one.
+pub fn resolve_checked(
+    resolve: Resolve<'_>,
+    url: &BidUrl,
+    allow_loopback: bool,
+) -> Result<SocketAddr, String> {
+    let addrs = match url.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, url.port)],
+        Err(_) => resolve(&url.host, url.port)?,
+    };
+    for a in &addrs {
+        check_address(a.ip(), allow_loopback)
+            .map_err(|e| format!("host resolves to a forbidden address: {e}"))?;
+    }
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| "host name has no address".to_string())
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new(config: DirectoryConfig) -> Self {
+        Self {
+            config,
+            registry: Registry::new(config.dsps_max),
+            addrs: Vec::new(),
+        }
+    }
+
+    /// The registry itself.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Adds, refreshes or replaces `name` (`POST /dsp`), at `now_ms` (wall clock).
+    pub fn onboard(
+        &mut self,
+        name: &str,
+        base_url: &str,
+        bid_path: Option<&str>,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+    ) -> Result<Onboard, OnboardError> {
+        let allow_loopback = self.config.allow_loopback;
+        let url = BidUrl::parse(base_url, bid_path, allow_loopback)
+            .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
+        let addr = resolve_checked(resolve, &url, allow_loopback)
+            .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
+        let upsert = self
+            .registry
+            .upsert(name, url, now_ms)
+            .map_err(|e| match e {
+                RegistryError::Full => OnboardError::Full,
+                RegistryError::InvalidName => OnboardError::Invalid(format!("name: {e}")),
+            })?;
+        let addr_changed = match self.addrs.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => std::mem::replace(&mut slot.1, addr) != addr,
+            None => {
+                self.addrs.push((name.to_string(), addr));
+                true
+            }
+        };
+        let entry = self
+            .registry
+            .snapshot()
+            .dsps
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+            .ok_or_else(|| OnboardError::Invalid("name: not stored".into()))?;
+        Ok(Onboard {
+            upsert,
+            entry,
+            addr,
+            changed: upsert != Upsert::Refreshed || addr_changed,
+        })
+    }
+
+    /// Removes `name` (`DELETE /dsp/{name}`); whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let removed = self.registry.remove(name);
+        if removed {
+            self.addrs.retain(|(n, _)| n != name);
+        }
+        removed
+    }
+
+    /// Drops the DSPs not seen within the TTL at `now_ms`; how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        let removed = self.registry.expire(now_ms, ttl_ms);
+        if removed > 0 {
+            let snapshot = self.registry.snapshot();
+            self.addrs
+                .retain(|(n, _)| snapshot.dsps.iter().any(|e| e.name == *n));
+        }
+        removed
+    }
+
+    /// Resolves every DSP named by host name again; returns what changed (or failed), one
+    /// entry per DSP concerned. Workers need a new snapshot unless every entry is a failure.
+    pub fn reresolve(&mut self, resolve: Resolve<'_>) -> Vec<Reresolved> {
+        let snapshot = self.registry.snapshot();
+        let mut found = Vec::new();
+        for entry in snapshot.dsps.iter() {
+            if entry.url.host.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            let name = entry.name.clone();
+            match resolve_checked(resolve, &entry.url, self.config.allow_loopback) {
+                Ok(addr) => {
+                    if let Some(slot) = self.addrs.iter_mut().find(|(n, _)| *n == entry.name) {
+                        if slot.1 != addr {
+                            slot.1 = addr;
+                            found.push(Reresolved::Moved { name, addr });
+                        }
+                    }
+                }
+                Err(error) if error.contains("forbidden") => {
+                    self.remove(&entry.name);
+                    found.push(Reresolved::Removed { name, error });
+                }
+                Err(error) => found.push(Reresolved::Failed { name, error }),
+            }
+        }
+        found
+    }
+
+    /// The snapshot workers get: every DSP with its address.
+    pub fn resolved(&self) -> Resolved {
+        let snapshot = self.registry.snapshot();
+        let dsps: Vec<ResolvedDsp> = snapshot
+            .dsps
+            .iter()
+            .filter_map(|e| {
+                let addr = self.addrs.iter().find(|(n, _)| *n == e.name)?.1;
+                Some(ResolvedDsp {
+                    entry: e.clone(),
+                    addr,
+                })
+            })
+            .collect();
+        Resolved {
+            version: snapshot.version,
+            dsps: dsps.into(),
+        }
+    }
+
+    /// The directory as `GET /dsp` shows it, at `now_ms`.
+    pub fn list_json(&self, now_ms: u64) -> String {
+        let snapshot = self.registry.snapshot();
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        let addr_of = |name: &str| {
+            self.addrs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default()
+        };
+        let list = List {
+            version: snapshot.version,
+            dsps_max: self.registry.dsps_max(),
+            ttl_s: self.config.ttl.as_secs(),
+            dsps: snapshot
+                .dsps
+                .iter()
+                .map(|e| ListEntry {
+                    name: &e.name,
+                    url: e.url.to_string(),
+                    addr: addr_of(&e.name),
+                    added_at_ms: e.added_at_ms,
+                    last_seen_ms: e.last_seen_ms,
+                    expires_in_ms: (e.last_seen_ms + ttl_ms).saturating_sub(now_ms),
+                })
+                .collect(),
+        };
+        serde_json::to_string(&list).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl std::fmt::Display for Reresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reresolved::Moved { name, addr } => write!(f, "{}: moved to {addr}", truncate(name)),
+            Reresolved::Removed { name, error } => {
+                write!(f, "{}: removed: {error}", truncate(name))
+            }
+            Reresolved::Failed { name, error } => {
+                write!(f, "{}: re-resolve failed: {error}", truncate(name))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const NOW_MS: u64 = 1_000_000;
+
+    fn directory(max: usize, allow_loopback: bool) -> Directory {
+        Directory::new(DirectoryConfig {
+            dsps_max: max,
+            ttl: Duration::from_secs(30),
+            allow_loopback,
+        })
+    }
+
+    /// A resolver answering `dsp.test` with whatever the test last set.
+    struct Scripted(Mutex<Result<Vec<SocketAddr>, String>>);
+
+    impl Scripted {
+        fn new() -> Self {
+            Scripted(Mutex::new(Ok(vec![SocketAddr::from(([10, 0, 0, 1], 80))])))
+        }
+
+        fn set(&self, answer: Result<Vec<&str>, &str>) {
+            *self.0.lock().unwrap() = answer
+                .map(|v| v.iter().map(|a| a.parse().unwrap()).collect())
+                .map_err(str::to_string);
+        }
+
+        fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+            assert_eq!(host, "dsp.test");
+            let answer = self.0.lock().unwrap().clone();
+            answer.map(|v| {
+                v.into_iter()
+                    .map(|s| SocketAddr::new(s.ip(), port))
+                    .collect()
+            })
+        }
+    }
+
+    fn no_resolver(host: &str, _port: u16) -> Result<Vec<SocketAddr>, String> {
+        panic!("{host} resolved, but only IP literals are onboarded here")
+    }
+
+    fn addrs(d: &Directory) -> Vec<SocketAddr> {
+        d.resolved().dsps.iter().map(|d| d.addr).collect()
+    }
+
+    #[test]
+    fn reresolve_follows_moves_keeps_last_good_and_drops_forbidden() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, false);
+        let r = d.onboard("a", "http://dsp.test:8080", None, &resolve, NOW_MS);
+        let r = r.unwrap();
+        assert_eq!(r.addr, "10.0.0.1:8080".parse().unwrap());
+        assert!(r.changed);
+
+        // Same answer: nothing changed.
+        assert_eq!(d.reresolve(&resolve), vec![]);
+
+        // The name stops resolving: the last good address is kept.
+        scripted.set(Err("host name does not resolve"));
+        let found = d.reresolve(&resolve);
+        assert!(
+            matches!(&found[..], [Reresolved::Failed { .. }]),
+            "{found:?}"
+        );
+        assert!(d.list_json(NOW_MS).contains("10.0.0.1:8080"));
+
+        // It moves: the snapshot has the new address.
+        scripted.set(Ok(vec!["10.0.0.2:1"]));
+        let moved: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let found = d.reresolve(&resolve);
+        assert_eq!(
+            found,
+            vec![Reresolved::Moved {
+                name: "a".into(),
+                addr: moved
+            }]
+        );
+        assert_eq!(addrs(&d), vec![moved]);
+
+        // It is rebound to loopback (not allowed here): the DSP is removed.
+        scripted.set(Ok(vec!["127.0.0.1:1"]));
+        let found = d.reresolve(&resolve);
+        assert!(
+            matches!(&found[..], [Reresolved::Removed { .. }]),
+            "{found:?}"
+        );
+        assert!(d.registry().snapshot().dsps.is_empty());
+        assert_eq!(addrs(&d), vec![]);
+    }
+
+    #[test]
+    fn onboarding_checks_every_resolved_address() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, false);
+        // One good and one metadata address: refused (an attacker controls which one a later
+        // connect would use).
+        scripted.set(Ok(vec!["10.0.0.1:1", "169.254.169.254:1"]));
+        let e = d
+            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
+            .unwrap_err();
+        assert!(
+            matches!(&e, OnboardError::Invalid(m) if m.contains("forbidden")),
+            "{e:?}"
+        );
+        scripted.set(Ok(vec!["127.0.0.1:1"]));
+        assert!(d
+            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
+            .is_err());
+        scripted.set(Err("host name does not resolve"));
+        assert!(d
+            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
+            .is_err());
+        scripted.set(Ok(vec!["10.0.0.1:1"]));
+        assert!(d
+            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
+            .is_ok());
+    }
+
+    #[test]
+    fn onboarding_refreshes_replaces_and_refuses() {
+        let mut d = directory(1, true);
+        let r = d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS);
+        let r = r.unwrap();
+        assert_eq!((r.upsert, r.changed), (Upsert::Added, true));
+        assert_eq!(r.addr, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(d.resolved().dsps[0].entry.url.path, "/bid");
+        // Refresh: workers need nothing new.
+        let r = d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS + 1);
+        let r = r.unwrap();
+        assert_eq!((r.upsert, r.changed), (Upsert::Refreshed, false));
+        let r = d.onboard("a", "http://127.0.0.1:8", None, &no_resolver, NOW_MS + 2);
+        assert_eq!(r.unwrap().upsert, Upsert::Replaced);
+        assert_eq!(addrs(&d), vec!["127.0.0.1:8".parse().unwrap()]);
+        assert_eq!(
+            d.onboard("b", "http://127.0.0.1:10", None, &no_resolver, NOW_MS)
+                .unwrap_err(),
+            OnboardError::Full
+        );
+        assert!(matches!(
+            d.onboard("c", "https://x", None, &no_resolver, NOW_MS),
+            Err(OnboardError::Invalid(_))
+        ));
+        assert!(matches!(
+            d.onboard("c", "http://169.254.169.254/", None, &no_resolver, NOW_MS),
+            Err(OnboardError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn expiry_and_removal_drop_the_address_too() {
+        let mut d = directory(4, true);
+        d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS)
+            .unwrap();
+        d.onboard(
+            "b",
+            "http://127.0.0.1:10",
+            None,
+            &no_resolver,
+            NOW_MS + 20_000,
+        )
+        .unwrap();
+        let list = d.list_json(NOW_MS + 25_000);
+        assert!(list.contains("\"expires_in_ms\":5000"), "{list}");
+        assert_eq!(d.expire(NOW_MS + 30_001), 1);
+        assert_eq!(addrs(&d), vec!["127.0.0.1:10".parse().unwrap()]);
+        assert!(d.remove("b"));
+        assert!(!d.remove("b"));
+        assert_eq!(addrs(&d), vec![]);
+    }
+}
