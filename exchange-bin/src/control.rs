@@ -610,7 +610,7 @@ mod tests {
             OnboardError::Full
         );
         assert!(matches!(
-            c.onboard("c", "https://x", None),
+            c.onboard("c", "ftp://x", None),
             Err(OnboardError::Invalid(_))
         ));
         assert!(matches!(

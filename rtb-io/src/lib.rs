@@ -9,6 +9,8 @@
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
+//! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
+//!   [`stream`]: a connection's stream, plain or TLS.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
@@ -31,6 +33,8 @@ pub mod rotating_file;
 pub mod server;
 pub mod shutdown;
 pub mod spool;
+pub mod stream;
+pub mod tls;
 
 pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
@@ -44,3 +48,5 @@ pub use http::{Handler, Request, Response, WorkerCtx, WorkerInfo};
 pub use limits::{ServerLimits, ServerStats, WorkerStats};
 pub use server::{Server, ServerConfig};
 pub use shutdown::ShutdownHandle;
+pub use stream::NetStream;
+pub use tls::{TlsRoots, UpstreamTls, WorkerTls};
