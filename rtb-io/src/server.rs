@@ -379,7 +379,11 @@ async fn secure(stream: TcpStream, shared: &ConnShared) -> Option<NetStream> {
     let peer = stream.peer_addr().ok()?;
     let deadline = monoio::time::Instant::now() + shared.limits.header_read_timeout;
     match monoio::time::timeout_at(deadline, tls.0.accept(stream)).await {
-        Ok(Ok(tls_stream)) => Some(NetStream::TlsServer(Box::new(tls_stream), peer)),
+        Ok(Ok(tls_stream)) => Some(NetStream::TlsServer(
+            Box::new(tls_stream),
+            peer,
+            Default::default(),
+        )),
         Ok(Err(error)) => {
             shared.stats.tls_handshakes_failed.incr();
             tracing::debug!(%error, "TLS handshake failed");

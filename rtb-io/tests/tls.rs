@@ -24,6 +24,9 @@ struct Echo;
 
 impl Handler for Echo {
     async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
+        if &req.body[..] == b"slow" {
+            monoio::time::sleep(Duration::from_millis(100)).await;
+        }
         Response::with_body(StatusCode::OK, "application/json", req.body)
     }
 }
@@ -80,6 +83,33 @@ fn calls_over_tls_are_answered_and_reuse_their_connections() {
             assert_eq!(pool.stats.tls_failures.get(), 0);
         }
     });
+    srv.shutdown_handle().trigger();
+    srv.join().unwrap();
+}
+
+#[test]
+fn a_timed_out_tls_call_closes_its_connection_and_the_next_call_succeeds() {
+    let ca = TestCa::new("io-timeout");
+    let srv = server(Some(&ca.server_cert("dsp", &["127.0.0.1"])));
+    let roots = TlsRoots::load(Some(&ca.ca_file)).unwrap();
+    let pool = tls_pool(srv.local_addr(), &roots, "127.0.0.1");
+    run(async {
+        assert_eq!(pool.prewarm(1).await, 1);
+        for round in 0..3 {
+            let slow = RequestParts::openrtb_post("/bid", b"slow");
+            let deadline = Instant::now() + Duration::from_millis(20);
+            let r = pool.call_parts(slow, deadline).await.map(drop);
+            assert_eq!(r, Err(CallError::Timeout), "round {round}");
+            // The cut-off read took the TLS layer's buffer: the connection is closed, not
+            // drained, and the next call opens a new one.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let ok = pool.call_parts(RequestParts::openrtb_post("/bid", BODY), deadline);
+            assert_eq!(ok.await.unwrap().body(), BODY, "round {round}");
+        }
+    });
+    assert_eq!(pool.stats.drains.get(), 0);
+    assert_eq!(pool.stats.timeout_closes.get(), 3);
+    assert_eq!(pool.stats.connects.get(), 4);
     srv.shutdown_handle().trigger();
     srv.join().unwrap();
 }

@@ -297,7 +297,11 @@ impl Upstream {
     ) -> Result<NetStream, CallError> {
         let handshake = tls.connector.0.connect(tls.server_name.clone(), stream);
         match timeout_at(connect_deadline, handshake).await {
-            Ok(Ok(tls_stream)) => Ok(NetStream::TlsClient(Box::new(tls_stream), peer)),
+            Ok(Ok(tls_stream)) => Ok(NetStream::TlsClient(
+                Box::new(tls_stream),
+                peer,
+                Default::default(),
+            )),
             Ok(Err(error)) => {
                 bump(&self.stats.tls_failures);
                 tracing::debug!(%error, "TLS handshake failed");
