@@ -230,8 +230,11 @@ pub struct WorkerMetrics {
     pub auction_latency: Histogram,
     /// Win notices answered with any HTTP status.
     pub win_sent: Counter,
-    /// Win notices dropped: queue full, URL refused.
+    /// Win notices dropped because the worker's notice queue was full.
     pub win_dropped: Counter,
+    /// Win notices refused before sending: a URL that does not parse, a host that is neither
+    /// an allowed IP literal nor a registered DSP's, an https host that is no TLS name.
+    pub win_refused: Counter,
     /// Win notices that failed on the wire.
     pub win_failed: Counter,
     /// Connections opened to send notices (a notice pool growing, or a host closing them).
@@ -570,7 +573,7 @@ fn render_win_notices(out: &mut String, workers: &[WorkerMetrics]) {
         out,
         "rtb_win_notices_total",
         "counter",
-        "Win notices by result.",
+        "Win notices by result: sent (any HTTP status), dropped (queue full), refused (URL or host not allowed), failed (connect, TLS, timeout).",
     );
     for (result, get) in [
         (
@@ -578,6 +581,7 @@ fn render_win_notices(out: &mut String, workers: &[WorkerMetrics]) {
             (|w: &WorkerMetrics| w.win_sent.get()) as fn(&WorkerMetrics) -> u64,
         ),
         ("dropped", |w| w.win_dropped.get()),
+        ("refused", |w| w.win_refused.get()),
         ("failed", |w| w.win_failed.get()),
     ] {
         let n: u64 = workers.iter().map(get).sum();

@@ -197,17 +197,17 @@ impl Notifier {
             .ok()
             .and_then(|u| NoticeUrl::parse(u, self.shared.allow_loopback).ok());
         let Some(parsed) = parsed else {
-            metrics.win_dropped.incr();
+            metrics.win_refused.incr();
             tracing::debug!("notice URL refused");
             return;
         };
         let Some(addr) = self.target_addr(&parsed) else {
-            metrics.win_dropped.incr();
+            metrics.win_refused.incr();
             tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
             return;
         };
         let Some(upstream) = self.upstream(addr, &parsed) else {
-            metrics.win_dropped.incr();
+            metrics.win_refused.incr();
             tracing::debug!("notice host is no valid TLS name");
             return;
         };

@@ -112,10 +112,12 @@ fn auctions_over_tls_reuse_connections_and_fire_https_notices() {
         "{}",
         ex.metrics()
     );
-    assert_eq!(
-        sample(&ex.metrics(), "rtb_win_notices_total{result=\"failed\"}"),
-        0.0
-    );
+    let m = ex.metrics();
+    for result in ["failed", "dropped", "refused"] {
+        let series = format!("rtb_win_notices_total{{result=\"{result}\"}}");
+        assert_eq!(sample(&m, &series), 0.0, "{series}");
+        assert!(m.contains(&series), "{series} is exported");
+    }
 }
 
 #[test]
