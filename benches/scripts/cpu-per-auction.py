@@ -72,10 +72,12 @@ def make_certs(work):
     return ca, cert, key
 
 
-def start_fleet(rl, procs, bins, count, tag, certs=None):
-    """`count` fast rtb-dsp on the client core (https with `certs`); [(name, url)]."""
+def start_fleet(rl, procs, bins, count, tag, certs=None, driver=None):
+    """`count` fast rtb-dsp on the client core (https with `certs`, on `driver` when given);
+    [(name, url)]."""
     fleet = []
     tls = ["--tls-cert", str(certs[1]), "--tls-key", str(certs[2])] if certs else []
+    tls += ["--io-driver", driver] if driver else []
     scheme = "https://" if certs else "http://"
     for i in range(count):
         name = f"{tag}-dsp{i}"
@@ -102,7 +104,7 @@ def paced(rl, work, server, bodies, duration_s, rate, latency_ms):
 
 
 def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=None,
-            half_load=False):
+            half_load=False, dsp_driver=None):
     """One closed-loop run (and, with `half_load`, one at half its rate); the figures of the
     measured windows."""
     procs = rl.Procs(work)
@@ -111,7 +113,7 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=
         extra_args = [*extra_args, "--dsp-ca-file", str(certs[0])]
     try:
         server = rl.start_exchange(procs, bins, "uring", extra_args)
-        fleet = start_fleet(rl, procs, bins, dsps, tag, certs)
+        fleet = start_fleet(rl, procs, bins, dsps, tag, certs, dsp_driver)
         if fleet:
             server.onboard(fleet)
             time.sleep(rl.ONBOARD_SETTLE_S)
@@ -178,6 +180,8 @@ def main():
                     "spaces, {work} replaced by a fresh directory per run (repeatable)")
     ap.add_argument("--tls", action="append", default=[],
                     help="LABEL whose DSPs serve https (a CA made for the run; repeatable)")
+    ap.add_argument("--dsp-io-driver", choices=["auto", "uring", "epoll"],
+                    help="the rtb-dsp fleet's IO driver (default: rtb-dsp's own, auto)")
     ap.add_argument("--half-load", action="store_true",
                     help="after each run, one at half its rate: p50/p99 reported")
     ap.add_argument("--json", type=Path, help="also write every run here")
@@ -199,7 +203,8 @@ def main():
                 run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
                 r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
-                            certs if label in args.tls else None, args.half_load)
+                            certs if label in args.tls else None, args.half_load,
+                            args.dsp_io_driver)
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)

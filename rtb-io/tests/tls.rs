@@ -35,7 +35,10 @@ fn server(cert: Option<&ServerCert>) -> Server {
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
     config.workers = 1;
     config.pin_cores = false;
-    config.driver = driver_from_env();
+    config.driver = match std::env::var("RTB_TLS_SERVER_DRIVER") {
+        Ok(v) => v.parse().unwrap(),
+        Err(_) => driver_from_env(),
+    };
     config.tls = cert.map(|c| server_tls(&c.cert_file, &c.key_file).unwrap());
     Server::start(config, |_ctx: &WorkerCtx| Echo).unwrap()
 }
@@ -182,4 +185,43 @@ fn bad_ca_files_are_errors_naming_the_file() {
     let missing = dir.dir().join("missing.pem");
     let e = TlsRoots::load(Some(&missing)).unwrap_err().to_string();
     assert!(e.contains("missing.pem"), "{e}");
+}
+
+/// Known bug, kept as its reproduction: with io_uring on both ends (this server and this
+/// client), most of 64 concurrent connects on a cold TLS pool stall in the handshake until the
+/// connect timeout (57 of 64, every run); with epoll on either end all 64 succeed
+/// (`RTB_TLS_SERVER_DRIVER=epoll` picks the server's driver). Cause not found yet.
+#[test]
+#[ignore = "known bug: io_uring on both ends stalls concurrent TLS handshakes (README, known gaps)"]
+fn concurrent_calls_on_a_cold_tls_pool_are_all_answered() {
+    let ca = TestCa::new("io-concurrent");
+    let srv = server(Some(&ca.server_cert("dsp", &["127.0.0.1"])));
+    let roots = TlsRoots::load(Some(&ca.ca_file)).unwrap();
+    let pool = tls_pool(srv.local_addr(), &roots, "127.0.0.1");
+    let body = vec![b'x'; 600];
+    let results = run(async {
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (pool, body) = (pool.clone(), body.clone());
+            tasks.push(monoio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                let r = pool.call_parts(RequestParts::openrtb_post("/bid", &body), deadline);
+                r.await.map(|c| c.body().len())
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await);
+        }
+        out
+    });
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 64 failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    srv.shutdown_handle().trigger();
+    srv.join().unwrap();
 }
