@@ -13,8 +13,15 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
     benches/scripts/cpu-per-auction.py --build old=/tmp/old --build new=target/release --rounds 5
     benches/scripts/cpu-per-auction.py --build off=target/release --build ledger=target/release \
         --exchange-args 'ledger=--ledger file:{work}/ledger.jsonl'   # same build, a flag apart
+    benches/scripts/cpu-per-auction.py --build plain=target/release --build tls=target/release \
+        --tls tls --half-load          # the DSPs over https; p99 at half the closed-loop rate
     benches/scripts/cpu-per-auction.py --build off=target/release --build lurl=target/release \
         --dsp-args 'lurl=--lurl'     # every bid carries a lurl: each auction fires loss notices
+
+With --tls LABEL, that label's DSPs serve https with a certificate for 127.0.0.1 signed by a CA
+made for the run with openssl, and the exchange trusts it through --dsp-ca-file. With
+--half-load, each run is followed by one paced at half its closed-loop rate (wrk's per-request
+delay on every connection), whose p50/p99 are reported.
 
 Load runner and process handling come from benches/scripts/rtb-load.py (imported).
 """
@@ -34,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 32
+PACED_CONNECTIONS = 64
 WARMUP_S = 1
 
 
@@ -51,25 +59,63 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])
 
 
-def start_fleet(rl, procs, bins, count, tag, dsp_args=()):
-    """`count` fast rtb-dsp on the client core; [(name, url)]."""
+def make_certs(work):
+    """A CA and a certificate for 127.0.0.1 it signs (openssl, P-256); (ca, cert, key) paths."""
+    ca_key, ca, key, csr, cert, ext = (work / n for n in (
+        "ca.key", "ca.pem", "dsp.key", "dsp.csr", "dsp.pem", "dsp.ext"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)
+    run("openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", "/CN=rtb bench CA")
+    run("openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+def start_fleet(rl, procs, bins, count, tag, certs=None, driver=None, dsp_args=()):
+    """`count` fast rtb-dsp on the client core (https with `certs`, on `driver` when given);
+    [(name, url)]."""
     fleet = []
+    tls = ["--tls-cert", str(certs[1]), "--tls-key", str(certs[2])] if certs else []
+    tls += ["--io-driver", driver] if driver else []
+    scheme = "https://" if certs else "http://"
     for i in range(count):
         name = f"{tag}-dsp{i}"
         p = procs.start(name, [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", "fixed:0", "--bid-rate", "1", "--hang-rate", "0",
-            "--onboard-interval-s", "3600", *dsp_args], core=rl.CLIENT_CORE)
-        fleet.append((name, "http://" + procs.wait_line(name, p, r"^listening on (\S+)")))
+            "--onboard-interval-s", "3600", *tls, *dsp_args], core=rl.CLIENT_CORE)
+        fleet.append((name, scheme + procs.wait_line(name, p, r"^listening on (\S+)")))
     return fleet
 
 
-def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), dsp_args=()):
-    """One closed-loop run; returns the figures of the measured window."""
+def paced(rl, work, server, bodies, duration_s, rate, latency_ms):
+    """A run at about `rate` req/s: each of PACED_CONNECTIONS pauses before every request for
+    its share of the period less the closed loop's median latency (wrk's delay is in whole
+    ms, so the rate reached is printed, not assumed)."""
+    period_ms = 1000 * PACED_CONNECTIONS / max(rate, 1)
+    os.environ["RTB_WRK_DELAY_MS"] = str(max(1, round(period_ms - latency_ms)))
+    try:
+        r = rl.run_wrk(work, server, bodies, PACED_CONNECTIONS, duration_s)
+    finally:
+        del os.environ["RTB_WRK_DELAY_MS"]
+    return {"half_rps": r["rps"], "half_p50_ms": r["percentiles_ms"]["50"],
+            "half_p99_ms": r["percentiles_ms"]["99"]}
+
+
+def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=None,
+            half_load=False, dsp_driver=None, dsp_args=()):
+    """One closed-loop run (and, with `half_load`, one at half its rate); the figures of the
+    measured windows."""
     procs = rl.Procs(work)
+    half = {}
+    if certs:
+        extra_args = [*extra_args, "--dsp-ca-file", str(certs[0])]
     try:
         server = rl.start_exchange(procs, bins, "uring", extra_args)
-        fleet = start_fleet(rl, procs, bins, dsps, tag, dsp_args)
+        fleet = start_fleet(rl, procs, bins, dsps, tag, certs, dsp_driver, dsp_args)
         if fleet:
             server.onboard(fleet)
             time.sleep(rl.ONBOARD_SETTLE_S)
@@ -79,6 +125,9 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), dsp_ar
         result = rl.run_wrk(work, server, bodies, CONNECTIONS, duration_s)
         wall = time.monotonic() - t0
         after = cpu_ticks(server.proc.pid)
+        if half_load:
+            half = paced(rl, work, server, bodies, duration_s, result["rps"] / 2,
+                         result["percentiles_ms"]["50"])
     finally:
         procs.stop_all()
     n = max(result["requests"], 1)
@@ -86,13 +135,16 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), dsp_ar
     sys_us = (after[1] - before[1]) / TICKS_PER_S / n * 1e6
     return {"rps": result["rps"], "user_us": user_us, "sys_us": sys_us,
             "cpu_us": user_us + sys_us, "busy": (after[0] + after[1] - before[0] - before[1])
-            / TICKS_PER_S / wall, "non_2xx": result["status"]["4xx/5xx"]}
+            / TICKS_PER_S / wall, "non_2xx": result["status"]["4xx/5xx"], **half}
 
 
 def table(builds, counts, runs):
     lines = ["| build | DSPs | req/s | CPU us/auction | user us | kernel us | core busy | "
              "req/s vs first build | CPU vs first build |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if "half_p99_ms" in next(iter(runs.values()))[0]:
+        lines[0] += " half-load req/s | p50 ms | p99 ms |"
+        lines[1] += "---:|---:|---:|"
     for n in counts:
         base = None
         for label, _ in builds:
@@ -102,7 +154,9 @@ def table(builds, counts, runs):
             lines.append(f"| {label} | {n} | {med['rps']:.0f} | {med['cpu_us']:.1f} | "
                          f"{med['user_us']:.1f} | {med['sys_us']:.1f} | {med['busy']:.2f} | "
                          f"{med['rps'] / base['rps']:.3f}x | "
-                         f"{med['cpu_us'] / base['cpu_us']:.3f}x |")
+                         f"{med['cpu_us'] / base['cpu_us']:.3f}x |"
+                         + (f" {med['half_rps']:.0f} | {med['half_p50_ms']:.2f} | "
+                            f"{med['half_p99_ms']:.2f} |" if "half_p99_ms" in med else ""))
     return "\n".join(lines)
 
 
@@ -126,6 +180,12 @@ def main():
     ap.add_argument("--exchange-args", action="append", default=[],
                     help="LABEL=ARGS: extra rtb-exchange flags for that build label, split on "
                     "spaces, {work} replaced by a fresh directory per run (repeatable)")
+    ap.add_argument("--tls", action="append", default=[],
+                    help="LABEL whose DSPs serve https (a CA made for the run; repeatable)")
+    ap.add_argument("--dsp-io-driver", choices=["auto", "uring", "epoll"],
+                    help="the rtb-dsp fleet's IO driver (default: rtb-dsp's own, auto)")
+    ap.add_argument("--half-load", action="store_true",
+                    help="after each run, one at half its rate: p50/p99 reported")
     ap.add_argument("--dsp-args", action="append", default=[],
                     help="LABEL=ARGS: extra rtb-dsp flags for that build label (repeatable)")
     ap.add_argument("--json", type=Path, help="also write every run here")
@@ -137,6 +197,7 @@ def main():
     rl = load_rtb_load()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
     bodies, _lines, info = rl.prepare_bodies(work)
+    certs = make_certs(work) if args.tls else None
     print(f"bodies: {info['source']}, mean {info['mean_bytes']:.0f} bytes; wrk -t1 "
           f"-c{CONNECTIONS} -d{args.duration_s}s; {args.rounds} rounds", flush=True)
     runs = {(label, n): [] for label, _ in builds for n in counts}
@@ -147,14 +208,17 @@ def main():
                 run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
                 r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
-                            dsp_extra.get(label, []))
+                            certs if label in args.tls else None, args.half_load,
+                            args.dsp_io_driver, dsp_extra.get(label, []))
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)
                 print(f"round {rnd + 1} {label} {n} DSPs: {r['rps']:.0f} req/s, "
                       f"{r['cpu_us']:.1f} us/auction ({r['user_us']:.1f} user, "
                       f"{r['sys_us']:.1f} kernel), non-2xx {r['non_2xx']}, "
-                      f"{r['dir_bytes']} bytes written to {{work}}", flush=True)
+                      f"{r['dir_bytes']} bytes written to {{work}}"
+                      + (f", half load {r['half_rps']:.0f} req/s p50 {r['half_p50_ms']:.2f} ms "
+                         f"p99 {r['half_p99_ms']:.2f} ms" if args.half_load else ""), flush=True)
     print()
     print(table(builds, counts, runs))
     for label, _ in builds:

@@ -24,6 +24,16 @@ function init(args)
   assert(#bodies > 0, "give at least one body file after --")
 end
 
+-- RTB_WRK_DELAY_MS paces each connection (a pause before each request): a rate below the
+-- closed loop's maximum, for latency at a given load (closed loop still: a slow answer delays
+-- that connection's next request).
+local DELAY_MS = tonumber(os.getenv("RTB_WRK_DELAY_MS") or "")
+if DELAY_MS then
+  function delay()
+    return DELAY_MS
+  end
+end
+
 function request()
   index = index % #bodies + 1
   return wrk.format("POST", nil, headers, bodies[index])

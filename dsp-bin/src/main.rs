@@ -35,9 +35,16 @@ struct Args {
     /// DSP name (bid ids, creatives, adomain, onboarding).
     #[arg(long, env = "RTB_DSP_NAME", default_value = "dsp")]
     dsp_name: String,
-    /// Base URL the exchange calls; default http://127.0.0.1:<bound port>.
+    /// Base URL the exchange calls; default http://127.0.0.1:<bound port> (https:// with
+    /// --tls-cert).
     #[arg(long, env = "RTB_DSP_BASE_URL")]
     base_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "RTB_DSP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RTB_DSP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, env = "RTB_DSP_PORT", default_value_t = PORT_DEFAULT)]
     port: u16,
@@ -157,18 +164,22 @@ fn behaviour(args: &Args, seed: u64) -> Behaviour {
     }
 }
 
-fn server_config(args: &Args, driver: DriverKind) -> ServerConfig {
+fn server_config(args: &Args, driver: DriverKind) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::new(SocketAddr::new(args.bind, args.port));
     config.workers = args.workers.max(1);
     config.pin_cores = args.pin_cores;
     config.driver = driver;
     config.shutdown_grace = SHUTDOWN_GRACE;
-    config
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = rtb_io::tls::server_tls(cert, key).map_err(|e| format!("--tls-cert: {e}"))?;
+        config.tls = Some(tls);
+    }
+    Ok(config)
 }
 
 /// The address a local client can reach (loopback for a wildcard bind) and the base URL this
-/// DSP announces (`--base-url`, or `http://` that address).
-fn addresses(server: &Server, base_url: Option<&str>) -> (SocketAddr, String) {
+/// DSP announces (`--base-url`, or `http://` that address, `https://` when serving TLS).
+fn addresses(server: &Server, base_url: Option<&str>, tls: bool) -> (SocketAddr, String) {
     let local = server.local_addr();
     let reachable = if local.ip().is_unspecified() {
         SocketAddr::new(IpAddr::from([127, 0, 0, 1]), local.port())
@@ -176,7 +187,13 @@ fn addresses(server: &Server, base_url: Option<&str>) -> (SocketAddr, String) {
         local
     };
     let base_url = base_url
-        .map_or_else(|| format!("http://{reachable}"), str::to_owned)
+        .map_or_else(
+            || {
+                let scheme = if tls { "https" } else { "http" };
+                format!("{scheme}://{reachable}")
+            },
+            str::to_owned,
+        )
         .trim_end_matches('/')
         .to_owned();
     (reachable, base_url)
@@ -204,13 +221,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         base_url: OnceLock::new(),
     });
 
-    let config = server_config(&args, driver);
+    let config = server_config(&args, driver)?;
+    let tls = config.tls.is_some();
     let factory_shared = shared.clone();
     let server = Server::start(config, move |ctx: &WorkerCtx| {
         DspHandler::new(factory_shared.clone(), ctx.info.index)
     })
     .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
-    let (reachable, base_url) = addresses(&server, args.base_url.as_deref());
+    let (reachable, base_url) = addresses(&server, args.base_url.as_deref(), tls);
     let _ = shared.base_url.set(base_url.clone());
     let shutdown = server.shutdown_handle();
     shutdown.trigger_on_signals()?;

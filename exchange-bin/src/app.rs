@@ -74,10 +74,12 @@ impl App {
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
         let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
+        let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
             dsp_client: config.dsp_client_config(),
             dsp_prewarm: config.dsp_prewarm,
+            dsp_tls_roots,
             token: config.onboard_token.clone(),
             control,
             metrics,

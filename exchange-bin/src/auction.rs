@@ -208,6 +208,7 @@ fn call_failure(error: CallError) -> CallFailure {
         CallError::Closed => CallFailure::Closed,
         CallError::Overloaded => CallFailure::Overloaded,
         CallError::ConnectPaced => CallFailure::ConnectPaced,
+        CallError::Tls => CallFailure::Tls,
     }
 }
 

@@ -246,6 +246,11 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM", default_value_t = DSP_PREWARM_DEFAULT)]
     pub dsp_prewarm: usize,
 
+    /// Extra certificate authorities (PEM) trusted for https:// DSPs and notices, beside the
+    /// compiled-in public roots (webpki-roots).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_CA_FILE")]
+    pub dsp_ca_file: Option<std::path::PathBuf>,
+
     /// Log format (levels come from RUST_LOG, default info).
     #[arg(long, env = "RTB_EXCHANGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

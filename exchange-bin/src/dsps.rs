@@ -6,7 +6,7 @@ use std::{net::SocketAddr, rc::Rc, sync::Arc};
 
 use http::uri::PathAndQuery;
 use rtb_core::engine::DspSpec;
-use rtb_io::{ClientConfig, Upstream, DRAIN_RESULTS};
+use rtb_io::{tls::WorkerTls, ClientConfig, Upstream, UpstreamTls, DRAIN_RESULTS};
 
 use crate::{control::Resolved, metrics::WorkerMetrics};
 
@@ -71,13 +71,43 @@ pub struct DspSet {
     pub slots: Vec<DspSlot>,
 }
 
+/// A pool for a newly seen DSP: TLS for an `https://` URL, the certificate checked against
+/// the URL's host (also sent as SNI). `None` when the host is no valid TLS name (logged).
+fn new_pool(
+    dsp: &crate::control::ResolvedDsp,
+    pools: PoolSettings,
+    tls: &WorkerTls,
+) -> Option<Rc<Upstream>> {
+    let url = &dsp.entry.url;
+    let upstream_tls = if url.tls {
+        let Ok(server_name) = rtb_io::tls::server_name(&url.host) else {
+            tracing::warn!(dsp = %dsp.entry.name, "host is not a valid TLS server name");
+            return None;
+        };
+        Some(UpstreamTls {
+            connector: tls.clone(),
+            server_name,
+        })
+    } else {
+        None
+    };
+    Some(Upstream::with_tls(
+        dsp.addr,
+        &url.authority(),
+        pools.client,
+        upstream_tls,
+    ))
+}
+
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
-/// change (re-pointing them if only the address moved) and pre-warming new ones.
+/// change (re-pointing them if only the address moved) and pre-warming new ones. `tls` is the
+/// worker's connector, used for `https://` DSPs.
 pub fn apply_snapshot(
     old: &DspSet,
     snapshot: &Resolved,
     metrics: &WorkerMetrics,
     pools: PoolSettings,
+    tls: &WorkerTls,
 ) -> DspSet {
     let mut slots = Vec::with_capacity(snapshot.dsps.len());
     for dsp in snapshot.dsps.iter() {
@@ -86,17 +116,21 @@ pub fn apply_snapshot(
             tracing::warn!(dsp = %dsp.entry.name, "bid path is not a valid request target");
             continue;
         };
-        let kept = old
-            .slots
-            .iter()
-            .find(|s| *s.name == *dsp.entry.name && s.host == url.host && s.port == url.port);
+        let kept = old.slots.iter().find(|s| {
+            *s.name == *dsp.entry.name
+                && s.host == url.host
+                && s.port == url.port
+                && s.upstream.is_tls() == url.tls
+        });
         let (upstream, pool_counted) = match kept {
             Some(s) => {
                 s.upstream.set_addr(dsp.addr);
                 (s.upstream.clone(), s.pool_counted.clone())
             }
             None => {
-                let up = Upstream::new(dsp.addr, &url.authority(), pools.client);
+                let Some(up) = new_pool(dsp, pools, tls) else {
+                    continue;
+                };
                 if pools.prewarm > 0 {
                     let warm = up.clone();
                     monoio::spawn(async move {

@@ -94,6 +94,8 @@ fn spawn_applier(
 ) {
     let index = ctx.info.index;
     let shared = shared.clone();
+    // This worker's TLS client config: its session cache serves this worker's pools only.
+    let tls = shared.dsp_tls_roots.worker_connector();
     updates.spawn_applier(
         APPLY_PERIOD_DEFAULT,
         ctx.shutdown.clone(),
@@ -105,7 +107,7 @@ fn spawn_applier(
                 client: shared.dsp_client,
                 prewarm: shared.dsp_prewarm,
             };
-            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools);
+            let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools, &tls);
             engine
                 .borrow_mut()
                 .set_dsps(next.slots.iter().map(|slot| slot.spec()));

@@ -87,7 +87,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::NoDsp, "no_dsp"),
 ];
 
-const CALL_ERRORS: [CallFailure; 7] = CallFailure::ALL;
+const CALL_ERRORS: [CallFailure; CallFailure::ALL.len()] = CallFailure::ALL;
 
 /// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
 const REJECT_REASONS: [&str; 17] = [

@@ -4,7 +4,8 @@
 //! - `rtb_win_notices_total{result}` and `rtb_loss_notices_total{result}`: `sent` (answered
 //!   with any status), `failed` (on the wire), `dropped` (all reasons);
 //! - `rtb_notices_dropped_total{kind, reason}`: `queue_full` (the worker's queue, or the loss
-//!   notices' share of it, was full), `bad_url` (not an `http://` URL the exchange fires),
+//!   notices' share of it, was full), `bad_url` (not an `http://` or `https://` URL the exchange fires, or an https host that is
+//!   no TLS name),
 //!   `host_refused` (neither an allowed IP literal nor a registered DSP's host);
 //! - `rtb_win_notice_connections_opened_total`: connections opened to send notices.
 
@@ -18,7 +19,8 @@ use rtb_io::limits::Counter;
 pub enum NoticeDrop {
     /// The worker's notice queue (or the loss notices' share of it) was full.
     QueueFull,
-    /// The URL is not one the exchange fires (not `http://`, unparsable, refused port).
+    /// The URL is not one the exchange fires (not `http://` or `https://`, unparsable, refused
+    /// port, an https host that is no TLS name).
     BadUrl,
     /// The host is neither an allowed IP literal nor a registered DSP's host.
     HostRefused,

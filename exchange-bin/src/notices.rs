@@ -14,6 +14,10 @@
 //! when its host is an IP literal that passes `check_address`, or when it names the host of a
 //! registered DSP (then that DSP's resolved address is used, with the URL's port). Anything
 //! else is dropped and counted, so a DSP cannot make the exchange call arbitrary hosts.
+//!
+//! Transport: an `https://` notice goes over TLS (the certificate checked against the URL's
+//! host, by the roots of `--dsp-ca-file` and the public ones), from a pool of its own: pools
+//! are keyed by address, and for TLS by host name too, since the name is what is verified.
 
 use std::{
     cell::RefCell,
@@ -29,7 +33,7 @@ use std::{
 use http::Method;
 use rtb_core::engine::NoticeKind;
 use rtb_core::registry::{check_address, NoticeUrl};
-use rtb_io::{ClientConfig, RequestParts, Upstream};
+use rtb_io::{tls::WorkerTls, ClientConfig, RequestParts, Upstream, UpstreamTls};
 
 use crate::{dsps::DspSet, metrics::WorkerMetrics, notice_metrics::NoticeDrop, Shared};
 
@@ -100,11 +104,13 @@ pub fn spawn(shared: Arc<Shared>, index: usize, dsps: Rc<RefCell<Rc<DspSet>>>) -
         idle_tasks: Vec::with_capacity(NOTICE_TASKS),
         max,
     }));
+    let tls = shared.dsp_tls_roots.worker_connector();
     let notifier = Rc::new(Notifier {
         shared,
         index,
         dsps,
         upstreams: RefCell::new(HashMap::new()),
+        tls,
     });
     for _ in 0..NOTICE_TASKS {
         let (queue, notifier) = (queue.clone(), notifier.clone());
@@ -142,8 +148,13 @@ struct Notifier {
     shared: Arc<Shared>,
     index: usize,
     dsps: Rc<RefCell<Rc<DspSet>>>,
-    upstreams: RefCell<HashMap<SocketAddr, Rc<Upstream>>>,
+    upstreams: RefCell<HashMap<PoolKey, Rc<Upstream>>>,
+    /// This worker's TLS client config for `https://` notices.
+    tls: WorkerTls,
 }
+
+/// A notice pool's key: the address, and for TLS the host name checked in the certificate.
+type PoolKey = (SocketAddr, Option<Box<str>>);
 
 impl Notifier {
     fn metrics(&self) -> &WorkerMetrics {
@@ -163,22 +174,32 @@ impl Notifier {
         Some(SocketAddr::new(slot.addr.ip(), url.port))
     }
 
-    fn upstream(&self, addr: SocketAddr, url: &NoticeUrl<'_>) -> Rc<Upstream> {
+    /// The pool for `addr` (and, for TLS, the URL's host); `None` when an `https://` host is
+    /// no valid TLS name.
+    fn upstream(&self, addr: SocketAddr, url: &NoticeUrl<'_>) -> Option<Rc<Upstream>> {
+        let key = (addr, url.tls.then(|| url.host.to_ascii_lowercase().into()));
         let mut cache = self.upstreams.borrow_mut();
-        if cache.len() >= NOTICE_UPSTREAMS_MAX && !cache.contains_key(&addr) {
+        if let Some(up) = cache.get(&key) {
+            return Some(up.clone());
+        }
+        let tls = match url.tls {
+            false => None,
+            true => Some(UpstreamTls {
+                connector: self.tls.clone(),
+                server_name: rtb_io::tls::server_name(url.host).ok()?,
+            }),
+        };
+        let host = if url.host.contains(':') {
+            format!("[{}]:{}", url.host, url.port)
+        } else {
+            format!("{}:{}", url.host, url.port)
+        };
+        if cache.len() >= NOTICE_UPSTREAMS_MAX {
             cache.clear();
         }
-        cache
-            .entry(addr)
-            .or_insert_with(|| {
-                let host = if url.host.contains(':') {
-                    format!("[{}]:{}", url.host, url.port)
-                } else {
-                    format!("{}:{}", url.host, url.port)
-                };
-                Upstream::new(addr, &host, ClientConfig::default())
-            })
-            .clone()
+        let up = Upstream::with_tls(addr, &host, ClientConfig::default(), tls);
+        cache.insert(key, up.clone());
+        Some(up)
     }
 
     /// Fires one notice. `url` is the queue's buffer: a target that lacks its leading `/` gets
@@ -198,7 +219,11 @@ impl Notifier {
             tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
             return;
         };
-        let upstream = self.upstream(addr, &parsed);
+        let Some(upstream) = self.upstream(addr, &parsed) else {
+            metrics.dropped(kind, NoticeDrop::BadUrl);
+            tracing::debug!("notice host is no valid TLS name");
+            return;
+        };
         let start = parsed.target.as_ptr() as usize - url.as_ptr() as usize;
         let mut end = start + parsed.target.len();
         if !parsed.target.starts_with('/') {

@@ -41,10 +41,7 @@ fn onboarding_refresh_replace_delete_and_bad_urls() {
     assert_eq!(list["dsps"][0]["addr"], other.addr.to_string());
 
     let bad = [
-        (
-            r#"{"name":"b","base_url":"https://127.0.0.1:1"}"#,
-            "base_url",
-        ),
+        (r#"{"name":"b","base_url":"ftp://127.0.0.1:1"}"#, "base_url"),
         (
             r#"{"name":"b","base_url":"http://169.254.169.254/"}"#,
             "base_url",

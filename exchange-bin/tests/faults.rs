@@ -828,7 +828,7 @@ fn token_never_leaks_into_metrics_or_logs_and_guards_the_registry() {
     let invalid = format!(r#"{{"id":"{MARKER}","imp":[{{"id":"1"}}],"x":"{MARKER}"}}"#);
     assert_eq!(ex.auction(invalid.as_bytes()).status, 400);
     // (DSP names are logged on purpose; the marker sits in a field that must not be.)
-    let junk = format!(r#"{{"name":"junk","base_url":"https://x.example","note":"{MARKER}"}}"#);
+    let junk = format!(r#"{{"name":"junk","base_url":"ftp://x.example","note":"{MARKER}"}}"#);
     let r = request(
         ex.addr,
         "POST",

@@ -468,7 +468,7 @@ mod tests {
             OnboardError::Full
         );
         assert!(matches!(
-            d.onboard("c", "https://x", None, &no_resolver, NOW_MS),
+            d.onboard("c", "ftp://x", None, &no_resolver, NOW_MS),
             Err(OnboardError::Invalid(_))
         ));
         assert!(matches!(

@@ -29,12 +29,14 @@ pub const METADATA_HOSTS: &[&str] = &[
     "metadata.azure.com",
 ];
 
-/// Where a DSP takes bid requests: `http://host:port/path`.
+/// Where a DSP takes bid requests: `http://host:port/path` or `https://host:port/path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BidUrl {
+    /// `https://`: the calls go over TLS, the certificate checked against `host`.
+    pub tls: bool,
     /// Host name or IP literal (without brackets).
     pub host: String,
-    /// TCP port (80 when the URL gives none).
+    /// TCP port (80, or 443 for `https://`, when the URL gives none).
     pub port: u16,
     /// Absolute path, with query if any.
     pub path: String,
@@ -43,7 +45,7 @@ pub struct BidUrl {
 /// Why a DSP URL was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not `http://`.
+    /// Neither `http://` nor `https://`.
     NotHttp,
     /// Has `user:pass@`.
     HasUserinfo,
@@ -62,7 +64,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::NotHttp => f.write_str("only http:// URLs are accepted"),
+            UrlError::NotHttp => f.write_str("only http:// and https:// URLs are accepted"),
             UrlError::HasUserinfo => f.write_str("userinfo is not allowed in the URL"),
             UrlError::NoHost => f.write_str("the URL has no host"),
             UrlError::BadPort => f.write_str("the URL's port is invalid"),
@@ -157,7 +159,7 @@ impl BidUrl {
         {
             return Err(UrlError::TooLong);
         }
-        let rest = strip_prefix_ignore_case(base_url, "http://").ok_or(UrlError::NotHttp)?;
+        let (tls, rest) = split_scheme(base_url)?;
         let (authority, base_path) = match rest.find(['/', '?', '#']) {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -165,7 +167,7 @@ impl BidUrl {
         if authority.contains('@') {
             return Err(UrlError::HasUserinfo);
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, default_port(tls))?;
         check_host(host, allow_loopback)?;
         let host = host.to_ascii_lowercase();
         let base_path = base_path
@@ -181,7 +183,12 @@ impl BidUrl {
         if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(UrlError::BadPath);
         }
-        Ok(BidUrl { host, port, path })
+        Ok(BidUrl {
+            tls,
+            host,
+            port,
+            path,
+        })
     }
 
     /// `host:port` as written in a `Host` header (IPv6 in brackets).
@@ -196,7 +203,8 @@ impl BidUrl {
 
 impl fmt::Display for BidUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.path)
     }
 }
 
@@ -229,9 +237,11 @@ fn check_host(host: &str, allow_loopback: bool) -> Result<(), UrlError> {
 /// A notice URL (`nurl`), borrowed from the bid: where the exchange sends its GET.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoticeUrl<'a> {
+    /// `https://`: sent over TLS.
+    pub tls: bool,
     /// Host as written (compare case-insensitively; IPv6 without brackets).
     pub host: &'a str,
-    /// Port (80 when absent).
+    /// Port (80, or 443 for `https://`, when absent).
     pub port: u16,
     /// Everything after the authority up to a `#`: the request target, except that it may be
     /// empty or start with `?` (then a `/` goes in front).
@@ -239,26 +249,48 @@ pub struct NoticeUrl<'a> {
 }
 
 impl<'a> NoticeUrl<'a> {
-    /// Parses an `http://` notice URL by the same host rules as onboarding ([`check_host`]):
+    /// Parses an `http://` or `https://` notice URL by the same host rules as onboarding ([`check_host`]):
     /// no other scheme, no userinfo, no metadata or (unless allowed) loopback hosts, no
     /// control characters or spaces in the target.
     pub fn parse(url: &'a str, allow_loopback: bool) -> Result<Self, UrlError> {
         if url.len() > DSP_URL_BYTES_MAX * 4 {
             return Err(UrlError::TooLong);
         }
-        let rest = strip_prefix_ignore_case(url, "http://").ok_or(UrlError::NotHttp)?;
+        let (tls, rest) = split_scheme(url)?;
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
         if authority.contains('@') {
             return Err(UrlError::HasUserinfo);
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, default_port(tls))?;
         check_host(host, allow_loopback)?;
         let target = tail.split('#').next().unwrap_or("");
         if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(UrlError::BadPath);
         }
-        Ok(Self { host, port, target })
+        Ok(Self {
+            tls,
+            host,
+            port,
+            target,
+        })
+    }
+}
+
+/// Whether `url` is `https://` (else `http://`), and the rest after the scheme.
+fn split_scheme(url: &str) -> Result<(bool, &str), UrlError> {
+    if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+        return Ok((true, rest));
+    }
+    let rest = strip_prefix_ignore_case(url, "http://").ok_or(UrlError::NotHttp)?;
+    Ok((false, rest))
+}
+
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
     }
 }
 
@@ -268,7 +300,7 @@ fn strip_prefix_ignore_case<'s>(text: &'s str, prefix: &str) -> Option<&'s str> 
         .then(|| &text[prefix.len()..])
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), UrlError> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let end = v6.find(']').ok_or(UrlError::NoHost)?;
         let after = &v6[end + 1..];
@@ -285,7 +317,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port != 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
             _ => return Err(UrlError::BadPort),
@@ -473,8 +505,13 @@ mod tests {
         assert_eq!((t.host, t.port, t.target), ("dsp.example", 80, "?p=1"));
         let t = NoticeUrl::parse("http://[::1]:81", true).unwrap();
         assert_eq!((t.host, t.port, t.target), ("::1", 81, ""));
+        let t = NoticeUrl::parse("https://dsp.example/win", true).unwrap();
         assert_eq!(
-            NoticeUrl::parse("https://dsp.example/win", true),
+            (t.tls, t.host, t.port, t.target),
+            (true, "dsp.example", 443, "/win")
+        );
+        assert_eq!(
+            NoticeUrl::parse("ftp://dsp.example/win", true),
             Err(UrlError::NotHttp)
         );
         assert_eq!(
@@ -508,6 +545,11 @@ mod tests {
             (u.host.as_str(), u.port, u.path.as_str()),
             ("example.com", 80, "/base/v2/bid?x=1")
         );
+        let u = url("HTTPS://dsp.example/rtb");
+        assert!(u.tls);
+        assert_eq!((u.port, u.path.as_str()), (443, "/rtb/bid"));
+        assert_eq!(u.to_string(), "https://dsp.example:443/rtb/bid");
+        assert!(!url("http://braid:5000").tls);
         let u = url("http://[::1]:7000");
         assert_eq!(
             (u.host.as_str(), u.authority()),
@@ -518,8 +560,8 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         let cases = [
-            ("https://x:1", UrlError::NotHttp),
             ("ftp://x", UrlError::NotHttp),
+            ("https//x", UrlError::NotHttp),
             ("x:1", UrlError::NotHttp),
             ("http://user:pw@x:1", UrlError::HasUserinfo),
             ("http://:80", UrlError::NoHost),

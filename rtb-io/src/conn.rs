@@ -21,7 +21,6 @@ use http::{Method, StatusCode};
 use monoio::{
     buf::SliceMut,
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent},
-    net::TcpStream,
     time::{timeout_at, Instant as MonoInstant},
 };
 
@@ -31,6 +30,7 @@ use crate::{
     head::{parse_request_head, Framing, ParsedHead, Reject},
     http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
     limits::{ServerLimits, WorkerStats},
+    stream::NetStream,
 };
 
 /// Initial read buffer per connection; grows to the head and body limits when needed.
@@ -53,22 +53,34 @@ pub(crate) struct ConnShared {
     pub draining: Cell<bool>,
     /// Cancels idle keep-alive reads (and the accept) at shutdown.
     pub idle_cancel: CancelHandle,
+    /// Completes when the worker starts draining (wakes idle TLS reads, which have no
+    /// cancel handle).
+    pub drain_signal: DrainSignal,
     /// The worker's gzip encoder for answers, made at the first compressed one.
     pub gzip: RefCell<Option<GzipEncoder>>,
+    /// TLS on accepted connections (`None`: plain).
+    pub tls: Option<crate::tls::ServerTls>,
 }
+
+/// A future every idle TLS connection can wait on, completed once at shutdown.
+pub(crate) type DrainSignal = futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>;
 
 impl ConnShared {
     pub(crate) fn new(
         limits: ServerLimits,
         stats: Arc<WorkerStats>,
         idle_cancel: CancelHandle,
+        drain_signal: DrainSignal,
+        tls: Option<crate::tls::ServerTls>,
     ) -> Self {
         Self {
             limits,
             stats,
             draining: Cell::new(false),
             idle_cancel,
+            drain_signal,
             gzip: RefCell::new(None),
+            tls,
         }
     }
 }
@@ -83,7 +95,7 @@ impl std::fmt::Debug for ConnShared {
 }
 
 /// Reads more bytes onto the end of `buf`, offering at least `spare` free bytes.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, spare: usize) -> io::Result<usize> {
+async fn read_more(stream: &mut NetStream, buf: &mut BytesMut, spare: usize) -> io::Result<usize> {
     if buf.capacity() - buf.len() < spare {
         buf.reserve(spare);
     }
@@ -97,21 +109,41 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, spare: usize) -> 
 
 /// Like [`read_more`] but cancelable at shutdown; used only while idle between requests.
 async fn read_idle(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
-    cancel: CancelHandle,
+    shared: &ConnShared,
 ) -> io::Result<usize> {
+    let NetStream::Plain(tcp) = stream else {
+        return read_idle_tls(stream, buf, shared).await;
+    };
     if buf.capacity() - buf.len() < READ_SPARE_BYTES_MIN {
         buf.reserve(READ_BUF_BYTES_INITIAL);
     }
     let owned = std::mem::take(buf);
     let end = owned.capacity();
     let begin = owned.len();
-    let (res, slice) = stream
-        .cancelable_read(SliceMut::new(owned, begin, end), cancel)
+    let (res, slice) = tcp
+        .cancelable_read(SliceMut::new(owned, begin, end), shared.idle_cancel.clone())
         .await;
     *buf = slice.into_inner();
     res
+}
+
+/// An idle TLS read, given up (`ECANCELED`) when the worker starts draining. monoio-rustls has
+/// no cancelable read, so the read races the worker's drain signal; the read dropped then
+/// takes its bytes with it, which is fine: the connection closes.
+async fn read_idle_tls(
+    stream: &mut NetStream,
+    buf: &mut BytesMut,
+    shared: &ConnShared,
+) -> io::Result<usize> {
+    if shared.draining.get() {
+        return Err(io::Error::from_raw_os_error(libc::ECANCELED));
+    }
+    monoio::select! {
+        read = read_more(stream, buf, READ_SPARE_BYTES_MIN) => read,
+        _ = shared.drain_signal.clone() => Err(io::Error::from_raw_os_error(libc::ECANCELED)),
+    }
 }
 
 enum Next {
@@ -149,7 +181,7 @@ struct AnswerRules {
 /// costs its buffers, not the handler's state), and a busy connection allocates its handler's
 /// state once, not per request.
 pub(crate) async fn serve_conn<H: Handler>(
-    mut stream: TcpStream,
+    mut stream: NetStream,
     handler: Rc<H>,
     ctx: Rc<WorkerCtx>,
     shared: Rc<ConnShared>,
@@ -229,7 +261,7 @@ fn handler_panicked(shared: &ConnShared) -> Response {
 
 /// Writes the handler's answer; says whether the connection goes on.
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &BytesMut,
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
@@ -288,7 +320,7 @@ fn error_response(status: StatusCode, message: &str) -> Response {
 /// Waits for the next request on the connection (bounded by the idle timeout, cancelled at
 /// shutdown unless it is the connection's first), then reads its head and body.
 async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
@@ -351,7 +383,7 @@ async fn read_request(
 /// Waits for a request's first bytes; false when the connection should close instead (peer
 /// closed, idle timeout, shutdown).
 async fn wait_for_request(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     shared: &ConnShared,
     first: bool,
@@ -366,8 +398,7 @@ async fn wait_for_request(
     let read = if first {
         timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
     } else {
-        let cancel = shared.idle_cancel.clone();
-        timeout_at(idle_deadline, read_idle(stream, rbuf, cancel)).await
+        timeout_at(idle_deadline, read_idle(stream, rbuf, shared)).await
     };
     match read {
         Err(_elapsed) => {
@@ -386,7 +417,7 @@ async fn wait_for_request(
 
 /// Reads until a whole head parses. `Ok(None)`: the peer closed; `Err(reject)`: answer it.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     limits: &ServerLimits,
 ) -> io::Result<Result<Option<ParsedHead>, Reject>> {
@@ -408,7 +439,7 @@ async fn read_head(
 
 /// Reads the body as framed, then gunzips it when asked. `Ok(None)`: the peer closed.
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     limits: &ServerLimits,
     framing: Framing,
@@ -444,7 +475,7 @@ async fn read_body(
 }
 
 async fn read_chunked(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     limits: &ServerLimits,
     deadline: MonoInstant,
@@ -474,7 +505,7 @@ fn body_reject(e: BodyError) -> Reject {
 }
 
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     wbuf: &mut Vec<u8>,
     limits: &ServerLimits,
 ) -> io::Result<()> {
@@ -490,7 +521,7 @@ async fn write_response(
 
 /// Writes the error response for `reject`, then closes gracefully.
 async fn reject_and_close(
-    stream: &mut TcpStream,
+    stream: &mut NetStream,
     rbuf: &mut BytesMut,
     wbuf: &mut Vec<u8>,
     shared: &ConnShared,
@@ -512,7 +543,7 @@ async fn reject_and_close(
 
 /// Half-closes, then discards what the client is still sending for a bounded time, so the
 /// kernel does not answer unread data with a reset that would drop our response.
-async fn lingering_close(stream: &mut TcpStream, rbuf: &mut BytesMut) {
+async fn lingering_close(stream: &mut NetStream, rbuf: &mut BytesMut) {
     let _ = stream.shutdown().await;
     let deadline = MonoInstant::now() + LINGERING_CLOSE_TIMEOUT;
     let mut drained = 0;

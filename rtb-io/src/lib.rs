@@ -9,6 +9,8 @@
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
+//! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
+//!   [`stream`]: a connection's stream, plain or TLS.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
 //! - [`process`]: the standard `process_*` metrics, read from `/proc/self`.
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
@@ -40,6 +42,8 @@ pub mod rotating_file;
 pub mod server;
 pub mod shutdown;
 pub mod spool;
+pub mod stream;
+pub mod tls;
 
 pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
@@ -53,3 +57,5 @@ pub use http::{Handler, Request, Response, WorkerCtx, WorkerInfo};
 pub use limits::{ServerLimits, ServerStats, WorkerStats};
 pub use server::{Server, ServerConfig};
 pub use shutdown::ShutdownHandle;
+pub use stream::NetStream;
+pub use tls::{TlsRoots, UpstreamTls, WorkerTls};

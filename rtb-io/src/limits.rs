@@ -167,4 +167,6 @@ stats! {
     io_errors,
     /// Handler panics caught: answered 500 and the connection closed; the worker lives on.
     handler_panics,
+    /// TLS handshakes on accepted connections that failed or outlasted the header timeout.
+    tls_handshakes_failed,
 }

@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use monoio::{io::Canceller, net::TcpListener};
+use monoio::{
+    io::Canceller,
+    net::{TcpListener, TcpStream},
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
@@ -20,6 +23,7 @@ use crate::{
     http::{Handler, WorkerCtx, WorkerInfo},
     limits::{ServerLimits, ServerStats, WorkerStats},
     shutdown::{ShutdownHandle, SHUTDOWN_POLL_PERIOD},
+    stream::NetStream,
 };
 
 /// Listen backlog per worker socket.
@@ -50,6 +54,9 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Wait for in-flight requests at shutdown before giving up on them.
     pub shutdown_grace: Duration,
+    /// TLS on every accepted connection (`None`: plain HTTP). The handshake is bounded by
+    /// the header read timeout.
+    pub tls: Option<crate::tls::ServerTls>,
     /// Worker threads are named `{thread_name}-{index}` (at most 15 bytes show in `top`/`perf`),
     /// so two servers in one process can be told apart.
     pub thread_name: &'static str,
@@ -67,6 +74,7 @@ impl ServerConfig {
             uring_entries: URING_ENTRIES_DEFAULT,
             limits: ServerLimits::default(),
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            tls: None,
             thread_name: "rtb-worker",
         }
     }
@@ -293,12 +301,15 @@ where
     });
     let handler = Rc::new(factory(&ctx));
     let canceller = Canceller::new();
+    let (drain_tx, drain_rx) = futures_channel::oneshot::channel();
     let shared = Rc::new(ConnShared::new(
         config.limits,
         stats.clone(),
         canceller.handle(),
+        futures_util::FutureExt::shared(drain_rx),
+        config.tls.clone(),
     ));
-    spawn_drain_on_shutdown(shutdown, shared.clone(), canceller);
+    spawn_drain_on_shutdown(shutdown, shared.clone(), canceller, drain_tx);
     let _ = ready.send(Ok(info));
     accept_until_draining(&listener, &handler, &ctx, &shared).await;
     drop(listener);
@@ -308,11 +319,17 @@ where
 /// At shutdown: mark the worker draining, then wake the pending accept and every idle
 /// keep-alive read with ECANCELED (an op that already completed keeps its result, so no
 /// accepted connection is lost).
-fn spawn_drain_on_shutdown(shutdown: ShutdownHandle, shared: Rc<ConnShared>, canceller: Canceller) {
+fn spawn_drain_on_shutdown(
+    shutdown: ShutdownHandle,
+    shared: Rc<ConnShared>,
+    canceller: Canceller,
+    drain_signal: futures_channel::oneshot::Sender<()>,
+) {
     monoio::spawn(async move {
         shutdown.triggered().await;
         shared.draining.set(true);
         drop(canceller.cancel());
+        let _ = drain_signal.send(());
     });
 }
 
@@ -338,7 +355,9 @@ async fn accept_until_draining<H: Handler>(
                 let (handler, ctx, shared) = (handler.clone(), ctx.clone(), shared.clone());
                 monoio::spawn(async move {
                     let stats = shared.stats.clone();
-                    serve_conn(stream, handler, ctx, shared).await;
+                    if let Some(stream) = secure(stream, &shared).await {
+                        serve_conn(stream, handler, ctx, shared).await;
+                    }
                     stats.connections_open.decr();
                 });
             }
@@ -347,6 +366,32 @@ async fn accept_until_draining<H: Handler>(
                 tracing::debug!(%error, "accept failed");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// The accepted connection as the server speaks it: plain, or TLS after a handshake bounded
+/// by the header read timeout (`None`: the handshake failed or took too long; counted).
+async fn secure(stream: TcpStream, shared: &ConnShared) -> Option<NetStream> {
+    let Some(tls) = &shared.tls else {
+        return Some(NetStream::Plain(stream));
+    };
+    let peer = stream.peer_addr().ok()?;
+    let deadline = monoio::time::Instant::now() + shared.limits.header_read_timeout;
+    match monoio::time::timeout_at(deadline, tls.0.accept(stream)).await {
+        Ok(Ok(tls_stream)) => Some(NetStream::TlsServer(
+            Box::new(tls_stream),
+            peer,
+            Default::default(),
+        )),
+        Ok(Err(error)) => {
+            shared.stats.tls_handshakes_failed.incr();
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_elapsed) => {
+            shared.stats.tls_handshakes_failed.incr();
+            None
         }
     }
 }

@@ -13,6 +13,7 @@
 //!   on drop.
 //! - [`prom`]: reading samples out of a Prometheus text page.
 //! - [`procfs`]: RSS, peak RSS and open file descriptors of a process, from `/proc`.
+//! - [`tls`]: a test CA and server certificates it signs (rcgen), as PEM files.
 //! - [`wire`]: request bodies and encodings (OpenRTB fixtures, chunked, gzip).
 //!
 //! Tests opt into `unwrap`: a failed helper is a failed test, and says where.
@@ -25,6 +26,7 @@ pub mod http;
 pub mod process;
 pub mod procfs;
 pub mod prom;
+pub mod tls;
 pub mod wire;
 
 use std::time::{Duration, Instant};

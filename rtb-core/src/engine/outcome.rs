@@ -24,11 +24,13 @@ pub enum CallFailure {
     /// No idle connection, and the worker's connect budget for this DSP was spent (a slow or
     /// hanging DSP would otherwise cost a new connection per auction).
     ConnectPaced,
+    /// The TLS handshake failed (certificate refused, or the DSP does not speak TLS).
+    Tls,
 }
 
 impl CallFailure {
     /// Every failure, in a fixed order (for metrics).
-    pub const ALL: [CallFailure; 7] = [
+    pub const ALL: [CallFailure; 8] = [
         CallFailure::Timeout,
         CallFailure::Connect,
         CallFailure::Protocol,
@@ -36,6 +38,7 @@ impl CallFailure {
         CallFailure::Closed,
         CallFailure::Overloaded,
         CallFailure::ConnectPaced,
+        CallFailure::Tls,
     ];
 
     /// Whether the call was refused by the caller's own limits before anything was sent, so
@@ -54,6 +57,7 @@ impl CallFailure {
             CallFailure::Closed => "closed",
             CallFailure::Overloaded => "overloaded",
             CallFailure::ConnectPaced => "connect_paced",
+            CallFailure::Tls => "tls",
         }
     }
 }

@@ -41,7 +41,7 @@ pub enum CallKind {
     Trickle,
 }
 
-pub const KINDS: [CallKind; 14] = [
+pub const KINDS: [CallKind; 15] = [
     CallKind::Bids,
     CallKind::NoBid204,
     CallKind::Empty200,
@@ -56,6 +56,7 @@ pub const KINDS: [CallKind; 14] = [
     CallKind::Hang,
     CallKind::Trickle,
     CallKind::Fail(CallFailure::ConnectPaced),
+    CallKind::Fail(CallFailure::Tls),
 ];
 
 /// Periods during which every call fails, so breakers trip and recover.
@@ -72,7 +73,7 @@ pub struct Profile {
     pub name: Rc<str>,
     pub latency: Latency,
     /// Weights of [`KINDS`].
-    pub weights: [u32; 14],
+    pub weights: [u32; KINDS.len()],
     pub style: BidStyle,
     pub flap: Option<Flap>,
     pub rng: Rng,
@@ -208,7 +209,8 @@ impl Profile {
     fn failure_latency(&mut self, kind: CallFailure, latency: Duration) -> Duration {
         match kind {
             CallFailure::Overloaded | CallFailure::ConnectPaced => Duration::ZERO,
-            CallFailure::Connect => self.rng.between(Duration::ZERO, 3 * MS),
+            // A refused certificate ends the handshake within a few round trips.
+            CallFailure::Connect | CallFailure::Tls => self.rng.between(Duration::ZERO, 3 * MS),
             CallFailure::Closed => self.rng.between(Duration::ZERO, latency),
             _ => latency,
         }

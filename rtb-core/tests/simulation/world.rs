@@ -333,18 +333,18 @@ fn profile(rng: &mut Rng, scenario: Scenario, index: usize) -> Profile {
 }
 
 /// Weights of `dsp::KINDS`: bids, 204, empty 200, nbr only, bad status, garbage, connect,
-/// protocol, too large, closed, overloaded, hang, trickle, connect paced.
-fn kind_weights(rng: &mut Rng, scenario: Scenario) -> [u32; 14] {
+/// protocol, too large, closed, overloaded, hang, trickle, connect paced, tls.
+fn kind_weights(rng: &mut Rng, scenario: Scenario) -> [u32; KINDS.len()] {
     let mut weights = match scenario {
-        Scenario::Auctions => [90, 3, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0],
+        Scenario::Auctions => [90, 3, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0, 0],
         Scenario::Faults => {
-            let mut w = [0u32; 14];
+            let mut w = [0u32; KINDS.len()];
             for x in w.iter_mut() {
                 *x = rng.range(0, 20) as u32;
             }
             w
         }
-        _ => [70, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1],
+        _ => [70, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1, 1],
     };
     weights[0] = weights[0].max(1);
     debug_assert_eq!(weights.len(), KINDS.len());

@@ -53,10 +53,12 @@ impl Drop for Lent<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if conn.unanswered {
+        // A TLS read dropped mid-way took the TLS layer's buffer with it: never drainable.
+        if conn.unanswered && !conn.stream.is_tls() {
             start_drain(self.upstream, conn);
         } else {
-            // Half a request written or half an answer read: the stream is out of step.
+            // Half a request written, half an answer read, or a TLS read cut off: the stream is
+            // out of step.
             bump(&self.upstream.stats.timeout_closes);
         }
     }

@@ -49,7 +49,8 @@ pub use pool::{Completed, Upstream, UpstreamStats, DRAIN_RESULTS};
 pub const IDLE_CONNECTIONS_MAX_DEFAULT: usize = 512;
 /// Concurrent calls per upstream per worker; more fail at once with `Overloaded`.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 1024;
-/// Time allowed to open a connection (also bounded by the call's deadline).
+/// Time allowed to open a connection, TLS handshake included (also bounded by the call's
+/// deadline).
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_millis(200);
 /// Largest response body accepted.
 pub const RESPONSE_BYTES_MAX_DEFAULT: usize = 256 * 1024;
@@ -131,6 +132,9 @@ pub enum CallError {
     /// No idle connection, and the upstream's connect budget ([`ClientConfig::connects_per_s`],
     /// [`ClientConfig::connects_in_flight_max`]) was spent: failed at once, nothing sent.
     ConnectPaced,
+    /// The TLS handshake failed: the certificate was refused (unknown CA, wrong name,
+    /// expired), or the peer does not speak TLS or closed during the handshake.
+    Tls,
 }
 
 impl CallError {
@@ -144,6 +148,7 @@ impl CallError {
             Self::Closed => "closed",
             Self::Overloaded => "overloaded",
             Self::ConnectPaced => "connect_paced",
+            Self::Tls => "tls",
         }
     }
 }

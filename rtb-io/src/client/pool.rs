@@ -25,6 +25,7 @@ use super::drain::Lent;
 use super::pacing::Pacing;
 use super::wire::{exchange, Conn, ExchangeError, Received};
 use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
+use crate::{stream::NetStream, tls::UpstreamTls};
 
 /// Counters of one upstream on one worker (single-threaded, plain cells).
 #[derive(Debug, Default)]
@@ -37,6 +38,8 @@ pub struct UpstreamStats {
     pub timeouts: Cell<u64>,
     /// Calls that failed otherwise.
     pub failures: Cell<u64>,
+    /// TLS handshakes that failed (certificate refused, peer not TLS).
+    pub tls_failures: Cell<u64>,
     /// Calls failed at once for want of a connect permit ([`CallError::ConnectPaced`]).
     pub connects_paced: Cell<u64>,
     /// Timed-out calls' connections handed to a drain task.
@@ -81,6 +84,8 @@ pub struct Upstream {
     addr: Cell<SocketAddr>,
     host: Bytes,
     config: ClientConfig,
+    /// TLS settings for an `https://` upstream; `None`: plain TCP.
+    tls: Option<UpstreamTls>,
     idle: RefCell<Vec<Conn>>,
     in_flight: Cell<usize>,
     pacing: Pacing,
@@ -142,10 +147,23 @@ impl Drop for InFlightGuard<'_> {
 impl Upstream {
     /// A pool for `addr`, sending `host` as the Host header.
     pub fn new(addr: SocketAddr, host: &str, config: ClientConfig) -> Rc<Self> {
+        Self::with_tls(addr, host, config, None)
+    }
+
+    /// A pool for `addr` whose connections are TLS when `tls` is given (the handshake is part
+    /// of opening a connection: paced, bounded by the connect timeout and the call's deadline,
+    /// pre-warmed by [`Upstream::prewarm`]).
+    pub fn with_tls(
+        addr: SocketAddr,
+        host: &str,
+        config: ClientConfig,
+        tls: Option<UpstreamTls>,
+    ) -> Rc<Self> {
         Rc::new_cyclic(|me| Self {
             addr: Cell::new(addr),
             host: Bytes::copy_from_slice(host.as_bytes()),
             config,
+            tls,
             idle: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
             pacing: Pacing::new(
@@ -255,9 +273,48 @@ impl Upstream {
             }
         }
         // Writable with no peer means the connect failed (refused, unreachable).
-        stream.peer_addr().map_err(|_| CallError::ConnectError)?;
+        let peer = stream.peer_addr().map_err(|_| CallError::ConnectError)?;
+        let stream = match &self.tls {
+            None => NetStream::Plain(stream),
+            Some(tls) => {
+                self.handshake(tls, stream, peer, connect_deadline, deadline)
+                    .await?
+            }
+        };
         bump(&self.stats.connects);
         Ok(Conn::new(stream))
+    }
+
+    /// The TLS handshake on a fresh connection, by the same deadlines as the connect: a
+    /// refused certificate or a peer that is not TLS is [`CallError::Tls`].
+    async fn handshake(
+        &self,
+        tls: &UpstreamTls,
+        stream: TcpStream,
+        peer: SocketAddr,
+        connect_deadline: MonoInstant,
+        deadline: MonoInstant,
+    ) -> Result<NetStream, CallError> {
+        let handshake = tls.connector.0.connect(tls.server_name.clone(), stream);
+        match timeout_at(connect_deadline, handshake).await {
+            Ok(Ok(tls_stream)) => Ok(NetStream::TlsClient(
+                Box::new(tls_stream),
+                peer,
+                Default::default(),
+            )),
+            Ok(Err(error)) => {
+                bump(&self.stats.tls_failures);
+                tracing::debug!(%error, "TLS handshake failed");
+                Err(CallError::Tls)
+            }
+            Err(_elapsed) if connect_deadline < deadline => Err(CallError::ConnectError),
+            Err(_elapsed) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Sends `req` and reads the response into an owned [`ClientResponse`], returning by

@@ -7,7 +7,7 @@ use std::io;
 
 use bytes::BytesMut;
 use http::StatusCode;
-use monoio::{buf::SliceMut, io::AsyncReadRent, io::AsyncWriteRentExt, net::TcpStream};
+use monoio::{buf::SliceMut, io::AsyncReadRent, io::AsyncWriteRentExt};
 
 use super::{
     CallError, ClientConfig, RequestParts, RESPONSE_HEADERS_COUNT_MAX, RESPONSE_HEAD_BYTES_MAX,
@@ -15,6 +15,7 @@ use super::{
 use crate::{
     body::{BodyError, ChunkedDecoder},
     http::format_usize,
+    stream::NetStream,
 };
 
 /// Initial per-connection read buffer.
@@ -25,7 +26,7 @@ const CLIENT_READ_SPARE_BYTES_MIN: usize = 2 * 1024;
 /// One keep-alive connection and its reused buffers.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: NetStream,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: Vec<u8>,
     /// De-chunked body of the last chunked response.
@@ -36,7 +37,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: NetStream) -> Self {
         Self {
             stream,
             rbuf: BytesMut::with_capacity(CLIENT_READ_BUF_BYTES),
