@@ -113,8 +113,16 @@ fn auctions_over_tls_reuse_connections_and_fire_https_notices() {
         ex.metrics()
     );
     let m = ex.metrics();
-    for result in ["failed", "dropped", "refused"] {
-        let series = format!("rtb_win_notices_total{{result=\"{result}\"}}");
+    let mut zero = vec![
+        "rtb_win_notices_total{result=\"failed\"}".to_string(),
+        "rtb_win_notices_total{result=\"dropped\"}".to_string(),
+    ];
+    for reason in ["queue_full", "bad_url", "host_refused"] {
+        zero.push(format!(
+            "rtb_notices_dropped_total{{kind=\"win\",reason=\"{reason}\"}}"
+        ));
+    }
+    for series in zero {
         assert_eq!(sample(&m, &series), 0.0, "{series}");
         assert!(m.contains(&series), "{series} is exported");
     }
