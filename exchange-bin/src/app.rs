@@ -79,6 +79,7 @@ impl App {
             engine: config.engine_config(),
             dsp_client: config.dsp_client_config(),
             dsp_prewarm: config.dsp_prewarm,
+            dsp_tls_pools: config.dsp_tls_pool_settings(),
             dsp_tls_roots,
             token: config.onboard_token.clone(),
             control,

@@ -17,6 +17,21 @@ pub struct PoolSettings {
     pub client: ClientConfig,
     /// Connections opened ahead of traffic, per worker.
     pub prewarm: usize,
+    /// What differs for `https://` DSPs.
+    pub tls: TlsPoolSettings,
+}
+
+/// Pool settings of `https://` DSPs. A handshake costs both ends about 1.6 ms of CPU (32 at
+/// once took 50 ms on loopback, BENCHMARKS.md "TLS to DSPs"), so a TLS pool that grows under
+/// load stalls the worker's other auctions: it is opened ahead of traffic to the size load
+/// needs, and grows a few handshakes at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsPoolSettings {
+    /// Connections opened ahead of traffic, per worker (instead of `prewarm`).
+    pub prewarm: usize,
+    /// Handshakes in flight at once per DSP per worker (instead of the client config's
+    /// `connects_in_flight_max`).
+    pub connects_in_flight: usize,
 }
 
 /// A pool's counters as last mirrored into the metrics.
@@ -91,10 +106,14 @@ fn new_pool(
     } else {
         None
     };
+    let mut client = pools.client;
+    if url.tls {
+        client.connects_in_flight_max = pools.tls.connects_in_flight;
+    }
     Some(Upstream::with_tls(
         dsp.addr,
         &url.authority(),
-        pools.client,
+        client,
         upstream_tls,
     ))
 }
@@ -131,10 +150,15 @@ pub fn apply_snapshot(
                 let Some(up) = new_pool(dsp, pools, tls) else {
                     continue;
                 };
-                if pools.prewarm > 0 {
+                let prewarm = if url.tls {
+                    pools.tls.prewarm
+                } else {
+                    pools.prewarm
+                };
+                if prewarm > 0 {
                     let warm = up.clone();
                     monoio::spawn(async move {
-                        warm.prewarm(pools.prewarm).await;
+                        warm.prewarm(prewarm).await;
                     });
                 }
                 (up, Rc::default())

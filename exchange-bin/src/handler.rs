@@ -106,6 +106,7 @@ fn spawn_applier(
             let pools = PoolSettings {
                 client: shared.dsp_client,
                 prewarm: shared.dsp_prewarm,
+                tls: shared.dsp_tls_pools,
             };
             let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools, &tls);
             engine

@@ -53,6 +53,8 @@ pub struct Shared {
     pub dsp_client: rtb_io::ClientConfig,
     /// Connections opened to a new DSP ahead of traffic, per worker.
     pub dsp_prewarm: usize,
+    /// What differs for the pools of `https://` DSPs.
+    pub dsp_tls_pools: dsps::TlsPoolSettings,
     /// Roots trusted for https:// DSPs and notices; each worker builds its own client config
     /// (and so its own TLS session cache) from them.
     pub dsp_tls_roots: rtb_io::TlsRoots,
