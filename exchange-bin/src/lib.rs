@@ -13,7 +13,8 @@
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
-//! - [`metrics`]: per-worker counters and the Prometheus exposition.
+//! - [`metrics`]: per-worker counters and the Prometheus exposition ([`exposition`]: its
+//!   family header, shared with [`notice_metrics`] and [`revenue`]).
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
 //! - [`notice_metrics`]: win and loss notice counters.
 //! - [`ratelimit`]: the onboarding token bucket.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod control;
 pub mod debug;
 pub mod dsps;
+mod exposition;
 pub mod handler;
 pub mod lag;
 pub mod ledger;

@@ -23,6 +23,7 @@ use rtb_core::{
 };
 use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
 
+use crate::exposition::header;
 use crate::revenue::{Revenue, RevenueSum};
 
 /// Histogram bucket upper bounds, microseconds.
@@ -308,10 +309,6 @@ fn escape_label(v: &str, out: &mut String) {
             c => out.push(c),
         }
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {

@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 use rtb_core::engine::NoticeKind;
 use rtb_io::limits::Counter;
 
+use crate::exposition::header;
+
 /// Why a notice was not fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoticeDrop {
@@ -90,14 +92,11 @@ impl NoticeCounters {
 pub fn render<'a>(out: &mut String, workers: impl Iterator<Item = &'a NoticeCounters> + Clone) {
     for (k, kind) in NoticeKind::ALL.iter().enumerate() {
         let name = format!("rtb_{}_notices_total", kind.as_str());
-        let _ = writeln!(
-            out,
-            "# HELP {name} {} notices by result.\n# TYPE {name} counter",
-            match kind {
-                NoticeKind::Win => "Win",
-                NoticeKind::Loss => "Loss",
-            }
-        );
+        let help = match kind {
+            NoticeKind::Win => "Win notices by result.",
+            NoticeKind::Loss => "Loss notices by result.",
+        };
+        header(out, &name, "counter", help);
         let sum = |get: &dyn Fn(&NoticeCounters) -> u64| workers.clone().map(get).sum::<u64>();
         for (result, n) in [
             ("sent", sum(&|w| w.sent[k].get())),
@@ -108,9 +107,11 @@ pub fn render<'a>(out: &mut String, workers: impl Iterator<Item = &'a NoticeCoun
         }
     }
     let name = "rtb_notices_dropped_total";
-    let _ = writeln!(
+    header(
         out,
-        "# HELP {name} Notices not fired, by kind and reason.\n# TYPE {name} counter"
+        name,
+        "counter",
+        "Notices not fired, by kind and reason.",
     );
     for (k, kind) in NoticeKind::ALL.iter().enumerate() {
         for (r, reason) in NoticeDrop::ALL.iter().enumerate() {
@@ -120,9 +121,11 @@ pub fn render<'a>(out: &mut String, workers: impl Iterator<Item = &'a NoticeCoun
         }
     }
     let name = "rtb_win_notice_connections_opened_total";
-    let _ = writeln!(
+    header(
         out,
-        "# HELP {name} Connections opened to send win and loss notices (pools growing, or hosts closing them).\n# TYPE {name} counter"
+        name,
+        "counter",
+        "Connections opened to send win and loss notices (pools growing, or hosts closing them).",
     );
     let opened: u64 = workers.map(|w| w.connects.get()).sum();
     let _ = writeln!(out, "{name} {opened}");

@@ -20,6 +20,8 @@ use std::{
 
 use rtb_io::limits::Counter;
 
+use crate::exposition::header;
+
 /// Currencies counted by name per DSP per worker; more share the `other` slot.
 pub const CURRENCY_SLOTS: usize = 4;
 /// The label of the shared slot.
@@ -123,9 +125,11 @@ pub type RevenueSum = BTreeMap<String, CurrencySum>;
 /// Writes `rtb_dsp_clearing_price` (per DSP and currency) and `rtb_revenue_total` (per
 /// currency, all DSPs) from each DSP's sums; `dsp_label` is the DSP's name escaped.
 pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a RevenueSum)>) {
-    let _ = writeln!(
+    header(
         out,
-        "# HELP rtb_dsp_clearing_price Clearing prices (CPM, in the auction currency) of the impressions each DSP won in non-test auctions: _sum is their total, _count the impressions.\n# TYPE rtb_dsp_clearing_price summary"
+        "rtb_dsp_clearing_price",
+        "summary",
+        "Clearing prices (CPM, in the auction currency) of the impressions each DSP won in non-test auctions: _sum is their total, _count the impressions.",
     );
     let mut exchange = RevenueSum::new();
     for (dsp, sums) in dsps {
@@ -139,9 +143,11 @@ pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a Reve
             e.wins += s.wins;
         }
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP rtb_revenue_total What winners pay for the impressions of non-test auctions (clearing CPM / 1000), in the auction currency: the exchange's gross revenue.\n# TYPE rtb_revenue_total counter"
+        "rtb_revenue_total",
+        "counter",
+        "What winners pay for the impressions of non-test auctions (clearing CPM / 1000), in the auction currency: the exchange's gross revenue.",
     );
     for (cur, s) in &exchange {
         let money = s.clearing_micros as f64 / MICROS_PER_UNIT;

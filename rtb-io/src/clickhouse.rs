@@ -137,7 +137,8 @@ impl SpoolSink for ClickHouseSink {
     }
 }
 
-/// The `rtb.ledger` row of a record (schema v1).
+/// The `rtb.ledger` row of a record (schema v1 or v2: v2 only adds the fields of auctions to
+/// shed records, which fill the same columns).
 fn row(record: &Value) -> Value {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let dsps = record["dsps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
