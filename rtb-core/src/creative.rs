@@ -9,21 +9,6 @@
 use simd_json::Node;
 
 use crate::json::{array_items, as_i64, object_entries};
-use crate::request::MediaTypes;
-
-impl MediaTypes {
-    /// The media type a `bid.mtype` declares; `None` for values 2.6 does not define (which
-    /// are then not checked: 2.6 §2.6 asks to tolerate new list values).
-    pub fn from_mtype(mtype: u32) -> Option<MediaTypes> {
-        match mtype {
-            1 => Some(MediaTypes::BANNER),
-            2 => Some(MediaTypes::VIDEO),
-            3 => Some(MediaTypes::AUDIO),
-            4 => Some(MediaTypes::NATIVE),
-            _ => None,
-        }
-    }
-}
 
 /// One allowed banner size: exact, or a ratio with a minimum width ("Flex Ads").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,13 +121,5 @@ mod tests {
         assert_eq!(accepts(r#"{"w":300}"#, 1, 1), None);
         assert_eq!(accepts(r#"{"format":[]}"#, 1, 1), None);
         assert_eq!(accepts(r#"{"w":-5,"h":-5}"#, 1, 1), None);
-    }
-
-    #[test]
-    fn mtype_codes() {
-        assert_eq!(MediaTypes::from_mtype(1), Some(MediaTypes::BANNER));
-        assert_eq!(MediaTypes::from_mtype(4), Some(MediaTypes::NATIVE));
-        assert_eq!(MediaTypes::from_mtype(0), None);
-        assert_eq!(MediaTypes::from_mtype(5), None);
     }
 }

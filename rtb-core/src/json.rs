@@ -14,8 +14,6 @@
 
 use simd_json::{Node, StaticNode, Tape};
 
-use crate::validate::native::NativeScratch;
-
 /// Deepest nesting accepted in any JSON body. OpenRTB needs about 8 levels; a hostile body of a
 /// million `[` must be refused early and cheaply, not recursed into.
 pub const JSON_DEPTH_MAX: usize = 64;
@@ -23,6 +21,24 @@ pub const JSON_DEPTH_MAX: usize = 64;
 /// simd-json's parse buffers, reused for every document a worker decodes.
 pub struct Decoder {
     pub(crate) buffers: simd_json::Buffers,
+}
+
+/// Reused buffers for parsing `imp.native.request` strings (a JSON document inside a string):
+/// a padded copy and a tape. Kept in the [`Document`] so they live as long as the tape does;
+/// `validate::native` fills them.
+#[derive(Debug)]
+pub(crate) struct NativeScratch {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) tape: Tape<'static>,
+}
+
+impl Default for NativeScratch {
+    fn default() -> Self {
+        Self {
+            bytes: Vec::new(),
+            tape: Tape(Vec::new()),
+        }
+    }
 }
 
 impl Default for Decoder {

@@ -99,6 +99,7 @@ pub mod json;
 pub mod ledger;
 pub mod ledger_summary;
 pub mod macros;
+pub mod media;
 pub mod registry;
 pub mod request;
 pub mod response;

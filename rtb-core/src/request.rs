@@ -30,34 +30,7 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// Auction type when the request has no `at` (OpenRTB default: second price plus).
 pub const DEFAULT_AUCTION_TYPE: i64 = 2;
 
-/// Which media objects an impression offers, as bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MediaTypes(u8);
-
-impl MediaTypes {
-    /// `imp.banner` present.
-    pub const BANNER: MediaTypes = MediaTypes(1);
-    /// `imp.video` present.
-    pub const VIDEO: MediaTypes = MediaTypes(2);
-    /// `imp.audio` present.
-    pub const AUDIO: MediaTypes = MediaTypes(4);
-    /// `imp.native` present.
-    pub const NATIVE: MediaTypes = MediaTypes(8);
-
-    /// Whether every bit of `other` is set here.
-    pub fn contains(self, other: MediaTypes) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether no media type is present.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    fn insert(&mut self, other: MediaTypes) {
-        self.0 |= other.0;
-    }
-}
+pub use crate::media::MediaTypes;
 
 /// The distribution channel object of the request (OpenRTB allows at most one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,9 +32,6 @@ mod top;
 mod user;
 pub(crate) mod walk;
 
-#[cfg(test)]
-mod tests;
-
 use std::fmt;
 use std::str::FromStr;
 

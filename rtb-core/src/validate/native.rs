@@ -18,26 +18,10 @@ use super::lists::{
 use super::schema::{opt, req, Combo, Failure, Field, Kind::*, Members, Spec};
 use super::walk::{member, ordered, Walker};
 use crate::error::{FieldPath, RequestError, Rule};
-use crate::json::{array_items, as_i64, is_object, Decoder};
+use crate::json::{array_items, as_i64, is_object, Decoder, NativeScratch};
 
 /// Most assets accepted in one Native request (their ids are compared pairwise).
 pub const NATIVE_ASSETS_MAX: usize = 64;
-
-/// Reused buffers for parsing `imp.native.request` strings: a padded copy and a tape.
-#[derive(Debug)]
-pub(crate) struct NativeScratch {
-    bytes: Vec<u8>,
-    tape: Tape<'static>,
-}
-
-impl Default for NativeScratch {
-    fn default() -> Self {
-        Self {
-            bytes: Vec::new(),
-            tape: Tape(Vec::new()),
-        }
-    }
-}
 
 /// What the walk needs to parse an embedded Native request.
 pub(crate) struct NativeParser<'s> {

@@ -1,9 +1,10 @@
-//! One case per validation rule, each checking the field path and the rule in the message, and
-//! that lenient mode lets every strict-only violation through.
+//! Validation rules through the public decoder (`BidRequest::decode_with`): one case per
+//! rule, each checking the field path and the rule in the message, and that lenient mode lets
+//! every strict-only violation through.
 
-use crate::json::{Decoder, Document};
-use crate::request::BidRequest;
-use crate::validate::ValidationMode;
+use rtb_core::json::{Decoder, Document};
+use rtb_core::request::BidRequest;
+use rtb_core::validate::{ValidationMode, NATIVE_ASSETS_MAX};
 
 fn check(json: &str, mode: ValidationMode) -> Result<(), String> {
     let mut decoder = Decoder::new();
@@ -583,7 +584,7 @@ fn valid_requests_pass_strict() {
 
 #[test]
 fn too_many_native_assets_are_refused() {
-    let assets: Vec<String> = (0..=super::NATIVE_ASSETS_MAX)
+    let assets: Vec<String> = (0..=NATIVE_ASSETS_MAX)
         .map(|i| format!(r#"{{"id":{i},"title":{{"len":10}}}}"#))
         .collect();
     assert_eq!(
