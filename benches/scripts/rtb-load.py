@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """rtb-load: the load-benchmark orchestrator of the exchange ("is it fast?").
 
-Owns the scenarios (no-dsp, three-dsps, three-dsps-realistic, one-dsp-hangs, one-dsp-slow,
-overload), the
-processes they need (rtb-exchange on io_uring and epoll, rtb-dsp fleets, and the baselines
-nginx, rtb-io's bench_404 and the tokio-exchange), the load runs (wrk closed loop, oha open
-loop with coordinated-omission correction), the measurements around each run (/metrics deltas,
-/proc CPU time), and the report (Markdown + results.json; plots via load-plots.py).
+Owns the scenarios (no-dsp, three-dsps, three-dsps-realistic, many-dsps-10, many-dsps-30,
+one-dsp-hangs, one-dsp-slow, overload), the processes they need (rtb-exchange on io_uring and
+epoll, rtb-dsp fleets, and the baselines nginx, rtb-io's bench_404, the fan-out floor and the
+tokio-exchange), the load runs (wrk closed loop, oha open loop with coordinated-omission
+correction), the measurements around each run (/metrics deltas, /proc CPU time), and the report (Markdown + results.json; plots via load-plots.py).
 
 Builds nothing: `benches/scripts/load` builds the binaries and then runs this script.
 Stdlib only (the plots run in an optional matplotlib venv). Every process it starts is killed on
@@ -72,6 +71,7 @@ TARGET_FLOOR = 0.85
 TARGET_THREE_OVER_NO_DSP = 0.33
 TARGET_P99_MS = 5.0
 TARGET_P999_MS = 15.0
+TARGET_P99_MANY_MS = 10.0
 TARGET_REUSE = 0.999
 TARGET_EPOLL = 0.8
 # A server using less of its core than this while core 1 is busier than CLIENT_BUSY was held
@@ -119,6 +119,27 @@ SCENARIOS = {
         "baselines": [],
         "epoll": False,
         "about": "three rtb-dsp, latency lognormal p50 10 ms p99 60 ms, 80% bid rate",
+    },
+    # Issue 19: fan-out at the width real exchanges run. The DSPs are one-worker rtb-dsp
+    # processes sharing core 1 with the load generator, so at 30 the client side may bound
+    # req/s; the floor at the same width and CPU per request say what the exchange costs.
+    "many-dsps-10": {
+        "dsps": [FAST] * 10,
+        "connections": 32,
+        "open_connections": 64,
+        "rates": OPEN_LOOP_RATES_PCT,
+        "baselines": ["floor"],
+        "epoll": False,
+        "about": "ten rtb-dsp answering at once (latency 0, always bid)",
+    },
+    "many-dsps-30": {
+        "dsps": [FAST] * 30,
+        "connections": 32,
+        "open_connections": 64,
+        "rates": OPEN_LOOP_RATES_PCT,
+        "baselines": ["floor"],
+        "epoll": False,
+        "about": "thirty rtb-dsp answering at once (latency 0, always bid)",
     },
     "one-dsp-hangs": {
         "dsps": [FAST, FAST, HANGS],
@@ -450,8 +471,8 @@ def start_dsps(procs, bins, profiles, prefix):
     Names carry the scenario's prefix: the exchange's per-DSP pool counters restart when a
     name is onboarded again (a new pool), so reused names would give negative deltas."""
     out = []
-    for name, prof in zip(DSP_NAMES, profiles):
-        name = f"{prefix}-{name}"
+    for i, prof in enumerate(profiles):
+        name = f"{prefix}-{DSP_NAMES[i] if i < len(DSP_NAMES) else f'dsp{i + 1}'}"
         p = procs.start(f"dsp-{name}", [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", prof["latency"], "--bid-rate", str(prof["bid_rate"]),
@@ -827,6 +848,16 @@ def evaluate(results):
     add_ratio("no-dsp", "tokio", "no-dsp >= 1.5x tokio baseline", TARGET_TOKIO_NO_DSP)
     add_ratio("three-dsps", "tokio", "three-dsps >= 2x tokio baseline", TARGET_TOKIO_THREE)
     add_ratio("three-dsps", "floor", "three-dsps >= 0.85x fan-out floor", TARGET_FLOOR)
+    add_ratio("many-dsps-30", "floor", "many-dsps-30 >= 0.85x fan-out floor (30 DSPs)",
+              TARGET_FLOOR)
+    half30 = [o for o in sc.get("many-dsps-30", {}).get("open", [])
+              if o["rate_pct"] == 50 and o.get("corrected", True)]
+    if half30:
+        p99 = pct(half30[0], "99")
+        add("many-dsps-30 at 50%: p99 <= 10 ms", p99, p99 <= TARGET_P99_MANY_MS,
+            f"p99 {p99:.2f} ms")
+    else:
+        add("many-dsps-30 at 50%: p99 <= 10 ms", None, False)
     if "no-dsp" in sc and "three-dsps" in sc and sc["no-dsp"]["max_rps"]:
         r = sc["three-dsps"]["max_rps"] / sc["no-dsp"]["max_rps"]
         add("three-dsps >= 0.33x own no-dsp", r, r >= TARGET_THREE_OVER_NO_DSP)
