@@ -2,24 +2,25 @@
 """conn-memory: what a connection costs the exchange in memory (issue 19), user space and
 kernel apart.
 
-Client connections: rtb-exchange (one worker, release build) is started fresh for each count;
+Client connections: rtb-exchange (one worker, release build) is started fresh for each count
+(100,000 needs a hard fd limit above it: CAP_SYS_RESOURCE, which this machine withholds);
 this script opens that many keep-alive connections to it (from several loopback source
-addresses, since one source address has about 28,000 ephemeral ports), sends one
-`GET /healthz` on each and reads the answer, so every connection has been served once and is
-then idle, as a keep-alive client between two requests is. The exchange's resident set
+addresses, since one source address has about 28,000 ephemeral ports) and measures; then it
+sends one `GET /healthz` on each and reads the answer, so every connection has been served
+once and is idle, as a keep-alive client between two requests is, and measures again. The exchange's resident set
 (VmRSS) and the kernel's socket memory (Slab in /proc/meminfo, plus TCP buffer pages from
 /proc/net/sockstat) are read before and after; the deltas divided by the count are the
 figures. The kernel figure covers both ends of each loopback connection (the client's socket is
 on this machine too), so half of it is the server's share.
 
-Pooled DSP connections: one rtb-dsp, and the exchange started with `--dsp-prewarm K`; DSP_NAMES
+Pooled DSP connections: one rtb-dsp, and the exchange started with `--dsp-prewarm K`; `--dsps`
 names all onboarded with the same URL, so the worker opens K connections for each (the pool's
 idle cap bounds K); the same deltas, divided by the connections established to the DSP
 (counted in /proc/net/tcp).
 
 Machine-wide kernel figures move with whatever else runs: run it alone (`rtb-measure`).
 
-    benches/scripts/conn-memory.py --bins target/release --clients 10000,100000 --dsps 50
+    benches/scripts/conn-memory.py --bins target/release --clients 10000,19000 --dsps 50
 """
 import argparse
 import importlib.util
@@ -34,6 +35,8 @@ PAGE_KB = resource.getpagesize() // 1024
 # Source addresses for client connections: 127.0.0.2.. (all of 127/8 is loopback on Linux).
 SOURCES_PER_ADDRESS = 25_000
 SETTLE_S = 1.0
+# fds beyond the connections: the process's own files, the exchange's listeners and rings.
+FDS_SPARE = 500
 DSP_PREWARM = 64
 HEALTH_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: rtb\r\n\r\n"
 
@@ -79,40 +82,52 @@ def established_to(port):
     return n
 
 
-def open_clients(addr, count):
-    """`count` connections to `addr`, each served one GET /healthz, left open."""
+def connect_clients(addr, count):
+    """`count` connections to `addr`, accepted by the exchange but not used yet."""
     host, port = addr.rsplit(":", 1)
     socks = []
     for i in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((f"127.0.0.{2 + i // SOURCES_PER_ADDRESS}", 0))
         s.connect((host, int(port)))
-        s.sendall(HEALTH_REQUEST)
         socks.append(s)
+    return socks
+
+
+def serve_once(socks):
+    """One GET /healthz on every connection, answers read; the connections stay open."""
+    for s in socks:
+        s.sendall(HEALTH_REQUEST)
     for s in socks:
         s.settimeout(10)
         if not s.recv(4096).startswith(b"HTTP/1.1 200"):
             raise RuntimeError("a /healthz answer was not 200")
-    return socks
 
 
 def clients_case(rl, work, bins, count):
+    """Two rows: the connections accepted and never used, then the same served once."""
     procs = rl.Procs(work)
     try:
         server = rl.start_exchange(procs, bins, "uring", [
             "--connections-per-worker", str(count + 1000), "--idle-timeout-s", "600"])
         time.sleep(SETTLE_S)
         rss0, k0 = rss_kb(server.proc.pid), kernel_kb()
-        socks = open_clients(server.addr, count)
+        socks = connect_clients(server.addr, count)
         time.sleep(SETTLE_S)
         rss1, k1 = rss_kb(server.proc.pid), kernel_kb()
+        serve_once(socks)
+        time.sleep(SETTLE_S)
+        rss2, k2 = rss_kb(server.proc.pid), kernel_kb()
         open_now = server.metrics().get(("rtb_connections_open", ""), 0)
         for s in socks:
             s.close()
     finally:
         procs.stop_all()
-    return {"what": f"{count} idle client connections", "count": count,
-            "reported_open": open_now, "rss_kb": rss1 - rss0, "kernel_kb": k1 - k0}
+    row = {"count": count, "reported_open": open_now}
+    return [{**row, "what": f"{count} client connections, accepted, never used",
+             "rss_kb": rss1 - rss0, "kernel_kb": k1 - k0},
+            {**row, "what": f"{count} client connections, idle after one request",
+             "rss_kb": rss2 - rss0, "kernel_kb": k2 - k0}]
 
 
 def pool_case(rl, work, bins, dsps):
@@ -144,18 +159,35 @@ def pool_case(rl, work, bins, dsps):
             "reported_open": idle, "rss_kb": rss1 - rss0, "kernel_kb": k1 - k0}
 
 
+def raise_fd_limit(want):
+    """Raises this process's fd limit (inherited by the exchange it starts) to `want`; raising
+    the hard limit needs CAP_SYS_RESOURCE, which some sandboxes withhold (this one caps at
+    20,000), so a count that cannot fit fails here with the reason."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if want > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+        except (ValueError, OSError) as e:
+            sys.exit(f"conn-memory: {want} fds wanted, hard limit {hard} and it cannot be "
+                     f"raised here ({e}); ask for fewer --clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bins", type=Path, required=True, help="release target dir")
-    ap.add_argument("--clients", default="10000,100000")
+    ap.add_argument("--clients", default="10000,19000",
+                    help="client connection counts (default 10000,19000: this machine's hard "
+                         "fd limit is 20,000 and cannot be raised)")
     ap.add_argument("--dsps", type=int, default=50)
     ap.add_argument("--work", type=Path, default=Path("/tmp/rtb-conn-memory"))
     args = ap.parse_args()
-    want = max(int(c) for c in args.clients.split(",")) * 2 + 10_000
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    counts = [int(c) for c in args.clients.split(",")]
+    raise_fd_limit(max(counts) + FDS_SPARE)
     args.work.mkdir(parents=True, exist_ok=True)
     rl = load_rtb_load()
-    rows = [clients_case(rl, args.work, args.bins, int(c)) for c in args.clients.split(",")]
+    rows = [row for c in counts for row in clients_case(rl, args.work, args.bins, c)]
     rows.append(pool_case(rl, args.work, args.bins, args.dsps))
     print("| connections | counted (exchange gauge; /proc/net/tcp for pools) | exchange RSS per connection | "
           "kernel per connection (both ends) |")
