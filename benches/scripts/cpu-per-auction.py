@@ -10,6 +10,9 @@ receiver's processing) apart from user space. Builds and DSP counts are interlea
 round (A B, B A, ...), so drift on a shared machine shows up in both; medians are reported.
 
     benches/scripts/cpu-per-auction.py --build main=target/release --dsps 1,3,10
+    benches/scripts/cpu-per-auction.py --build main=target/release --dsps 1,3,10,30 \
+        --dsp-processes 2 --floor  # the slope per DSP, and the fan-out floor's; 30 DSP
+                                   # names served by 2 rtb-dsp
     benches/scripts/cpu-per-auction.py --build old=/tmp/old --build new=target/release --rounds 5
     benches/scripts/cpu-per-auction.py --build off=target/release --build ledger=target/release \
         --exchange-args 'ledger=--ledger file:{work}/ledger.jsonl'   # same build, a flag apart
@@ -74,20 +77,25 @@ def make_certs(work):
     return ca, cert, key
 
 
-def start_fleet(rl, procs, bins, count, tag, certs=None, driver=None, dsp_args=()):
-    """`count` fast rtb-dsp on the client core (https with `certs`, on `driver` when given);
-    [(name, url)]."""
+def start_fleet(rl, procs, bins, count, tag, certs=None, driver=None, dsp_args=(),
+                processes=None):
+    """`count` fast DSPs on the client core (https with `certs`, on `driver` when given);
+    [(name, url)]. With `processes`, that many rtb-dsp serve them all, DSP i on process
+    i % processes (the exchange still keeps a pool per DSP name and calls each once)."""
     fleet = []
     tls = ["--tls-cert", str(certs[1]), "--tls-key", str(certs[2])] if certs else []
     tls += ["--io-driver", driver] if driver else []
     scheme = "https://" if certs else "http://"
-    for i in range(count):
+    urls = []
+    for i in range(min(count, processes or count)):
         name = f"{tag}-dsp{i}"
         p = procs.start(name, [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", "fixed:0", "--bid-rate", "1", "--hang-rate", "0",
             "--onboard-interval-s", "3600", *tls, *dsp_args], core=rl.CLIENT_CORE)
-        fleet.append((name, scheme + procs.wait_line(name, p, r"^listening on (\S+)")))
+        urls.append(scheme + procs.wait_line(name, p, r"^listening on (\S+)"))
+    for i in range(count):
+        fleet.append((f"{tag}-dsp{i}", urls[i % len(urls)]))
     return fleet
 
 
@@ -106,7 +114,7 @@ def paced(rl, work, server, bodies, duration_s, rate, latency_ms):
 
 
 def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=None,
-            half_load=False, dsp_driver=None, dsp_args=()):
+            half_load=False, dsp_driver=None, dsp_args=(), dsp_processes=None, floor=False):
     """One closed-loop run (and, with `half_load`, one at half its rate); the figures of the
     measured windows."""
     procs = rl.Procs(work)
@@ -114,11 +122,14 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=
     if certs:
         extra_args = [*extra_args, "--dsp-ca-file", str(certs[0])]
     try:
-        server = rl.start_exchange(procs, bins, "uring", extra_args)
-        fleet = start_fleet(rl, procs, bins, dsps, tag, certs, dsp_driver, dsp_args)
-        if fleet:
+        fleet = start_fleet(rl, procs, bins, dsps, tag, certs, dsp_driver, dsp_args,
+                            dsp_processes)
+        if floor:
+            server = rl.start_floor(procs, bins, fleet)
+        else:
+            server = rl.start_exchange(procs, bins, "uring", extra_args)
             server.onboard(fleet)
-            time.sleep(rl.ONBOARD_SETTLE_S)
+        time.sleep(rl.ONBOARD_SETTLE_S)
         rl.run_wrk(work, server, bodies, CONNECTIONS, WARMUP_S)
         before = cpu_ticks(server.proc.pid)
         t0 = time.monotonic()
@@ -188,12 +199,22 @@ def main():
                     help="after each run, one at half its rate: p50/p99 reported")
     ap.add_argument("--dsp-args", action="append", default=[],
                     help="LABEL=ARGS: extra rtb-dsp flags for that build label (repeatable)")
+    ap.add_argument("--dsp-processes", type=int,
+                    help="serve the DSPs from at most this many rtb-dsp processes (default: one "
+                    "per DSP); fewer keeps the DSP side cheap at 10-30 DSPs on two cores")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure the fan-out floor (rtb-io's bench_forward from the first "
+                    "build: same DSPs and pools, no JSON, no auction) as the build `floor`")
     ap.add_argument("--json", type=Path, help="also write every run here")
     args = ap.parse_args()
     builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
     extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.exchange_args}
     dsp_extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.dsp_args}
+    if args.floor:
+        builds.append(("floor", builds[0][1]))
     counts = [int(x) for x in args.dsps.split(",") if x.strip()]
+    if args.floor and min(counts) < 1:
+        ap.error("--floor needs at least one DSP in every count")
     rl = load_rtb_load()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
     bodies, _lines, info = rl.prepare_bodies(work)
@@ -209,7 +230,8 @@ def main():
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
                 r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
                             certs if label in args.tls else None, args.half_load,
-                            args.dsp_io_driver, dsp_extra.get(label, []))
+                            args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
+                            floor=args.floor and label == "floor")
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)
