@@ -20,6 +20,8 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
         --tls tls --half-load          # the DSPs over https; p99 at half the closed-loop rate
     benches/scripts/cpu-per-auction.py --build off=target/release --build lurl=target/release \
         --dsp-args 'lurl=--lurl'     # every bid carries a lurl: each auction fires loss notices
+    benches/scripts/cpu-per-auction.py --build plain=target/release --build gzip=target/release \
+        --gzip gzip                  # gzip requests to the DSPs and gzip answers back
 
 With --tls LABEL, that label's DSPs serve https with a certificate for 127.0.0.1 signed by a CA
 made for the run with openssl, and the exchange trusts it through --dsp-ca-file. With
@@ -114,7 +116,8 @@ def paced(rl, work, server, bodies, duration_s, rate, latency_ms):
 
 
 def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=None,
-            half_load=False, dsp_driver=None, dsp_args=(), dsp_processes=None, floor=False):
+            half_load=False, dsp_driver=None, dsp_args=(), dsp_processes=None, floor=False,
+            gzip=False):
     """One closed-loop run (and, with `half_load`, one at half its rate); the figures of the
     measured windows."""
     procs = rl.Procs(work)
@@ -122,13 +125,15 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=
     if certs:
         extra_args = [*extra_args, "--dsp-ca-file", str(certs[0])]
     try:
+        if gzip:
+            dsp_args = [*dsp_args, "--gzip"]
         fleet = start_fleet(rl, procs, bins, dsps, tag, certs, dsp_driver, dsp_args,
                             dsp_processes)
         if floor:
             server = rl.start_floor(procs, bins, fleet)
         else:
             server = rl.start_exchange(procs, bins, "uring", extra_args)
-            server.onboard(fleet)
+            server.onboard(fleet, {"gzip": True} if gzip else None)
         time.sleep(rl.ONBOARD_SETTLE_S)
         rl.run_wrk(work, server, bodies, CONNECTIONS, WARMUP_S)
         before = cpu_ticks(server.proc.pid)
@@ -202,6 +207,9 @@ def main():
     ap.add_argument("--dsp-processes", type=int,
                     help="serve the DSPs from at most this many rtb-dsp processes (default: one "
                     "per DSP); fewer keeps the DSP side cheap at 10-30 DSPs on two cores")
+    ap.add_argument("--gzip", action="append", default=[],
+                    help="LABEL whose DSPs are onboarded with gzip: true and run rtb-dsp --gzip "
+                    "(requests and answers gzip-compressed; repeatable)")
     ap.add_argument("--floor", action="store_true",
                     help="also measure the fan-out floor (rtb-io's bench_forward from the first "
                     "build: same DSPs and pools, no JSON, no auction) as the build `floor`")
@@ -231,7 +239,7 @@ def main():
                 r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
                             certs if label in args.tls else None, args.half_load,
                             args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
-                            floor=args.floor and label == "floor")
+                            floor=args.floor and label == "floor", gzip=label in args.gzip)
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)

@@ -22,7 +22,10 @@ use rtb_core::{
     json::{Decoder, Document},
     request::{BidRequest, Imp, MediaTypes},
 };
-use rtb_io::{Handler, Request, Response, WorkerCtx};
+use rtb_io::{
+    gzip::{accepts_gzip, GzipEncoder},
+    Handler, Request, Response, WorkerCtx,
+};
 
 use crate::{
     dist::{LatencyDist, PriceDist},
@@ -74,6 +77,9 @@ pub struct Behaviour {
     pub currency: Option<String>,
     /// Whether each bid carries a `lurl` back to `/loss`.
     pub lurl: bool,
+    /// Onboard with `"gzip": true` and answer gzip-compressed whenever the request accepts
+    /// it (whatever the answer's size).
+    pub gzip: bool,
 }
 
 impl Behaviour {
@@ -139,6 +145,7 @@ pub struct DspHandler {
     doc: RefCell<Document>,
     out: RefCell<Vec<u8>>,
     adm: RefCell<String>,
+    gzip: RefCell<GzipEncoder>,
     next_id: Cell<u64>,
 }
 
@@ -161,6 +168,7 @@ impl DspHandler {
             doc: RefCell::new(Document::default()),
             out: RefCell::new(Vec::with_capacity(OUT_BYTES_INITIAL)),
             adm: RefCell::new(String::new()),
+            gzip: RefCell::new(GzipEncoder::new()),
             next_id: Cell::new(0),
         }
     }
@@ -168,6 +176,12 @@ impl DspHandler {
     fn plan_bid(&self, req: &Request) -> Plan {
         let m = &*self.shared.metrics;
         Metrics::incr(&m.requests);
+        let encoding = req.header("content-encoding").map(<[u8]>::trim_ascii);
+        if encoding.is_some_and(|v| v.eq_ignore_ascii_case(b"gzip")) {
+            Metrics::incr(&m.gzip_requests);
+        }
+        let gzip_answer = self.shared.behaviour.gzip
+            && req.header("accept-encoding").and_then(accepts_gzip) == Some(true);
         let mut doc = self.doc.borrow_mut();
         let mut decoder = self.decoder.borrow_mut();
         let request = match BidRequest::decode(&req.body, &mut doc, &mut decoder) {
@@ -184,12 +198,18 @@ impl DspHandler {
             }
         };
         let mut rng = self.rng.borrow_mut();
-        let plan = self.plan_valid(&request, req.arrival, &mut rng);
+        let plan = self.plan_valid(&request, req.arrival, &mut rng, gzip_answer);
         drop(request);
         plan
     }
 
-    fn plan_valid(&self, request: &BidRequest<'_>, arrival: Instant, rng: &mut SmallRng) -> Plan {
+    fn plan_valid(
+        &self,
+        request: &BidRequest<'_>,
+        arrival: Instant,
+        rng: &mut SmallRng,
+        gzip_answer: bool,
+    ) -> Plan {
         let b = &self.shared.behaviour;
         let m = &*self.shared.metrics;
         let roll: f64 = rng.gen();
@@ -229,7 +249,7 @@ impl DspHandler {
             Metrics::incr(&m.responses_with_bids);
             m.bids
                 .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-            Response::json(StatusCode::OK, Bytes::copy_from_slice(&out))
+            self.bid_answer(&out, gzip_answer)
         } else {
             Metrics::incr(&m.no_bids);
             Response::new(StatusCode::NO_CONTENT)
@@ -239,6 +259,21 @@ impl DspHandler {
         } else {
             Plan::AnswerAfter(latency, response)
         }
+    }
+
+    /// 200 with `body`, gzip-compressed when asked (`--gzip` and the request accepts it).
+    fn bid_answer(&self, body: &[u8], gzip: bool) -> Response {
+        let mut encoder = self.gzip.borrow_mut();
+        let Some(gzipped) = gzip.then(|| encoder.compress(body)).flatten() else {
+            return Response::json(StatusCode::OK, Bytes::copy_from_slice(body));
+        };
+        Metrics::incr(&self.shared.metrics.gzip_responses);
+        let mut response = Response::json(StatusCode::OK, Bytes::copy_from_slice(gzipped));
+        response.headers.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+        response
     }
 
     /// Writes the OpenRTB 2.6 bid response into `out`; returns the number of bids.

@@ -113,6 +113,11 @@ struct Args {
     /// notices received are counted by reason (`rtb_dspsim_loss_notices_total`).
     #[arg(long, env = "RTB_DSP_LURL")]
     lurl: bool,
+    /// Ask for gzip at onboarding (`"gzip": true`): the exchange then sends bid requests
+    /// gzip-compressed, and this DSP answers gzip-compressed (counted in
+    /// `rtb_dspsim_gzip_requests_total` and `rtb_dspsim_gzip_responses_total`).
+    #[arg(long, env = "RTB_DSP_GZIP")]
+    gzip: bool,
 }
 
 fn init_logging(format: &str) -> Result<(), String> {
@@ -161,6 +166,7 @@ fn behaviour(args: &Args, seed: u64) -> Behaviour {
         seed,
         currency: args.currency.clone(),
         lurl: args.lurl,
+        gzip: args.gzip,
     }
 }
 
@@ -249,6 +255,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         name: shared.behaviour.name.clone(),
         base_url,
         bid_path: shared.behaviour.bid_path.clone(),
+        gzip: shared.behaviour.gzip,
         interval: Duration::from_secs(args.onboard_interval_s.max(1)),
         seed,
     };

@@ -76,6 +76,10 @@ pub struct Metrics {
     losses: Mutex<BTreeMap<Option<u16>, u64>>,
     /// Loss notices without a numeric reason.
     pub bad_loss_notices: AtomicU64,
+    /// Bid requests that came gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip_requests: AtomicU64,
+    /// Bid responses sent gzip-compressed.
+    pub gzip_responses: AtomicU64,
     failures: [AtomicU64; 4],
 }
 
@@ -183,6 +187,16 @@ impl Metrics {
             "rtb_dspsim_bad_loss_notices_total",
             "Loss notices without a numeric reason.",
             get(&self.bad_loss_notices).to_string(),
+        );
+        counter(
+            "rtb_dspsim_gzip_requests_total",
+            "Bid requests received gzip-compressed.",
+            get(&self.gzip_requests).to_string(),
+        );
+        counter(
+            "rtb_dspsim_gzip_responses_total",
+            "Bid responses sent gzip-compressed (--gzip).",
+            get(&self.gzip_responses).to_string(),
         );
         self.render_losses(dsp, &mut out);
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! Owns onboarding: one std thread per exchange endpoint POSTs `{"name","base_url","bid_path"}`
-//! until the exchange accepts it (2xx), backing off exponentially with jitter, then again every
-//! interval so the registration stays fresh and an exchange restart recovers by itself.
+//! (with `"gzip": true` under `--gzip`) until the exchange accepts it (2xx), backing off
+//! exponentially with jitter, then again every interval so the registration stays fresh and an
+//! exchange restart recovers by itself.
 //!
 //! Blocking IO is fine here: it is off the workers and runs a few times a minute.
 
@@ -36,6 +37,8 @@ pub struct Onboarding {
     pub base_url: String,
     /// Path of the bid endpoint.
     pub bid_path: String,
+    /// Ask for gzip-compressed bid requests (and say gzip answers may come).
+    pub gzip: bool,
     /// Re-registration period once accepted.
     pub interval: Duration,
     /// Seed for the backoff jitter.
@@ -52,7 +55,11 @@ impl Onboarding {
         rtb_core::encode::escape_json_into(&self.base_url, &mut out);
         out.extend_from_slice(b"\",\"bid_path\":\"");
         rtb_core::encode::escape_json_into(&self.bid_path, &mut out);
-        out.extend_from_slice(b"\"}");
+        out.push(b'"');
+        if self.gzip {
+            out.extend_from_slice(b",\"gzip\":true");
+        }
+        out.push(b'}');
         out
     }
 
@@ -145,6 +152,7 @@ mod tests {
             name: "the-\"witness\"".into(),
             base_url: "http://127.0.0.1:5000".into(),
             bid_path: "/bid".into(),
+            gzip: false,
             interval: Duration::from_secs(10),
             seed: 0,
         };
@@ -152,6 +160,10 @@ mod tests {
         assert_eq!(v["name"], "the-\"witness\"");
         assert_eq!(v["base_url"], "http://127.0.0.1:5000");
         assert_eq!(v["bid_path"], "/bid");
+        assert_eq!(v.get("gzip"), None);
+        let gzip = Onboarding { gzip: true, ..o };
+        let v: serde_json::Value = serde_json::from_slice(&gzip.body()).unwrap();
+        assert_eq!(v["gzip"], true);
     }
 
     #[test]

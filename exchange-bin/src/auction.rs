@@ -12,7 +12,8 @@ use std::{
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use rtb_core::engine::{
-    Answer, AuctionRun, CallFailure, Engine, Finished, Plan, Start, WorkerLoad, Workspace,
+    Answer, AuctionRun, CallFailure, Engine, Finished, Plan, PlannedCall, Start, WorkerLoad,
+    Workspace,
 };
 use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
@@ -22,6 +23,7 @@ use rtb_io::{
 use smallvec::SmallVec;
 
 use crate::{
+    dsp_gzip::{gzip_call_headers, RequestGzip},
     dsps::DspSet,
     json_error,
     ledger::worker::WorkerLedger,
@@ -64,6 +66,8 @@ pub struct AuctionShell {
     pub(crate) workspaces: RefCell<Vec<Workspace>>,
     /// Where answers are copied for rtb-io to write (see `AuctionShell::answer`).
     pub(crate) answers: RefCell<BodyPool>,
+    /// Compresses the request once per auction for DSPs that asked for gzip.
+    pub(crate) request_gzip: RefCell<RequestGzip>,
     pub(crate) notices: NoticeQueue,
     /// How late this worker's event loop runs (smoothed).
     pub(crate) lag: Rc<Cell<Duration>>,
@@ -145,19 +149,31 @@ impl AuctionShell {
         plan: Plan<'w>,
         set: &DspSet,
     ) -> Finished<'w> {
+        // Indexes come from the engine's table, built with this very set.
+        let slot_of = |call: &PlannedCall| &set.slots[usize::from(call.dsp)];
+        let wants_gzip = plan.calls.iter().any(|call| slot_of(call).gzip);
+        let gzipped = if wants_gzip {
+            self.request_gzip.borrow_mut().compress(plan.body)
+        } else {
+            None
+        };
         let calls: SmallVec<[FanOutCall<'_>; CALLS_INLINE]> = plan
             .calls
             .iter()
             .map(|call| {
-                // Indexes come from the engine's table, built with this very set.
-                let slot = &set.slots[usize::from(call.dsp)];
+                let slot = slot_of(call);
+                let (header_lines, body) = match (&gzipped, slot.gzip) {
+                    (Some(gz), true) => (gzip_call_headers(plan.version, true), &gz[..]),
+                    (None, true) => (gzip_call_headers(plan.version, false), plan.body),
+                    (_, false) => (dsp_call_headers(plan.version), plan.body),
+                };
                 FanOutCall {
                     upstream: &slot.upstream,
                     request: RequestParts {
                         method: &Method::POST,
                         path: slot.path.as_str(),
-                        header_lines: dsp_call_headers(plan.version),
-                        body: plan.body,
+                        header_lines,
+                        body,
                     },
                 }
             })

@@ -227,6 +227,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub dsp_drain_ms: u64,
 
+    /// Largest DSP answer body, bytes; a gzip answer is refused when it decodes to more (a
+    /// decompression bomb stops here). Over it: `rtb_dsp_errors_total{kind="too_large"}`.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_RESPONSE_BYTES_MAX", default_value_t = rtb_io::client::RESPONSE_BYTES_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
+    pub dsp_response_bytes_max: u64,
+
     /// Connections draining at once per DSP per worker; beyond it they are closed.
     #[arg(long, env = "RTB_EXCHANGE_DSP_DRAINING_MAX", default_value_t = rtb_io::client::DRAINING_MAX_DEFAULT)]
     pub dsp_draining_max: usize,
@@ -460,6 +466,7 @@ impl Config {
             connects_burst: self.dsp_connect_burst,
             connects_in_flight_max: usize::try_from(self.dsp_connects_in_flight)
                 .unwrap_or(usize::MAX),
+            response_bytes_max: usize::try_from(self.dsp_response_bytes_max).unwrap_or(usize::MAX),
             ..ClientConfig::default()
         }
     }
@@ -694,6 +701,8 @@ mod tests {
             "7",
             "--dsp-tls-connects-in-flight",
             "3",
+            "--dsp-response-bytes-max",
+            "4096",
         ])
         .unwrap();
         let tls = c.dsp_tls_pool_settings();
@@ -709,6 +718,7 @@ mod tests {
         assert_eq!(client.connects_per_s, 50);
         assert_eq!(client.connects_burst, 5);
         assert_eq!(client.connects_in_flight_max, 2);
+        assert_eq!(client.response_bytes_max, 4096);
         let e = Config::try_parse_from_env(["rtb-exchange", "--dsp-connect-burst", "0"])
             .unwrap_err()
             .to_string();

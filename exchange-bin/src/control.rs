@@ -22,7 +22,7 @@ pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
-    registry::{DspEntry, Upsert},
+    registry::{DspEntry, DspOptions, Upsert},
 };
 use rtb_io::{
     clock::unix_ms,
@@ -63,6 +63,8 @@ pub enum Command {
         base_url: String,
         /// Optional bid path.
         bid_path: Option<String>,
+        /// What it asked for beyond its URL.
+        options: DspOptions,
         /// Where to answer.
         reply: oneshot::Sender<Result<Onboarded, OnboardError>>,
     },
@@ -184,9 +186,10 @@ impl Control {
                 name,
                 base_url,
                 bid_path,
+                options,
                 reply,
             } => {
-                let r = self.onboard(&name, &base_url, bid_path.as_deref());
+                let r = self.onboard(&name, &base_url, bid_path.as_deref(), options);
                 let _ = reply.send(r);
             }
             Command::Remove { name, reply } => {
@@ -208,11 +211,12 @@ impl Control {
         name: &str,
         base_url: &str,
         bid_path: Option<&str>,
+        options: DspOptions,
     ) -> Result<Onboarded, OnboardError> {
         let resolver = self.resolver.clone();
-        let done = self
-            .directory
-            .onboard(name, base_url, bid_path, &*resolver, unix_ms())?;
+        let done =
+            self.directory
+                .onboard(name, base_url, bid_path, options, &*resolver, unix_ms())?;
         let addr = done.addr;
         match done.upsert {
             Upsert::Added => tracing::info!(dsp = name, %addr, "dsp added"),
@@ -295,11 +299,15 @@ mod tests {
     fn workers_get_a_snapshot_for_each_real_change_only() {
         let (mut c, b, answer) = scripted();
         let rx = b.receiver(0).unwrap();
-        let r = c.onboard("a", "http://dsp.test:8080", None).unwrap();
+        let r = c
+            .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
+            .unwrap();
         assert_eq!((r.upsert, r.version), (Upsert::Added, 1));
         assert_eq!(rx.drain(|_| {}), 1);
         // A refresh bumps the registry's version but is not broadcast: the reply says so.
-        let r = c.onboard("a", "http://dsp.test:8080", None).unwrap();
+        let r = c
+            .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
+            .unwrap();
         assert_eq!((r.upsert, r.version), (Upsert::Refreshed, 1));
         assert_eq!(rx.drain(|_| {}), 0);
         // Same address on re-resolve: nothing; a move: one snapshot with the new address.

@@ -58,6 +58,8 @@ pub struct DspSlot {
     pub addr: SocketAddr,
     /// Bid path.
     pub path: PathAndQuery,
+    /// Its requests go gzip-compressed, and it may answer gzip.
+    pub gzip: bool,
     /// This worker's pool.
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
@@ -170,6 +172,7 @@ pub fn apply_snapshot(
             port: url.port,
             addr: dsp.addr,
             path,
+            gzip: dsp.entry.options.gzip,
             upstream,
             metrics: metrics.dsp(&dsp.entry.name),
             pool_counted,

@@ -69,6 +69,7 @@ impl ExchangeHandler {
             dsps,
             workspaces: RefCell::new(Vec::new()),
             answers: RefCell::new(BodyPool::default()),
+            request_gzip: RefCell::default(),
             notices,
         };
         Self {

@@ -26,6 +26,7 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
+pub mod dsp_gzip;
 pub mod dsps;
 mod exposition;
 pub mod handler;

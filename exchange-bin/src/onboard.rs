@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use futures_channel::oneshot;
 use http::StatusCode;
-use rtb_core::registry::Upsert;
+use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 use serde::Deserialize;
 
@@ -31,6 +31,9 @@ struct OnboardBody {
     base_url: String,
     #[serde(default)]
     bid_path: Option<String>,
+    /// Bid requests gzip-compressed, gzip answers welcome (issue 16).
+    #[serde(default)]
+    gzip: bool,
 }
 
 fn control_unavailable() -> Response {
@@ -93,7 +96,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         Ok(b) => b,
         Err(e) => {
             let msg = e.to_string();
-            let field = ["name", "base_url", "bid_path"]
+            let field = ["name", "base_url", "bid_path", "gzip"]
                 .into_iter()
                 .find(|f| msg.contains(&format!("`{f}`")))
                 .unwrap_or("");
@@ -110,6 +113,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         name: body.name,
         base_url: body.base_url,
         bid_path: body.bid_path,
+        options: DspOptions { gzip: body.gzip },
         reply: tx,
     }) {
         return control_unavailable();
@@ -127,6 +131,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
                 "name": done.entry.name,
                 "url": done.entry.url.to_string(),
                 "addr": done.addr.to_string(),
+                "gzip": done.entry.options.gzip,
                 "version": done.version,
                 "added_at_ms": done.entry.added_at_ms,
                 "last_seen_ms": done.entry.last_seen_ms,

@@ -129,7 +129,8 @@ impl Exchange {
         }
         let mut registry = self.registry.borrow_mut();
         // Registry times only matter for expiry, which this example does not do.
-        let upsert = registry.upsert(name, url, 0).map_err(|e| match e {
+        let upsert = registry.upsert(name, url, Default::default(), 0);
+        let upsert = upsert.map_err(|e| match e {
             RegistryError::Full => error(StatusCode::CONFLICT, "the registry is full"),
             RegistryError::InvalidName => bad(format!("name: {e}")),
         })?;

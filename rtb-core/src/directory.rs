@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::{
     echo::truncate,
-    registry::{check_address, BidUrl, DspEntry, Registry, RegistryError, Upsert},
+    registry::{check_address, BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
 };
 
 /// Turns `host, port` into addresses (the caller's resolver; blocking is its business).
@@ -116,6 +116,7 @@ struct ListEntry<'a> {
     name: &'a str,
     url: String,
     addr: String,
+    gzip: bool,
     added_at_ms: u64,
     last_seen_ms: u64,
     expires_in_ms: u64,
@@ -170,6 +171,7 @@ impl Directory {
         name: &str,
         base_url: &str,
         bid_path: Option<&str>,
+        options: DspOptions,
         resolve: Resolve<'_>,
         now_ms: u64,
     ) -> Result<Onboard, OnboardError> {
@@ -180,7 +182,7 @@ impl Directory {
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
         let upsert = self
             .registry
-            .upsert(name, url, now_ms)
+            .upsert(name, url, options, now_ms)
             .map_err(|e| match e {
                 RegistryError::Full => OnboardError::Full,
                 RegistryError::InvalidName => OnboardError::Invalid(format!("name: {e}")),
@@ -300,6 +302,7 @@ impl Directory {
                     name: &e.name,
                     url: e.url.to_string(),
                     addr: addr_of(&e.name),
+                    gzip: e.options.gzip,
                     added_at_ms: e.added_at_ms,
                     last_seen_ms: e.last_seen_ms,
                     expires_in_ms: (e.last_seen_ms + ttl_ms).saturating_sub(now_ms),
@@ -377,7 +380,14 @@ mod tests {
         let scripted = Scripted::new();
         let resolve = |h: &str, p| scripted.resolve(h, p);
         let mut d = directory(4, false);
-        let r = d.onboard("a", "http://dsp.test:8080", None, &resolve, NOW_MS);
+        let r = d.onboard(
+            "a",
+            "http://dsp.test:8080",
+            None,
+            DspOptions::default(),
+            &resolve,
+            NOW_MS,
+        );
         let r = r.unwrap();
         assert_eq!(r.addr, "10.0.0.1:8080".parse().unwrap());
         assert!(r.changed);
@@ -423,56 +433,108 @@ mod tests {
         let scripted = Scripted::new();
         let resolve = |h: &str, p| scripted.resolve(h, p);
         let mut d = directory(4, false);
+        let mut onboard_a = || {
+            let options = DspOptions::default();
+            d.onboard("a", "http://dsp.test", None, options, &resolve, NOW_MS)
+        };
         // One good and one metadata address: refused (an attacker controls which one a later
         // connect would use).
         scripted.set(Ok(vec!["10.0.0.1:1", "169.254.169.254:1"]));
-        let e = d
-            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
-            .unwrap_err();
+        let e = onboard_a().unwrap_err();
         assert!(
             matches!(&e, OnboardError::Invalid(m) if m.contains("forbidden")),
             "{e:?}"
         );
         scripted.set(Ok(vec!["127.0.0.1:1"]));
-        assert!(d
-            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
-            .is_err());
+        assert!(onboard_a().is_err());
         scripted.set(Err("host name does not resolve"));
-        assert!(d
-            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
-            .is_err());
+        assert!(onboard_a().is_err());
         scripted.set(Ok(vec!["10.0.0.1:1"]));
-        assert!(d
-            .onboard("a", "http://dsp.test", None, &resolve, NOW_MS)
-            .is_ok());
+        assert!(onboard_a().is_ok());
     }
 
     #[test]
     fn onboarding_refreshes_replaces_and_refuses() {
         let mut d = directory(1, true);
-        let r = d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS);
+        let r = d.onboard(
+            "a",
+            "http://127.0.0.1:9",
+            None,
+            DspOptions::default(),
+            &no_resolver,
+            NOW_MS,
+        );
         let r = r.unwrap();
         assert_eq!((r.upsert, r.changed), (Upsert::Added, true));
         assert_eq!(r.addr, "127.0.0.1:9".parse().unwrap());
         assert_eq!(d.resolved().dsps[0].entry.url.path, "/bid");
         // Refresh: workers need nothing new.
-        let r = d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS + 1);
+        let r = d.onboard(
+            "a",
+            "http://127.0.0.1:9",
+            None,
+            DspOptions::default(),
+            &no_resolver,
+            NOW_MS + 1,
+        );
         let r = r.unwrap();
         assert_eq!((r.upsert, r.changed), (Upsert::Refreshed, false));
-        let r = d.onboard("a", "http://127.0.0.1:8", None, &no_resolver, NOW_MS + 2);
+        let r = d.onboard(
+            "a",
+            "http://127.0.0.1:8",
+            None,
+            DspOptions::default(),
+            &no_resolver,
+            NOW_MS + 2,
+        );
         assert_eq!(r.unwrap().upsert, Upsert::Replaced);
+        // New options at the same URL replace the entry too, and workers need them.
+        let gzip = DspOptions { gzip: true };
+        let r = d.onboard(
+            "a",
+            "http://127.0.0.1:8",
+            None,
+            gzip,
+            &no_resolver,
+            NOW_MS + 3,
+        );
+        let r = r.unwrap();
+        assert_eq!((r.upsert, r.changed), (Upsert::Replaced, true));
+        assert!(d.resolved().dsps[0].entry.options.gzip);
+        assert!(d.list_json(NOW_MS).contains(r#""gzip":true"#));
         assert_eq!(addrs(&d), vec!["127.0.0.1:8".parse().unwrap()]);
         assert_eq!(
-            d.onboard("b", "http://127.0.0.1:10", None, &no_resolver, NOW_MS)
-                .unwrap_err(),
+            d.onboard(
+                "b",
+                "http://127.0.0.1:10",
+                None,
+                DspOptions::default(),
+                &no_resolver,
+                NOW_MS
+            )
+            .unwrap_err(),
             OnboardError::Full
         );
         assert!(matches!(
-            d.onboard("c", "ftp://x", None, &no_resolver, NOW_MS),
+            d.onboard(
+                "c",
+                "ftp://x",
+                None,
+                DspOptions::default(),
+                &no_resolver,
+                NOW_MS
+            ),
             Err(OnboardError::Invalid(_))
         ));
         assert!(matches!(
-            d.onboard("c", "http://169.254.169.254/", None, &no_resolver, NOW_MS),
+            d.onboard(
+                "c",
+                "http://169.254.169.254/",
+                None,
+                DspOptions::default(),
+                &no_resolver,
+                NOW_MS
+            ),
             Err(OnboardError::Invalid(_))
         ));
     }
@@ -480,12 +542,20 @@ mod tests {
     #[test]
     fn expiry_and_removal_drop_the_address_too() {
         let mut d = directory(4, true);
-        d.onboard("a", "http://127.0.0.1:9", None, &no_resolver, NOW_MS)
-            .unwrap();
+        d.onboard(
+            "a",
+            "http://127.0.0.1:9",
+            None,
+            DspOptions::default(),
+            &no_resolver,
+            NOW_MS,
+        )
+        .unwrap();
         d.onboard(
             "b",
             "http://127.0.0.1:10",
             None,
+            DspOptions::default(),
             &no_resolver,
             NOW_MS + 20_000,
         )

@@ -326,6 +326,14 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), Ur
     Ok((host, port))
 }
 
+/// What a DSP asked for beyond its URL (its onboarding body).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DspOptions {
+    /// Bid requests go to it gzip-compressed (`Content-Encoding: gzip`), and it may answer
+    /// gzip (`Accept-Encoding: gzip`).
+    pub gzip: bool,
+}
+
 /// One registered DSP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DspEntry {
@@ -333,6 +341,8 @@ pub struct DspEntry {
     pub name: String,
     /// Where bid requests go.
     pub url: BidUrl,
+    /// What it asked for beyond its URL.
+    pub options: DspOptions,
     /// When it was first added (caller's clock, ms).
     pub added_at_ms: u64,
     /// When it last onboarded (caller's clock, ms).
@@ -411,11 +421,13 @@ impl Registry {
         self.dsps_max
     }
 
-    /// Adds or refreshes a DSP. Idempotent: the same call twice leaves one entry.
+    /// Adds or refreshes a DSP. Idempotent: the same call twice leaves one entry; a new URL or
+    /// new options replace the entry's.
     pub fn upsert(
         &mut self,
         name: &str,
         url: BidUrl,
+        options: DspOptions,
         now_ms: u64,
     ) -> Result<Upsert, RegistryError> {
         let valid_name = !name.is_empty()
@@ -429,10 +441,11 @@ impl Registry {
         let outcome = match self.entries.iter_mut().find(|e| e.name == name) {
             Some(entry) => {
                 entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
-                if entry.url == url {
+                if entry.url == url && entry.options == options {
                     Upsert::Refreshed
                 } else {
                     entry.url = url;
+                    entry.options = options;
                     Upsert::Replaced
                 }
             }
@@ -443,6 +456,7 @@ impl Registry {
                 self.entries.push(DspEntry {
                     name: name.to_string(),
                     url,
+                    options,
                     added_at_ms: now_ms,
                     last_seen_ms: now_ms,
                 });
@@ -638,11 +652,11 @@ mod tests {
     fn upsert_is_idempotent_and_versioned() {
         let mut registry = Registry::new(2);
         assert_eq!(
-            registry.upsert("braid", url("http://a:1"), 10),
+            registry.upsert("braid", url("http://a:1"), DspOptions::default(), 10),
             Ok(Upsert::Added)
         );
         assert_eq!(
-            registry.upsert("braid", url("http://a:1"), 20),
+            registry.upsert("braid", url("http://a:1"), DspOptions::default(), 20),
             Ok(Upsert::Refreshed)
         );
         let snapshot = registry.snapshot();
@@ -652,25 +666,25 @@ mod tests {
             (10, 20)
         );
         assert_eq!(
-            registry.upsert("braid", url("http://b:2"), 30),
+            registry.upsert("braid", url("http://b:2"), DspOptions::default(), 30),
             Ok(Upsert::Replaced)
         );
         assert_eq!(registry.snapshot().dsps[0].url, url("http://b:2"));
         assert!(registry.snapshot().version > snapshot.version);
         assert_eq!(
-            registry.upsert("x", url("http://c:3"), 30),
+            registry.upsert("x", url("http://c:3"), DspOptions::default(), 30),
             Ok(Upsert::Added)
         );
         assert_eq!(
-            registry.upsert("y", url("http://d:4"), 30),
+            registry.upsert("y", url("http://d:4"), DspOptions::default(), 30),
             Err(RegistryError::Full)
         );
         assert_eq!(
-            registry.upsert("", url("http://d:4"), 30),
+            registry.upsert("", url("http://d:4"), DspOptions::default(), 30),
             Err(RegistryError::InvalidName)
         );
         assert_eq!(
-            registry.upsert("a b", url("http://d:4"), 30),
+            registry.upsert("a b", url("http://d:4"), DspOptions::default(), 30),
             Err(RegistryError::InvalidName)
         );
         assert!(registry.remove("x"));
@@ -681,8 +695,12 @@ mod tests {
     #[test]
     fn entries_expire_by_last_seen() {
         let mut registry = Registry::new(8);
-        registry.upsert("old", url("http://a:1"), 0).unwrap();
-        registry.upsert("new", url("http://b:1"), 20_000).unwrap();
+        registry
+            .upsert("old", url("http://a:1"), DspOptions::default(), 0)
+            .unwrap();
+        registry
+            .upsert("new", url("http://b:1"), DspOptions::default(), 20_000)
+            .unwrap();
         assert_eq!(registry.expire(30_000, 30_000), 0);
         assert_eq!(registry.expire(30_001, 30_000), 1);
         let names: Vec<_> = registry

@@ -161,6 +161,19 @@ pub const OPENRTB_2_5_JSON_HEADERS: &[u8] =
 /// Header lines of an OpenRTB 2.6 JSON call.
 pub const OPENRTB_2_6_JSON_HEADERS: &[u8] =
     b"content-type: application/json\r\nx-openrtb-version: 2.6\r\n";
+/// Header lines of an OpenRTB 2.5 JSON call whose body is gzip, to a DSP that may answer gzip.
+pub const OPENRTB_2_5_JSON_GZIP_HEADERS: &[u8] = b"content-type: application/json\r\n\
+    x-openrtb-version: 2.5\r\ncontent-encoding: gzip\r\naccept-encoding: gzip\r\n";
+/// Header lines of an OpenRTB 2.6 JSON call whose body is gzip, to a DSP that may answer gzip.
+pub const OPENRTB_2_6_JSON_GZIP_HEADERS: &[u8] = b"content-type: application/json\r\n\
+    x-openrtb-version: 2.6\r\ncontent-encoding: gzip\r\naccept-encoding: gzip\r\n";
+/// Header line of a call with an identity body to a DSP that may answer gzip (the request
+/// was not worth compressing).
+pub const OPENRTB_2_5_JSON_ACCEPT_GZIP_HEADERS: &[u8] = b"content-type: application/json\r\n\
+    x-openrtb-version: 2.5\r\naccept-encoding: gzip\r\n";
+/// As [`OPENRTB_2_5_JSON_ACCEPT_GZIP_HEADERS`], for 2.6.
+pub const OPENRTB_2_6_JSON_ACCEPT_GZIP_HEADERS: &[u8] = b"content-type: application/json\r\n\
+    x-openrtb-version: 2.6\r\naccept-encoding: gzip\r\n";
 
 /// An outgoing request. Cheap to clone and allocation-free to build: the path, the
 /// pre-encoded header lines and the body are all refcounted or static.

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     body::{BodyError, ChunkedDecoder},
+    gunzip::{gunzip_into, GunzipError},
     http::format_usize,
     stream::NetStream,
 };
@@ -31,6 +32,8 @@ pub(crate) struct Conn {
     pub(crate) wbuf: Vec<u8>,
     /// De-chunked body of the last chunked response.
     pub(crate) dechunked: BytesMut,
+    /// Decoded body of the last gzip response (allocated at the first one).
+    pub(crate) inflated: Vec<u8>,
     /// The request was written whole and no byte of its answer has been read: if the call is
     /// dropped now, the stream is still in step and the connection can be drained.
     pub(crate) unanswered: bool,
@@ -43,6 +46,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(CLIENT_READ_BUF_BYTES),
             wbuf: Vec::with_capacity(CLIENT_READ_BUF_BYTES),
             dechunked: BytesMut::new(),
+            inflated: Vec::new(),
             unanswered: false,
         }
     }
@@ -53,6 +57,7 @@ impl Conn {
             BodyAt::Empty => &[],
             BodyAt::Read(len) => &self.rbuf[..len],
             BodyAt::Dechunked => &self.dechunked,
+            BodyAt::Inflated => &self.inflated,
         }
     }
 }
@@ -66,6 +71,8 @@ pub(crate) enum BodyAt {
     Read(usize),
     /// The de-chunked scratch buffer.
     Dechunked,
+    /// The gzip-decoded scratch buffer.
+    Inflated,
 }
 
 /// A response read off a connection.
@@ -136,6 +143,8 @@ pub(crate) struct RespHead {
     pub(crate) status: StatusCode,
     pub(crate) framing: RespFraming,
     pub(crate) close: bool,
+    /// `Content-Encoding: gzip`: the body is decoded before it is handed out.
+    pub(crate) gzip: bool,
 }
 
 /// What the framing headers of a response said.
@@ -144,6 +153,7 @@ struct FramingHeaders {
     length: Option<usize>,
     chunked: bool,
     close: Option<bool>,
+    gzip: bool,
 }
 
 fn read_framing_headers(headers: &[httparse::Header<'_>]) -> Result<FramingHeaders, CallError> {
@@ -165,6 +175,14 @@ fn read_framing_headers(headers: &[httparse::Header<'_>]) -> Result<FramingHeade
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             if !out.chunked {
+                return Err(CallError::ProtocolError);
+            }
+        } else if h.name.eq_ignore_ascii_case("content-encoding") {
+            // Only what the client offers (`Accept-Encoding: gzip`, or nothing) is accepted.
+            let v = h.value.trim_ascii();
+            if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
+                out.gzip = true;
+            } else if !v.eq_ignore_ascii_case(b"identity") {
                 return Err(CallError::ProtocolError);
             }
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -211,6 +229,7 @@ pub(crate) fn parse_response_head(buf: &[u8], limit: usize) -> Result<Option<Res
         status,
         framing,
         close,
+        gzip: headers.gzip,
     }))
 }
 
@@ -256,16 +275,34 @@ pub(crate) async fn read_answer(
 ) -> Result<Received, ExchangeError> {
     let head = read_head(conn, config, reused).await?;
     let _ = conn.rbuf.split_to(head.len);
-    let (body, complete_framing) = read_body(conn, head.framing, config).await?;
+    let (mut body, complete_framing) = read_body(conn, head.framing, config).await?;
     // Leftover bytes would be a desynchronised stream; such a connection is not reused.
     let leftover = match body {
         BodyAt::Read(n) => conn.rbuf.len() > n,
-        BodyAt::Empty | BodyAt::Dechunked => !conn.rbuf.is_empty(),
+        BodyAt::Empty | BodyAt::Dechunked | BodyAt::Inflated => !conn.rbuf.is_empty(),
     };
+    if head.gzip && body != BodyAt::Empty {
+        inflate(conn, body, config.response_bytes_max)?;
+        body = BodyAt::Inflated;
+    }
     Ok(Received {
         status: head.status,
         body,
         reusable: complete_framing && !head.close && !leftover,
+    })
+}
+
+/// Decodes the gzip body at `at` into the connection's inflate buffer, at most `limit` bytes
+/// (the same bound as an identity body): a bomb is `TooLarge`, bad data a protocol error.
+fn inflate(conn: &mut Conn, at: BodyAt, limit: usize) -> Result<(), CallError> {
+    let compressed: &[u8] = match at {
+        BodyAt::Read(n) => &conn.rbuf[..n],
+        BodyAt::Dechunked => &conn.dechunked,
+        BodyAt::Empty | BodyAt::Inflated => &[],
+    };
+    gunzip_into(compressed, &mut conn.inflated, limit).map_err(|e| match e {
+        GunzipError::TooLarge => CallError::TooLarge,
+        GunzipError::Malformed => CallError::ProtocolError,
     })
 }
 
