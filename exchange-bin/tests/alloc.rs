@@ -204,6 +204,8 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
                 currency,
                 // Every bid carries a lurl too: each auction fires two loss notices.
                 "--lurl",
+                // Answers gzip when asked (only the `gzip` case onboards with gzip: true).
+                "--gzip",
             ],
         )
         .expect("rtb-dsp started")
@@ -219,28 +221,59 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     .unwrap();
     let rates = rates.to_str().unwrap();
     let with_rates = ["--currency-rates", rates, "--currency-refresh-s", "1"];
-    check_case(&dsps, &with_rates, "ledger off");
+    check_case(&dsps, &with_rates, "ledger off", false);
     // The same with the auction ledger writing every record to a file: encoding into the
     // worker's pooled buffers and handing them to the writer thread allocates nothing either.
     let ledger = work.join("ledger.jsonl");
     let target = format!("file:{}", ledger.display());
     let mut with_ledger = with_rates.to_vec();
     with_ledger.extend(["--ledger", &target]);
-    check_case(&dsps, &with_ledger, "ledger on");
+    check_case(&dsps, &with_ledger, "ledger on", false);
     let lines = std::fs::read_to_string(&ledger).unwrap().lines().count();
     assert_eq!(
         lines,
         CLIENTS * (WARM_UP_PER_CLIENT + COUNTED_PER_CLIENT),
         "one record per auction"
     );
+    // Every DSP onboarded with gzip: true, so each auction compresses its request once and
+    // decodes three gzip answers (issue 16).
+    check_case(&dsps, &with_rates, "gzip", true);
+    for dsp in &dsps {
+        let page = common::request(dsp.addr, "GET", "/metrics", &[], b"").text();
+        for series in [
+            "rtb_dspsim_gzip_requests_total",
+            "rtb_dspsim_gzip_responses_total",
+        ] {
+            let n = test_support::prom::first(&page, series).unwrap_or(0.0);
+            assert!(n > 0.0, "gzip case: {series} is {n}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
     drop(dsps);
 }
 
+/// A request of about 1 KB that gzip shrinks (the small one above does not: gzip's framing
+/// outweighs what it saves, and such a body goes to gzip DSPs as it is).
+fn compressible_request() -> Vec<u8> {
+    let imp = |n: u8| {
+        format!(
+            r#"{{"id":"{n}","banner":{{"w":300,"h":250,"format":[{{"w":300,"h":250}},{{"w":320,"h":50}}]}},"bidfloor":0.01}}"#
+        )
+    };
+    format!(
+        r#"{{"id":"alloc-gz","at":2,"tmax":100,"imp":[{},{},{}],"site":{{"id":"s","domain":"news.example","page":"https://news.example/articles/today"}},"device":{{"ua":"Mozilla/5.0 (X11; Linux x86_64)","ip":"203.0.113.9"}}}}"#,
+        imp(1),
+        imp(2),
+        imp(3)
+    )
+    .into_bytes()
+}
+
 /// Runs the exchange in this process with `extra` flags against `dsps`, counts the worker's
 /// allocations per auction once warm and fails if any is not explained by a connection opened
-/// (or if the ledger, when on, dropped a record).
-fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str) {
+/// (or if the ledger, when on, dropped a record). With `gzip`, the DSPs are onboarded with
+/// `"gzip": true`.
+fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str, gzip: bool) {
     let mut args = vec![
         "rtb-exchange",
         "--bind",
@@ -272,11 +305,19 @@ fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str) {
             "POST",
             "/dsp",
             &[("content-type", "application/json")],
-            format!(r#"{{"name":"{name}","base_url":"http://{}"}}"#, dsp.addr).as_bytes(),
+            format!(
+                r#"{{"name":"{name}","base_url":"http://{}","gzip":{gzip}}}"#,
+                dsp.addr
+            )
+            .as_bytes(),
         );
         assert_eq!(r.status, 201, "{}", r.text());
     }
-    let body = common::bid_request("alloc-1", 2, 100, 0.01);
+    let body = if gzip {
+        compressible_request()
+    } else {
+        common::bid_request("alloc-1", 2, 100, 0.01)
+    };
     let window = run_clients(app.addr(), app.debug_addr(), &body);
     let metrics = common::request(app.debug_addr(), "GET", "/metrics", &[], b"").text();
     app.stop().unwrap();
