@@ -1,13 +1,13 @@
 //! Owns HTTP content codings of answers: whether a client accepts gzip (`Accept-Encoding`,
 //! RFC 9110 §12.5.3), which answers are worth compressing, and a reusable gzip encoder (one
-//! per worker) that writes a gzip member (RFC 1952) into a buffer it keeps.
+//! per worker, libdeflate's) that writes a gzip member (RFC 1952) into a buffer it keeps.
 //!
 //! Bounded: only bodies of [`GZIP_RESPONSE_BYTES_MIN`] to [`GZIP_RESPONSE_BYTES_MAX`] bytes are
 //! compressed, at the fastest level: about 19 us for a 3.4 KB answer, about 1.5 ms at the upper
 //! bound (BENCHMARKS.md, "gzip answers"), which is why the bound exists. A body that does not
 //! get smaller is sent as it is.
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 
 /// Smallest body compressed. Below it the 18 bytes of gzip framing and the CPU buy little: a
 /// 1 KB JSON answer shrinks to about 500 bytes, one TCP segment either way.
@@ -15,14 +15,6 @@ pub const GZIP_RESPONSE_BYTES_MIN: usize = 1024;
 /// Largest body compressed; a larger one goes out as it is, so a single answer cannot take a
 /// worker's core for long.
 pub const GZIP_RESPONSE_BYTES_MAX: usize = 256 * 1024;
-
-/// The fixed gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS
-/// unknown (RFC 1952 §2.3).
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-/// Deflate's worst case grows stored blocks by 5 bytes per 16 KB, plus the final block.
-fn deflate_bound(len: usize) -> usize {
-    len + len / 16_384 * 5 + 64
-}
 
 /// Whether a body of `len` bytes is compressed when the client accepts gzip.
 pub fn worth_gzipping(len: usize) -> bool {
@@ -64,9 +56,9 @@ fn is_zero_weight(param: &[u8]) -> bool {
     }
 }
 
-/// A gzip encoder and its output buffer, both reused from answer to answer.
+/// A gzip encoder and its output buffer, both reused from body to body.
 pub struct GzipEncoder {
-    compress: Compress,
+    compressor: Compressor,
     out: Vec<u8>,
 }
 
@@ -85,10 +77,12 @@ impl Default for GzipEncoder {
 }
 
 impl GzipEncoder {
-    /// A fastest-level encoder (raw deflate wrapped in the gzip header and trailer here).
+    /// A fastest-level encoder (libdeflate's level 1: whole buffers, no streaming state to
+    /// reset between bodies, which is what made miniz_oxide slow on small ones).
     pub fn new() -> Self {
         Self {
-            compress: Compress::new(Compression::fast(), false),
+            // Level 1: libdeflate's `fastest()` is level 0, which stores without compressing.
+            compressor: Compressor::new(CompressionLvl::new(1).unwrap_or_default()),
             out: Vec::new(),
         }
     }
@@ -96,33 +90,12 @@ impl GzipEncoder {
     /// `body` as one gzip member, or `None` when that is not smaller than `body` (or the
     /// encoder failed, which the caller treats the same way: send the body as it is).
     pub fn compress(&mut self, body: &[u8]) -> Option<&[u8]> {
-        self.out.clear();
-        self.out
-            .reserve(GZIP_HEADER.len() + deflate_bound(body.len()) + 8);
-        self.out.extend_from_slice(&GZIP_HEADER);
-        self.compress.reset();
-        let mut input = body;
-        // The buffer holds the worst case, so one call finishes; a few more cover a surprise.
-        for _ in 0..4 {
-            let before = self.compress.total_in();
-            let status = self
-                .compress
-                .compress_vec(input, &mut self.out, FlushCompress::Finish)
-                .ok()?;
-            let consumed = usize::try_from(self.compress.total_in() - before).ok()?;
-            input = input.get(consumed..)?;
-            if status == Status::StreamEnd {
-                let mut crc = Crc::new();
-                crc.update(body);
-                self.out.extend_from_slice(&crc.sum().to_le_bytes());
-                // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
-                self.out
-                    .extend_from_slice(&(body.len() as u32).to_le_bytes());
-                return (self.out.len() < body.len()).then_some(&self.out[..]);
-            }
-            self.out.reserve(deflate_bound(input.len()));
-        }
-        None
+        // Sized to libdeflate's bound, so the call cannot run out of room.
+        let bound = self.compressor.gzip_compress_bound(body.len());
+        self.out.resize(bound, 0);
+        let len = self.compressor.gzip_compress(body, &mut self.out).ok()?;
+        self.out.truncate(len);
+        (len < body.len()).then_some(&self.out[..])
     }
 }
 
