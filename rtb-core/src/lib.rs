@@ -21,6 +21,7 @@
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`directory`]: the registry with each DSP's resolved address (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
@@ -100,6 +101,7 @@ pub mod json;
 pub mod ledger;
 pub mod ledger_summary;
 pub mod macros;
+pub mod policy;
 pub mod registry;
 pub mod request;
 pub mod response;

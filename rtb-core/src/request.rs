@@ -56,6 +56,11 @@ impl MediaTypes {
         self.0 & other.0 == other.0
     }
 
+    /// Whether any bit of `other` is set here.
+    pub fn intersects(self, other: MediaTypes) -> bool {
+        self.0 & other.0 != 0
+    }
+
     /// Whether no media type is present.
     pub fn is_empty(self) -> bool {
         self.0 == 0
