@@ -20,9 +20,8 @@ pub struct RequestTraits {
 }
 
 impl RequestTraits {
-    /// The traits of `request`; `country` is passed in (the request view does not decode
-    /// `device.geo` yet).
-    pub fn of(request: &BidRequest<'_>, country: Option<[u8; 3]>) -> Self {
+    /// The traits of `request`.
+    pub fn of(request: &BidRequest<'_>) -> Self {
         let media = request
             .imps
             .iter()
@@ -30,7 +29,7 @@ impl RequestTraits {
         RequestTraits {
             channel: request.channel,
             media,
-            country,
+            country: request.country,
         }
     }
 }
@@ -161,6 +160,30 @@ mod tests {
             ..ok
         };
         assert_eq!(filter(&policy, &nowhere), Err(SkipReason::Country));
+    }
+
+    fn traits_of(json: &str) -> RequestTraits {
+        let mut decoder = crate::json::Decoder::new();
+        let mut doc = crate::json::Document::default();
+        let request = BidRequest::decode(json.as_bytes(), &mut doc, &mut decoder).unwrap();
+        RequestTraits::of(&request)
+    }
+
+    #[test]
+    fn traits_are_read_from_the_request() {
+        let traits = traits_of(
+            r#"{"id":"r","app":{},"device":{"geo":{"country":"can"}},
+                "imp":[{"id":"1","banner":{}},{"id":"2","video":{"mimes":["video/mp4"]}}]}"#,
+        );
+        assert_eq!(traits.channel, Some(Channel::App));
+        assert_eq!(traits.media, MediaTypes::BANNER.with(MediaTypes::VIDEO));
+        assert_eq!(traits.country, Some(*b"CAN"));
+        assert_eq!(filter(&video_in_canada(), &traits), Ok(()));
+        let odd = traits_of(
+            r#"{"id":"r","device":{"geo":{"country":"CA"}},"imp":[{"id":"1","banner":{}}]}"#,
+        );
+        assert_eq!(odd.country, None);
+        assert_eq!(odd.channel, None);
     }
 
     #[test]
