@@ -48,6 +48,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in the order of their discriminants (counters are indexed by them).
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::Channel,
+        SkipReason::Media,
+        SkipReason::Country,
+        SkipReason::Qps,
+    ];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
