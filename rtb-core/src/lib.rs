@@ -21,6 +21,8 @@
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`directory`]: the registry with each DSP's resolved address (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
+//! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
 //!   of the Native 1.2 request ([`ValidationMode`]).
@@ -100,9 +102,11 @@ pub mod ledger;
 pub mod ledger_summary;
 pub mod macros;
 pub mod media;
+pub mod policy;
 pub mod registry;
 pub mod request;
 pub mod response;
+pub mod roster;
 pub mod splice;
 pub mod validate;
 pub mod version;

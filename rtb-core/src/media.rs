@@ -15,10 +15,22 @@ impl MediaTypes {
     pub const AUDIO: MediaTypes = MediaTypes(4);
     /// `imp.native` present.
     pub const NATIVE: MediaTypes = MediaTypes(8);
+    /// Every media type (a DSP policy's default, [`crate::roster`]).
+    pub const ALL: MediaTypes = MediaTypes(15);
+
+    /// These bits plus `other`'s.
+    pub const fn with(self, other: MediaTypes) -> MediaTypes {
+        MediaTypes(self.0 | other.0)
+    }
 
     /// Whether every bit of `other` is set here.
     pub fn contains(self, other: MediaTypes) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// Whether any bit of `other` is set here.
+    pub fn intersects(self, other: MediaTypes) -> bool {
+        self.0 & other.0 != 0
     }
 
     /// Whether no media type is present.

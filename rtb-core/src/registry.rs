@@ -334,6 +334,15 @@ pub struct DspOptions {
     pub gzip: bool,
 }
 
+/// Whether `name` is a DSP name: `[A-Za-z0-9._-]{1,64}` (onboarding and the roster file).
+pub fn is_valid_dsp_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= DSP_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// One registered DSP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DspEntry {
@@ -430,12 +439,7 @@ impl Registry {
         options: DspOptions,
         now_ms: u64,
     ) -> Result<Upsert, RegistryError> {
-        let valid_name = !name.is_empty()
-            && name.len() <= DSP_NAME_BYTES_MAX
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !valid_name {
+        if !is_valid_dsp_name(name) {
             return Err(RegistryError::InvalidName);
         }
         let outcome = match self.entries.iter_mut().find(|e| e.name == name) {

@@ -118,6 +118,9 @@ pub struct BidRequest<'a> {
     /// `site.publisher.id` (or `app.`, `dooh.`), when it is a string; not validated (the
     /// ledger records it, no rule depends on it).
     pub publisher_id: Option<&'a str>,
+    /// `device.geo.country` when it is three ASCII letters (upper-cased); not validated (only
+    /// DSP country filters read it, [`crate::policy`]).
+    pub country: Option<[u8; 3]>,
     /// Where `tmax` sits in the raw body.
     pub tmax_site: TmaxSite,
     cur: StrListRef,
@@ -176,6 +179,7 @@ impl<'a> BidRequest<'a> {
             test: false,
             channel: None,
             publisher_id: None,
+            country: None,
             tmax_site,
             cur: StrListRef::ABSENT,
             bcat: StrListRef::ABSENT,
@@ -289,6 +293,7 @@ impl<'a> BidRequest<'a> {
                 "site" => (1024, "site"),
                 "app" => (2048, "app"),
                 "dooh" => (4096, "dooh"),
+                "device" => (8192, "device"),
                 _ => continue,
             };
             let field = FieldPath::top(name);
@@ -304,6 +309,7 @@ impl<'a> BidRequest<'a> {
                 128 => self.wseat = optional_str_list(nodes, value, field)?,
                 256 => self.bseat = optional_str_list(nodes, value, field)?,
                 512 => self.test = test_flag(nodes, value, field)?,
+                8192 => self.country = device_country(nodes, value),
                 // A null channel object is as if absent.
                 _ if is_null(nodes, value) => {}
                 _ => {
@@ -375,6 +381,22 @@ fn test_flag(nodes: &[Node<'_>], value: usize, field: FieldPath) -> Result<bool,
         None if is_null(nodes, value) => Ok(false),
         None => Err(RequestError::new(field, Rule::WrongType(MUST_BE_INTEGER))),
     }
+}
+
+/// `device.geo.country` as three upper-case letters, when it is three ASCII letters.
+fn device_country(nodes: &[Node<'_>], device: usize) -> Option<[u8; 3]> {
+    if !is_object(nodes, device) {
+        return None;
+    }
+    let (_, geo) = object_entries(nodes, device).find(|(key, _)| *key == "geo")?;
+    if !is_object(nodes, geo) {
+        return None;
+    }
+    let (_, country) = object_entries(nodes, geo).find(|(key, _)| *key == "country")?;
+    let code: [u8; 3] = as_str(nodes, country)?.as_bytes().try_into().ok()?;
+    code.iter()
+        .all(u8::is_ascii_alphabetic)
+        .then(|| code.map(|b| b.to_ascii_uppercase()))
 }
 
 /// `publisher.id` of a channel object, when both are what they should be.

@@ -32,14 +32,17 @@ pub enum ShedReason {
     EventLoopLag,
     /// The worker already has its maximum of auctions waiting for DSPs.
     InFlight,
+    /// No DSP's policy (channel, media, country filters) admits the request.
+    NoDspMatched,
 }
 
 impl ShedReason {
     /// Every reason, in a fixed order (for metrics).
-    pub const ALL: [ShedReason; 3] = [
+    pub const ALL: [ShedReason; 4] = [
         ShedReason::TooLate,
         ShedReason::EventLoopLag,
         ShedReason::InFlight,
+        ShedReason::NoDspMatched,
     ];
 
     /// A short stable name, for metrics labels.
@@ -48,6 +51,7 @@ impl ShedReason {
             ShedReason::TooLate => "too_late",
             ShedReason::EventLoopLag => "event_loop_lag",
             ShedReason::InFlight => "in_flight",
+            ShedReason::NoDspMatched => "no_dsp_matched",
         }
     }
 }

@@ -9,6 +9,8 @@
 use std::{rc::Rc, time::Instant};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
+use crate::policy::{self, RequestTraits, SkipReason};
+use crate::roster::DspPolicy;
 
 /// A DSP as the shell describes it to the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,12 +28,35 @@ pub struct Dsp {
     pub spec: DspSpec,
     id: u64,
     breaker: Breaker,
+    policy: Rc<DspPolicy>,
+    policy_skips: [u64; SkipReason::ALL.len()],
 }
 
 impl Dsp {
     /// Stable identity across table replacements (while name and endpoint stay the same).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Its policy (the roster's, or every request with no adjustment).
+    pub fn policy(&self) -> &DspPolicy {
+        &self.policy
+    }
+
+    /// Requests its policy kept from it for `reason`, since it joined this worker's table.
+    pub fn policy_skips(&self, reason: SkipReason) -> u64 {
+        self.policy_skips[reason as usize]
+    }
+
+    /// Whether its policy admits a request with `traits`; a refusal is counted.
+    pub(crate) fn admits(&mut self, traits: &RequestTraits) -> bool {
+        match policy::filter(&self.policy, traits) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.policy_skips[reason as usize] += 1;
+                false
+            }
+        }
     }
 
     /// Its breaker's state now.
@@ -61,11 +86,24 @@ impl DspTable {
     /// Replaces the table, in the order given; DSPs already known (same name and endpoint)
     /// keep their id and breaker.
     pub fn replace(&mut self, specs: impl IntoIterator<Item = DspSpec>) {
+        let every_request = Rc::new(DspPolicy::default());
+        self.replace_with_policies(specs.into_iter().map(|s| (s, every_request.clone())));
+    }
+
+    /// [`DspTable::replace`] with each DSP's policy (the policy does not change its identity:
+    /// a DSP whose roster entry changed keeps its breaker).
+    pub fn replace_with_policies(
+        &mut self,
+        specs: impl IntoIterator<Item = (DspSpec, Rc<DspPolicy>)>,
+    ) {
         let mut old = std::mem::take(&mut self.dsps);
-        for spec in specs {
+        for (spec, policy) in specs {
             let kept = old.iter().position(|d| d.spec == spec);
             let dsp = match kept {
-                Some(i) => old.swap_remove(i),
+                Some(i) => Dsp {
+                    policy,
+                    ..old.swap_remove(i)
+                },
                 None => {
                     let id = self.next_id;
                     self.next_id += 1;
@@ -73,11 +111,18 @@ impl DspTable {
                         spec,
                         id,
                         breaker: Breaker::new(self.breaker),
+                        policy,
+                        policy_skips: [0; SkipReason::ALL.len()],
                     }
                 }
             };
             self.dsps.push(dsp);
         }
+    }
+
+    /// Whether the policy of the DSP at `index` admits a request with `traits`.
+    pub(crate) fn admits(&mut self, index: usize, traits: &RequestTraits) -> bool {
+        self.dsps.get_mut(index).is_some_and(|d| d.admits(traits))
     }
 
     /// The DSPs, in the shell's order.

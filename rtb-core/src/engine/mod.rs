@@ -33,6 +33,7 @@ mod run;
 mod views;
 mod workspace;
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,9 @@ use crate::currency::CurrencyRates;
 use crate::deadline::{DeadlinePolicy, DspBudget};
 use crate::error::RequestError;
 use crate::json::Document;
+use crate::policy::RequestTraits;
 use crate::request::BidRequest;
+use crate::roster::DspPolicy;
 use crate::splice::splice_tmax;
 use crate::validate::ValidationMode;
 use crate::version::OpenRtbVersion;
@@ -197,6 +200,14 @@ impl Engine {
         self.dsps.replace(specs);
     }
 
+    /// [`Engine::set_dsps`] with each DSP's policy (a roster entry's, [`crate::roster`]).
+    pub fn set_dsps_with_policies(
+        &mut self,
+        specs: impl IntoIterator<Item = (DspSpec, Rc<DspPolicy>)>,
+    ) {
+        self.dsps.replace_with_policies(specs);
+    }
+
     /// A workspace for this engine's auctions.
     pub fn workspace(&self) -> Workspace {
         Workspace::new(self.config.auction)
@@ -248,7 +259,11 @@ impl Engine {
             Ok(budget) => budget,
             Err(reason) => return Start::Shed { reason, request },
         };
-        self.plan_calls(now, tmax_ms, calls, outcomes);
+        self.plan_calls(now, tmax_ms, &RequestTraits::of(&request), calls, outcomes);
+        if outcomes.is_empty() {
+            let reason = ShedReason::NoDspMatched;
+            return Start::Shed { reason, request };
+        }
         if response_docs.len() < calls.len() {
             response_docs.resize_with(calls.len(), Document::default);
         }
@@ -314,17 +329,23 @@ impl Engine {
         }
     }
 
-    /// One outcome per DSP in the table; one call per DSP its breaker lets through.
+    /// One outcome per DSP whose policy admits the request; one call per such DSP its
+    /// breaker lets through. (A DSP's own `tmax_ms` cap is not applied yet: every call sends
+    /// the one spliced body.)
     fn plan_calls(
         &mut self,
         now: Instant,
         tmax_ms: u32,
+        traits: &RequestTraits,
         calls: &mut Vec<PlannedCall>,
         outcomes: &mut Vec<Outcome>,
     ) {
         calls.clear();
         outcomes.clear();
         for index in 0..self.dsps.len() {
+            if !self.dsps.admits(index, traits) {
+                continue;
+            }
             let Some(dsp_id) = self.dsps.get(index).map(Dsp::id) else {
                 continue;
             };
@@ -377,6 +398,62 @@ mod tests {
             other => panic!("{other:?}"),
         };
         result
+    }
+
+    /// A video-only DSP and one that takes everything.
+    fn engine_with_a_video_only_dsp() -> Engine {
+        let video_only = crate::roster::parse(
+            br#"{"dsps": [{"name": "v", "url": "http://v:1/bid", "media": ["video"]}]}"#,
+            false,
+        )
+        .unwrap();
+        let spec = |name: &str| DspSpec {
+            name: name.into(),
+            endpoint: format!("{name}:5000").into(),
+        };
+        let mut engine = Engine::new(EngineConfig::default());
+        engine.set_dsps_with_policies([
+            (spec("video"), Rc::new(video_only.dsps[0].policy.clone())),
+            (spec("all"), Rc::new(DspPolicy::default())),
+        ]);
+        engine
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // tests need some instant; the logic never reads a clock
+    fn a_dsp_is_planned_only_for_requests_its_policy_admits() {
+        let banner = br#"{"id":"b","tmax":100,"imp":[{"id":"1","banner":{}}],"site":{}}"#;
+        let mut engine = engine_with_a_video_only_dsp();
+        let mut workspace = engine.workspace();
+        let now = Instant::now();
+        let load = WorkerLoad::default();
+        match engine.start(&mut workspace, banner, None, now, now, load) {
+            Start::Call(_, plan) => {
+                let called: Vec<u16> = plan.calls.iter().map(|c| c.dsp).collect();
+                assert_eq!(called, [1], "only the DSP that takes banners");
+            }
+            other => panic!("{other:?}"),
+        }
+        let video = engine.dsps.get(0).unwrap();
+        assert_eq!(video.policy_skips(crate::policy::SkipReason::Media), 1);
+
+        engine.set_dsps_with_policies(
+            engine_with_a_video_only_dsp()
+                .dsps
+                .iter()
+                .take(1)
+                .map(|d| (d.spec.clone(), Rc::new(d.policy().clone()))),
+        );
+        match engine.start(&mut workspace, banner, None, now, now, load) {
+            Start::Shed { reason, .. } => assert_eq!(reason, ShedReason::NoDspMatched),
+            other => panic!("{other:?}"),
+        }
+        let kept = engine.dsps.get(0).unwrap();
+        assert_eq!(
+            kept.policy_skips(crate::policy::SkipReason::Media),
+            2,
+            "counts kept"
+        );
     }
 
     #[test]

@@ -279,7 +279,7 @@ pub fn covered(config: &EngineConfig, load: WorkerLoad) -> Duration {
 pub fn admission(
     config: &EngineConfig,
     request: &RequestModel,
-    no_dsp: bool,
+    (no_dsp, no_match): (bool, bool),
     arrival: Instant,
     now: Instant,
     load: WorkerLoad,
@@ -302,6 +302,9 @@ pub fn admission(
     }
     if load.auctions_in_flight >= config.overload.auctions_in_flight_max {
         return Expected::Shed(ShedReason::InFlight);
+    }
+    if no_match {
+        return Expected::Shed(ShedReason::NoDspMatched);
     }
     Expected::Call {
         tmax_ms: u32::try_from(tmax.as_millis()).unwrap_or(u32::MAX),

@@ -188,8 +188,21 @@ pub async fn auction(shared: Rc<Shared>, inbox: Inbox, incoming: Incoming) {
         .iter()
         .map(|d| d.id())
         .collect();
-    let expected =
-        reference::admission(&shared.config, &model, table.is_empty(), arrival, now, load);
+    // The simulated requests are site requests: no DSP matches when none wants that channel.
+    let no_match = shared
+        .engine
+        .borrow()
+        .dsps()
+        .iter()
+        .all(|d| d.policy().channels != rtb_core::roster::ChannelSet::ALL);
+    let expected = reference::admission(
+        &shared.config,
+        &model,
+        (table.is_empty(), no_match),
+        arrival,
+        now,
+        load,
+    );
     let version = model.version_header().map(str::as_bytes);
     let start =
         shared

@@ -6,6 +6,7 @@
 use std::{collections::HashMap, rc::Rc};
 
 use rtb_core::engine::DspSpec;
+use rtb_core::roster::DspPolicy;
 
 use crate::rng::Rng;
 use crate::shell::Shared;
@@ -71,7 +72,15 @@ impl Registry {
             .iter()
             .map(|d| (d.spec.clone(), d.id()))
             .collect();
-        engine.set_dsps(specs.iter().cloned());
+        // Every tenth table wants dooh traffic only: the simulated requests are all site
+        // requests, so none matches any DSP (the reference expects `no_dsp_matched`).
+        let table_changes = shared.stats.borrow().table_changes;
+        let policy = Rc::new(if table_changes % 10 == 9 {
+            dooh_only()
+        } else {
+            DspPolicy::default()
+        });
+        engine.set_dsps_with_policies(specs.iter().map(|s| (s.clone(), policy.clone())));
         let (mut kept, mut fresh) = (Vec::new(), Vec::new());
         for (dsp, spec) in engine.dsps().iter().zip(&specs) {
             assert_eq!(&dsp.spec, spec, "the table is in the order given");
@@ -94,4 +103,11 @@ impl Registry {
         self.specs = specs;
         shared.stats.borrow_mut().table_changes += 1;
     }
+}
+
+/// A policy that takes dooh requests only.
+fn dooh_only() -> DspPolicy {
+    let roster = br#"{"dsps": [{"name": "d", "url": "http://d:1/bid", "channels": ["dooh"]}]}"#;
+    let mut parsed = rtb_core::roster::parse(roster, false).expect("a valid roster");
+    parsed.dsps.remove(0).policy
 }

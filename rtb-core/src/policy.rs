@@ -1,0 +1,226 @@
+//! Per-DSP policy applied when an auction is planned (issue 15): which requests a DSP is sent
+//! (channel, media, country filters) and its QPS cap as a per-worker token bucket.
+//!
+//! The request's traits are computed once per request ([`RequestTraits`]); each DSP's check is
+//! then a few bit tests and, for a country list, a short scan: no allocation. The clock is a
+//! parameter (`now_us`), as everywhere in rtb-core.
+
+use crate::request::{BidRequest, Channel, MediaTypes};
+use crate::roster::DspPolicy;
+
+/// What the policy looks at in a request, computed once per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RequestTraits {
+    /// `site`, `app` or `dooh`, when present.
+    pub channel: Option<Channel>,
+    /// Media types offered by any impression.
+    pub media: MediaTypes,
+    /// `device.geo.country`, when it is a three-letter code.
+    pub country: Option<[u8; 3]>,
+}
+
+impl RequestTraits {
+    /// The traits of `request`.
+    pub fn of(request: &BidRequest<'_>) -> Self {
+        let media = request
+            .imps
+            .iter()
+            .fold(MediaTypes::default(), |all, imp| all.with(imp.media));
+        RequestTraits {
+            channel: request.channel,
+            media,
+            country: request.country,
+        }
+    }
+}
+
+/// Why a DSP was not called for a request (the `reason` label of `rtb_dsp_skipped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The request's channel is not one it wants.
+    Channel,
+    /// No impression offers a media type it takes.
+    Media,
+    /// The request's country is not in its list (or the request has none).
+    Country,
+    /// Over its QPS cap.
+    Qps,
+}
+
+impl SkipReason {
+    /// Every reason, in the order of their discriminants (counters are indexed by them).
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::Channel,
+        SkipReason::Media,
+        SkipReason::Country,
+        SkipReason::Qps,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::Channel => "channel",
+            SkipReason::Media => "media",
+            SkipReason::Country => "country",
+            SkipReason::Qps => "qps",
+        }
+    }
+}
+
+/// Whether `policy`'s filters admit a request with `traits` (the QPS cap is checked apart, by
+/// [`QpsBucket`], only for DSPs the filters admit).
+pub fn filter(policy: &DspPolicy, traits: &RequestTraits) -> Result<(), SkipReason> {
+    if !policy.channels.wants(traits.channel) {
+        return Err(SkipReason::Channel);
+    }
+    if !policy.media.intersects(traits.media) {
+        return Err(SkipReason::Media);
+    }
+    if !policy.countries.is_empty()
+        && !traits
+            .country
+            .is_some_and(|c| policy.countries.contains(&c))
+    {
+        return Err(SkipReason::Country);
+    }
+    Ok(())
+}
+
+/// A token bucket for one DSP on one worker: `rate_per_s` tokens a second (the worker's share
+/// of the DSP's cap), at most one second's worth banked.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QpsBucket {
+    rate_per_s: f64,
+    tokens: f64,
+    last_us: u64,
+}
+
+impl QpsBucket {
+    /// A full bucket of `rate_per_s` tokens at `now_us`.
+    pub fn new(rate_per_s: f64, now_us: u64) -> Self {
+        debug_assert!(rate_per_s > 0.0);
+        QpsBucket {
+            rate_per_s,
+            tokens: rate_per_s,
+            last_us: now_us,
+        }
+    }
+
+    /// Takes one token if there is one (refilled for the time since the last call).
+    pub fn try_take(&mut self, now_us: u64) -> bool {
+        let elapsed_s = now_us.saturating_sub(self.last_us) as f64 / 1e6;
+        self.last_us = self.last_us.max(now_us);
+        self.tokens = (self.tokens + elapsed_s * self.rate_per_s).min(self.rate_per_s);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A worker's equal share of a process-wide cap: `qps / workers` (documented as the simple,
+/// lock-free rebalancing; a worker that sees less than its share leaves the rest unused).
+pub fn worker_share(qps: u32, workers: usize) -> f64 {
+    f64::from(qps) / workers.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::ChannelSet;
+
+    fn video_in_canada() -> DspPolicy {
+        let json = br#"{"dsps": [{"name": "v", "url": "http://v:1/bid", "channels": ["app"],
+            "media": ["video"], "countries": ["CAN"]}]}"#;
+        crate::roster::parse(json, false).unwrap().dsps[0]
+            .policy
+            .clone()
+    }
+
+    #[test]
+    fn filters_name_the_first_reason() {
+        let policy = video_in_canada();
+        let ok = RequestTraits {
+            channel: Some(Channel::App),
+            media: MediaTypes::BANNER.with(MediaTypes::VIDEO),
+            country: Some(*b"CAN"),
+        };
+        assert_eq!(filter(&policy, &ok), Ok(()));
+        let site = RequestTraits {
+            channel: Some(Channel::Site),
+            ..ok
+        };
+        assert_eq!(filter(&policy, &site), Err(SkipReason::Channel));
+        let banner = RequestTraits {
+            media: MediaTypes::BANNER,
+            ..ok
+        };
+        assert_eq!(filter(&policy, &banner), Err(SkipReason::Media));
+        let usa = RequestTraits {
+            country: Some(*b"USA"),
+            ..ok
+        };
+        assert_eq!(filter(&policy, &usa), Err(SkipReason::Country));
+        let nowhere = RequestTraits {
+            country: None,
+            ..ok
+        };
+        assert_eq!(filter(&policy, &nowhere), Err(SkipReason::Country));
+    }
+
+    fn traits_of(json: &str) -> RequestTraits {
+        let mut decoder = crate::json::Decoder::new();
+        let mut doc = crate::json::Document::default();
+        let request = BidRequest::decode(json.as_bytes(), &mut doc, &mut decoder).unwrap();
+        RequestTraits::of(&request)
+    }
+
+    #[test]
+    fn traits_are_read_from_the_request() {
+        let traits = traits_of(
+            r#"{"id":"r","app":{},"device":{"geo":{"country":"can"}},
+                "imp":[{"id":"1","banner":{}},{"id":"2","video":{"mimes":["video/mp4"]}}]}"#,
+        );
+        assert_eq!(traits.channel, Some(Channel::App));
+        assert_eq!(traits.media, MediaTypes::BANNER.with(MediaTypes::VIDEO));
+        assert_eq!(traits.country, Some(*b"CAN"));
+        assert_eq!(filter(&video_in_canada(), &traits), Ok(()));
+        let odd = traits_of(
+            r#"{"id":"r","device":{"geo":{"country":"CA"}},"imp":[{"id":"1","banner":{}}]}"#,
+        );
+        assert_eq!(odd.country, None);
+        assert_eq!(odd.channel, None);
+    }
+
+    #[test]
+    fn the_default_policy_admits_everything() {
+        let policy = DspPolicy::default();
+        assert_eq!(policy.channels, ChannelSet::ALL);
+        let banner_nowhere = RequestTraits {
+            media: MediaTypes::BANNER,
+            ..RequestTraits::default()
+        };
+        assert_eq!(filter(&policy, &banner_nowhere), Ok(()));
+    }
+
+    #[test]
+    fn the_bucket_gives_its_rate_and_banks_one_second_at_most() {
+        let mut bucket = QpsBucket::new(100.0, 0);
+        let burst = (0..1000).filter(|_| bucket.try_take(0)).count();
+        assert_eq!(burst, 100);
+        // Ten seconds at 1,000 calls a second: 100 a second pass, plus nothing banked.
+        let passed = (1..=10_000u64)
+            .filter(|i| bucket.try_take(i * 1_000))
+            .count();
+        assert!((990..=1010).contains(&passed), "{passed}");
+        assert!(!bucket.try_take(10_000_000));
+    }
+
+    #[test]
+    fn the_share_splits_the_cap_between_workers() {
+        assert_eq!(worker_share(200, 2), 100.0);
+        assert_eq!(worker_share(200, 0), 200.0);
+    }
+}
