@@ -30,6 +30,7 @@ mod invalid;
 pub mod notices;
 pub mod outcome;
 mod run;
+pub mod sojourn;
 mod views;
 mod workspace;
 
@@ -56,6 +57,7 @@ pub use finish::{Answer, Finished};
 pub use notices::{Notice, NoticeKind, Notices};
 pub use outcome::{CallFailure, CallStatus, DspOutcome};
 pub use run::AuctionRun;
+pub use sojourn::{SojournController, SojournPolicy};
 pub use workspace::Workspace;
 
 use outcome::DspOutcome as Outcome;
