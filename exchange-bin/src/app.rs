@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use rtb_core::roster::Roster;
 use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
 
 use crate::{
@@ -18,6 +19,7 @@ use crate::{
     metrics::WorkerMetrics,
     ratelimit::TokenBucket,
     rates::{RatesRefresh, RatesStatus},
+    roster::RosterFile,
     Currency, Shared,
 };
 
@@ -46,6 +48,20 @@ fn start_currency(config: &Config, workers: usize) -> (Option<RatesRefresh>, Opt
     (Some(refresh), Some(currency))
 }
 
+/// The roster file and its first load, when `--roster` is set; a file that does not load
+/// stops the start (the error names the entry and field).
+fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roster)>> {
+    let Some(path) = &config.roster else {
+        return Ok(None);
+    };
+    let poll = Duration::from_millis(config.roster_poll_ms);
+    let mut file = RosterFile::new(path.clone(), poll, !config.deny_loopback_dsp);
+    let roster = file
+        .load()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok(Some((file, roster)))
+}
+
 /// A running exchange.
 #[derive(Debug)]
 pub struct App {
@@ -61,6 +77,8 @@ impl App {
         let workers = config.worker_count();
         let broadcast: Broadcast<Resolved> = Broadcast::new(workers);
         let (rates_refresh, currency) = start_currency(config, workers);
+        let roster = load_roster(config)?;
+        let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
         let (control, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
@@ -70,6 +88,7 @@ impl App {
             },
             broadcast.clone(),
             rates_refresh,
+            roster,
         )?;
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
@@ -95,6 +114,7 @@ impl App {
             )),
             currency,
             ledger,
+            roster: roster_status,
         });
         let main_shared = shared.clone();
         let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {

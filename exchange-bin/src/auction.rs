@@ -12,8 +12,8 @@ use std::{
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use rtb_core::engine::{
-    Answer, AuctionRun, CallFailure, Engine, Finished, Plan, PlannedCall, Start, WorkerLoad,
-    Workspace,
+    Answer, AuctionRun, CallFailure, Engine, Finished, Plan, PlannedCall, ShedReason, Start,
+    WorkerLoad, Workspace,
 };
 use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
@@ -29,7 +29,7 @@ use crate::{
     ledger::worker::WorkerLedger,
     metrics::{Outcome, WorkerMetrics},
     notices::NoticeQueue,
-    record::record_outcomes,
+    record::{mirror_policy_skips, record_outcomes},
     Shared,
 };
 
@@ -124,14 +124,22 @@ impl AuctionShell {
                 return json_error(StatusCode::NOT_FOUND, "no DSP registered", "");
             }
             Start::Shed { reason, request } => {
+                if reason == ShedReason::NoDspMatched {
+                    mirror_policy_skips(&self.engine.borrow(), &set);
+                }
                 metrics.shed(reason);
                 self.ledger.shed(reason, &request, req.arrival);
                 return Response::new(StatusCode::NO_CONTENT);
             }
         };
         let _in_flight = InFlight::enter(&self.in_flight);
+        // Some DSP not called (its policy, or its breaker): the policy counts may have moved.
+        let skipped_some = plan.calls.len() < set.slots.len();
         let finished = self.call_dsps(run, plan, &set).await;
         record_outcomes(&finished, &set);
+        if skipped_some {
+            mirror_policy_skips(&self.engine.borrow(), &set);
+        }
         self.ledger.auction(&finished, &set, req.arrival);
         for (notice, url) in finished.notices().iter() {
             self.notices.enqueue(notice.kind, url, metrics);

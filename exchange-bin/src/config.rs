@@ -200,6 +200,17 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_VALIDATION", default_value_t = ValidationMode::Strict)]
     pub validation: ValidationMode,
 
+    /// The DSP roster file (JSON; issue 15): each DSP with its URL and policy (channels,
+    /// media, countries; gzip). Reloaded when it changes; its DSPs never expire. A file that
+    /// does not load at start stops the start [default: none: DSPs onboard over HTTP only].
+    #[arg(long, env = "RTB_EXCHANGE_ROSTER")]
+    pub roster: Option<std::path::PathBuf>,
+
+    /// How often the roster file is looked at for a change, ms.
+    #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = crate::roster::ROSTER_POLL_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub roster_poll_ms: u64,
+
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the
     /// auction currency [default: none: bids must be in the auction currency].

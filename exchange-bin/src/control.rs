@@ -23,6 +23,7 @@ pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
     registry::{DspEntry, DspOptions, Upsert},
+    roster::Roster,
 };
 use rtb_io::{
     clock::unix_ms,
@@ -30,7 +31,7 @@ use rtb_io::{
     Broadcast,
 };
 
-use crate::rates::RatesRefresh;
+use crate::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
@@ -116,6 +117,7 @@ pub fn spawn(
     config: ControlConfig,
     broadcast: Broadcast<Resolved>,
     rates: Option<RatesRefresh>,
+    roster: Option<(RosterFile, Roster)>,
 ) -> std::io::Result<(ControlHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let join = std::thread::Builder::new()
@@ -123,6 +125,10 @@ pub fn spawn(
         .spawn(move || {
             let mut control = Control::new(config, broadcast, system_resolver());
             control.rates = rates;
+            if let Some((file, first)) = roster {
+                control.apply_roster(&first);
+                control.roster = Some(file);
+            }
             control.run(&rx)
         })?;
     Ok((ControlHandle { tx }, join))
@@ -138,6 +144,8 @@ struct Control {
     published_version: u64,
     /// The currency rates refresh, when `--currency-rates` is set.
     rates: Option<RatesRefresh>,
+    /// The roster file, when `--roster` is set.
+    roster: Option<RosterFile>,
 }
 
 impl Control {
@@ -153,14 +161,17 @@ impl Control {
             broadcast,
             published_version: 0,
             rates: None,
+            roster: None,
         }
     }
 
     fn run(mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + TICK;
         let mut next_resolve = Instant::now() + self.reresolve_period;
+        let roster_poll = self.roster.as_ref().map_or(TICK, |r| r.poll);
+        let mut next_roster = Instant::now() + roster_poll;
         loop {
-            match rx.recv_deadline(next_tick) {
+            match rx.recv_deadline(next_tick.min(next_roster)) {
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -177,6 +188,30 @@ impl Control {
                 next_resolve = now + self.reresolve_period;
                 self.reresolve();
             }
+            if now >= next_roster {
+                next_roster = now + roster_poll;
+                if let Some(roster) = self.roster.as_mut().and_then(RosterFile::poll) {
+                    self.apply_roster(&roster);
+                }
+            }
+        }
+    }
+
+    /// Makes `roster` the directory's roster, and tells the workers when they need it.
+    fn apply_roster(&mut self, roster: &Roster) {
+        let resolver = self.resolver.clone();
+        let applied = self.directory.apply_roster(roster, &*resolver, unix_ms());
+        for (name, error) in &applied.refused {
+            tracing::warn!(dsp = truncate(name), %error, "roster entry not applied");
+        }
+        tracing::info!(
+            dsps = roster.dsps.len(),
+            removed = applied.removed,
+            refused = applied.refused.len(),
+            "roster applied"
+        );
+        if applied.changed {
+            self.publish();
         }
     }
 

@@ -40,6 +40,9 @@ impl DebugHandler {
         if let Some(ledger) = &self.shared.ledger {
             ledger.render_metrics(&mut text);
         }
+        if let Some(roster) = &self.shared.roster {
+            roster.render(&mut text);
+        }
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
     }
 

@@ -5,7 +5,10 @@
 use std::{net::SocketAddr, rc::Rc, sync::Arc};
 
 use http::uri::PathAndQuery;
-use rtb_core::engine::DspSpec;
+use rtb_core::{
+    engine::DspSpec,
+    policy::{DspPolicy, SkipReason},
+};
 use rtb_io::{tls::WorkerTls, ClientConfig, Upstream, UpstreamTls, DRAIN_RESULTS};
 
 use crate::{control::Resolved, metrics::WorkerMetrics};
@@ -60,6 +63,8 @@ pub struct DspSlot {
     pub path: PathAndQuery,
     /// Its requests go gzip-compressed, and it may answer gzip.
     pub gzip: bool,
+    /// Which requests it is sent (its roster entry's; every request by default).
+    pub policy: Rc<DspPolicy>,
     /// This worker's pool.
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
@@ -67,6 +72,8 @@ pub struct DspSlot {
     /// The pool's counters already added to the `_total` counters. A re-onboarded DSP gets a
     /// new pool counting from zero; counting deltas keeps the totals monotonic.
     pub pool_counted: Rc<std::cell::Cell<PoolCounted>>,
+    /// The engine's policy refusal counts already added to the metrics (the same idea).
+    pub policy_counted: Rc<std::cell::Cell<[u64; SkipReason::ALL.len()]>>,
 }
 
 impl DspSlot {
@@ -143,10 +150,11 @@ pub fn apply_snapshot(
                 && s.port == url.port
                 && s.upstream.is_tls() == url.tls
         });
-        let (upstream, pool_counted) = match kept {
+        let (upstream, pool_counted, policy_counted) = match kept {
             Some(s) => {
                 s.upstream.set_addr(dsp.addr);
-                (s.upstream.clone(), s.pool_counted.clone())
+                let counted = (s.pool_counted.clone(), s.policy_counted.clone());
+                (s.upstream.clone(), counted.0, counted.1)
             }
             None => {
                 let Some(up) = new_pool(dsp, pools, tls) else {
@@ -163,7 +171,7 @@ pub fn apply_snapshot(
                         warm.prewarm(prewarm).await;
                     });
                 }
-                (up, Rc::default())
+                (up, Rc::default(), Rc::default())
             }
         };
         slots.push(DspSlot {
@@ -173,9 +181,11 @@ pub fn apply_snapshot(
             addr: dsp.addr,
             path,
             gzip: dsp.entry.options.gzip,
+            policy: Rc::new(DspPolicy::clone(&dsp.entry.options.policy)),
             upstream,
             metrics: metrics.dsp(&dsp.entry.name),
             pool_counted,
+            policy_counted,
         });
     }
     DspSet {

@@ -110,9 +110,8 @@ fn spawn_applier(
                 tls: shared.dsp_tls_pools,
             };
             let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools, &tls);
-            engine
-                .borrow_mut()
-                .set_dsps(next.slots.iter().map(|slot| slot.spec()));
+            let specs = next.slots.iter().map(|s| (s.spec(), s.policy.clone()));
+            engine.borrow_mut().set_dsps_with_policies(specs);
             tracing::debug!(
                 worker = index,
                 version = next.version,

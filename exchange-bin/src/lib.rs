@@ -40,6 +40,7 @@ pub mod ratelimit;
 pub mod rates;
 pub mod record;
 pub mod revenue;
+pub mod roster;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
 
@@ -81,6 +82,8 @@ pub struct Shared {
     pub currency: Option<Currency>,
     /// The auction ledger, when `--ledger` is set.
     pub ledger: Option<Arc<ledger::Ledger>>,
+    /// The roster file's reload counters, when `--roster` is set.
+    pub roster: Option<Arc<roster::RosterStatus>>,
 }
 
 /// The currency rates as workers and the debug port get them.

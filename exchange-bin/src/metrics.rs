@@ -19,6 +19,7 @@ use std::{
 
 use rtb_core::{
     engine::{CallFailure, ShedReason},
+    policy::SkipReason,
     RejectReason,
 };
 use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
@@ -194,6 +195,9 @@ pub struct DspMetrics {
     pub breaker_trips: Counter,
     /// Calls not made because the breaker was open (or half-open with a probe out).
     pub skipped: Counter,
+    /// Requests its roster policy kept from it, by reason in `SkipReason::ALL` order (mirrors
+    /// the engine's counts, see `record::mirror_policy_skips`).
+    pub policy_skips: [AtomicU64; SkipReason::ALL.len()],
     /// Clearing prices of the impressions won in non-test auctions, by auction currency.
     pub revenue: Revenue,
 }
@@ -357,6 +361,7 @@ struct DspSum {
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
+    policy_skips: [u64; SkipReason::ALL.len()],
     revenue: RevenueSum,
 }
 
@@ -388,6 +393,9 @@ impl DspSum {
         }
         self.breaker_trips += m.breaker_trips.get();
         self.skipped += m.skipped.get();
+        for (a, b) in self.policy_skips.iter_mut().zip(m.policy_skips.iter()) {
+            *a += b.load(Ordering::Relaxed);
+        }
         m.revenue.add_to(&mut self.revenue);
     }
 
@@ -704,6 +712,17 @@ fn render_dsp_failures(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
     dsp_lines(out, "rtb_dsp_errors_total", dsps, |s, line| {
         for (kind, n) in s.errors_but_timeouts() {
             line(&format!(",kind=\"{kind}\""), n);
+        }
+    });
+    header(
+        out,
+        "rtb_dsp_policy_skipped_total",
+        "counter",
+        "Requests not sent to each DSP because its roster policy does not want them, by reason.",
+    );
+    dsp_lines(out, "rtb_dsp_policy_skipped_total", dsps, |s, line| {
+        for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
+            line(&format!(",reason=\"{}\"", reason.label()), n);
         }
     });
     header(

@@ -113,7 +113,10 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         name: body.name,
         base_url: body.base_url,
         bid_path: body.bid_path,
-        options: DspOptions { gzip: body.gzip },
+        options: DspOptions {
+            gzip: body.gzip,
+            ..DspOptions::default()
+        },
         reply: tx,
     }) {
         return control_unavailable();

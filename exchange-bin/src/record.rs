@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rtb_core::engine::breaker::Transition;
-use rtb_core::engine::{CallStatus, DspOutcome, Finished};
+use rtb_core::engine::{CallStatus, DspOutcome, Engine, Finished};
+use rtb_core::policy::SkipReason;
 
 use crate::dsps::{DspSet, DspSlot, PoolCounted};
 use crate::revenue::currency_code;
@@ -111,4 +112,21 @@ fn mirror_pool_counters(slot: &DspSlot) {
     slot.pool_counted.set(now);
     m.pool_idle
         .store(slot.upstream.idle_count() as u64, Ordering::Relaxed);
+}
+
+/// Adds the engine's new per-DSP policy refusals to the metrics. Called only after a request
+/// that did not reach every DSP, so an auction that calls them all pays nothing for it.
+pub fn mirror_policy_skips(engine: &Engine, set: &DspSet) {
+    for (dsp, slot) in engine.dsps().iter().zip(&set.slots) {
+        let mut counted = slot.policy_counted.get();
+        for (i, reason) in SkipReason::ALL.iter().enumerate() {
+            let now = dsp.policy_skips(*reason);
+            let new = now.saturating_sub(counted[i]);
+            if new > 0 {
+                slot.metrics.policy_skips[i].fetch_add(new, Ordering::Relaxed);
+                counted[i] = now;
+            }
+        }
+        slot.policy_counted.set(counted);
+    }
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::{
     echo::truncate,
     registry::{check_address, BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
+    roster::Roster,
 };
 
 /// Turns `host, port` into addresses (the caller's resolver; blocking is its business).
@@ -109,6 +110,21 @@ pub struct Directory {
     config: DirectoryConfig,
     registry: Registry,
     addrs: Vec<(String, SocketAddr)>,
+    /// Names the roster file holds (issue 15): they never expire, and leave when the roster
+    /// drops them.
+    from_roster: Vec<String>,
+}
+
+/// What applying a roster did, for the caller to log and count.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RosterApplied {
+    /// Whether workers need a new snapshot.
+    pub changed: bool,
+    /// DSPs the roster no longer holds, removed.
+    pub removed: usize,
+    /// Entries not applied (the name and why: a host that does not resolve or resolves to a
+    /// forbidden address, a full registry); the others are.
+    pub refused: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -157,6 +173,7 @@ impl Directory {
             config,
             registry: Registry::new(config.dsps_max),
             addrs: Vec::new(),
+            from_roster: Vec::new(),
         }
     }
 
@@ -180,6 +197,15 @@ impl Directory {
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
         let addr = resolve_checked(resolve, &url, allow_loopback)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
+        // A roster DSP may heartbeat over HTTP; its roster entry (URL, policy) stays in force.
+        let options = match self.roster_entry(name) {
+            Some(held) if held.url != url => {
+                let why = "name: held by the roster file with another URL";
+                return Err(OnboardError::Invalid(why.into()));
+            }
+            Some(held) => held.options.clone(),
+            None => options,
+        };
         let upsert = self
             .registry
             .upsert(name, url, options, now_ms)
@@ -219,10 +245,81 @@ impl Directory {
         removed
     }
 
-    /// Drops the DSPs not seen within the TTL at `now_ms`; how many.
+    /// Makes the roster's DSPs the directory's roster DSPs at `now_ms`: each entry added or
+    /// updated (URL, policy, gzip) as an onboarding would, DSPs the previous roster held and
+    /// this one does not removed. DSPs onboarded over HTTP are left alone, unless the roster
+    /// names them (the roster's entry then wins and pins them).
+    pub fn apply_roster(
+        &mut self,
+        roster: &Roster,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+    ) -> RosterApplied {
+        let mut out = RosterApplied::default();
+        let dropped: Vec<String> = (self.from_roster.iter())
+            .filter(|n| !roster.dsps.iter().any(|e| e.name == **n))
+            .cloned()
+            .collect();
+        for name in dropped {
+            out.removed += usize::from(self.remove(&name));
+        }
+        self.from_roster.clear();
+        for e in &roster.dsps {
+            let options = DspOptions {
+                gzip: e.gzip,
+                policy: Arc::new(e.policy.clone()),
+            };
+            let applied = self.apply_entry(&e.name, &e.url, options, resolve, now_ms);
+            match applied {
+                Ok(changed) => {
+                    out.changed |= changed;
+                    self.from_roster.push(e.name.clone());
+                }
+                Err(why) => out.refused.push((e.name.clone(), why)),
+            }
+        }
+        out.changed |= out.removed > 0;
+        out
+    }
+
+    /// The registry entry of `name` when the roster holds it.
+    fn roster_entry(&self, name: &str) -> Option<DspEntry> {
+        if !self.from_roster.iter().any(|n| n == name) {
+            return None;
+        }
+        let snapshot = self.registry.snapshot();
+        snapshot.dsps.iter().find(|e| e.name == name).cloned()
+    }
+
+    /// One roster entry into the registry and the address list; whether workers need it.
+    fn apply_entry(
+        &mut self,
+        name: &str,
+        url: &BidUrl,
+        options: DspOptions,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let addr = resolve_checked(resolve, url, self.config.allow_loopback)?;
+        let upsert = (self.registry)
+            .upsert(name, url.clone(), options, now_ms)
+            .map_err(|e| e.to_string())?;
+        let addr_changed = match self.addrs.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => std::mem::replace(&mut slot.1, addr) != addr,
+            None => {
+                self.addrs.push((name.to_string(), addr));
+                true
+            }
+        };
+        Ok(upsert != Upsert::Refreshed || addr_changed)
+    }
+
+    /// Drops the DSPs not seen within the TTL at `now_ms` (the roster's never expire); how
+    /// many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
-        let removed = self.registry.expire(now_ms, ttl_ms);
+        let pinned = |name: &str| self.from_roster.iter().any(|n| n == name);
+        let removed = self.registry.expire(now_ms, ttl_ms, &pinned);
         if removed > 0 {
             let snapshot = self.registry.snapshot();
             self.addrs
@@ -330,6 +427,7 @@ impl std::fmt::Display for Reresolved {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MediaTypes;
     use std::sync::Mutex;
 
     const NOW_MS: u64 = 1_000_000;
@@ -489,7 +587,10 @@ mod tests {
         );
         assert_eq!(r.unwrap().upsert, Upsert::Replaced);
         // New options at the same URL replace the entry too, and workers need them.
-        let gzip = DspOptions { gzip: true };
+        let gzip = DspOptions {
+            gzip: true,
+            ..DspOptions::default()
+        };
         let r = d.onboard(
             "a",
             "http://127.0.0.1:8",
@@ -567,5 +668,67 @@ mod tests {
         assert!(d.remove("b"));
         assert!(!d.remove("b"));
         assert_eq!(addrs(&d), vec![]);
+    }
+
+    #[test]
+    fn a_roster_adds_updates_pins_and_removes_its_dsps() {
+        let roster = |json: &str| crate::roster::parse(json.as_bytes(), true).unwrap();
+        let mut d = directory(8, true);
+        let options = DspOptions::default();
+        d.onboard(
+            "http",
+            "http://127.0.0.1:7",
+            None,
+            options.clone(),
+            &no_resolver,
+            NOW_MS,
+        )
+        .unwrap();
+        let two = roster(
+            r#"{"dsps":[{"name":"a","url":"http://127.0.0.1:8/bid","media":["video"]},
+                        {"name":"b","url":"http://127.0.0.1:9/bid","gzip":true}]}"#,
+        );
+        let applied = d.apply_roster(&two, &no_resolver, NOW_MS);
+        assert!(applied.changed && applied.refused.is_empty(), "{applied:?}");
+        let resolved = d.resolved();
+        let names: Vec<&str> = resolved.dsps.iter().map(|r| &*r.entry.name).collect();
+        assert_eq!(names, ["http", "a", "b"]);
+        assert_eq!(
+            resolved.dsps[1].entry.options.policy.media,
+            MediaTypes::VIDEO
+        );
+        assert!(resolved.dsps[2].entry.options.gzip);
+        // `a` heartbeats over HTTP: a refresh, its roster policy kept; another URL is refused.
+        let heartbeat = d.onboard(
+            "a",
+            "http://127.0.0.1:8",
+            None,
+            options.clone(),
+            &no_resolver,
+            NOW_MS,
+        );
+        assert_eq!(heartbeat.unwrap().upsert, Upsert::Refreshed);
+        assert_eq!(
+            d.resolved().dsps[1].entry.options.policy.media,
+            MediaTypes::VIDEO
+        );
+        let moved = d.onboard(
+            "a",
+            "http://127.0.0.1:5",
+            None,
+            options,
+            &no_resolver,
+            NOW_MS,
+        );
+        assert!(matches!(moved, Err(OnboardError::Invalid(_))));
+        // The same roster again: nothing for workers. Roster DSPs never expire.
+        assert!(!d.apply_roster(&two, &no_resolver, NOW_MS + 1).changed);
+        assert_eq!(d.expire(NOW_MS + 3_600_000), 1, "only the HTTP one expires");
+        // `a` leaves the roster, `b` changes policy: both reach the workers.
+        let one = roster(r#"{"dsps":[{"name":"b","url":"http://127.0.0.1:9/bid"}]}"#);
+        let applied = d.apply_roster(&one, &no_resolver, NOW_MS + 2);
+        assert_eq!((applied.changed, applied.removed), (true, 1));
+        assert_eq!(addrs(&d), vec!["127.0.0.1:9".parse().unwrap()]);
+        assert!(!d.resolved().dsps[0].entry.options.gzip);
     }
 }

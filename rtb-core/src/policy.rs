@@ -6,7 +6,74 @@
 //! parameter (`now_us`), as everywhere in rtb-core.
 
 use crate::request::{BidRequest, Channel, MediaTypes};
-use crate::roster::DspPolicy;
+
+/// Channels a DSP wants, as bits (all by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSet(u8);
+
+impl ChannelSet {
+    /// Every channel.
+    pub const ALL: ChannelSet = ChannelSet(0b111);
+    /// No channel (a set being built).
+    pub const NONE: ChannelSet = ChannelSet(0);
+
+    /// This set plus `channel`.
+    pub fn with(self, channel: Channel) -> ChannelSet {
+        ChannelSet(self.0 | Self::bit(channel))
+    }
+
+    /// Whether it holds no channel.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn bit(channel: Channel) -> u8 {
+        match channel {
+            Channel::Site => 1,
+            Channel::App => 2,
+            Channel::Dooh => 4,
+        }
+    }
+
+    /// Whether a request of `channel` is wanted (a request with no channel object is wanted by
+    /// a DSP that takes every channel only).
+    pub fn wants(self, channel: Option<Channel>) -> bool {
+        match channel {
+            Some(c) => self.0 & Self::bit(c) != 0,
+            None => self == Self::ALL,
+        }
+    }
+}
+
+/// One DSP's policy, as the planner applies it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DspPolicy {
+    /// Cap for the whole exchange process, all workers together; `None`: no cap.
+    pub qps: Option<u32>,
+    /// Channels it wants.
+    pub channels: ChannelSet,
+    /// Media types it takes (a request is sent if any impression offers one of them).
+    pub media: MediaTypes,
+    /// `device.geo.country` values it wants (ISO-3166-1 alpha-3, upper case); empty: all.
+    pub countries: Vec<[u8; 3]>,
+    /// Its own `tmax` cap; the `tmax` sent is the smaller of this and its budget.
+    pub tmax_ms: Option<u32>,
+    /// Multiplies its bid prices before floors and ranking.
+    pub bid_adjustment: f64,
+}
+
+impl Default for DspPolicy {
+    fn default() -> Self {
+        DspPolicy {
+            qps: None,
+            channels: ChannelSet::ALL,
+            media: MediaTypes::ALL,
+            countries: Vec::new(),
+            tmax_ms: None,
+            bid_adjustment: 1.0,
+        }
+    }
+}
 
 /// What the policy looks at in a request, computed once per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -129,14 +196,16 @@ pub fn worker_share(qps: u32, workers: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roster::ChannelSet;
 
+    /// `channels: [app], media: [video], countries: [CAN]` (the roster's parsing of the same
+    /// is tested in `roster`).
     fn video_in_canada() -> DspPolicy {
-        let json = br#"{"dsps": [{"name": "v", "url": "http://v:1/bid", "channels": ["app"],
-            "media": ["video"], "countries": ["CAN"]}]}"#;
-        crate::roster::parse(json, false).unwrap().dsps[0]
-            .policy
-            .clone()
+        DspPolicy {
+            channels: ChannelSet::NONE.with(Channel::App),
+            media: MediaTypes::VIDEO,
+            countries: vec![*b"CAN"],
+            ..DspPolicy::default()
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::policy::DspPolicy;
+
 /// Longest DSP name accepted.
 pub const DSP_NAME_BYTES_MAX: usize = 64;
 /// Longest base URL or bid path accepted.
@@ -326,12 +328,15 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), Ur
     Ok((host, port))
 }
 
-/// What a DSP asked for beyond its URL (its onboarding body).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a DSP asked for beyond its URL (its onboarding body or its roster entry).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DspOptions {
     /// Bid requests go to it gzip-compressed (`Content-Encoding: gzip`), and it may answer
     /// gzip (`Accept-Encoding: gzip`).
     pub gzip: bool,
+    /// Which requests it is sent, and how its bids are adjusted (the roster's; every request
+    /// by default). Shared: every worker's table points at it.
+    pub policy: Arc<DspPolicy>,
 }
 
 /// Whether `name` is a DSP name: `[A-Za-z0-9._-]{1,64}` (onboarding and the roster file).
@@ -344,7 +349,7 @@ pub fn is_valid_dsp_name(name: &str) -> bool {
 }
 
 /// One registered DSP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DspEntry {
     /// Unique name, `[A-Za-z0-9._-]{1,64}`.
     pub name: String,
@@ -482,11 +487,12 @@ impl Registry {
         removed
     }
 
-    /// Removes every DSP not seen for more than `ttl_ms`; returns their number.
-    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
+    /// Removes every DSP not seen for more than `ttl_ms`, except those `pinned` names; returns
+    /// their number.
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64, pinned: &dyn Fn(&str) -> bool) -> usize {
         let before = self.entries.len();
         self.entries
-            .retain(|e| now_ms.saturating_sub(e.last_seen_ms) <= ttl_ms);
+            .retain(|e| pinned(&e.name) || now_ms.saturating_sub(e.last_seen_ms) <= ttl_ms);
         let expired = before - self.entries.len();
         if expired > 0 {
             self.publish();
@@ -705,8 +711,10 @@ mod tests {
         registry
             .upsert("new", url("http://b:1"), DspOptions::default(), 20_000)
             .unwrap();
-        assert_eq!(registry.expire(30_000, 30_000), 0);
-        assert_eq!(registry.expire(30_001, 30_000), 1);
+        let none = |_: &str| false;
+        assert_eq!(registry.expire(30_000, 30_000, &none), 0);
+        assert_eq!(registry.expire(30_001, 30_000, &|n: &str| n == "old"), 0);
+        assert_eq!(registry.expire(30_001, 30_000, &none), 1);
         let names: Vec<_> = registry
             .snapshot()
             .dsps

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub use crate::policy::{ChannelSet, DspPolicy};
 use crate::registry::{is_valid_dsp_name, BidUrl, UrlError, DEFAULT_DSPS_MAX};
 use crate::request::{Channel, MediaTypes};
 
@@ -20,62 +21,6 @@ pub const COUNTRIES_MAX: usize = 256;
 /// Bid adjustments outside `(0, BID_ADJUSTMENT_MAX]` are refused.
 pub const BID_ADJUSTMENT_MAX: f64 = 10.0;
 
-/// Channels a DSP wants, as bits (all by default).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelSet(u8);
-
-impl ChannelSet {
-    /// Every channel.
-    pub const ALL: ChannelSet = ChannelSet(0b111);
-
-    fn bit(channel: Channel) -> u8 {
-        match channel {
-            Channel::Site => 1,
-            Channel::App => 2,
-            Channel::Dooh => 4,
-        }
-    }
-
-    /// Whether a request of `channel` is wanted (a request with no channel object is wanted by
-    /// a DSP that takes every channel only).
-    pub fn wants(self, channel: Option<Channel>) -> bool {
-        match channel {
-            Some(c) => self.0 & Self::bit(c) != 0,
-            None => self == Self::ALL,
-        }
-    }
-}
-
-/// One DSP's policy, as the planner applies it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DspPolicy {
-    /// Cap for the whole exchange process, all workers together; `None`: no cap.
-    pub qps: Option<u32>,
-    /// Channels it wants.
-    pub channels: ChannelSet,
-    /// Media types it takes (a request is sent if any impression offers one of them).
-    pub media: MediaTypes,
-    /// `device.geo.country` values it wants (ISO-3166-1 alpha-3, upper case); empty: all.
-    pub countries: Vec<[u8; 3]>,
-    /// Its own `tmax` cap; the `tmax` sent is the smaller of this and its budget.
-    pub tmax_ms: Option<u32>,
-    /// Multiplies its bid prices before floors and ranking.
-    pub bid_adjustment: f64,
-}
-
-impl Default for DspPolicy {
-    fn default() -> Self {
-        DspPolicy {
-            qps: None,
-            channels: ChannelSet::ALL,
-            media: MediaTypes::ALL,
-            countries: Vec::new(),
-            tmax_ms: None,
-            bid_adjustment: 1.0,
-        }
-    }
-}
-
 /// One roster entry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RosterEntry {
@@ -85,6 +30,8 @@ pub struct RosterEntry {
     pub url: BidUrl,
     /// What it is sent and how its bids are adjusted.
     pub policy: DspPolicy,
+    /// Requests gzip-compressed, gzip answers welcome (issue 16; default false).
+    pub gzip: bool,
 }
 
 /// A parsed, validated roster.
@@ -141,6 +88,7 @@ struct RawEntry {
     countries: Option<Vec<String>>,
     tmax_ms: Option<u32>,
     bid_adjustment: Option<f64>,
+    gzip: Option<bool>,
 }
 
 /// Parses and validates a roster file (JSON). `allow_loopback` is the exchange's URL policy.
@@ -211,7 +159,12 @@ fn check_entry(raw: RawEntry, allow_loopback: bool) -> Result<RosterEntry, Roste
         tmax_ms: raw.tmax_ms,
         bid_adjustment,
     };
-    Ok(RosterEntry { name, url, policy })
+    Ok(RosterEntry {
+        name,
+        url,
+        policy,
+        gzip: raw.gzip.unwrap_or(false),
+    })
 }
 
 /// The roster's `url` is the whole bid URL: its path is the bid path (`/` when it has none).
@@ -230,19 +183,19 @@ fn channels(list: Option<&[String]>) -> Result<ChannelSet, String> {
     let Some(list) = list else {
         return Ok(ChannelSet::ALL);
     };
-    let mut bits = 0;
+    let mut set = ChannelSet::NONE;
     for item in list {
-        bits |= ChannelSet::bit(match item.as_str() {
+        set = set.with(match item.as_str() {
             "site" => Channel::Site,
             "app" => Channel::App,
             "dooh" => Channel::Dooh,
             other => return Err(format!("unknown channel {other:?} (site, app, dooh)")),
         });
     }
-    if bits == 0 {
+    if set.is_empty() {
         return Err("empty (omit the field for every channel)".into());
     }
-    Ok(ChannelSet(bits))
+    Ok(set)
 }
 
 fn media(list: Option<&[String]>) -> Result<MediaTypes, String> {
