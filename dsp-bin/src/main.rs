@@ -200,7 +200,8 @@ fn addresses(server: &Server, base_url: Option<&str>, tls: bool) -> (SocketAddr,
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    // Go-style `-dsp-name x` as the original fleet's scripts spell it (rtb_io::flags).
+    let args = Args::parse_from(rtb_io::flags::go_style(std::env::args_os()));
     init_logging(&args.log_format)?;
     let driver: DriverKind = args
         .io_driver

@@ -282,12 +282,14 @@ impl Config {
         }
     }
 
-    /// Parses `args` plus the environment, then checks cross-field rules.
+    /// Parses `args` plus the environment, then checks cross-field rules. Go-style `-flag`
+    /// spellings are accepted as `--flag` (rtb_io::flags), as the original fleet's scripts use.
     pub fn try_parse_from_env<I, T>(args: I) -> Result<Config, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args = rtb_io::flags::go_style(args);
         let config = Config::try_parse_from(args).map_err(with_env_hint)?;
         config.check()?;
         Ok(config)
@@ -562,6 +564,16 @@ mod tests {
             text.contains("loose") && text.contains("RTB_EXCHANGE_VALIDATION"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn go_style_single_dash_flags_are_accepted() {
+        let c = Config::try_parse_from_env(["rtb-exchange", "-port", "5001", "-bind", "127.0.0.1"])
+            .unwrap();
+        assert_eq!(c.port, 5001);
+        let c =
+            Config::try_parse_from_env(["rtb-exchange", "-port=5002", "-bind=127.0.0.1"]).unwrap();
+        assert_eq!(c.port, 5002);
     }
 
     #[test]
