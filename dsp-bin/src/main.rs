@@ -57,7 +57,8 @@ struct Args {
     /// Bearer token for onboarding.
     #[arg(long, env = "RTB_ONBOARD_TOKEN", hide_env_values = true)]
     onboard_token: Option<String>,
-    /// Re-onboard every this many seconds once accepted (about a third of the exchange's TTL).
+    /// Re-onboard (and re-resolve the endpoints' hosts, onboarding every address) every this
+    /// many seconds once accepted (about a third of the exchange's TTL).
     #[arg(long, env = "RTB_DSP_ONBOARD_INTERVAL_S", default_value_t = 10)]
     onboard_interval_s: u64,
     /// Worker threads.
