@@ -253,6 +253,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         bid_path: shared.behaviour.bid_path.clone(),
         interval: Duration::from_secs(args.onboard_interval_s.max(1)),
         seed,
+        metrics: shared.metrics.clone(),
     };
     let onboard_threads = onboarding.spawn(&shutdown)?;
 

@@ -11,6 +11,7 @@
 
 use std::{
     net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -21,7 +22,10 @@ use rtb_io::{
     ShutdownHandle,
 };
 
-use crate::httpc::{self, HttpResponse, HttpUrl};
+use crate::{
+    httpc::{self, HttpResponse, HttpUrl},
+    metrics::Metrics,
+};
 
 /// First retry delay.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -49,6 +53,8 @@ pub struct Onboarding {
     pub interval: Duration,
     /// Seed for the backoff jitter.
     pub seed: u64,
+    /// Where the targets gauge and per-address results are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Onboarding {
@@ -100,10 +106,14 @@ impl Onboarding {
             if let Ok(addrs) = &addrs {
                 if addrs.len() != targets {
                     tracing::info!(endpoint = %url, targets = addrs.len(), ?addrs, "onboarding targets");
+                    let gauge = &self.metrics.onboard_targets;
+                    gauge.fetch_add(addrs.len() as u64, Ordering::Relaxed);
+                    gauge.fetch_sub(targets as u64, Ordering::Relaxed);
                     targets = addrs.len();
                 }
             }
-            let result = addrs.and_then(|a| post_to_all(&a, endpoint, &headers, &body));
+            let result =
+                addrs.and_then(|a| post_to_all(&a, endpoint, &headers, &body, &self.metrics));
             let wait = match result {
                 Ok(r) if (200..300).contains(&r.status) => {
                     tracing::info!(endpoint = %url, attempt, status = r.status, dsp = %self.name, "onboarded");
@@ -143,16 +153,21 @@ pub fn post_to_all(
     endpoint: &HttpUrl,
     headers: &[(&str, &str)],
     body: &[u8],
+    metrics: &Metrics,
 ) -> std::io::Result<HttpResponse> {
     let mut accepted = Err(std::io::Error::other("host resolved to no address"));
     let mut failure = None;
     for &addr in addrs {
-        match httpc::request(&endpoint.at(addr), "POST", headers, body, CALL_TIMEOUT) {
-            Ok(answer) if (200..300).contains(&answer.status) => accepted = Ok(answer),
-            Ok(refused) => failure = failure.or(Some(Ok(refused))),
-            Err(e) => {
-                failure = failure.or(Some(Err(std::io::Error::other(format!("{addr}: {e}")))))
-            }
+        let (result, outcome) =
+            match httpc::request(&endpoint.at(addr), "POST", headers, body, CALL_TIMEOUT) {
+                Ok(answer) if (200..300).contains(&answer.status) => (0, Ok(answer)),
+                Ok(refused) => (1, Ok(refused)),
+                Err(e) => (2, Err(std::io::Error::other(format!("{addr}: {e}")))),
+            };
+        metrics.onboard_results[result].fetch_add(1, Ordering::Relaxed);
+        match result {
+            0 => accepted = outcome,
+            _ => failure = failure.or(Some(outcome)),
         }
     }
     failure.unwrap_or(accepted)
@@ -188,6 +203,7 @@ mod tests {
             bid_path: "/bid".into(),
             interval: Duration::from_secs(10),
             seed: 0,
+            metrics: Arc::default(),
         };
         let v: serde_json::Value = serde_json::from_slice(&o.body()).unwrap();
         assert_eq!(v["name"], "the-\"witness\"");
@@ -220,16 +236,17 @@ mod tests {
     #[test]
     fn posts_to_every_address_of_the_endpoint() {
         let endpoint = HttpUrl::parse("http://exchange.example:3000/dsp").unwrap();
+        let metrics = Metrics::default();
         let (a, served_a) = replica(201, 1);
         let (b, served_b) = replica(200, 1);
-        let answer = post_to_all(&[a, b], &endpoint, &[], b"{}").unwrap();
+        let answer = post_to_all(&[a, b], &endpoint, &[], b"{}", &metrics).unwrap();
         assert_eq!(answer.status, 200);
         for served in [served_a, served_b] {
             assert_eq!(served.join().unwrap(), ["host: exchange.example:3000"]);
         }
         let (ok, served_ok) = replica(200, 1);
         let (refusing, served_refusing) = replica(409, 1);
-        let answer = post_to_all(&[refusing, ok], &endpoint, &[], b"{}").unwrap();
+        let answer = post_to_all(&[refusing, ok], &endpoint, &[], b"{}", &metrics).unwrap();
         assert_eq!(answer.status, 409, "one refusing replica fails the round");
         assert_eq!(
             served_ok.join().unwrap().len(),
@@ -237,7 +254,12 @@ mod tests {
             "the others are still posted to"
         );
         served_refusing.join().unwrap();
-        assert!(post_to_all(&[], &endpoint, &[], b"{}").is_err());
+        assert!(post_to_all(&[], &endpoint, &[], b"{}", &metrics).is_err());
+        let counted = metrics
+            .onboard_results
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed));
+        assert_eq!(counted, [3, 1, 0], "accepted, refused, failed");
     }
 
     #[test]
