@@ -201,9 +201,14 @@ def assert_exchange(label: str, docs: list[dict], *, kind: str, host_network: bo
     svcs = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
     ports = {n: {(p["name"], p["port"]) for p in s["spec"]["ports"]} for n, s in svcs.items()}
     check(ports == {"rtb-exchange": {("web", 3000)},
-                    "rtb-exchange-control": {("control", 3000), ("metrics", 6060)}},
-          f"{label}: Services rtb-exchange (web 3000) and rtb-exchange-control (control 3000, "
-          "metrics 6060)", str(ports))
+                    "rtb-exchange-control": {("control", 3000), ("metrics", 6060)},
+                    "rtb-exchange-pods": {("control", 3000)}},
+          f"{label}: Services rtb-exchange (web 3000), rtb-exchange-control (control 3000, "
+          "metrics 6060) and rtb-exchange-pods (control 3000)", str(ports))
+    pods = svcs.get("rtb-exchange-pods", {}).get("spec", {})
+    check(pods.get("clusterIP") == "None",
+          f"{label}: rtb-exchange-pods is headless (one address per exchange pod)",
+          str(pods.get("clusterIP")))
     control = svcs.get("rtb-exchange-control", {}).get("spec", {})
     check(control.get("type") == "ClusterIP", f"{label}: the control Service stays ClusterIP",
           str(control.get("type")))
@@ -246,9 +251,9 @@ def assert_fleet(label: str, docs: list[dict], names: list[str], *, host_network
         check(env.get("RTB_DSP_NAME") == name, f"{label}/{name}: RTB_DSP_NAME")
         check(env.get("RTB_DSP_BASE_URL") == f"http://dsp-fleet-{name}:{port}",
               f"{label}/{name}: RTB_DSP_BASE_URL=http://dsp-fleet-{name}:{port}", str(env.get("RTB_DSP_BASE_URL")))
-        check(env.get("RTB_DSP_ONBOARD_ENDPOINTS") == "http://rtb-exchange-control:3000/dsp",
-              f"{label}/{name}: RTB_DSP_ONBOARD_ENDPOINTS=http://rtb-exchange-control:3000/dsp "
-              "(the exchange chart's internal Service)")
+        check(env.get("RTB_DSP_ONBOARD_ENDPOINTS") == "http://rtb-exchange-pods:3000/dsp",
+              f"{label}/{name}: RTB_DSP_ONBOARD_ENDPOINTS=http://rtb-exchange-pods:3000/dsp "
+              "(the exchange chart's headless Service: every replica)")
         check(svcs[name]["spec"]["ports"][0]["port"] == port
               and svcs[name]["spec"]["selector"] == deps[name]["spec"]["selector"]["matchLabels"],
               f"{label}/{name}: Service port {port} selects the DSP's pods")
@@ -562,14 +567,15 @@ def main() -> int:
         check(bool(names[0]) and not names[0] & names[1],
               f"{chart.name}: releases one and two in one namespace share no object name",
               str(sorted(names[0] & names[1])))
-    # The DSP fleet's default onboarding URL names the exchange chart's control Service.
+    # The DSP fleet's default onboarding URL names one of the exchange chart's control Services
+    # (the headless one, rtb-exchange-pods).
     if "exchange-default" in r and "dsp-fleet-default" in r:
         control = {s["metadata"]["name"] for s in by_kind(r["exchange-default"], "Service")
-                   if s["metadata"]["labels"].get("app.kubernetes.io/component") == "control"}
+                   if s["metadata"]["labels"].get("app.kubernetes.io/component") == "onboarding"}
         fleet_env = env_of(by_kind(r["dsp-fleet-default"], "Deployment")[0]["spec"]["template"]["spec"]
                            ["containers"][0])
         host = re.sub(r"^http://([^:/]+).*", r"\1", fleet_env.get("RTB_DSP_ONBOARD_ENDPOINTS", ""))
-        check(host in control, "dsp-fleet's default onboard URL is the exchange's control Service",
+        check(host in control, "dsp-fleet's default onboard URL is the exchange's headless Service",
               f"{host} vs {control}")
 
     # 5. bad values: the schema (Helm validates values against values.schema.json) ...

@@ -20,6 +20,9 @@ pub struct HttpUrl {
     pub port: u16,
     /// Path and query, at least `/`.
     pub path: String,
+    /// The address to connect to, when the caller resolved the host itself (one of several
+    /// replicas); `None` resolves the host and takes its first address.
+    pub connect_to: Option<SocketAddr>,
 }
 
 impl HttpUrl {
@@ -47,7 +50,16 @@ impl HttpUrl {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
+            connect_to: None,
         })
+    }
+
+    /// The same URL (same Host header), connecting to `addr`.
+    pub fn at(&self, addr: SocketAddr) -> Self {
+        Self {
+            connect_to: Some(addr),
+            ..self.clone()
+        }
     }
 
     /// `host:port`, for connecting and for the Host header.
@@ -73,11 +85,14 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> io::Result<HttpResponse> {
-    let addr: SocketAddr = url
-        .authority()
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("host did not resolve"))?;
+    let addr: SocketAddr = match url.connect_to {
+        Some(addr) => addr,
+        None => url
+            .authority()
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::other("host did not resolve"))?,
+    };
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

@@ -57,7 +57,8 @@ struct Args {
     /// Bearer token for onboarding.
     #[arg(long, env = "RTB_ONBOARD_TOKEN", hide_env_values = true)]
     onboard_token: Option<String>,
-    /// Re-onboard every this many seconds once accepted (about a third of the exchange's TTL).
+    /// Re-onboard (and re-resolve the endpoints' hosts, onboarding every address) every this
+    /// many seconds once accepted (about a third of the exchange's TTL).
     #[arg(long, env = "RTB_DSP_ONBOARD_INTERVAL_S", default_value_t = 10)]
     onboard_interval_s: u64,
     /// Worker threads.
@@ -206,7 +207,8 @@ fn addresses(server: &Server, base_url: Option<&str>, tls: bool) -> (SocketAddr,
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    // Go-style `-dsp-name x` as the original fleet's scripts spell it (rtb_io::flags).
+    let args = Args::parse_from(rtb_io::flags::go_style(std::env::args_os()));
     init_logging(&args.log_format)?;
     let driver: DriverKind = args
         .io_driver
@@ -258,6 +260,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         gzip: shared.behaviour.gzip,
         interval: Duration::from_secs(args.onboard_interval_s.max(1)),
         seed,
+        metrics: shared.metrics.clone(),
     };
     let onboard_threads = onboarding.spawn(&shutdown)?;
 

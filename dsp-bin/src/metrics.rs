@@ -15,6 +15,8 @@ use std::{
 /// Loss reason codes counted apart; any others are counted under one `other` series, so a
 /// hostile caller cannot grow the map without bound.
 const LOSS_REASONS_MAX: usize = 64;
+/// Labels of [`Metrics::onboard_results`], in index order.
+pub const ONBOARD_RESULTS: [&str; 3] = ["accepted", "refused", "failed"];
 /// Won prices are summed in millionths of a CPM unit, so the sum is an integer.
 const PRICE_MICROS: f64 = 1_000_000.0;
 
@@ -81,6 +83,10 @@ pub struct Metrics {
     /// Bid responses sent gzip-compressed.
     pub gzip_responses: AtomicU64,
     failures: [AtomicU64; 4],
+    /// Exchange addresses the onboarding endpoints resolve to now (a gauge, all endpoints).
+    pub onboard_targets: AtomicU64,
+    /// Onboarding POSTs per address by result: accepted (2xx), refused (other status), failed.
+    pub onboard_results: [AtomicU64; 3],
 }
 
 impl Metrics {
@@ -127,6 +133,25 @@ impl Metrics {
         for (reason, n) in losses.iter() {
             let reason = reason.map_or("other".to_string(), |r| r.to_string());
             let _ = writeln!(out, "{name}{{dsp=\"{dsp}\",reason=\"{reason}\"}} {n}");
+        }
+    }
+
+    fn render_onboarding(&self, dsp: &str, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP rtb_dspsim_onboard_targets Exchange addresses the onboarding endpoints resolve to.\n# TYPE rtb_dspsim_onboard_targets gauge\nrtb_dspsim_onboard_targets{{dsp=\"{dsp}\"}} {}",
+            self.onboard_targets.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP rtb_dspsim_onboard_total Onboarding POSTs per exchange address, by result.\n# TYPE rtb_dspsim_onboard_total counter"
+        );
+        for (result, n) in ONBOARD_RESULTS.iter().zip(&self.onboard_results) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "rtb_dspsim_onboard_total{{dsp=\"{dsp}\",result=\"{result}\"}} {n}"
+            );
         }
     }
 
@@ -199,6 +224,7 @@ impl Metrics {
             get(&self.gzip_responses).to_string(),
         );
         self.render_losses(dsp, &mut out);
+        self.render_onboarding(dsp, &mut out);
         let _ = writeln!(
             out,
             "# HELP rtb_dspsim_failures_injected_total Failures injected on purpose.\n# TYPE rtb_dspsim_failures_injected_total counter"

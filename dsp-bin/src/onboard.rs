@@ -3,17 +3,30 @@
 //! exponentially with jitter, then again every interval so the registration stays fresh and an
 //! exchange restart recovers by itself.
 //!
+//! Each round re-resolves the endpoint's host and POSTs to EVERY address it resolves to, so a
+//! name with one address per exchange replica (a headless Service) onboards every replica; a
+//! new replica is onboarded in the next round, a vanished one is no longer refreshed (the
+//! exchange drops it after its `--dsp-ttl-s`). A round succeeds when every address accepted.
+//!
 //! Blocking IO is fine here: it is off the workers and runs a few times a minute.
 
 use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use rtb_io::ShutdownHandle;
+use rtb_io::{
+    resolve::{resolve_all, RESOLVE_TIMEOUT},
+    ShutdownHandle,
+};
 
-use crate::httpc::{self, HttpUrl};
+use crate::{
+    httpc::{self, HttpResponse, HttpUrl},
+    metrics::Metrics,
+};
 
 /// First retry delay.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -43,6 +56,8 @@ pub struct Onboarding {
     pub interval: Duration,
     /// Seed for the backoff jitter.
     pub seed: u64,
+    /// Where the targets gauge and per-address results are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Onboarding {
@@ -90,9 +105,22 @@ impl Onboarding {
         let mut backoff = BACKOFF_INITIAL;
         let mut attempt = 0u32;
         let url = format!("http://{}{}", endpoint.authority(), endpoint.path);
+        let mut targets = 0usize;
         while !shutdown.is_triggered() {
             attempt += 1;
-            let result = httpc::request(endpoint, "POST", &headers, &body, CALL_TIMEOUT);
+            let addrs = resolve_all(&endpoint.host, endpoint.port, RESOLVE_TIMEOUT)
+                .map_err(std::io::Error::other);
+            if let Ok(addrs) = &addrs {
+                if addrs.len() != targets {
+                    tracing::info!(endpoint = %url, targets = addrs.len(), ?addrs, "onboarding targets");
+                    let gauge = &self.metrics.onboard_targets;
+                    gauge.fetch_add(addrs.len() as u64, Ordering::Relaxed);
+                    gauge.fetch_sub(targets as u64, Ordering::Relaxed);
+                    targets = addrs.len();
+                }
+            }
+            let result =
+                addrs.and_then(|a| post_to_all(&a, endpoint, &headers, &body, &self.metrics));
             let wait = match result {
                 Ok(r) if (200..300).contains(&r.status) => {
                     tracing::info!(endpoint = %url, attempt, status = r.status, dsp = %self.name, "onboarded");
@@ -122,6 +150,34 @@ impl Onboarding {
             sleep_unless(shutdown, wait);
         }
     }
+}
+
+/// POSTs the registration to every address (all are tried each round); the first failure
+/// (error or non-2xx answer) if any, else the last answer, so one refusing replica keeps the
+/// round retrying while the others stay registered.
+pub fn post_to_all(
+    addrs: &[SocketAddr],
+    endpoint: &HttpUrl,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    metrics: &Metrics,
+) -> std::io::Result<HttpResponse> {
+    let mut accepted = Err(std::io::Error::other("host resolved to no address"));
+    let mut failure = None;
+    for &addr in addrs {
+        let (result, outcome) =
+            match httpc::request(&endpoint.at(addr), "POST", headers, body, CALL_TIMEOUT) {
+                Ok(answer) if (200..300).contains(&answer.status) => (0, Ok(answer)),
+                Ok(refused) => (1, Ok(refused)),
+                Err(e) => (2, Err(std::io::Error::other(format!("{addr}: {e}")))),
+            };
+        metrics.onboard_results[result].fetch_add(1, Ordering::Relaxed);
+        match result {
+            0 => accepted = outcome,
+            _ => failure = failure.or(Some(outcome)),
+        }
+    }
+    failure.unwrap_or(accepted)
 }
 
 /// A delay in `[backoff / 2, backoff]`, so DSPs restarted together do not retry in lockstep.
@@ -155,6 +211,7 @@ mod tests {
             gzip: false,
             interval: Duration::from_secs(10),
             seed: 0,
+            metrics: Arc::default(),
         };
         let v: serde_json::Value = serde_json::from_slice(&o.body()).unwrap();
         assert_eq!(v["name"], "the-\"witness\"");
@@ -164,6 +221,57 @@ mod tests {
         let gzip = Onboarding { gzip: true, ..o };
         let v: serde_json::Value = serde_json::from_slice(&gzip.body()).unwrap();
         assert_eq!(v["gzip"], true);
+    }
+
+    /// An exchange stand-in: answers `status` to each of `calls` requests, returns Host headers.
+    fn replica(status: u16, calls: usize) -> (SocketAddr, JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = std::thread::spawn(move || {
+            (0..calls)
+                .map(|_| {
+                    let (mut conn, _) = listener.accept().unwrap();
+                    let mut raw = vec![0u8; 4096];
+                    let n = conn.read(&mut raw).unwrap();
+                    let text = String::from_utf8_lossy(&raw[..n]).to_string();
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    conn.write_all(reply.as_bytes()).unwrap();
+                    let host = text.lines().find(|l| l.starts_with("host: ")).unwrap();
+                    host.to_owned()
+                })
+                .collect()
+        });
+        (addr, served)
+    }
+
+    #[test]
+    fn posts_to_every_address_of_the_endpoint() {
+        let endpoint = HttpUrl::parse("http://exchange.example:3000/dsp").unwrap();
+        let metrics = Metrics::default();
+        let (a, served_a) = replica(201, 1);
+        let (b, served_b) = replica(200, 1);
+        let answer = post_to_all(&[a, b], &endpoint, &[], b"{}", &metrics).unwrap();
+        assert_eq!(answer.status, 200);
+        for served in [served_a, served_b] {
+            assert_eq!(served.join().unwrap(), ["host: exchange.example:3000"]);
+        }
+        let (ok, served_ok) = replica(200, 1);
+        let (refusing, served_refusing) = replica(409, 1);
+        let answer = post_to_all(&[refusing, ok], &endpoint, &[], b"{}", &metrics).unwrap();
+        assert_eq!(answer.status, 409, "one refusing replica fails the round");
+        assert_eq!(
+            served_ok.join().unwrap().len(),
+            1,
+            "the others are still posted to"
+        );
+        served_refusing.join().unwrap();
+        assert!(post_to_all(&[], &endpoint, &[], b"{}", &metrics).is_err());
+        let counted = metrics
+            .onboard_results
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed));
+        assert_eq!(counted, [3, 1, 0], "accepted, refused, failed");
     }
 
     #[test]

@@ -134,6 +134,27 @@ fn bids_every_imp_in_the_auction_currency_with_unique_ids() {
     }
 }
 
+/// The original fleet's scripts spell long flags with one dash (Go's `flag` package).
+#[test]
+fn accepts_go_style_single_dash_flags() {
+    let dsp = Dsp::start(&[
+        "-dsp-name",
+        "go-style",
+        "-base-url=http://go.example:5000",
+        "-price",
+        "fixed:2",
+    ]);
+    let r = dsp.post("/bid", SIMPLE);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let bid = &v["seatbid"][0]["bid"][0];
+    assert_eq!(v["seatbid"][0]["seat"], "go-style", "{v}");
+    let nurl = bid["nurl"].as_str().unwrap();
+    assert!(nurl.starts_with("http://go.example:5000/win"), "{nurl}");
+    assert_eq!(bid["price"], 2.0, "{v}");
+    assert_eq!(dsp.stop(), Some(0));
+}
+
 #[test]
 fn no_bid_invalid_and_unknown_paths() {
     let dsp = Dsp::start(&["--bid-rate", "0", "--bid-path", "/openrtb"]);

@@ -109,6 +109,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dsp_ttl_s: u64,
 
+    /// Re-resolve every DSP host this often (getaddrinfo gives no TTL to follow).
+    #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_S", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub dns_reresolve_s: u64,
+
+    /// Longest wait for one DNS lookup on the control thread; a slower one counts as failed.
+    #[arg(long, env = "RTB_EXCHANGE_DNS_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub dns_timeout_ms: u64,
+
     /// Most DSPs registered at once; onboarding beyond it answers 409.
     #[arg(long, env = "RTB_EXCHANGE_MAX_DSPS", default_value_t = DSPS_MAX_DEFAULT)]
     pub max_dsps: usize,
@@ -299,12 +309,14 @@ impl Config {
         }
     }
 
-    /// Parses `args` plus the environment, then checks cross-field rules.
+    /// Parses `args` plus the environment, then checks cross-field rules. Go-style `-flag`
+    /// spellings are accepted as `--flag` (rtb_io::flags), as the original fleet's scripts use.
     pub fn try_parse_from_env<I, T>(args: I) -> Result<Config, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args = rtb_io::flags::go_style(args);
         let config = Config::try_parse_from(args).map_err(with_env_hint)?;
         config.check()?;
         Ok(config)
@@ -580,6 +592,30 @@ mod tests {
             text.contains("loose") && text.contains("RTB_EXCHANGE_VALIDATION"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn dns_period_and_timeout_flags_are_bounded() {
+        let c = Config::try_parse_from(["x", "--dns-reresolve-s", "5", "--dns-timeout-ms", "300"])
+            .unwrap();
+        assert_eq!((c.dns_reresolve_s, c.dns_timeout_ms), (5, 300));
+        let e = Config::try_parse_from_env(["x", "--dns-timeout-ms", "5"]).unwrap_err();
+        assert!(e.to_string().contains("RTB_EXCHANGE_DNS_TIMEOUT_MS"), "{e}");
+        let e = Config::try_parse_from_env(["x", "--dns-reresolve-s", "0"]).unwrap_err();
+        assert!(
+            e.to_string().contains("RTB_EXCHANGE_DNS_RERESOLVE_S"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn go_style_single_dash_flags_are_accepted() {
+        let c = Config::try_parse_from_env(["rtb-exchange", "-port", "5001", "-bind", "127.0.0.1"])
+            .unwrap();
+        assert_eq!(c.port, 5001);
+        let c =
+            Config::try_parse_from_env(["rtb-exchange", "-port=5002", "-bind=127.0.0.1"]).unwrap();
+        assert_eq!(c.port, 5002);
     }
 
     #[test]

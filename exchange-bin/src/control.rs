@@ -108,8 +108,10 @@ pub struct ControlConfig {
     pub ttl: Duration,
     /// Whether loopback DSPs are allowed.
     pub allow_loopback: bool,
-    /// Re-resolve period.
+    /// Re-resolve period (`--dns-reresolve-s`; getaddrinfo gives no TTL to follow).
     pub reresolve_period: Duration,
+    /// Longest wait for one lookup (`--dns-timeout-ms`), so DNS cannot stall the control thread.
+    pub resolve_timeout: Duration,
 }
 
 /// Starts the control thread. It stops when every [`ControlHandle`] is dropped.
@@ -123,7 +125,8 @@ pub fn spawn(
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
         .spawn(move || {
-            let mut control = Control::new(config, broadcast, system_resolver());
+            let resolver = system_resolver(config.resolve_timeout);
+            let mut control = Control::new(config, broadcast, resolver);
             control.rates = rates;
             if let Some((file, first)) = roster {
                 control.apply_roster(&first);
@@ -325,6 +328,7 @@ mod tests {
             ttl: Duration::from_secs(30),
             allow_loopback: false,
             reresolve_period: RERESOLVE_PERIOD,
+            resolve_timeout: rtb_io::resolve::RESOLVE_TIMEOUT,
         };
         let control = Control::new(config, broadcast.clone(), resolver);
         (control, broadcast, answer)

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::resolve::system_resolver;
+use crate::resolve::{resolve_all, RESOLVE_TIMEOUT};
 
 /// Room for an HTTP answer's head on top of the document itself.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -49,7 +49,7 @@ pub fn http_get(
     bytes_max: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
-    let addr = *system_resolver()(target.host, target.port)?
+    let addr = *resolve_all(target.host, target.port, RESOLVE_TIMEOUT)?
         .first()
         .ok_or("host name has no address")?;
     let started = Instant::now();

@@ -31,6 +31,7 @@ mod conn;
 pub mod driver;
 pub mod fanout;
 pub mod fetch;
+pub mod flags;
 pub mod gunzip;
 pub mod gzip;
 pub mod head;

@@ -17,9 +17,9 @@ const ERROR_ECHO_CHARS_MAX: usize = 128;
 /// tests (so re-resolution can be tested without editing /etc/hosts).
 pub type Resolver = Arc<dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String> + Send + Sync>;
 
-/// The system resolver, bounded by [`RESOLVE_TIMEOUT`].
-pub fn system_resolver() -> Resolver {
-    Arc::new(|host, port| resolve_all(host, port, RESOLVE_TIMEOUT))
+/// The system resolver, each lookup bounded by `timeout` (the exchange's `--dns-timeout-ms`).
+pub fn system_resolver(timeout: Duration) -> Resolver {
+    Arc::new(move |host, port| resolve_all(host, port, timeout))
 }
 
 /// Resolves `host:port` with the system resolver on a helper thread, giving up after
@@ -61,7 +61,7 @@ mod tests {
     fn literals_and_localhost_resolve_and_nonsense_does_not() {
         let v6 = resolve_all("::1", 80, RESOLVE_TIMEOUT).unwrap();
         assert_eq!(v6, vec!["[::1]:80".parse().unwrap()]);
-        let local = system_resolver()("localhost", 9).unwrap();
+        let local = system_resolver(RESOLVE_TIMEOUT)("localhost", 9).unwrap();
         assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
         let error = resolve_all("no-such-host.invalid", 80, RESOLVE_TIMEOUT).unwrap_err();
         assert!(

@@ -275,6 +275,7 @@ fn url(addr: SocketAddr, path: &str) -> HttpUrl {
         host: addr.ip().to_string(),
         port: addr.port(),
         path: path.to_owned(),
+        connect_to: Some(addr),
     }
 }
 

@@ -18,6 +18,10 @@ collide: the release name when it already contains "rtb-exchange" (release "rtb-
 {{- printf "%s-control" (include "rtb-exchange.fullname" . | trunc 55 | trimSuffix "-") -}}
 {{- end -}}
 
+{{- define "rtb-exchange.podsName" -}}
+{{- printf "%s-pods" (include "rtb-exchange.fullname" . | trunc 58 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "rtb-exchange.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
