@@ -22,6 +22,8 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
         --dsp-args 'lurl=--lurl'     # every bid carries a lurl: each auction fires loss notices
     benches/scripts/cpu-per-auction.py --build plain=target/release --build gzip=target/release \
         --gzip gzip                  # gzip requests to the DSPs and gzip answers back
+    benches/scripts/cpu-per-auction.py --build http=target/release --build roster=target/release \
+        --roster roster=47           # 3 DSPs from a roster of 50 (47 match no request)
 
 With --tls LABEL, that label's DSPs serve https with a certificate for 127.0.0.1 signed by a CA
 made for the run with openssl, and the exchange trusts it through --dsp-ca-file. With
@@ -115,9 +117,20 @@ def paced(rl, work, server, bodies, duration_s, rate, latency_ms):
             "half_p99_ms": r["percentiles_ms"]["99"]}
 
 
+def write_roster(work, tag, fleet, unmatched):
+    """A roster file with the fleet's DSPs (no filter) and `unmatched` more that no request
+    matches (a country none has), all at the first DSP's URL; its path."""
+    entries = [{"name": name, "url": url + "/bid"} for name, url in fleet]
+    entries += [{"name": f"{tag}-x{i}", "url": fleet[0][1] + "/bid", "countries": ["ZZZ"]}
+                for i in range(unmatched)]
+    path = work / f"roster-{tag}.json"
+    path.write_text(json.dumps({"dsps": entries}))
+    return path
+
+
 def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=None,
             half_load=False, dsp_driver=None, dsp_args=(), dsp_processes=None, floor=False,
-            gzip=False):
+            gzip=False, roster_unmatched=None):
     """One closed-loop run (and, with `half_load`, one at half its rate); the figures of the
     measured windows."""
     procs = rl.Procs(work)
@@ -131,6 +144,9 @@ def measure(rl, work, bins, dsps, bodies, duration_s, tag, extra_args=(), certs=
                             dsp_processes)
         if floor:
             server = rl.start_floor(procs, bins, fleet)
+        elif roster_unmatched is not None:
+            path = write_roster(work, tag, fleet, roster_unmatched)
+            server = rl.start_exchange(procs, bins, "uring", [*extra_args, "--roster", str(path)])
         else:
             server = rl.start_exchange(procs, bins, "uring", extra_args)
             server.onboard(fleet, {"gzip": True} if gzip else None)
@@ -210,6 +226,9 @@ def main():
     ap.add_argument("--gzip", action="append", default=[],
                     help="LABEL whose DSPs are onboarded with gzip: true and run rtb-dsp --gzip "
                     "(requests and answers gzip-compressed; repeatable)")
+    ap.add_argument("--roster", action="append", default=[],
+                    help="LABEL=N: that label's exchange gets its DSPs from a roster file with N "
+                    "more DSPs that match no request (the cost of planning with policy)")
     ap.add_argument("--floor", action="store_true",
                     help="also measure the fan-out floor (rtb-io's bench_forward from the first "
                     "build: same DSPs and pools, no JSON, no auction) as the build `floor`")
@@ -218,6 +237,7 @@ def main():
     builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
     extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.exchange_args}
     dsp_extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.dsp_args}
+    rosters = {e.split("=", 1)[0]: int(e.split("=", 1)[1]) for e in args.roster}
     if args.floor:
         builds.append(("floor", builds[0][1]))
     counts = [int(x) for x in args.dsps.split(",") if x.strip()]
@@ -239,7 +259,8 @@ def main():
                 r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
                             certs if label in args.tls else None, args.half_load,
                             args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
-                            floor=args.floor and label == "floor", gzip=label in args.gzip)
+                            floor=args.floor and label == "floor", gzip=label in args.gzip,
+                            roster_unmatched=rosters.get(label))
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 runs[(label, n)].append(r)
