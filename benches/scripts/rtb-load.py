@@ -90,6 +90,20 @@ SLOW = {"latency": "lognormal:p50=50,p99=150", "bid_rate": 1.0, "hang_rate": 0.0
         "ignore_tmax": True}
 DSP_NAMES = ["braid", "the-witness", "order-of-the-sinking-star"]
 
+def many_dsps_scenario(count, words):
+    """`count` fast DSPs served by two rtb-dsp processes, with the floor at the same width."""
+    return {
+        "dsps": [FAST] * count,
+        "connections": 32,
+        "open_connections": 64,
+        "rates": OPEN_LOOP_RATES_PCT,
+        "baselines": ["floor"],
+        "epoll": False,
+        "dsp_processes": 2,
+        "about": f"{words} DSPs answering at once (latency 0, always bid; two rtb-dsp serve them)",
+    }
+
+
 # Closed-loop connections are sized so that the server, not the number of requests in flight,
 # bounds throughput: latency-bound scenarios (realistic DSPs, a hanging DSP) need many more.
 SCENARIOS = {
@@ -124,27 +138,8 @@ SCENARIOS = {
     # serve every DSP name (one process per DSP would swamp core 1, which they share with the
     # load generator); the exchange still keeps a pool per name and calls each. The floor at
     # the same width and CPU per request say what the exchange costs.
-    "many-dsps-10": {
-        "dsps": [FAST] * 10,
-        "connections": 32,
-        "open_connections": 64,
-        "rates": OPEN_LOOP_RATES_PCT,
-        "baselines": ["floor"],
-        "epoll": False,
-        "dsp_processes": 2,
-        "about": "ten DSPs answering at once (latency 0, always bid; two rtb-dsp serve them)",
-    },
-    "many-dsps-30": {
-        "dsps": [FAST] * 30,
-        "connections": 32,
-        "open_connections": 64,
-        "rates": OPEN_LOOP_RATES_PCT,
-        "baselines": ["floor"],
-        "epoll": False,
-        "dsp_processes": 2,
-        "about": "thirty DSPs answering at once (latency 0, always bid; two rtb-dsp serve "
-                 "them)",
-    },
+    "many-dsps-10": many_dsps_scenario(10, "ten"),
+    "many-dsps-30": many_dsps_scenario(30, "thirty"),
     "one-dsp-hangs": {
         "dsps": [FAST, FAST, HANGS],
         "connections": 512,

@@ -163,65 +163,62 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name}{{dsp=\"{dsp}\"}} {value}");
         };
-        counter(
-            "rtb_dspsim_requests_total",
-            "Bid requests received.",
-            get(&self.requests).to_string(),
-        );
-        counter(
-            "rtb_dspsim_invalid_requests_total",
-            "Bid requests answered 400.",
-            get(&self.invalid).to_string(),
-        );
-        counter(
-            "rtb_dspsim_bid_responses_total",
-            "Responses carrying bids.",
-            get(&self.responses_with_bids).to_string(),
-        );
-        counter(
-            "rtb_dspsim_bids_total",
-            "Bids sent.",
-            get(&self.bids).to_string(),
-        );
-        counter(
-            "rtb_dspsim_no_bids_total",
-            "No-bid (204) answers by bid-rate.",
-            get(&self.no_bids).to_string(),
-        );
-        counter(
-            "rtb_dspsim_tmax_skips_total",
-            "204 answers because latency would exceed tmax.",
-            get(&self.tmax_skips).to_string(),
-        );
-        counter(
-            "rtb_dspsim_wins_total",
-            "Win notices received.",
-            get(&self.wins).to_string(),
-        );
+        let counters: [(&str, &str, &AtomicU64); 11] = [
+            (
+                "rtb_dspsim_requests_total",
+                "Bid requests received.",
+                &self.requests,
+            ),
+            (
+                "rtb_dspsim_invalid_requests_total",
+                "Bid requests answered 400.",
+                &self.invalid,
+            ),
+            (
+                "rtb_dspsim_bid_responses_total",
+                "Responses carrying bids.",
+                &self.responses_with_bids,
+            ),
+            ("rtb_dspsim_bids_total", "Bids sent.", &self.bids),
+            (
+                "rtb_dspsim_no_bids_total",
+                "No-bid (204) answers by bid-rate.",
+                &self.no_bids,
+            ),
+            (
+                "rtb_dspsim_tmax_skips_total",
+                "204 answers because latency would exceed tmax.",
+                &self.tmax_skips,
+            ),
+            ("rtb_dspsim_wins_total", "Win notices received.", &self.wins),
+            (
+                "rtb_dspsim_bad_win_notices_total",
+                "Win notices without a parsable price.",
+                &self.bad_win_notices,
+            ),
+            (
+                "rtb_dspsim_bad_loss_notices_total",
+                "Loss notices without a numeric reason.",
+                &self.bad_loss_notices,
+            ),
+            (
+                "rtb_dspsim_gzip_requests_total",
+                "Bid requests received gzip-compressed.",
+                &self.gzip_requests,
+            ),
+            (
+                "rtb_dspsim_gzip_responses_total",
+                "Bid responses sent gzip-compressed (--gzip).",
+                &self.gzip_responses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(name, help, get(value).to_string());
+        }
         counter(
             "rtb_dspsim_win_value_sum",
             "Sum of won clearing prices (CPM).",
             format!("{}", get(&self.win_value_micros) as f64 / PRICE_MICROS),
-        );
-        counter(
-            "rtb_dspsim_bad_win_notices_total",
-            "Win notices without a parsable price.",
-            get(&self.bad_win_notices).to_string(),
-        );
-        counter(
-            "rtb_dspsim_bad_loss_notices_total",
-            "Loss notices without a numeric reason.",
-            get(&self.bad_loss_notices).to_string(),
-        );
-        counter(
-            "rtb_dspsim_gzip_requests_total",
-            "Bid requests received gzip-compressed.",
-            get(&self.gzip_requests).to_string(),
-        );
-        counter(
-            "rtb_dspsim_gzip_responses_total",
-            "Bid responses sent gzip-compressed (--gzip).",
-            get(&self.gzip_responses).to_string(),
         );
         self.render_losses(dsp, &mut out);
         self.render_onboarding(dsp, &mut out);

@@ -269,19 +269,10 @@ impl Engine {
         if response_docs.len() < calls.len() {
             response_docs.resize_with(calls.len(), Document::default);
         }
-        let send: &'w [u8] = if request.tmax_ms == Some(tmax_ms) {
-            body
-        } else {
-            match splice_tmax(body, request.tmax_site, tmax_ms, spliced) {
-                Ok(()) => spliced,
-                // An unlocatable tmax (spelled with escapes): the body goes as sent.
-                Err(_) => body,
-            }
-        };
         let calls: &'w [PlannedCall] = calls;
         let plan = Plan {
             calls,
-            body: send,
+            body: body_to_send(body, &request, tmax_ms, spliced),
             deadline,
             version,
         };
@@ -370,6 +361,24 @@ impl Engine {
 /// Indexes are bounded far below u16 (DSPs by the registry cap, bids by the response cap).
 fn index16(index: usize) -> u16 {
     u16::try_from(index).unwrap_or(u16::MAX)
+}
+
+/// The body every DSP is sent: as it came when its `tmax` is already the one to send, else
+/// with `tmax` spliced into `spliced`.
+fn body_to_send<'w>(
+    body: &'w [u8],
+    request: &BidRequest<'_>,
+    tmax_ms: u32,
+    spliced: &'w mut Vec<u8>,
+) -> &'w [u8] {
+    if request.tmax_ms == Some(tmax_ms) {
+        return body;
+    }
+    match splice_tmax(body, request.tmax_site, tmax_ms, spliced) {
+        Ok(()) => spliced,
+        // An unlocatable tmax (spelled with escapes): the body goes as sent.
+        Err(_) => body,
+    }
 }
 
 #[cfg(test)]
