@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::{
     echo::truncate,
+    policy_fields::PolicyFields,
     registry::{check_address, BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
     roster::Roster,
 };
@@ -133,6 +134,9 @@ struct ListEntry<'a> {
     url: String,
     addr: String,
     gzip: bool,
+    /// Its policy, fields at their defaults left out.
+    #[serde(flatten)]
+    policy: PolicyFields,
     added_at_ms: u64,
     last_seen_ms: u64,
     expires_in_ms: u64,
@@ -400,6 +404,7 @@ impl Directory {
                     url: e.url.to_string(),
                     addr: addr_of(&e.name),
                     gzip: e.options.gzip,
+                    policy: PolicyFields::from(&*e.options.policy),
                     added_at_ms: e.added_at_ms,
                     last_seen_ms: e.last_seen_ms,
                     expires_in_ms: (e.last_seen_ms + ttl_ms).saturating_sub(now_ms),

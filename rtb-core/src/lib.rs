@@ -22,6 +22,7 @@
 //! - [`directory`]: the registry with each DSP's resolved address (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
 //! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
+//! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
 //! - [`validate`]: strict validation of the whole request by the OpenRTB 2.6 object model and
@@ -63,7 +64,8 @@
 //! // No x-openrtb-version header (the `None` above): a 2.6 request, stated to every DSP.
 //! assert_eq!(plan.version.as_str(), "2.6");
 //!
-//! // 2. The shell sends plan.body to each DSP and reports each result as it comes.
+//! // 2. The shell sends plan.body_of(call) to each DSP (plan.body, unless a DSP caps its own
+//! // tmax lower) and reports each result as it comes.
 //! let at = arrival + Duration::from_millis(4);
 //! run.on_answer(&mut engine, 0, 200, br#"{"id":"auction-1","seatbid":[{"seat":"braid","bid":[
 //!     {"id":"a1","impid":"1","price":2.0,"nurl":"http://braid/win?p=${AUCTION_PRICE}",
@@ -103,6 +105,7 @@ pub mod ledger_summary;
 pub mod macros;
 pub mod media;
 pub mod policy;
+pub mod policy_fields;
 pub mod registry;
 pub mod request;
 pub mod response;

@@ -3,23 +3,23 @@
 //! One entry per DSP with its policy: which channels, media types and countries it wants, its
 //! QPS cap, its own `tmax` cap and its bid adjustment. The file read and change detection are
 //! the exchange's (control thread); this module only turns bytes into a [`Roster`] or a
-//! [`RosterError`] that names the entry and the field. JSON only for now (YAML, which the
-//! issue asks for, needs a parser crate and is not done yet).
+//! [`RosterError`] that names the entry and the field.
+//!
+//! The file is YAML, or JSON (a file whose first non-blank byte is `{` is read as JSON, for
+//! serde_json's precise errors). YAML is read by serde-saphyr: a pure-Rust parser that never
+//! panics on bad input and bounds its work, so a broken ConfigMap is an error, not a crash.
 
 use std::fmt;
 
 use serde::Deserialize;
 
 pub use crate::policy::{ChannelSet, DspPolicy};
+pub use crate::policy_fields::PolicyFields;
 use crate::registry::{is_valid_dsp_name, BidUrl, UrlError, DEFAULT_DSPS_MAX};
-use crate::request::{Channel, MediaTypes};
 
 /// Largest roster file accepted, checked before parsing.
 pub const ROSTER_BYTES_MAX: usize = 1 << 20;
-/// Most countries one entry may list.
-pub const COUNTRIES_MAX: usize = 256;
-/// Bid adjustments outside `(0, BID_ADJUSTMENT_MAX]` are refused.
-pub const BID_ADJUSTMENT_MAX: f64 = 10.0;
+pub use crate::policy_fields::{BID_ADJUSTMENT_MAX, COUNTRIES_MAX};
 
 /// One roster entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +91,8 @@ struct RawEntry {
     gzip: Option<bool>,
 }
 
-/// Parses and validates a roster file (JSON). `allow_loopback` is the exchange's URL policy.
+/// Parses and validates a roster file (YAML or JSON). `allow_loopback` is the exchange's URL
+/// policy.
 pub fn parse(bytes: &[u8], allow_loopback: bool) -> Result<Roster, RosterError> {
     let whole = |reason: String| RosterError {
         entry: None,
@@ -102,7 +103,7 @@ pub fn parse(bytes: &[u8], allow_loopback: bool) -> Result<Roster, RosterError> 
     if bytes.len() > ROSTER_BYTES_MAX {
         return Err(whole(format!("file over {ROSTER_BYTES_MAX} bytes")));
     }
-    let raw: RawRoster = serde_json::from_slice(bytes).map_err(|e| whole(e.to_string()))?;
+    let raw = read_raw(bytes).map_err(whole)?;
     if raw.dsps.len() > DEFAULT_DSPS_MAX {
         return Err(whole(format!("more than {DEFAULT_DSPS_MAX} dsps")));
     }
@@ -125,6 +126,16 @@ pub fn parse(bytes: &[u8], allow_loopback: bool) -> Result<Roster, RosterError> 
     Ok(Roster { dsps })
 }
 
+/// The file's structure, from JSON when it starts with `{`, else from YAML.
+fn read_raw(bytes: &[u8]) -> Result<RawRoster, String> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+}
+
 fn check_entry(raw: RawEntry, allow_loopback: bool) -> Result<RosterEntry, RosterError> {
     let name = raw.name;
     let named = |field: &'static str, reason: String| RosterError {
@@ -140,25 +151,15 @@ fn check_entry(raw: RawEntry, allow_loopback: bool) -> Result<RosterEntry, Roste
         ));
     }
     let url = full_bid_url(&raw.url, allow_loopback).map_err(|e| named("url", e.to_string()))?;
-    if raw.qps == Some(0) {
-        return Err(named("qps", "must be at least 1".into()));
-    }
-    if raw.tmax_ms == Some(0) {
-        return Err(named("tmax_ms", "must be at least 1".into()));
-    }
-    let bid_adjustment = raw.bid_adjustment.unwrap_or(1.0);
-    if !(bid_adjustment > 0.0 && bid_adjustment <= BID_ADJUSTMENT_MAX) {
-        let reason = format!("must be in (0, {BID_ADJUSTMENT_MAX}]");
-        return Err(named("bid_adjustment", reason));
-    }
-    let policy = DspPolicy {
+    let fields = PolicyFields {
         qps: raw.qps,
-        channels: channels(raw.channels.as_deref()).map_err(|r| named("channels", r))?,
-        media: media(raw.media.as_deref()).map_err(|r| named("media", r))?,
-        countries: countries(raw.countries.as_deref()).map_err(|r| named("countries", r))?,
+        channels: raw.channels,
+        media: raw.media,
+        countries: raw.countries,
         tmax_ms: raw.tmax_ms,
-        bid_adjustment,
+        bid_adjustment: raw.bid_adjustment,
     };
+    let policy = fields.check().map_err(|e| named(e.field, e.reason))?;
     Ok(RosterEntry {
         name,
         url,
@@ -179,72 +180,10 @@ fn full_bid_url(url: &str, allow_loopback: bool) -> Result<BidUrl, UrlError> {
     }
 }
 
-fn channels(list: Option<&[String]>) -> Result<ChannelSet, String> {
-    let Some(list) = list else {
-        return Ok(ChannelSet::ALL);
-    };
-    let mut set = ChannelSet::NONE;
-    for item in list {
-        set = set.with(match item.as_str() {
-            "site" => Channel::Site,
-            "app" => Channel::App,
-            "dooh" => Channel::Dooh,
-            other => return Err(format!("unknown channel {other:?} (site, app, dooh)")),
-        });
-    }
-    if set.is_empty() {
-        return Err("empty (omit the field for every channel)".into());
-    }
-    Ok(set)
-}
-
-fn media(list: Option<&[String]>) -> Result<MediaTypes, String> {
-    let Some(list) = list else {
-        return Ok(MediaTypes::ALL);
-    };
-    let mut types = MediaTypes::default();
-    for item in list {
-        types = types.with(match item.as_str() {
-            "banner" => MediaTypes::BANNER,
-            "video" => MediaTypes::VIDEO,
-            "audio" => MediaTypes::AUDIO,
-            "native" => MediaTypes::NATIVE,
-            other => {
-                return Err(format!(
-                    "unknown media {other:?} (banner, video, audio, native)"
-                ))
-            }
-        });
-    }
-    if types.is_empty() {
-        return Err("empty (omit the field for every media type)".into());
-    }
-    Ok(types)
-}
-
-fn countries(list: Option<&[String]>) -> Result<Vec<[u8; 3]>, String> {
-    let list = list.unwrap_or_default();
-    if list.len() > COUNTRIES_MAX {
-        return Err(format!("more than {COUNTRIES_MAX} countries"));
-    }
-    let mut codes = Vec::with_capacity(list.len());
-    for item in list {
-        let code: [u8; 3] = match item.as_bytes().try_into() {
-            Ok(code) if item.bytes().all(|b| b.is_ascii_uppercase()) => code,
-            _ => {
-                return Err(format!(
-                    "{item:?} is not an ISO-3166-1 alpha-3 code (USA, CAN)"
-                ))
-            }
-        };
-        codes.push(code);
-    }
-    Ok(codes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::{Channel, MediaTypes};
 
     const BRAID: &str = r#"{"dsps": [{"name": "braid", "url": "http://braid:5000/bid",
         "qps": 2000, "channels": ["site", "app"], "media": ["video"],
@@ -326,5 +265,53 @@ mod tests {
         assert!(parse(unknown, false).unwrap_err().reason.contains("qpss"));
         let huge = vec![b' '; ROSTER_BYTES_MAX + 1];
         assert!(parse(&huge, false).unwrap_err().reason.contains("over"));
+    }
+
+    /// The issue's example, as an operator writes it.
+    const BRAID_YAML: &str = "
+# one entry per DSP
+dsps:
+  - name: braid
+    url: http://braid:5000/bid
+    qps: 2000                        # cap for the whole exchange process
+    channels: [site, app]
+    media:
+      - video
+    countries: [USA, CAN]
+    tmax_ms: 50
+    bid_adjustment: 0.95
+";
+
+    #[test]
+    fn yaml_reads_as_json_does() {
+        let yaml = parse(BRAID_YAML.as_bytes(), false).unwrap();
+        let json = parse(BRAID.as_bytes(), false).unwrap();
+        assert_eq!(yaml, json);
+    }
+
+    #[test]
+    fn yaml_errors_are_errors_not_crashes() {
+        let unknown = "dsps:\n  - name: a\n    url: http://a:1/bid\n    qpss: 3\n";
+        let error = parse(unknown.as_bytes(), false).unwrap_err();
+        assert!(error.reason.contains("qpss"), "{error}");
+        let wrong_type = "dsps:\n  - name: a\n    url: http://a:1/bid\n    qps: lots\n";
+        assert!(parse(wrong_type.as_bytes(), false).is_err());
+        for broken in [
+            "dsps: [",
+            "dsps:\n  - {name: a",
+            "\t- :",
+            "",
+            "dsps: 3",
+            "[1, 2]",
+        ] {
+            assert!(parse(broken.as_bytes(), false).is_err(), "{broken:?}");
+        }
+        let check = "dsps:\n  - name: braid\n    url: http://braid:1/bid\n    qps: 0\n";
+        let error = parse(check.as_bytes(), false).unwrap_err().to_string();
+        assert_eq!(error, "dsps[0] (braid).qps: must be at least 1");
+        assert!(parse(&[0xff, 0xfe, b'x'], false)
+            .unwrap_err()
+            .reason
+            .contains("UTF-8"));
     }
 }
