@@ -170,10 +170,16 @@ impl AuctionShell {
             .iter()
             .map(|call| {
                 let slot = slot_of(call);
+                let body = plan.body_of(call);
+                // The shared gzip copy is of the plan's body: a DSP sent its own capped `tmax`
+                // gets that body uncompressed (still welcoming a gzip answer).
+                let shares_plan_body = std::ptr::eq(body, plan.body);
                 let (header_lines, body) = match (&gzipped, slot.gzip) {
-                    (Some(gz), true) => (gzip_call_headers(plan.version, true), &gz[..]),
-                    (None, true) => (gzip_call_headers(plan.version, false), plan.body),
-                    (_, false) => (dsp_call_headers(plan.version), plan.body),
+                    (Some(gz), true) if shares_plan_body => {
+                        (gzip_call_headers(plan.version, true), &gz[..])
+                    }
+                    (_, true) => (gzip_call_headers(plan.version, false), body),
+                    (_, false) => (dsp_call_headers(plan.version), body),
                 };
                 FanOutCall {
                     upstream: &slot.upstream,

@@ -467,6 +467,7 @@ impl Config {
             overload: self.overload_policy(),
             breaker: self.breaker_config(),
             validation: self.validation,
+            workers: self.worker_count(),
             ..EngineConfig::default()
         }
     }

@@ -11,12 +11,14 @@ use std::sync::atomic::Ordering;
 
 use futures_channel::oneshot;
 use http::StatusCode;
+use rtb_core::policy::DspPolicy;
+use rtb_core::policy_fields::PolicyFields;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 use serde::Deserialize;
 
 use crate::{
-    control::{truncate, Command, OnboardError},
+    control::{truncate, Command, OnboardError, Onboarded},
     json_error, unauthorized, Shared,
 };
 
@@ -34,7 +36,25 @@ struct OnboardBody {
     /// Bid requests gzip-compressed, gzip answers welcome (issue 16).
     #[serde(default)]
     gzip: bool,
+    /// The roster's policy fields (issue 15): `qps`, `channels`, `media`, `countries`,
+    /// `tmax_ms`, `bid_adjustment`.
+    #[serde(flatten)]
+    policy: PolicyFields,
 }
+
+/// Every field of the body, to name the one a JSON error is about.
+const ONBOARD_FIELDS: [&str; 10] = [
+    "name",
+    "base_url",
+    "bid_path",
+    "gzip",
+    "qps",
+    "channels",
+    "media",
+    "countries",
+    "tmax_ms",
+    "bid_adjustment",
+];
 
 fn control_unavailable() -> Response {
     json_error(
@@ -83,6 +103,25 @@ async fn wait_applied(shared: &Shared, version: u64) {
     }
 }
 
+/// The onboarding body and the policy it states, or the 400 that names the field at fault
+/// (boxed: the control plane's rare error path keeps the result small).
+fn read_body(req: &Request) -> Result<(OnboardBody, DspPolicy), Box<Response>> {
+    let mut body: OnboardBody = serde_json::from_slice(&req.body).map_err(|e| {
+        let msg = e.to_string();
+        let field = ONBOARD_FIELDS
+            .into_iter()
+            .find(|f| msg.contains(&format!("`{f}`")))
+            .unwrap_or("");
+        let message = format!("invalid onboarding body: {}", truncate(&msg));
+        Box::new(json_error(StatusCode::BAD_REQUEST, &message, field))
+    })?;
+    let policy = std::mem::take(&mut body.policy).check().map_err(|e| {
+        let message = format!("{}: {}", e.field, truncate(&e.reason));
+        Box::new(json_error(StatusCode::BAD_REQUEST, &message, e.field))
+    })?;
+    Ok((body, policy))
+}
+
 /// `POST /dsp`: 201 added, 200 refreshed or replaced, 400 invalid, 401 bad token, 409 full,
 /// 429 over the onboarding rate.
 pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
@@ -92,20 +131,9 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     if !shared.authorized(req) {
         return unauthorized();
     }
-    let body: OnboardBody = match serde_json::from_slice(&req.body) {
-        Ok(b) => b,
-        Err(e) => {
-            let msg = e.to_string();
-            let field = ["name", "base_url", "bid_path", "gzip"]
-                .into_iter()
-                .find(|f| msg.contains(&format!("`{f}`")))
-                .unwrap_or("");
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid onboarding body: {}", truncate(&msg)),
-                field,
-            );
-        }
+    let (body, policy) = match read_body(req) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
     };
     let (tx, rx) = oneshot::channel();
     let name_for_log = truncate(&body.name).to_string();
@@ -115,7 +143,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         bid_path: body.bid_path,
         options: DspOptions {
             gzip: body.gzip,
-            ..DspOptions::default()
+            policy: std::sync::Arc::new(policy),
         },
         reply: tx,
     }) {
@@ -124,22 +152,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     match rx.await {
         Ok(Ok(done)) => {
             wait_applied(shared, done.version).await;
-            let (status, what) = match done.upsert {
-                Upsert::Added => (StatusCode::CREATED, "added"),
-                Upsert::Refreshed => (StatusCode::OK, "refreshed"),
-                Upsert::Replaced => (StatusCode::OK, "replaced"),
-            };
-            let body = serde_json::json!({
-                "status": what,
-                "name": done.entry.name,
-                "url": done.entry.url.to_string(),
-                "addr": done.addr.to_string(),
-                "gzip": done.entry.options.gzip,
-                "version": done.version,
-                "added_at_ms": done.entry.added_at_ms,
-                "last_seen_ms": done.entry.last_seen_ms,
-            });
-            Response::json(status, body.to_string())
+            onboarded(&done)
         }
         Ok(Err(OnboardError::Invalid(msg))) => {
             tracing::debug!(dsp = %name_for_log, error = %msg, "onboarding refused");
@@ -155,6 +168,33 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         ),
         Err(_) => control_unavailable(),
     }
+}
+
+/// The answer to a successful onboarding: what the DSP is now, with the policy in force (a
+/// roster DSP's heartbeat keeps the roster's).
+fn onboarded(done: &Onboarded) -> Response {
+    let (status, what) = match done.upsert {
+        Upsert::Added => (StatusCode::CREATED, "added"),
+        Upsert::Refreshed => (StatusCode::OK, "refreshed"),
+        Upsert::Replaced => (StatusCode::OK, "replaced"),
+    };
+    let mut body = serde_json::json!({
+        "status": what,
+        "name": done.entry.name,
+        "url": done.entry.url.to_string(),
+        "addr": done.addr.to_string(),
+        "gzip": done.entry.options.gzip,
+        "version": done.version,
+        "added_at_ms": done.entry.added_at_ms,
+        "last_seen_ms": done.entry.last_seen_ms,
+    });
+    let policy = PolicyFields::from(&*done.entry.options.policy);
+    if let (Some(body), Ok(serde_json::Value::Object(fields))) =
+        (body.as_object_mut(), serde_json::to_value(policy))
+    {
+        body.extend(fields);
+    }
+    Response::json(status, body.to_string())
 }
 
 /// `GET /dsp`: the registry as JSON; 401 without the token (when one is set). A wrong token

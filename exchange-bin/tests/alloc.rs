@@ -221,14 +221,16 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     .unwrap();
     let rates = rates.to_str().unwrap();
     let with_rates = ["--currency-rates", rates, "--currency-refresh-s", "1"];
-    check_case(&dsps, &with_rates, "ledger off", false);
+    let small = common::bid_request("alloc-1", 2, 100, 0.01);
+    let plain = |_: usize| r#""gzip":false"#.to_owned();
+    check_case(&dsps, &with_rates, "ledger off", &small, &plain);
     // The same with the auction ledger writing every record to a file: encoding into the
     // worker's pooled buffers and handing them to the writer thread allocates nothing either.
     let ledger = work.join("ledger.jsonl");
     let target = format!("file:{}", ledger.display());
     let mut with_ledger = with_rates.to_vec();
     with_ledger.extend(["--ledger", &target]);
-    check_case(&dsps, &with_ledger, "ledger on", false);
+    check_case(&dsps, &with_ledger, "ledger on", &small, &plain);
     let lines = std::fs::read_to_string(&ledger).unwrap().lines().count();
     assert_eq!(
         lines,
@@ -237,7 +239,8 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     );
     // Every DSP onboarded with gzip: true, so each auction compresses its request once and
     // decodes three gzip answers (issue 16).
-    check_case(&dsps, &with_rates, "gzip", true);
+    let gzip = |_: usize| r#""gzip":true"#.to_owned();
+    check_case(&dsps, &with_rates, "gzip", &compressible_request(), &gzip);
     for dsp in &dsps {
         let page = common::request(dsp.addr, "GET", "/metrics", &[], b"").text();
         for series in [
@@ -248,6 +251,17 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
             assert!(n > 0.0, "gzip case: {series} is {n}");
         }
     }
+    // Each DSP with a roster policy (issue 15): two with their own smaller tmax (one body
+    // spliced for both), a bid adjustment, filters and a QPS cap far above the test's rate.
+    let policy = |i: usize| {
+        [
+            r#""tmax_ms":40,"bid_adjustment":0.9"#,
+            r#""tmax_ms":40,"channels":["site"],"media":["banner"]"#,
+            r#""qps":1000000,"bid_adjustment":1.5"#,
+        ][i % 3]
+            .to_owned()
+    };
+    check_case(&dsps, &with_rates, "policy", &small, &policy);
     let _ = std::fs::remove_dir_all(&work);
     drop(dsps);
 }
@@ -271,9 +285,15 @@ fn compressible_request() -> Vec<u8> {
 
 /// Runs the exchange in this process with `extra` flags against `dsps`, counts the worker's
 /// allocations per auction once warm and fails if any is not explained by a connection opened
-/// (or if the ledger, when on, dropped a record). With `gzip`, the DSPs are onboarded with
-/// `"gzip": true`.
-fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str, gzip: bool) {
+/// (or if the ledger, when on, dropped a record). Each DSP is onboarded with the JSON fields
+/// `fields(its index)`; every auction sends `body`.
+fn check_case(
+    dsps: &[DspProcess],
+    extra: &[&str],
+    case: &str,
+    body: &[u8],
+    fields: &dyn Fn(usize) -> String,
+) {
     let mut args = vec![
         "rtb-exchange",
         "--bind",
@@ -298,7 +318,7 @@ fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str, gzip: bool) {
     args.extend_from_slice(extra);
     let config = Config::try_parse_from(args).unwrap();
     let app = App::start(&config).unwrap();
-    for dsp in dsps {
+    for (i, dsp) in dsps.iter().enumerate() {
         let name = format!("dsp-{}", dsp.addr.port());
         let r = common::request(
             app.addr(),
@@ -306,19 +326,15 @@ fn check_case(dsps: &[DspProcess], extra: &[&str], case: &str, gzip: bool) {
             "/dsp",
             &[("content-type", "application/json")],
             format!(
-                r#"{{"name":"{name}","base_url":"http://{}","gzip":{gzip}}}"#,
-                dsp.addr
+                r#"{{"name":"{name}","base_url":"http://{}",{}}}"#,
+                dsp.addr,
+                fields(i)
             )
             .as_bytes(),
         );
         assert_eq!(r.status, 201, "{}", r.text());
     }
-    let body = if gzip {
-        compressible_request()
-    } else {
-        common::bid_request("alloc-1", 2, 100, 0.01)
-    };
-    let window = run_clients(app.addr(), app.debug_addr(), &body);
+    let window = run_clients(app.addr(), app.debug_addr(), body);
     let metrics = common::request(app.debug_addr(), "GET", "/metrics", &[], b"").text();
     app.stop().unwrap();
     let auctions = CLIENTS * COUNTED_PER_CLIENT;

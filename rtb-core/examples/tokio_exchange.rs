@@ -74,13 +74,14 @@ impl Exchange {
             Start::Shed { .. } => return reply(StatusCode::NO_CONTENT, ""),
         };
         // Every DSP at once, each call bounded by the plan's deadline.
-        let (payload, deadline) = (Bytes::copy_from_slice(plan.body), plan.deadline.into());
+        let deadline = plan.deadline.into();
         let mut calls = JoinSet::new();
         for (index, call) in plan.calls.iter().enumerate() {
             let engine = self.engine.borrow(); // as everywhere, never held across an await
             let dsp = engine.dsps().get(call.dsp.into());
             let url = dsp.map_or(String::new(), |dsp| dsp.spec.endpoint.to_string());
-            let call = call_dsp(self.client.clone(), url, payload.clone(), plan.version);
+            let payload = Bytes::copy_from_slice(plan.body_of(call)); // its tmax may be its own
+            let call = call_dsp(self.client.clone(), url, payload, plan.version);
             calls.spawn(async move {
                 let result = timeout_at(deadline, call).await.unwrap_or(Err(Timeout));
                 (index, result, Instant::now())

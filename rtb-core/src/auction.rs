@@ -180,7 +180,8 @@ pub struct Winner {
     /// Won on a fixed-price deal.
     pub fixed_price_deal: bool,
     /// Units of the auction currency one unit of the bid's currency bought (1 when the bid was
-    /// in the auction currency): macros tell the DSP its price in its own currency.
+    /// in the auction currency), times its DSP's bid adjustment: macros tell the DSP its price
+    /// in its own currency and terms.
     pub rate: f64,
 }
 
@@ -252,6 +253,22 @@ impl Auction {
         responses: &[BidResponse<'r>],
         rates: Option<&CurrencyRates>,
     ) -> &AuctionOutcome {
+        self.run_adjusted(request, responses, rates, &[])
+    }
+
+    /// Like [`Auction::run_with_rates`], with each response's bid adjustment (its DSP's, in
+    /// response order; a missing one is 1): a bid's price, once in the auction currency, is
+    /// multiplied by it before the price cap, floors and ranking, so the clearing price is
+    /// decided among adjusted prices. The winner's `rate` includes the adjustment, so the
+    /// price macros tell the DSP its clearing price in its own terms (divided by it), never
+    /// more than it bid.
+    pub fn run_adjusted<'q, 'r>(
+        &mut self,
+        request: &BidRequest<'q>,
+        responses: &[BidResponse<'r>],
+        rates: Option<&CurrencyRates>,
+        adjustments: &[f64],
+    ) -> &AuctionOutcome {
         self.candidates.clear();
         self.outcome.winners.clear();
         self.outcome.rejections.clear();
@@ -270,6 +287,8 @@ impl Auction {
                     rate
                 }
             };
+            let adjustment = adjustments.get(r).copied().unwrap_or(1.0);
+            let response_rate = response_rate.map(|rate| rate * adjustment);
             for (b, bid) in response.bids.iter().enumerate() {
                 let checked = match response_rate {
                     Err(reason) => Err(reason),

@@ -5,6 +5,8 @@
 //! then a few bit tests and, for a country list, a short scan: no allocation. The clock is a
 //! parameter (`now_us`), as everywhere in rtb-core.
 
+use std::time::Instant;
+
 use crate::request::{BidRequest, Channel, MediaTypes};
 
 /// Channels a DSP wants, as bits (all by default).
@@ -154,30 +156,40 @@ pub fn filter(policy: &DspPolicy, traits: &RequestTraits) -> Result<(), SkipReas
 }
 
 /// A token bucket for one DSP on one worker: `rate_per_s` tokens a second (the worker's share
-/// of the DSP's cap), at most one second's worth banked.
+/// of the DSP's cap), at most one second's worth banked, and never less than one token's worth
+/// of room (a share below 1 a second still lets a call through now and then).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QpsBucket {
     rate_per_s: f64,
     tokens: f64,
-    last_us: u64,
+    last: Option<Instant>,
 }
 
 impl QpsBucket {
-    /// A full bucket of `rate_per_s` tokens at `now_us`.
-    pub fn new(rate_per_s: f64, now_us: u64) -> Self {
+    /// A full bucket of `rate_per_s` tokens; time starts at the first call.
+    pub fn new(rate_per_s: f64) -> Self {
         debug_assert!(rate_per_s > 0.0);
         QpsBucket {
             rate_per_s,
-            tokens: rate_per_s,
-            last_us: now_us,
+            tokens: rate_per_s.max(1.0),
+            last: None,
         }
     }
 
-    /// Takes one token if there is one (refilled for the time since the last call).
-    pub fn try_take(&mut self, now_us: u64) -> bool {
-        let elapsed_s = now_us.saturating_sub(self.last_us) as f64 / 1e6;
-        self.last_us = self.last_us.max(now_us);
-        self.tokens = (self.tokens + elapsed_s * self.rate_per_s).min(self.rate_per_s);
+    /// The tokens it refills a second.
+    pub fn rate_per_s(&self) -> f64 {
+        self.rate_per_s
+    }
+
+    /// Takes one token if there is one (refilled for the time since the last call; an
+    /// earlier `now` than the last refills nothing).
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed_s = self.last.map_or(0.0, |last| {
+            now.saturating_duration_since(last).as_secs_f64()
+        });
+        self.last = Some(self.last.map_or(now, |last| last.max(now)));
+        let room = self.rate_per_s.max(1.0);
+        self.tokens = (self.tokens + elapsed_s * self.rate_per_s).min(room);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -187,8 +199,10 @@ impl QpsBucket {
     }
 }
 
-/// A worker's equal share of a process-wide cap: `qps / workers` (documented as the simple,
-/// lock-free rebalancing; a worker that sees less than its share leaves the rest unused).
+/// A worker's equal share of a process-wide cap: `qps / workers`. The share is fixed, so no
+/// worker ever reads another's state; with SO_REUSEPORT spreading connections, workers see
+/// similar traffic, and a worker that sees less than its share leaves the rest unused (the
+/// cap is a ceiling, never exceeded).
 pub fn worker_share(qps: u32, workers: usize) -> f64 {
     f64::from(qps) / workers.max(1) as f64
 }
@@ -275,16 +289,30 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
     fn the_bucket_gives_its_rate_and_banks_one_second_at_most() {
-        let mut bucket = QpsBucket::new(100.0, 0);
-        let burst = (0..1000).filter(|_| bucket.try_take(0)).count();
+        let t0 = Instant::now();
+        let at_us = |us: u64| t0 + std::time::Duration::from_micros(us);
+        let mut bucket = QpsBucket::new(100.0);
+        let burst = (0..1000).filter(|_| bucket.try_take(t0)).count();
         assert_eq!(burst, 100);
         // Ten seconds at 1,000 calls a second: 100 a second pass, plus nothing banked.
         let passed = (1..=10_000u64)
-            .filter(|i| bucket.try_take(i * 1_000))
+            .filter(|i| bucket.try_take(at_us(i * 1_000)))
             .count();
         assert!((990..=1010).contains(&passed), "{passed}");
-        assert!(!bucket.try_take(10_000_000));
+        assert!(!bucket.try_take(at_us(10_000_000)));
+        assert!(!bucket.try_take(t0), "time going back refills nothing");
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
+    fn a_share_below_one_a_second_still_passes_calls_at_its_rate() {
+        let t0 = Instant::now();
+        let mut bucket = QpsBucket::new(0.5);
+        assert!(bucket.try_take(t0));
+        assert!(!bucket.try_take(t0 + std::time::Duration::from_millis(1500)));
+        assert!(bucket.try_take(t0 + std::time::Duration::from_millis(2000)));
     }
 
     #[test]

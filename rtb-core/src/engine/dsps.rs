@@ -5,11 +5,14 @@
 //! a DSP whose name and endpoint did not change keeps its breaker and its id. Ids are never
 //! reused, so a result that comes back for a call planned before a replacement is matched to
 //! its DSP by id, never credited to whichever DSP now sits at the same index.
+//!
+//! A DSP with a QPS cap has a token bucket here holding this worker's share of the cap
+//! ([`policy::worker_share`]): the cap is enforced without any worker reading another's state.
 
 use std::{rc::Rc, time::Instant};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
-use crate::policy::{self, RequestTraits, SkipReason};
+use crate::policy::{self, QpsBucket, RequestTraits, SkipReason};
 use crate::roster::DspPolicy;
 
 /// A DSP as the shell describes it to the engine.
@@ -29,6 +32,7 @@ pub struct Dsp {
     id: u64,
     breaker: Breaker,
     policy: Rc<DspPolicy>,
+    qps: Option<QpsBucket>,
     policy_skips: [u64; SkipReason::ALL.len()],
 }
 
@@ -48,9 +52,15 @@ impl Dsp {
         self.policy_skips[reason as usize]
     }
 
-    /// Whether its policy admits a request with `traits`; a refusal is counted.
-    pub(crate) fn admits(&mut self, traits: &RequestTraits) -> bool {
-        match policy::filter(&self.policy, traits) {
+    /// Whether its policy admits a request with `traits` at `now`: its filters, then its
+    /// QPS cap (a token is taken only for a request the filters admit). A refusal is counted.
+    pub(crate) fn admits(&mut self, traits: &RequestTraits, now: Instant) -> bool {
+        let under_cap = |bucket: &mut Option<QpsBucket>| match bucket {
+            Some(bucket) => bucket.try_take(now).then_some(()).ok_or(SkipReason::Qps),
+            None => Ok(()),
+        };
+        let verdict = policy::filter(&self.policy, traits).and_then(|()| under_cap(&mut self.qps));
+        match verdict {
             Ok(()) => true,
             Err(reason) => {
                 self.policy_skips[reason as usize] += 1;
@@ -71,16 +81,26 @@ pub struct DspTable {
     dsps: Vec<Dsp>,
     next_id: u64,
     breaker: BreakerConfig,
+    /// Tables (workers) that share each DSP's QPS cap.
+    qps_sharers: usize,
 }
 
 impl DspTable {
-    /// An empty table whose DSPs get breakers with these settings.
-    pub fn new(breaker: BreakerConfig) -> Self {
+    /// An empty table whose DSPs get breakers with these settings, and `1 / qps_sharers` of
+    /// their QPS cap (the process's workers: each has a table).
+    pub fn new(breaker: BreakerConfig, qps_sharers: usize) -> Self {
         Self {
             dsps: Vec::new(),
             next_id: 1,
             breaker,
+            qps_sharers: qps_sharers.max(1),
         }
+    }
+
+    /// This table's bucket for `policy`'s cap.
+    fn bucket(&self, policy: &DspPolicy) -> Option<QpsBucket> {
+        let qps = policy.qps?;
+        Some(QpsBucket::new(policy::worker_share(qps, self.qps_sharers)))
     }
 
     /// Replaces the table, in the order given; DSPs already known (same name and endpoint)
@@ -91,7 +111,8 @@ impl DspTable {
     }
 
     /// [`DspTable::replace`] with each DSP's policy (the policy does not change its identity:
-    /// a DSP whose roster entry changed keeps its breaker).
+    /// a DSP whose roster entry changed keeps its breaker, and its QPS bucket unless the cap
+    /// changed).
     pub fn replace_with_policies(
         &mut self,
         specs: impl IntoIterator<Item = (DspSpec, Rc<DspPolicy>)>,
@@ -100,10 +121,16 @@ impl DspTable {
         for (spec, policy) in specs {
             let kept = old.iter().position(|d| d.spec == spec);
             let dsp = match kept {
-                Some(i) => Dsp {
-                    policy,
-                    ..old.swap_remove(i)
-                },
+                Some(i) => {
+                    let dsp = old.swap_remove(i);
+                    let same_cap = dsp.policy.qps == policy.qps;
+                    let qps = if same_cap {
+                        dsp.qps
+                    } else {
+                        self.bucket(&policy)
+                    };
+                    Dsp { policy, qps, ..dsp }
+                }
                 None => {
                     let id = self.next_id;
                     self.next_id += 1;
@@ -111,6 +138,7 @@ impl DspTable {
                         spec,
                         id,
                         breaker: Breaker::new(self.breaker),
+                        qps: self.bucket(&policy),
                         policy,
                         policy_skips: [0; SkipReason::ALL.len()],
                     }
@@ -120,9 +148,11 @@ impl DspTable {
         }
     }
 
-    /// Whether the policy of the DSP at `index` admits a request with `traits`.
-    pub(crate) fn admits(&mut self, index: usize, traits: &RequestTraits) -> bool {
-        self.dsps.get_mut(index).is_some_and(|d| d.admits(traits))
+    /// Whether the policy of the DSP at `index` admits a request with `traits` at `now`.
+    pub(crate) fn admits(&mut self, index: usize, traits: &RequestTraits, now: Instant) -> bool {
+        self.dsps
+            .get_mut(index)
+            .is_some_and(|d| d.admits(traits, now))
     }
 
     /// The DSPs, in the shell's order.
@@ -208,7 +238,7 @@ mod tests {
             failures_to_trip: 1,
             ..BreakerConfig::default()
         };
-        let mut table = DspTable::new(config);
+        let mut table = DspTable::new(config, 1);
         table.replace([spec("a", "a:1"), spec("b", "b:1")]);
         let (a, b) = (table.get(0).unwrap().id(), table.get(1).unwrap().id());
         assert_ne!(a, b);
@@ -244,7 +274,7 @@ mod tests {
     fn a_late_result_reaches_a_dsp_that_moved_in_the_table() {
         // Found by the simulation (rtb-core/tests/simulation, seed 3): the table was reordered
         // while a call was out, and its success never reset the DSP's failure streak.
-        let mut table = DspTable::new(BreakerConfig::default());
+        let mut table = DspTable::new(BreakerConfig::default(), 1);
         table.replace([spec("a", "a:1"), spec("b", "b:1")]);
         let a = table.get(0).unwrap().id();
         let t = now();

@@ -55,6 +55,7 @@ impl<'w> AuctionRun<'w> {
             request,
             views,
             outcomes,
+            adjustments,
             auction,
             answer,
             notices,
@@ -69,8 +70,10 @@ impl<'w> AuctionRun<'w> {
                 .by_id(usize::from(o.dsp), o.dsp_id)
                 .map(|d| d.breaker_state());
         }
+        bid_adjustments(engine, &views, outcomes, adjustments);
         let rates = engine.rates.as_deref();
-        let outcome: &'w AuctionOutcome = auction.run_with_rates(&request, views.list(), rates);
+        let outcome: &'w AuctionOutcome =
+            auction.run_adjusted(&request, views.list(), rates, adjustments);
         for w in &outcome.winners {
             let o = views.outcome_of(usize::from(w.response));
             if let Some(o) = o.and_then(|o| outcomes.get_mut(usize::from(o))) {
@@ -96,6 +99,29 @@ impl<'w> AuctionRun<'w> {
             },
             notices,
         }
+    }
+}
+
+/// Each answer's bid adjustment (its DSP's policy), in view order; left empty when every
+/// one is 1 (the common case costs one pass over the answers).
+fn bid_adjustments(
+    engine: &Engine,
+    views: &Views<'_>,
+    outcomes: &[DspOutcome],
+    adjustments: &mut Vec<f64>,
+) {
+    adjustments.clear();
+    let adjustment_of = |view: usize| {
+        let o = outcomes.get(usize::from(views.outcome_of(view)?))?;
+        let dsp = engine.dsps.by_id(usize::from(o.dsp), o.dsp_id)?;
+        Some(dsp.policy().bid_adjustment)
+    };
+    let views = 0..views.list().len();
+    if views
+        .clone()
+        .any(|v| adjustment_of(v).is_some_and(|a| a != 1.0))
+    {
+        adjustments.extend(views.map(|v| adjustment_of(v).unwrap_or(1.0)));
     }
 }
 

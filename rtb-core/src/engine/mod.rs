@@ -24,6 +24,7 @@
 
 pub mod admission;
 pub mod breaker;
+mod capped;
 pub mod dsps;
 mod finish;
 mod invalid;
@@ -52,6 +53,7 @@ use crate::version::OpenRtbVersion;
 
 pub use admission::{OverloadPolicy, ShedReason, WorkerLoad};
 pub use breaker::{Admit, BreakerConfig};
+pub use capped::CAPPED_BODIES_MAX;
 pub use dsps::{Dsp, DspSpec, DspTable};
 pub use finish::{Answer, Finished};
 pub use notices::{Notice, NoticeKind, Notices};
@@ -60,6 +62,7 @@ pub use run::AuctionRun;
 pub use sojourn::{SojournController, SojournPolicy};
 pub use workspace::Workspace;
 
+use capped::CappedBody;
 use outcome::DspOutcome as Outcome;
 use views::Views;
 
@@ -87,6 +90,9 @@ pub struct EngineConfig {
     pub lag_compensation_max: Duration,
     /// How much of each request is validated before anything else ([`ValidationMode`]).
     pub validation: ValidationMode,
+    /// Engines (the process's workers) sharing each DSP's QPS cap: each enforces an equal
+    /// share ([`crate::policy::worker_share`]).
+    pub workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +105,7 @@ impl Default for EngineConfig {
             timer_slack: DEFAULT_TIMER_SLACK,
             lag_compensation_max: DEFAULT_LAG_COMPENSATION_MAX,
             validation: ValidationMode::Strict,
+            workers: 1,
         }
     }
 }
@@ -108,8 +115,10 @@ impl Default for EngineConfig {
 pub struct PlannedCall {
     /// The DSP's index in the table (the shell's pool index).
     pub dsp: u16,
-    /// The `tmax` the DSP is sent, ms.
+    /// The `tmax` the DSP is sent, ms: the auction's, or the DSP's own cap when smaller.
     pub tmax_ms: u32,
+    /// Which body it sends ([`Plan::body_of`]): 0 the plan's, `n` the `n`th capped one.
+    pub(crate) body: u8,
     pub(crate) dsp_id: u64,
     pub(crate) admit: Admit,
     pub(crate) outcome: u16,
@@ -120,13 +129,27 @@ pub struct PlannedCall {
 pub struct Plan<'w> {
     /// The calls to make, all at once; results are reported by their index in this list.
     pub calls: &'w [PlannedCall],
-    /// The request body every call sends (`tmax` spliced in).
+    /// The request body every call sends (`tmax` spliced in), but those whose DSP caps its
+    /// own `tmax` lower ([`Plan::body_of`]).
     pub body: &'w [u8],
+    /// Bodies with a DSP's own smaller `tmax`, one per distinct cap.
+    capped: &'w [CappedBody],
     /// Stop waiting for DSPs at this instant (timer slack and event-loop lag already taken
     /// off), then finish.
     pub deadline: Instant,
     /// The OpenRTB version the body is in: every call states it (`x-openrtb-version`).
     pub version: OpenRtbVersion,
+}
+
+impl<'w> Plan<'w> {
+    /// The body `call` sends: the plan's, or one with its DSP's own smaller `tmax` spliced in
+    /// (several DSPs with the same cap share it).
+    pub fn body_of(&self, call: &PlannedCall) -> &'w [u8] {
+        match usize::from(call.body).checked_sub(1) {
+            Some(i) => self.capped.get(i).map_or(self.body, |c| &c.bytes[..]),
+            None => self.body,
+        }
+    }
 }
 
 /// What to do with a request that just arrived.
@@ -168,7 +191,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Self {
             config,
-            dsps: DspTable::new(config.breaker),
+            dsps: DspTable::new(config.breaker, config.workers),
             rates: None,
         }
     }
@@ -235,8 +258,10 @@ impl Engine {
             view_outcomes,
             auction,
             spliced,
+            capped,
             calls,
             outcomes,
+            adjustments,
             answer,
             notices,
         } = ws;
@@ -269,10 +294,12 @@ impl Engine {
         if response_docs.len() < calls.len() {
             response_docs.resize_with(calls.len(), Document::default);
         }
+        let capped_used = capped::splice_capped(body, &request, tmax_ms, calls, capped);
         let calls: &'w [PlannedCall] = calls;
         let plan = Plan {
             calls,
             body: body_to_send(body, &request, tmax_ms, spliced),
+            capped: &capped[..capped_used],
             deadline,
             version,
         };
@@ -284,6 +311,7 @@ impl Engine {
             views: Views::lend(views, view_outcomes),
             calls,
             outcomes,
+            adjustments,
             auction,
             answer,
             notices,
@@ -322,9 +350,9 @@ impl Engine {
         }
     }
 
-    /// One outcome per DSP whose policy admits the request; one call per such DSP its
-    /// breaker lets through. (A DSP's own `tmax_ms` cap is not applied yet: every call sends
-    /// the one spliced body.)
+    /// One outcome per DSP whose policy admits the request (its filters, then its QPS cap);
+    /// one call per such DSP its breaker lets through, sending the smaller of the auction's
+    /// `tmax` and the DSP's own cap.
     fn plan_calls(
         &mut self,
         now: Instant,
@@ -336,10 +364,11 @@ impl Engine {
         calls.clear();
         outcomes.clear();
         for index in 0..self.dsps.len() {
-            if !self.dsps.admits(index, traits) {
+            if !self.dsps.admits(index, traits, now) {
                 continue;
             }
-            let Some(dsp_id) = self.dsps.get(index).map(Dsp::id) else {
+            let Some((dsp_id, cap)) = (self.dsps.get(index)).map(|d| (d.id(), d.policy().tmax_ms))
+            else {
                 continue;
             };
             let admit = self.dsps.admit(index, now);
@@ -348,7 +377,8 @@ impl Engine {
             if admit != Admit::Skip {
                 calls.push(PlannedCall {
                     dsp,
-                    tmax_ms,
+                    tmax_ms: cap.map_or(tmax_ms, |cap| cap.min(tmax_ms)),
+                    body: 0,
                     dsp_id,
                     admit,
                     outcome,

@@ -31,6 +31,7 @@ pub struct AuctionRun<'w> {
     pub(crate) views: Views<'w>,
     pub(crate) calls: &'w [PlannedCall],
     pub(crate) outcomes: &'w mut Vec<DspOutcome>,
+    pub(crate) adjustments: &'w mut Vec<f64>,
     pub(crate) auction: &'w mut Auction,
     pub(crate) answer: &'w mut Vec<u8>,
     pub(crate) notices: &'w mut Notices,

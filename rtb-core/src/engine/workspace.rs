@@ -1,12 +1,13 @@
 //! Owns the buffers one auction works in: simd-json's scratch, the request and response
-//! documents, the auction's vectors, the spliced body, the answer and the notices. A worker
-//! keeps a few (one per auction running at once) and lends one to each auction; once they have
-//! grown to their working size, an auction allocates nothing.
+//! documents, the auction's vectors, the spliced bodies, the bid adjustments, the answer and
+//! the notices. A worker keeps a few (one per auction running at once) and lends one to each
+//! auction; once they have grown to their working size, an auction allocates nothing.
 
 use crate::auction::{Auction, AuctionConfig};
 use crate::json::{Decoder, Document};
 use crate::response::BidResponse;
 
+use super::capped::CappedBody;
 use super::notices::Notices;
 use super::outcome::DspOutcome;
 use super::PlannedCall;
@@ -20,8 +21,10 @@ pub struct Workspace {
     pub(crate) view_outcomes: Vec<u16>,
     pub(crate) auction: Auction,
     pub(crate) spliced: Vec<u8>,
+    pub(crate) capped: Vec<CappedBody>,
     pub(crate) calls: Vec<PlannedCall>,
     pub(crate) outcomes: Vec<DspOutcome>,
+    pub(crate) adjustments: Vec<f64>,
     pub(crate) answer: Vec<u8>,
     pub(crate) notices: Notices,
 }
@@ -40,8 +43,10 @@ impl Workspace {
             view_outcomes: Vec::new(),
             auction: Auction::new(auction),
             spliced: Vec::with_capacity(BODY_BYTES_EXPECTED),
+            capped: Vec::new(),
             calls: Vec::new(),
             outcomes: Vec::new(),
+            adjustments: Vec::new(),
             answer: Vec::with_capacity(BODY_BYTES_EXPECTED),
             notices: Notices::default(),
         }

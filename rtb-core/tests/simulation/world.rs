@@ -266,6 +266,8 @@ fn engine_config(rng: &mut Rng, scenario: Scenario) -> EngineConfig {
         timer_slack: rng.between(500 * US, 3 * MS),
         lag_compensation_max: rng.between(2 * MS, 15 * MS),
         validation: rtb_core::ValidationMode::Strict,
+        // The simulated DSPs have no roster policy (no QPS cap to share).
+        workers: 1,
     }
 }
 
