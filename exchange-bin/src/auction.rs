@@ -29,6 +29,7 @@ use crate::{
     ledger::worker::WorkerLedger,
     metrics::{Outcome, WorkerMetrics},
     notices::NoticeQueue,
+    qps_shares::{self, ShareRefresh},
     record::{mirror_policy_skips, record_outcomes},
     Shared,
 };
@@ -75,6 +76,8 @@ pub struct AuctionShell {
     pub(crate) in_flight: Cell<u32>,
     /// This worker's end of the auction ledger.
     pub(crate) ledger: WorkerLedger,
+    /// When this worker next reads its parts of the DSPs' QPS caps.
+    pub(crate) qps_shares: ShareRefresh,
 }
 
 impl AuctionShell {
@@ -103,14 +106,12 @@ impl AuctionShell {
         // one the plan's DSP indexes refer to.
         let set = self.dsps.borrow().clone();
         let version = req.header(OPENRTB_VERSION_HEADER);
-        let start = self.engine.borrow_mut().start(
-            workspace,
-            &req.body,
-            version,
-            req.arrival,
-            Instant::now(),
-            load,
-        );
+        let now = Instant::now();
+        if self.qps_shares.due(now) {
+            qps_shares::apply(&mut self.engine.borrow_mut(), &set);
+        }
+        let start =
+            (self.engine.borrow_mut()).start(workspace, &req.body, version, req.arrival, now, load);
         let (run, plan) = match start {
             Start::Call(run, plan) => (run, plan),
             Start::Invalid { error, body } => {

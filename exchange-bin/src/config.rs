@@ -210,8 +210,8 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_VALIDATION", default_value_t = ValidationMode::Strict)]
     pub validation: ValidationMode,
 
-    /// The DSP roster file (JSON; issue 15): each DSP with its URL and policy (channels,
-    /// media, countries; gzip). Reloaded when it changes; its DSPs never expire. A file that
+    /// The DSP roster file (YAML or JSON; issue 15): each DSP with its URL and policy (QPS
+    /// cap, channels, media, countries, own tmax, bid adjustment; gzip). Reloaded when it changes; its DSPs never expire. A file that
     /// does not load at start stops the start [default: none: DSPs onboard over HTTP only].
     #[arg(long, env = "RTB_EXCHANGE_ROSTER")]
     pub roster: Option<std::path::PathBuf>,
@@ -220,6 +220,12 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = crate::roster::ROSTER_POLL_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub roster_poll_ms: u64,
+
+    /// How often each DSP's QPS cap is split again between workers by the traffic each saw
+    /// for it, ms (a worker enforces its part with its own token bucket).
+    #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = crate::qps_shares::QPS_REBALANCE_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub qps_rebalance_ms: u64,
 
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the

@@ -63,6 +63,7 @@ impl ExchangeHandler {
             lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
             ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
+            qps_shares: crate::qps_shares::ShareRefresh::default(),
             shared: shared.clone(),
             index,
             engine,

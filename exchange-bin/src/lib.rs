@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
+pub mod qps_shares;
 pub mod ratelimit;
 pub mod rates;
 pub mod record;

@@ -198,6 +198,9 @@ pub struct DspMetrics {
     /// Requests its roster policy kept from it, by reason in `SkipReason::ALL` order (mirrors
     /// the engine's counts, see `record::mirror_policy_skips`).
     pub policy_skips: [AtomicU64; SkipReason::ALL.len()],
+    /// This worker's part of the DSP's QPS cap, in millionths, set by the rebalancer
+    /// (`crate::qps_shares`; 0: not set yet, an equal part).
+    pub qps_fraction_ppm: AtomicU64,
     /// Clearing prices of the impressions won in non-test auctions, by auction currency.
     pub revenue: Revenue,
 }
@@ -213,6 +216,13 @@ fn breaker_severity(state: u64) -> u8 {
 }
 
 impl DspMetrics {
+    /// Requests this worker wanted to send the DSP (its filters admitted them): calls made,
+    /// calls its breaker held back and requests over its QPS part.
+    pub fn qps_demand(&self) -> u64 {
+        let over_cap = self.policy_skips[SkipReason::Qps as usize].load(Ordering::Relaxed);
+        self.calls.get() + self.skipped.get() + over_cap
+    }
+
     /// Counts a failed call. Owner thread only.
     pub fn call_error(&self, e: CallFailure) {
         if let Some(i) = CALL_ERRORS.iter().position(|&k| k == e) {
@@ -281,6 +291,12 @@ impl WorkerMetrics {
             .iter()
             .position(|(k, _)| *k == o)
             .map_or(0, |i| self.outcomes[i].get())
+    }
+
+    /// Every DSP's counters on this worker, by name (a copy of the list, for the QPS
+    /// rebalancer's thread; never called on a worker).
+    pub fn dsp_list(&self) -> Vec<(String, Arc<DspMetrics>)> {
+        self.dsps.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The counters of DSP `name` on this worker, created on first use. Called when the DSP set

@@ -181,6 +181,15 @@ impl QpsBucket {
         self.rate_per_s
     }
 
+    /// Changes the refill rate (a new share of the cap); the tokens banked stay, trimmed to
+    /// the new second's worth.
+    pub fn set_rate(&mut self, rate_per_s: f64) {
+        if rate_per_s > 0.0 && rate_per_s.is_finite() {
+            self.rate_per_s = rate_per_s;
+            self.tokens = self.tokens.min(rate_per_s.max(1.0));
+        }
+    }
+
     /// Takes one token if there is one (refilled for the time since the last call; an
     /// earlier `now` than the last refills nothing).
     pub fn try_take(&mut self, now: Instant) -> bool {
@@ -205,6 +214,29 @@ impl QpsBucket {
 /// cap is a ceiling, never exceeded).
 pub fn worker_share(qps: u32, workers: usize) -> f64 {
     f64::from(qps) / workers.max(1) as f64
+}
+
+/// The part of the cap kept for a worker whatever its demand, as a fraction of the cap spread
+/// over the workers: a worker that saw none of a DSP's traffic in the last period still has a
+/// little of the cap when traffic moves to it, and gets its fair part at the next rebalance.
+pub const IDLE_WORKER_SPREAD: f64 = 0.04;
+
+/// Each worker's part of a DSP's cap, from the requests each wanted to send it in the last
+/// period (`demands`, one per worker): in proportion to demand, plus an equal
+/// [`IDLE_WORKER_SPREAD`]; equal parts when nobody wanted any. The parts add up to 1, so the
+/// process never exceeds the cap, and a worker with most of the traffic gets most of the cap.
+pub fn demand_fractions(demands: &[u64], out: &mut Vec<f64>) {
+    out.clear();
+    let workers = demands.len().max(1) as f64;
+    let total: u64 = demands.iter().sum();
+    if total == 0 {
+        out.extend(demands.iter().map(|_| 1.0 / workers));
+        return;
+    }
+    let total = total as f64;
+    let spread = total * IDLE_WORKER_SPREAD / workers;
+    let whole = total * (1.0 + IDLE_WORKER_SPREAD);
+    out.extend(demands.iter().map(|&d| (d as f64 + spread) / whole));
 }
 
 #[cfg(test)]
@@ -313,6 +345,38 @@ mod tests {
         assert!(bucket.try_take(t0));
         assert!(!bucket.try_take(t0 + std::time::Duration::from_millis(1500)));
         assert!(bucket.try_take(t0 + std::time::Duration::from_millis(2000)));
+    }
+
+    #[test]
+    fn fractions_follow_demand_and_add_up_to_one() {
+        let mut out = Vec::new();
+        demand_fractions(&[0, 0], &mut out);
+        assert_eq!(out, [0.5, 0.5]);
+        demand_fractions(&[1000, 0], &mut out);
+        // 1,000 wanted on one worker: 1,020 / 1,040 of the cap there, 20 / 1,040 kept idle.
+        assert!((out[0] - 1020.0 / 1040.0).abs() < 1e-12, "{out:?}");
+        assert!((out[1] - 20.0 / 1040.0).abs() < 1e-12, "{out:?}");
+        demand_fractions(&[300, 100, 0, 0], &mut out);
+        assert!(
+            out[0] > 2.5 * out[1] && out[2] == out[3] && out[2] > 0.0,
+            "{out:?}"
+        );
+        for case in [&[5u64, 7][..], &[1], &[0, 9, 3], &[u64::from(u32::MAX), 1]] {
+            demand_fractions(case, &mut out);
+            let sum: f64 = out.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-9, "{case:?}: {sum}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
+    fn a_new_rate_keeps_the_tokens_banked_up_to_its_second() {
+        let t0 = Instant::now();
+        let mut bucket = QpsBucket::new(100.0);
+        bucket.set_rate(10.0);
+        assert_eq!((0..100).filter(|_| bucket.try_take(t0)).count(), 10);
+        bucket.set_rate(f64::NAN);
+        assert_eq!(bucket.rate_per_s(), 10.0, "a bad rate is ignored");
     }
 
     #[test]

@@ -148,6 +148,25 @@ impl DspTable {
         }
     }
 
+    /// Gives the DSP at `index` `fraction` of its QPS cap on this worker (a rebalance by
+    /// demand, [`policy::demand_fractions`]); a DSP without a cap, or a fraction outside
+    /// (0, 1], is left as it is.
+    pub fn set_qps_fraction(&mut self, index: usize, fraction: f64) {
+        let Some(dsp) = self.dsps.get_mut(index) else {
+            return;
+        };
+        if let (Some(bucket), Some(cap)) = (&mut dsp.qps, dsp.policy.qps) {
+            if fraction > 0.0 && fraction <= 1.0 {
+                bucket.set_rate(f64::from(cap) * fraction);
+            }
+        }
+    }
+
+    /// This worker's QPS rate for the DSP at `index`, when it has a cap.
+    pub fn qps_rate(&self, index: usize) -> Option<f64> {
+        self.dsps.get(index)?.qps.map(|b| b.rate_per_s())
+    }
+
     /// Whether the policy of the DSP at `index` admits a request with `traits` at `now`.
     pub(crate) fn admits(&mut self, index: usize, traits: &RequestTraits, now: Instant) -> bool {
         self.dsps

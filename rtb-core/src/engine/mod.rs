@@ -233,6 +233,12 @@ impl Engine {
         self.dsps.replace_with_policies(specs);
     }
 
+    /// Gives the DSP at `index` `fraction` of its QPS cap on this worker; see
+    /// [`DspTable::set_qps_fraction`].
+    pub fn set_qps_fraction(&mut self, index: usize, fraction: f64) {
+        self.dsps.set_qps_fraction(index, fraction);
+    }
+
     /// A workspace for this engine's auctions.
     pub fn workspace(&self) -> Workspace {
         Workspace::new(self.config.auction)

@@ -1,0 +1,151 @@
+//! Owns the split of each DSP's QPS cap between workers (issue 15), rebalanced by the
+//! traffic each worker saw for the DSP, without a lock or a shared counter on the auction
+//! path.
+//!
+//! Every worker enforces its part of a cap with its own token bucket (in its engine). A
+//! thread of its own (`rtb-qps-shares`) wakes every `--qps-rebalance-ms`, reads from the
+//! metrics the requests each worker wanted to send each DSP since the last time (calls,
+//! breaker holds, requests over its part), and writes each worker's new part
+//! ([`rtb_core::policy::demand_fractions`]) next to those counters. A worker picks its parts
+//! up at most every [`APPLY_PERIOD`], between auctions. Parts add up to the cap, so the process
+//! never exceeds it; a worker that serves most of a DSP's traffic gets most of its cap.
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc, Weak},
+    time::{Duration, Instant},
+};
+
+use rtb_core::engine::Engine;
+use rtb_core::policy::demand_fractions;
+
+use crate::dsps::DspSet;
+use crate::metrics::{DspMetrics, WorkerMetrics};
+
+/// Default `--qps-rebalance-ms`.
+pub const QPS_REBALANCE_MS_DEFAULT: u64 = 1000;
+/// How often a worker reads the parts the rebalancer wrote.
+pub const APPLY_PERIOD: Duration = Duration::from_millis(100);
+
+/// Starts the rebalancer thread; it ends once the metrics are gone (the exchange stopped).
+pub fn spawn(
+    metrics: Weak<[WorkerMetrics]>,
+    period: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rtb-qps-shares".into())
+        .spawn(move || {
+            let mut last = HashMap::new();
+            loop {
+                std::thread::sleep(period);
+                let Some(workers) = metrics.upgrade() else {
+                    return;
+                };
+                rebalance(&workers, &mut last);
+            }
+        })
+}
+
+/// One DSP's counters on each worker (`None` where a worker has none yet).
+type PerWorker = Vec<Option<Arc<DspMetrics>>>;
+
+/// Splits every DSP's cap by the demand each worker saw since the last call (`last` holds
+/// the demand totals seen then, by DSP name). DSPs without a cap get parts too: workers
+/// ignore them.
+pub fn rebalance(workers: &[WorkerMetrics], last: &mut HashMap<String, Vec<u64>>) {
+    let mut by_name: HashMap<String, PerWorker> = HashMap::new();
+    for (w, worker) in workers.iter().enumerate() {
+        for (name, metrics) in worker.dsp_list() {
+            let slots = by_name
+                .entry(name)
+                .or_insert_with(|| vec![None; workers.len()]);
+            slots[w] = Some(metrics);
+        }
+    }
+    let mut fractions = Vec::with_capacity(workers.len());
+    for (name, per_worker) in &by_name {
+        let totals: Vec<u64> = (per_worker.iter())
+            .map(|m| m.as_ref().map_or(0, |m| m.qps_demand()))
+            .collect();
+        let seen = last
+            .entry(name.clone())
+            .or_insert_with(|| vec![0; totals.len()]);
+        let demands: Vec<u64> = (totals.iter().zip(seen.iter()))
+            .map(|(now, then)| now.saturating_sub(*then))
+            .collect();
+        *seen = totals;
+        demand_fractions(&demands, &mut fractions);
+        for (metrics, fraction) in per_worker.iter().zip(&fractions) {
+            if let Some(m) = metrics {
+                let ppm = (fraction * 1e6).round().max(1.0) as u64;
+                m.qps_fraction_ppm.store(ppm, Ordering::Relaxed);
+            }
+        }
+    }
+    last.retain(|name, _| by_name.contains_key(name));
+}
+
+/// When a worker next reads its parts of the caps.
+#[derive(Debug, Default)]
+pub struct ShareRefresh {
+    next: Cell<Option<Instant>>,
+}
+
+impl ShareRefresh {
+    /// Whether the parts are due to be read at `now` (then not again for [`APPLY_PERIOD`]).
+    pub fn due(&self, now: Instant) -> bool {
+        if self.next.get().is_some_and(|next| now < next) {
+            return false;
+        }
+        self.next.set(Some(now + APPLY_PERIOD));
+        true
+    }
+}
+
+/// Gives the engine's capped DSPs the parts the rebalancer wrote for this worker.
+pub fn apply(engine: &mut Engine, set: &DspSet) {
+    for (index, slot) in set.slots.iter().enumerate() {
+        if slot.policy.qps.is_none() {
+            continue;
+        }
+        let ppm = slot.metrics.qps_fraction_ppm.load(Ordering::Relaxed);
+        if ppm > 0 {
+            engine.set_qps_fraction(index, ppm as f64 / 1e6);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts `calls` calls of DSP `name` on `worker`.
+    fn call(worker: &WorkerMetrics, name: &str, calls: u64) {
+        worker.dsp(name).calls.add(calls);
+    }
+
+    fn ppm(worker: &WorkerMetrics, name: &str) -> u64 {
+        worker.dsp(name).qps_fraction_ppm.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn parts_follow_each_periods_demand() {
+        let workers: Vec<WorkerMetrics> = (0..2).map(|_| WorkerMetrics::default()).collect();
+        let mut last = HashMap::new();
+        call(&workers[0], "braid", 900);
+        call(&workers[1], "braid", 100);
+        rebalance(&workers, &mut last);
+        let (a, b) = (ppm(&workers[0], "braid"), ppm(&workers[1], "braid"));
+        // (900 + 20) / 1,040 and (100 + 20) / 1,040 (4% of 1,000 spread over two workers).
+        assert_eq!((a, b), (884_615, 115_385));
+        // Next period the traffic moved: only the new calls count.
+        call(&workers[1], "braid", 1000);
+        rebalance(&workers, &mut last);
+        let (a, b) = (ppm(&workers[0], "braid"), ppm(&workers[1], "braid"));
+        assert!(b > 40 * a && a > 0, "{a} {b}");
+        // No traffic at all: equal parts.
+        rebalance(&workers, &mut last);
+        assert_eq!(ppm(&workers[0], "braid"), 500_000);
+    }
+}
