@@ -221,6 +221,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub roster_poll_ms: u64,
 
+    /// Check the configuration and exit without serving: the flags and environment parsed,
+    /// the --roster file loaded; prints `OK ...` (exit 0) or the error (exit 2). For a
+    /// rendered chart or an edited roster before it ships. A flag only, no variable: a
+    /// variable left in an environment would keep the exchange from ever serving.
+    #[arg(long, default_value_t = false)]
+    pub check_config: bool,
+
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the
     /// auction currency [default: none: bids must be in the auction currency].

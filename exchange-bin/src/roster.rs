@@ -85,6 +85,11 @@ impl RosterFile {
         }
     }
 
+    /// The path the roster is read from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Reads and parses the file now (at start: the caller refuses to start on an error).
     pub fn load(&mut self) -> Result<Roster, String> {
         let stamp = self.stamp();
