@@ -282,7 +282,7 @@ def expect_render_failure(label: str, chart: Path, values: dict, needle: str) ->
 
 # ---------------------------------------------------------------- alerts and docs
 ALERTS = {"RtbAuctionP99NearDeadline", "RtbDspTimeoutRate", "RtbAuctionsShed", "RtbDspBreakerOpen",
-          "RtbCurrencyRatesStale", "RtbHandlerPanics"}
+          "RtbCurrencyRatesStale", "RtbHandlerPanics", "RtbRosterFileFailing"}
 # The rules for Prometheus without Kubernetes: the chart's must equal them (rendered with
 # STANDALONE_SELECTOR and the default thresholds).
 STANDALONE_RULES = DEPLOY / "prometheus" / "rtb-alerts.yaml"
