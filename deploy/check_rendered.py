@@ -9,7 +9,9 @@ Helm's Go SDK, and kubernetes-validate). Offline: no cluster, no network.
   3. kubernetes-validate --strict (its library) of every rendered document and
      every plain manifest, against each version in K8S_VERSIONS; custom
      resources (CRDs: Cilium, Prometheus Operator) are skipped with a note
-  4. assertions on the rendered objects (modes, probes, ports, placement, CPU)
+  4. assertions on the rendered objects (modes, probes, ports, placement, CPU,
+     the roster ConfigMap and its mount, loaded by the real `rtb-exchange
+     --check-config`: RTB_EXCHANGE_BIN or the workspace's debug build)
   5. charts refuse bad values: values.schema.json (Helm validates values
      against it on every render) and the templates' own checks (fractional
      CPUs, a missing onboarding token, duplicate DSP names)
@@ -280,7 +282,7 @@ def expect_render_failure(label: str, chart: Path, values: dict, needle: str) ->
 
 # ---------------------------------------------------------------- alerts and docs
 ALERTS = {"RtbAuctionP99NearDeadline", "RtbDspTimeoutRate", "RtbAuctionsShed", "RtbDspBreakerOpen",
-          "RtbCurrencyRatesStale", "RtbHandlerPanics"}
+          "RtbCurrencyRatesStale", "RtbHandlerPanics", "RtbRosterFileFailing"}
 # The rules for Prometheus without Kubernetes: the chart's must equal them (rendered with
 # STANDALONE_SELECTOR and the default thresholds).
 STANDALONE_RULES = DEPLOY / "prometheus" / "rtb-alerts.yaml"
@@ -372,6 +374,115 @@ def check_docs() -> None:
               f"(deploy/scripts/chart-readme.py {chart.name})")
 
 
+# ---------------------------------------------------------------- roster
+ROSTER_MOUNT = "/etc/rtb/roster"
+# Every field of a roster entry, as an operator writes them in values.
+ROSTER_DSPS = [
+    {"name": "braid", "url": "http://dsp-fleet-braid:5000/bid", "qps": 2000,
+     "channels": ["site", "app"], "media": ["banner", "video"], "countries": ["USA", "CAN"],
+     "tmax_ms": 50, "bid_adjustment": 0.95, "gzip": True},
+    {"name": "the-witness", "url": "http://dsp-fleet-the-witness:5000/bid"},
+]
+ROSTER = {"roster": {"enabled": True, "dsps": ROSTER_DSPS}}
+
+
+def exchange_binary() -> Path:
+    """The rtb-exchange whose --check-config reads the rendered roster: RTB_EXCHANGE_BIN, or the
+    workspace's debug build (scripts/test builds it before it runs validate.sh)."""
+    given = os.environ.get("RTB_EXCHANGE_BIN")
+    if given:
+        return Path(given)
+    return Path(os.environ.get("CARGO_TARGET_DIR") or DEPLOY.parent / "target") / "debug" / "rtb-exchange"
+
+
+def mount_config_maps(label: str, docs: list[dict], pod: dict) -> Path:
+    """Writes the pod's ConfigMap volumes the way the kubelet mounts them (each key a file in
+    the mount's directory) under .out/rendered/<label>.root/; returns that root."""
+    root = OUT / f"{label}.root"
+    maps = {m["metadata"]["name"]: m for m in by_kind(docs, "ConfigMap")}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in pod["containers"][0].get("volumeMounts", []):
+        name = volumes.get(mount["name"], {}).get("configMap", {}).get("name")
+        if name in maps:
+            directory = root / mount["mountPath"].lstrip("/")
+            directory.mkdir(parents=True, exist_ok=True)
+            for key, text in maps[name].get("data", {}).items():
+                (directory / key).write_text(text)
+    return root
+
+
+def check_config(label: str, docs: list[dict]) -> subprocess.CompletedProcess | None:
+    """The real exchange's `--check-config` with the rendered container's args and environment
+    (a Secret's value stood in for), its roster path under the mounted ConfigMaps' root: the
+    flags, the mount, the key and the file all have to agree for it to load."""
+    binary = exchange_binary()
+    if not check(binary.is_file(), f"{label}: rtb-exchange binary for --check-config ({binary})",
+                 "build it (cargo build -p exchange-bin) or set RTB_EXCHANGE_BIN"):
+        return None
+    pod = next(w for w in docs if w.get("kind") in ("Deployment", "DaemonSet"))["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    root = mount_config_maps(label, docs, pod)
+    env = {"PATH": os.environ.get("PATH", "")}
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value", "stand-in-for-a-secret")
+    if "RTB_EXCHANGE_ROSTER" in env:
+        env["RTB_EXCHANGE_ROSTER"] = str(root / env["RTB_EXCHANGE_ROSTER"].lstrip("/"))
+    return subprocess.run([str(binary), *container.get("args", []), "--check-config"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def assert_roster(label: str, docs: list[dict], kind: str, *, config_map: str, key: str,
+                  poll_ms: int, dsps: list[dict] | None) -> None:
+    """The roster mounted and named in the environment; with `dsps` (not an existing ConfigMap)
+    rendered as their JSON and loaded by the real exchange."""
+    wls = by_kind(docs, kind)
+    if not check(len(wls) == 1, f"{label}: one {kind}"):
+        return
+    pod = wls[0]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = env_of(c)
+    check(env.get("RTB_EXCHANGE_ROSTER") == f"{ROSTER_MOUNT}/{key}"
+          and env.get("RTB_EXCHANGE_ROSTER_POLL_MS") == str(poll_ms),
+          f"{label}: RTB_EXCHANGE_ROSTER={ROSTER_MOUNT}/{key}, RTB_EXCHANGE_ROSTER_POLL_MS={poll_ms}",
+          str(env))
+    check(pod.get("volumes") == [{"name": "roster", "configMap": {"name": config_map}}],
+          f"{label}: volume roster from ConfigMap {config_map}", str(pod.get("volumes")))
+    check(c.get("volumeMounts") == [{"name": "roster", "mountPath": ROSTER_MOUNT, "readOnly": True}],
+          f"{label}: roster mounted read-only at {ROSTER_MOUNT} as a directory (a subPath mount "
+          "would never be updated)", str(c.get("volumeMounts")))
+    maps = by_kind(docs, "ConfigMap")
+    if dsps is None:
+        check(not maps, f"{label}: no ConfigMap rendered (existingConfigMap {config_map})")
+        return
+    if not check([m["metadata"]["name"] for m in maps] == [config_map], f"{label}: ConfigMap {config_map}"):
+        return
+    try:
+        parsed = json.loads(maps[0].get("data", {}).get(key, ""))
+    except ValueError as e:
+        check(False, f"{label}: ConfigMap key {key} is JSON", str(e))
+        return
+    check(parsed == {"dsps": dsps}, f"{label}: ConfigMap key {key} is roster.dsps as JSON", str(parsed)[:300])
+    run = check_config(label, docs)
+    if run is not None:
+        check(run.returncode == 0 and run.stdout.startswith("OK") and f": {len(dsps)} DSPs" in run.stdout,
+              f"{label}: rtb-exchange --check-config, with the pod's args and env, loads the mounted "
+              f"roster ({len(dsps)} DSPs)", (run.stdout + run.stderr).strip()[:300])
+
+
+def expect_check_config_refusal(label: str, values: dict, needle: str) -> None:
+    """A roster that the schema lets through but the exchange refuses: --check-config must fail
+    on it (exit 2, naming the entry), so the check above is not one that cannot fail."""
+    try:
+        docs = render(EXCHANGE, with_token(values), "neg")
+    except helm.HelmError as e:
+        check(False, f"helm template {label}", str(e)[:200])
+        return
+    run = check_config("exchange-roster-refused", docs)
+    if run is not None:
+        check(run.returncode == 2 and needle in run.stderr,
+              f"rtb-exchange --check-config refuses {label}", (run.stdout + run.stderr).strip()[:300])
+
+
 # ---------------------------------------------------------------- seccomp
 NEVER_ALLOWED = {
     "add_key", "keyctl", "request_key", "setns", "unshare", "bpf", "perf_event_open",
@@ -438,6 +549,9 @@ def main() -> int:
         "exchange-open-onboarding": {"exchange": {"openOnboarding": True}},
         "exchange-standalone-rules": {"metrics": {"prometheusRule": {
             "enabled": True, "seriesSelector": STANDALONE_SELECTOR}}},
+        "exchange-roster": ROSTER,
+        "exchange-hostnetwork-roster": {**load_values(EXCHANGE / "values-hostnetwork.yaml"), "roster": {
+            "enabled": True, "existingConfigMap": "rtb-roster", "key": "dsps.json", "pollMs": 1000}},
     }
     fleet_cases = {
         "dsp-fleet-default": None,
@@ -497,6 +611,17 @@ def main() -> int:
         check(not by_kind(r["exchange-default"], "ServiceMonitor"), "exchange-default: no ServiceMonitor")
     if "exchange-hostnetwork" in r:
         assert_exchange("exchange-hostnetwork", r["exchange-hostnetwork"], kind="DaemonSet", host_network=True)
+    # The roster in both workload variants: a Deployment on the pod network with a rendered
+    # ConfigMap, the hostNetwork DaemonSet with the operator's own.
+    if "exchange-roster" in r:
+        assert_exchange("exchange-roster", r["exchange-roster"], kind="Deployment", host_network=False)
+        assert_roster("exchange-roster", r["exchange-roster"], "Deployment", config_map="rtb-exchange-roster",
+                      key="roster.json", poll_ms=250, dsps=ROSTER_DSPS)
+    if "exchange-hostnetwork-roster" in r:
+        docs = r["exchange-hostnetwork-roster"]
+        assert_exchange("exchange-hostnetwork-roster", docs, kind="DaemonSet", host_network=True)
+        assert_roster("exchange-hostnetwork-roster", docs, "DaemonSet", config_map="rtb-roster",
+                      key="dsps.json", poll_ms=1000, dsps=None)
     if "exchange-cilium" in r:
         assert_exchange("exchange-cilium", r["exchange-cilium"], kind="Deployment", host_network=False)
         svc = [x for x in by_kind(r["exchange-cilium"], "Service") if x["metadata"]["name"] == "rtb-exchange"]
@@ -517,6 +642,9 @@ def main() -> int:
               "exchange-all-options: PodDisruptionBudget minAvailable 1", str(pdb[0]["spec"] if pdb else None))
         assert_alert_rules("exchange-all-options", docs)
         write_rules_file("exchange-all-options", docs)
+        roster = load_values(exchange_cases["exchange-all-options"])["roster"]
+        assert_roster("exchange-all-options", docs, "DaemonSet", config_map="rtb-exchange-roster",
+                      key=roster["key"], poll_ms=roster["pollMs"], dsps=roster["dsps"])
     if "exchange-standalone-rules" in r:
         assert_alert_rules("exchange-standalone-rules", r["exchange-standalone-rules"])
         assert_rules_match_standalone("exchange-standalone-rules", r["exchange-standalone-rules"])
@@ -541,6 +669,14 @@ def main() -> int:
         pdb = by_kind(docs, "PodDisruptionBudget")
         check(bool(pdb) and pdb[0]["spec"].get("maxUnavailable") == 1,
               "exchange-default: PodDisruptionBudget maxUnavailable 1")
+        pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        check(not by_kind(docs, "ConfigMap") and "volumes" not in pod and "RTB_EXCHANGE_ROSTER" not in env,
+              "exchange-default: no roster (no ConfigMap, volume or RTB_EXCHANGE_ROSTER)")
+        run = check_config("exchange-default", docs)
+        if run is not None:
+            check(run.returncode == 0 and run.stdout.startswith("OK"),
+                  "exchange-default: rtb-exchange --check-config accepts the pod's args and env",
+                  (run.stdout + run.stderr).strip()[:300])
     if "exchange-open-onboarding" in r:
         env = env_of(by_kind(r["exchange-open-onboarding"], "Deployment")[0]["spec"]["template"]["spec"]
                      ["containers"][0])
@@ -556,7 +692,7 @@ def main() -> int:
                      DEFAULT_DSPS + ["fez", "spelunky"], replicas={"the-witness": 3}, ports={"fez": 5001})
 
     # Two releases in one namespace share no object name.
-    for chart, values in ((EXCHANGE, TOKEN), (FLEET, None)):
+    for chart, values in ((EXCHANGE, {**TOKEN, **ROSTER}), (FLEET, None)):
         names = []
         for release in ("one", "two"):
             try:
@@ -591,6 +727,14 @@ def main() -> int:
         ("a DSP name that is not a DNS label", FLEET, {"dsps": [{"name": "Bad_Name"}]}),
         ("an empty fleet", FLEET, {"dsps": []}),
         ("a misspelt DSP field (replica)", FLEET, {"dsps": [{"name": "a", "replica": 2}]}),
+        ("a roster entry with an unknown field (tmax)", EXCHANGE,
+         {"roster": {"enabled": True, "dsps": [{"name": "a", "url": "http://a/bid", "tmax": 5}]}}),
+        ("a roster entry without a url", EXCHANGE, {"roster": {"enabled": True, "dsps": [{"name": "a"}]}}),
+        ("a roster media type the exchange does not know (vdeo)", EXCHANGE,
+         {"roster": {"enabled": True, "dsps": [{"name": "a", "url": "http://a/bid", "media": ["vdeo"]}]}}),
+        ("a roster country that is not alpha-3 upper case (us)", EXCHANGE,
+         {"roster": {"enabled": True, "dsps": [{"name": "a", "url": "http://a/bid", "countries": ["us"]}]}}),
+        ("a roster poll of 0 ms", EXCHANGE, {"roster": {"enabled": True, "pollMs": 0}}),
     ):
         expect_render_failure(f"{what} (values.schema.json)", chart, values, schema_error)
     # ... and the templates' own rules.
@@ -599,6 +743,16 @@ def main() -> int:
     expect_render_failure("a token together with openOnboarding", EXCHANGE,
                           {"exchange": {"openOnboarding": True}, **TOKEN}, "drop one of them")
     expect_render_failure("a duplicate DSP name", FLEET, {"dsps": [{"name": "a"}, {"name": "a"}]}, "twice")
+    entry = {"name": "a", "url": "http://a/bid"}
+    expect_render_failure("a duplicate roster DSP name", EXCHANGE,
+                          {"roster": {"enabled": True, "dsps": [entry, entry]}}, "twice")
+    expect_render_failure("roster.dsps together with roster.existingConfigMap", EXCHANGE,
+                          {"roster": {"enabled": True, "dsps": [entry], "existingConfigMap": "x"}}, "drop one")
+    expect_render_failure("roster.dsps without roster.enabled", EXCHANGE,
+                          {"roster": {"dsps": [entry]}}, "roster.enabled is false")
+    # ... and the exchange's own parser, on what the schema cannot know (a forbidden address).
+    expect_check_config_refusal("a roster DSP on a link-local address", {"roster": {"enabled": True, "dsps": [
+        {"name": "metadata", "url": "http://169.254.169.254/bid"}]}}, "dsps[0] (metadata).url")
 
     # 6. seccomp profile
     check_seccomp()

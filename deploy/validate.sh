@@ -11,6 +11,11 @@
 # apt packages shellcheck and systemd (systemd-analyze) when missing and apt
 # works, and promtool through scripts/need deploy; skips those checks with a
 # message otherwise.
+#
+# The chart's rendered roster is loaded by the real exchange (rtb-exchange
+# --check-config): RTB_EXCHANGE_BIN, by default the workspace's debug build
+# (${CARGO_TARGET_DIR:-target}/debug/rtb-exchange; scripts/test builds it
+# first). Build it before running this alone: cargo build -p exchange-bin.
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

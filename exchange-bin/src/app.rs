@@ -49,8 +49,8 @@ fn start_currency(config: &Config, workers: usize) -> (Option<RatesRefresh>, Opt
 }
 
 /// The roster file and its first load, when `--roster` is set; a file that does not load
-/// stops the start (the error names the entry and field).
-fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roster)>> {
+/// stops the start (the error names the entry and field). `--check-config` runs it alone.
+pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roster)>> {
     let Some(path) = &config.roster else {
         return Ok(None);
     };

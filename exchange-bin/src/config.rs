@@ -211,8 +211,9 @@ pub struct Config {
     pub validation: ValidationMode,
 
     /// The DSP roster file (YAML or JSON; issue 15): each DSP with its URL and policy (QPS
-    /// cap, channels, media, countries, own tmax, bid adjustment; gzip). Reloaded when it changes; its DSPs never expire. A file that
-    /// does not load at start stops the start [default: none: DSPs onboard over HTTP only].
+    /// cap, channels, media, countries, own tmax, bid adjustment; gzip). Reloaded when it
+    /// changes; its DSPs never expire. A file that does not load at start stops the start
+    /// [default: none: DSPs onboard over HTTP only].
     #[arg(long, env = "RTB_EXCHANGE_ROSTER")]
     pub roster: Option<std::path::PathBuf>,
 
@@ -226,6 +227,13 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = crate::qps_shares::QPS_REBALANCE_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub qps_rebalance_ms: u64,
+
+    /// Check the configuration and exit without serving: the flags and environment parsed,
+    /// the --roster file loaded; prints `OK ...` (exit 0) or the error (exit 2). For a
+    /// rendered chart or an edited roster before it ships. A flag only, no variable: a
+    /// variable left in an environment would keep the exchange from ever serving.
+    #[arg(long, default_value_t = false)]
+    pub check_config: bool,
 
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the

@@ -2,7 +2,8 @@
 //! workers and the debug port, then wait for SIGTERM/SIGINT and shut down gracefully.
 //!
 //! Prints `listening on ADDR` and `debug listening on ADDR` on stdout once serving, so a
-//! supervisor (or a test) started with `--port 0` learns the real ports.
+//! supervisor (or a test) started with `--port 0` learns the real ports. `--check-config`
+//! only checks the flags and the roster file, and exits.
 
 use std::{io::Write, time::Duration};
 
@@ -28,12 +29,33 @@ fn init_tracing(format: LogFormat) {
 
 fn main() {
     let config = Config::parse_or_exit();
+    if config.check_config {
+        std::process::exit(check_config(&config));
+    }
     init_tracing(config.log_format);
     if let Err(e) = run(&config) {
         tracing::error!(error = %e, "rtb-exchange failed");
         eprintln!("rtb-exchange: {e}");
         std::process::exit(1);
     }
+}
+
+/// `--check-config`: the flags already parsed (a bad one exited 2 in `parse_or_exit`), the
+/// roster loaded the way a start loads it. The exit status: 0, or 2 like a bad flag.
+fn check_config(config: &Config) -> i32 {
+    match exchange::app::load_roster(config) {
+        Ok(None) => println!("OK: configuration (no --roster)"),
+        Ok(Some((file, roster))) => println!(
+            "OK: configuration; roster {}: {} DSPs",
+            file.path().display(),
+            roster.dsps.len()
+        ),
+        Err(e) => {
+            eprintln!("rtb-exchange: {e}");
+            return 2;
+        }
+    }
+    0
 }
 
 fn run(config: &Config) -> std::io::Result<()> {

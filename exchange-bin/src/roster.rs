@@ -32,10 +32,14 @@ pub struct RosterStatus {
     invalid: AtomicU64,
     unreadable: AtomicU64,
     dsps: AtomicU64,
+    /// 1 while the file behind the path does not load: the last good roster is in force, and
+    /// a restart would not start. Counters alone would not say it: a failed version is
+    /// counted once, not retried until the file changes again.
+    failing: AtomicU64,
 }
 
 impl RosterStatus {
-    /// `rtb_roster_reloads_total{result}` and `rtb_roster_dsps`.
+    /// `rtb_roster_reloads_total{result}`, `rtb_roster_dsps` and `rtb_roster_file_failing`.
     pub fn render(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let name = "rtb_roster_reloads_total";
@@ -50,6 +54,10 @@ impl RosterStatus {
         let name = "rtb_roster_dsps";
         header(out, name, "gauge", "DSPs in the roster last loaded.");
         let _ = writeln!(out, "{name} {}", get(&self.dsps));
+        let name = "rtb_roster_file_failing";
+        let help = "1 while the roster file does not load (the last good roster stays in force).";
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {}", get(&self.failing));
     }
 }
 
@@ -85,6 +93,11 @@ impl RosterFile {
         }
     }
 
+    /// The path the roster is read from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Reads and parses the file now (at start: the caller refuses to start on an error).
     pub fn load(&mut self) -> Result<Roster, String> {
         let stamp = self.stamp();
@@ -98,6 +111,7 @@ impl RosterFile {
         })?;
         self.last = stamp;
         self.status.loaded.fetch_add(1, Ordering::Relaxed);
+        self.status.failing.store(0, Ordering::Relaxed);
         let dsps = u64::try_from(roster.dsps.len()).unwrap_or(u64::MAX);
         self.status.dsps.store(dsps, Ordering::Relaxed);
         Ok(roster)
@@ -115,6 +129,7 @@ impl RosterFile {
             Ok(roster) => Some(roster),
             Err(error) => {
                 tracing::warn!(%error, "roster not reloaded; the last good one stays");
+                self.status.failing.store(1, Ordering::Relaxed);
                 self.last = stamp;
                 None
             }
@@ -166,6 +181,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rtb_roster_dsps 2\n"), "{text}");
+        assert!(text.contains("rtb_roster_file_failing 1\n"), "{text}");
+        // Fixed: loads again, and no longer failing.
+        std::fs::write(&next, r#"{"dsps":[]}"#).unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_eq!(file.poll().unwrap().dsps.len(), 0);
+        let mut text = String::new();
+        file.status.render(&mut text);
+        assert!(text.contains("rtb_roster_file_failing 0\n"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -83,8 +83,8 @@ fn monitoring_files() -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// The exchange with a currency rates file, the three DSPs onboarded; the rates file lives in
-/// `dir`.
+/// The exchange with a currency rates file and a roster (empty: the roster series exist), the
+/// three DSPs onboarded; the files live in `dir`.
 fn exchange_with_rates(dir: &Path, dsps: &[DspProcess]) -> Exchange {
     let rates = dir.join("rates.json");
     std::fs::write(
@@ -92,7 +92,14 @@ fn exchange_with_rates(dir: &Path, dsps: &[DspProcess]) -> Exchange {
         r#"{"dataAsOf":"2026-12-05","conversions":{"USD":{"EUR":0.8}}}"#,
     )
     .unwrap();
-    let ex = Exchange::start(&["--currency-rates", rates.to_str().unwrap()]);
+    let roster = dir.join("roster.json");
+    std::fs::write(&roster, r#"{"dsps":[]}"#).unwrap();
+    let ex = Exchange::start(&[
+        "--currency-rates",
+        rates.to_str().unwrap(),
+        "--roster",
+        roster.to_str().unwrap(),
+    ]);
     for (name, dsp) in ["steady", "flaky", "sleepy"].iter().zip(dsps) {
         assert_eq!(ex.onboard(name, dsp.addr).status, 201);
     }

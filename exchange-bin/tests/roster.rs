@@ -188,3 +188,28 @@ fn a_roster_that_does_not_load_stops_the_start() {
     assert!(stderr.contains("dsps[0] (a).qps"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_loads_the_roster_and_exits_without_serving() {
+    let dir = common::ledger::temp_dir("roster-check");
+    let path = dir.join("roster.json");
+    let check = |roster: &str| {
+        std::fs::write(&path, roster).unwrap();
+        // No --port 0: a check binds nothing, so the default port being taken cannot matter.
+        Exchange::command()
+            .args(["--bind", "127.0.0.1", "--check-config", "--roster"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let good = check(r#"{"dsps":[{"name":"a","url":"http://127.0.0.1:9/bid","qps":5}]}"#);
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    assert!(stdout.starts_with("OK: configuration; roster ") && stdout.contains(": 1 DSPs"));
+    let bad = check(r#"{"dsps":[{"name":"a","url":"http://127.0.0.1:9/bid","qps":0}]}"#);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(stderr.contains("dsps[0] (a).qps"), "{stderr}");
+    assert!(bad.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

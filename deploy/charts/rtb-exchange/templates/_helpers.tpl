@@ -68,3 +68,33 @@ told RTB_EXCHANGE_OPEN_ONBOARDING: require a token, or an explicit exchange.open
 {{- fail "an onboarding token is required: set onboardToken.existingSecret (a Secret holding it) or onboardToken.value (lab only). Without one, anyone who reaches port 3000 can register, list and remove DSPs; for a closed lab only, set exchange.openOnboarding=true instead" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The roster's ConfigMap: the user's, or "<fullname>-roster" rendered from roster.dsps. */}}
+{{- define "rtb-exchange.rosterConfigMap" -}}
+{{- if .Values.roster.existingConfigMap -}}
+{{- .Values.roster.existingConfigMap -}}
+{{- else -}}
+{{- printf "%s-roster" (include "rtb-exchange.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A roster is set up in one way only, and only when enabled (a forgotten roster.enabled would
+silently leave the pods without the DSPs listed). Names are unique, as the exchange requires:
+a pod refuses to start on a roster that does not load.
+*/}}
+{{- define "rtb-exchange.checkRoster" -}}
+{{- $roster := .Values.roster -}}
+{{- if and $roster.existingConfigMap $roster.dsps -}}
+{{- fail "roster.dsps and roster.existingConfigMap are both set: drop one of them" -}}
+{{- else if and (not $roster.enabled) (or $roster.existingConfigMap $roster.dsps) -}}
+{{- fail "roster.dsps or roster.existingConfigMap is set but roster.enabled is false: set roster.enabled=true" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $roster.dsps -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "roster.dsps names DSP %q twice" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- end -}}
+{{- end -}}
