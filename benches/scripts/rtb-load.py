@@ -689,6 +689,8 @@ def plan_seconds(names, args):
 
 
 def rates_for(sc, args):
+    if args.rates_pct:
+        return args.rates_pct
     if args.smoke and sc["rates"] != [OVERLOAD_RATE_PCT]:
         return SMOKE_RATES_PCT
     return sc["rates"]
@@ -1134,6 +1136,11 @@ def main():
                     help="niceness of the harness and everything it starts (inherited); "
                          f"default {DEFAULT_NICE} when root, so that other work on a shared "
                          "machine (builds) disturbs the runs less; 0 to leave it")
+    ap.add_argument("--rates-pct", default=None,
+                    type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+                    help="open-loop rates for every scenario chosen, in %% of its closed-loop "
+                         "maximum (e.g. 150,200,400,1000 for issue 14's overload figures); "
+                         "default: each scenario's own")
     ap.add_argument("--bin-dir", type=Path, default=None,
                     help="release binaries (default $CARGO_TARGET_DIR/release)")
     args = ap.parse_args()

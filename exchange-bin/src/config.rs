@@ -180,6 +180,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auctions_in_flight: u32,
 
+    /// Shed a share of new auctions, steered by the worker's event-loop lag (a PIE
+    /// controller, issue 14; README "Overload").
+    #[arg(long, env = "RTB_EXCHANGE_ADAPTIVE_SHEDDING", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub adaptive_shedding: bool,
+
+    /// The event-loop lag the adaptive shedding steers towards, ms.
+    #[arg(long, env = "RTB_EXCHANGE_SHED_TARGET_LAG_MS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub shed_target_lag_ms: u64,
+
     /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
     /// 0 disables the breaker.
     #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = rtb_core::engine::breaker::FAILURES_TO_TRIP_DEFAULT)]
@@ -479,6 +490,11 @@ impl Config {
         EngineConfig {
             deadline: self.deadline_policy(),
             overload: self.overload_policy(),
+            shed_rate: rtb_core::engine::ShedRatePolicy {
+                enabled: self.adaptive_shedding,
+                target: Duration::from_millis(self.shed_target_lag_ms),
+                ..rtb_core::engine::ShedRatePolicy::default()
+            },
             breaker: self.breaker_config(),
             validation: self.validation,
             workers: self.worker_count(),

@@ -2,8 +2,9 @@
 //! the worker measures of itself. Shedding early keeps the auctions it does take within their
 //! deadline; queueing them all would make every one of them late.
 //!
-//! Today's rule is two fixed thresholds (event-loop lag, auctions in flight), plus the
-//! deadline's own "too late to start" ([`crate::deadline`]).
+//! The rules: the deadline's own "too late to start" ([`crate::deadline`]), two fixed
+//! thresholds (event-loop lag, auctions in flight) as backstops, then the adaptive share
+//! ([`super::shed_rate`]).
 
 use std::time::Duration;
 
@@ -32,17 +33,20 @@ pub enum ShedReason {
     EventLoopLag,
     /// The worker already has its maximum of auctions waiting for DSPs.
     InFlight,
-    /// No DSP's policy (channel, media, country filters) admits the request.
+    /// No DSP's policy (channel, media, country filters, QPS cap) admits the request.
     NoDspMatched,
+    /// The adaptive controller's share: the worker's loop runs later than its target.
+    Overload,
 }
 
 impl ShedReason {
     /// Every reason, in a fixed order (for metrics).
-    pub const ALL: [ShedReason; 4] = [
+    pub const ALL: [ShedReason; 5] = [
         ShedReason::TooLate,
         ShedReason::EventLoopLag,
         ShedReason::InFlight,
         ShedReason::NoDspMatched,
+        ShedReason::Overload,
     ];
 
     /// A short stable name, for metrics labels.
@@ -52,6 +56,7 @@ impl ShedReason {
             ShedReason::EventLoopLag => "event_loop_lag",
             ShedReason::InFlight => "in_flight",
             ShedReason::NoDspMatched => "no_dsp_matched",
+            ShedReason::Overload => "overload",
         }
     }
 }

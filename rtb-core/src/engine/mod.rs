@@ -31,7 +31,7 @@ mod invalid;
 pub mod notices;
 pub mod outcome;
 mod run;
-pub mod sojourn;
+pub mod shed_rate;
 mod views;
 mod workspace;
 
@@ -59,7 +59,7 @@ pub use finish::{Answer, Finished};
 pub use notices::{Notice, NoticeKind, Notices};
 pub use outcome::{CallFailure, CallStatus, DspOutcome};
 pub use run::AuctionRun;
-pub use sojourn::{SojournController, SojournPolicy};
+pub use shed_rate::{ShedRate, ShedRatePolicy};
 pub use workspace::Workspace;
 
 use capped::CappedBody;
@@ -78,8 +78,10 @@ pub const DEFAULT_LAG_COMPENSATION_MAX: Duration = Duration::from_millis(10);
 pub struct EngineConfig {
     /// Deadlines and DSP budgets.
     pub deadline: DeadlinePolicy,
-    /// When to shed.
+    /// When to shed: fixed thresholds.
     pub overload: OverloadPolicy,
+    /// When to shed: the adaptive share ([`shed_rate`]).
+    pub shed_rate: ShedRatePolicy,
     /// Every DSP's circuit breaker.
     pub breaker: BreakerConfig,
     /// Auction rules.
@@ -100,6 +102,7 @@ impl Default for EngineConfig {
         Self {
             deadline: DeadlinePolicy::default(),
             overload: OverloadPolicy::default(),
+            shed_rate: ShedRatePolicy::default(),
             breaker: BreakerConfig::default(),
             auction: AuctionConfig::default(),
             timer_slack: DEFAULT_TIMER_SLACK,
@@ -184,6 +187,7 @@ pub struct Engine {
     config: EngineConfig,
     dsps: DspTable,
     rates: Option<Arc<CurrencyRates>>,
+    shed_rate: ShedRate,
 }
 
 impl Engine {
@@ -193,6 +197,7 @@ impl Engine {
             config,
             dsps: DspTable::new(config.breaker, config.workers),
             rates: None,
+            shed_rate: ShedRate::new(config.shed_rate),
         }
     }
 
@@ -213,6 +218,11 @@ impl Engine {
     /// Its settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The share of new auctions the adaptive controller sheds now, 0 to 1.
+    pub fn shed_probability(&self) -> f64 {
+        self.shed_rate.probability()
     }
 
     /// The DSPs it calls, in the shell's order.
@@ -329,7 +339,7 @@ impl Engine {
 
     /// The `tmax` every DSP is sent and when to stop waiting, or why the auction is shed.
     fn budget(
-        &self,
+        &mut self,
         request: &BidRequest<'_>,
         arrival: Instant,
         now: Instant,
@@ -350,9 +360,12 @@ impl Engine {
             } => (tmax_ms, call_deadline - slack),
             DspBudget::TooLate => return Err(ShedReason::TooLate),
         };
-        match self.config.overload.shed(load) {
-            Some(reason) => Err(reason),
-            None => Ok(budget),
+        if let Some(reason) = self.config.overload.shed(load) {
+            return Err(reason);
+        }
+        match self.shed_rate.admit(load.event_loop_lag, now) {
+            true => Ok(budget),
+            false => Err(ShedReason::Overload),
         }
     }
 

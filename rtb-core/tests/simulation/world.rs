@@ -6,7 +6,7 @@ use std::{rc::Rc, time::Duration};
 
 use rtb_core::auction::AuctionConfig;
 use rtb_core::deadline::DeadlinePolicy;
-use rtb_core::engine::{BreakerConfig, EngineConfig, OverloadPolicy};
+use rtb_core::engine::{BreakerConfig, EngineConfig, OverloadPolicy, ShedRatePolicy};
 
 use crate::dsp::{Flap, Latency, Profile, KINDS};
 use crate::generate::{BidStyle, RequestMix};
@@ -248,6 +248,11 @@ fn engine_config(rng: &mut Rng, scenario: Scenario) -> EngineConfig {
         overload: OverloadPolicy {
             event_loop_lag_max: rng.between(2 * MS, 20 * MS),
             auctions_in_flight_max: *rng.pick(&[8, 32, 512, 512, 512, 512, 512]),
+        },
+        shed_rate: ShedRatePolicy {
+            enabled: *rng.pick(&[true, true, false]),
+            target: rng.between(MS, 8 * MS),
+            ..ShedRatePolicy::default()
         },
         breaker: BreakerConfig {
             failures_to_trip: *rng.pick(if flapping {
