@@ -109,7 +109,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dsp_ttl_s: u64,
 
-    /// Re-resolve every DSP host this often (getaddrinfo gives no TTL to follow).
+    /// Longest wait before a DSP host is looked up again, s: a DNS record's TTL is followed up
+    /// to it (and no shorter than 1 s); it is the period itself when no TTL is known (the
+    /// getaddrinfo fallback, used when /etc/resolv.conf cannot be read) or a lookup failed.
     #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_S", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub dns_reresolve_s: u64,
@@ -253,6 +255,12 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DSP_RESPONSE_BYTES_MAX", default_value_t = rtb_io::client::RESPONSE_BYTES_MAX_DEFAULT as u64,
           value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
     pub dsp_response_bytes_max: u64,
+
+    /// How long an address of a DSP host whose connect failed is skipped, ms, while another
+    /// address of the host is usable (new connections go round robin across them).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_ADDR_BACKOFF_MS", default_value_t = rtb_io::client::ADDR_BACKOFF_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub dsp_addr_backoff_ms: u64,
 
     /// Connections draining at once per DSP per worker; beyond it they are closed.
     #[arg(long, env = "RTB_EXCHANGE_DSP_DRAINING_MAX", default_value_t = rtb_io::client::DRAINING_MAX_DEFAULT)]
@@ -490,6 +498,7 @@ impl Config {
             connects_in_flight_max: usize::try_from(self.dsp_connects_in_flight)
                 .unwrap_or(usize::MAX),
             response_bytes_max: usize::try_from(self.dsp_response_bytes_max).unwrap_or(usize::MAX),
+            addr_backoff: Duration::from_millis(self.dsp_addr_backoff_ms),
             ..ClientConfig::default()
         }
     }
@@ -750,6 +759,8 @@ mod tests {
             "3",
             "--dsp-response-bytes-max",
             "4096",
+            "--dsp-addr-backoff-ms",
+            "700",
         ])
         .unwrap();
         let tls = c.dsp_tls_pool_settings();
@@ -766,6 +777,7 @@ mod tests {
         assert_eq!(client.connects_burst, 5);
         assert_eq!(client.connects_in_flight_max, 2);
         assert_eq!(client.response_bytes_max, 4096);
+        assert_eq!(client.addr_backoff, Duration::from_millis(700));
         let e = Config::try_parse_from_env(["rtb-exchange", "--dsp-connect-burst", "0"])
             .unwrap_err()
             .to_string();
