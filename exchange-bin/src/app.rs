@@ -79,6 +79,7 @@ impl App {
         let (rates_refresh, currency) = start_currency(config, workers);
         let roster = load_roster(config)?;
         let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
+        let dns_status = crate::dns::status();
         let (control, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
@@ -90,6 +91,7 @@ impl App {
             broadcast.clone(),
             rates_refresh,
             roster,
+            dns_status.clone(),
         )?;
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
@@ -116,6 +118,7 @@ impl App {
             currency,
             ledger,
             roster: roster_status,
+            dns: dns_status,
         });
         let main_shared = shared.clone();
         let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {

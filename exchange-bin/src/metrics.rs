@@ -304,7 +304,7 @@ impl WorkerMetrics {
     }
 }
 
-fn escape_label(v: &str, out: &mut String) {
+pub(crate) fn escape_label(v: &str, out: &mut String) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
