@@ -42,6 +42,8 @@ pub struct TlsPoolSettings {
 pub struct PoolCounted {
     /// Connections opened.
     pub connects: u64,
+    /// Connects that failed (their address then backs off).
+    pub connect_failures: u64,
     /// Calls on a reused connection.
     pub reuses: u64,
     /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order.

@@ -683,6 +683,10 @@ fn new_connections_skip_a_refusing_address_then_alternate_once_it_serves() {
         assert_eq!(pool_run.usable_addr_count(Instant::now()), 1);
     });
     assert_eq!(pool.stats.failures.get(), 0);
+    assert!(
+        pool.stats.connect_failures.get() >= 1,
+        "the refused connect is counted"
+    );
     // The address comes alive; once its back-off ends, new connections alternate.
     let revived = upstream_on(&dead.to_string(), Mode::Ok);
     thread::sleep(backoff + Duration::from_millis(50));

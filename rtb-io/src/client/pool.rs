@@ -36,6 +36,9 @@ use crate::{stream::NetStream, tls::UpstreamTls};
 pub struct UpstreamStats {
     /// Connections opened.
     pub connects: Cell<u64>,
+    /// Connects that failed (refused, unreachable, not connected within the connect timeout,
+    /// TLS handshake refused), each putting its address in back-off.
+    pub connect_failures: Cell<u64>,
     /// Calls served on a pooled connection.
     pub reuses: Cell<u64>,
     /// Calls that ended with each error.
@@ -305,7 +308,10 @@ impl Upstream {
         match &opened {
             Ok(_) => self.targets.succeeded(addr),
             Err(CallError::Timeout) => {}
-            Err(_) => self.targets.failed(addr, Instant::now()),
+            Err(_) => {
+                bump(&self.stats.connect_failures);
+                self.targets.failed(addr, Instant::now());
+            }
         }
         opened
     }
