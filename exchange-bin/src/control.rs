@@ -294,6 +294,13 @@ impl Control {
 
     /// Looks up again the hosts whose record expired by `now_ms`.
     fn reresolve(&mut self, now_ms: u64) {
+        if self
+            .directory
+            .next_reresolve_ms()
+            .is_none_or(|at| at > now_ms)
+        {
+            return;
+        }
         let (resolver, dns) = (self.resolver.clone(), self.dns.clone());
         let resolve = |host: &str, port| lookup(&resolver, &dns, host, port);
         let found = self.directory.reresolve_due(&resolve, now_ms);
