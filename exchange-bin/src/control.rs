@@ -8,7 +8,8 @@
 //! resolver of [`crate::dns`]), applies the command to the directory, and broadcasts a
 //! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
 //! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
-//! expired (its TTL, at least `rtb_core::dns::RERESOLVE_MIN`, at most `--dns-reresolve-s`).
+//! expired (its TTL, at least `rtb_core::dns::RERESOLVE_MIN`, at most `--dns-reresolve-s`),
+//! a pass taking about one lookup timeout at most before the commands queued get their turn.
 //! When `--currency-rates` is set, every tick also
 //! gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates are fetched and
 //! parsed here, never on a worker.
@@ -145,6 +146,8 @@ pub fn spawn(
 
 struct Control {
     resolver: Resolver,
+    /// Longest wait for one lookup, and the time budget of one re-resolve pass.
+    resolve_timeout: Duration,
     /// Lookup counters and address counts, for `/metrics`.
     dns: Arc<DnsStatus>,
     directory: Directory,
@@ -167,6 +170,7 @@ impl Control {
     ) -> Self {
         Self {
             resolver,
+            resolve_timeout: config.resolve_timeout,
             dns,
             directory: Directory::new(DirectoryConfig {
                 dsps_max: config.dsps_max,
@@ -303,7 +307,13 @@ impl Control {
         }
         let (resolver, dns) = (self.resolver.clone(), self.dns.clone());
         let resolve = |host: &str, port| lookup(&resolver, &dns, host, port);
-        let found = self.directory.reresolve_due(&resolve, now_ms);
+        // One pass may spend about one lookup timeout more than the budget; hosts left over
+        // go first at the next tick, and commands are served in between.
+        let budget_end = Instant::now() + self.resolve_timeout;
+        let may_continue = || Instant::now() < budget_end;
+        let found = self
+            .directory
+            .reresolve_due(&resolve, now_ms, &may_continue);
         for event in &found {
             match event {
                 Reresolved::Moved { .. } => tracing::info!(%event, "dsp address changed"),

@@ -346,42 +346,62 @@ impl Directory {
         removed
     }
 
-    /// Looks up again every DSP host whose answer expired by `now_ms` (wall clock); returns
-    /// what changed (or failed), one entry per DSP concerned. Workers need a new snapshot
-    /// unless every entry is a failure. A failed lookup keeps the last good addresses and is
-    /// tried again after the re-resolve period.
-    pub fn reresolve_due(&mut self, resolve: Resolve<'_>, now_ms: u64) -> Vec<Reresolved> {
+    /// Looks up again the DSP hosts whose answer expired by `now_ms` (wall clock), the longest
+    /// expired first, while `may_continue` says so (the caller's time budget for one pass: a
+    /// host left over stays due and goes first next time); returns what changed (or failed),
+    /// one entry per DSP concerned. Workers need a new snapshot unless every entry is a
+    /// failure. A failed lookup keeps the last good addresses and is tried again after the
+    /// re-resolve period.
+    pub fn reresolve_due(
+        &mut self,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+        may_continue: &dyn Fn() -> bool,
+    ) -> Vec<Reresolved> {
         let snapshot = self.registry.snapshot();
+        let mut due: Vec<(u64, String)> = (self.addrs.iter())
+            .filter(|a| a.reresolve_at_ms <= now_ms)
+            .map(|a| (a.reresolve_at_ms, a.name.clone()))
+            .collect();
+        due.sort_unstable();
         let mut found = Vec::new();
-        for entry in snapshot.dsps.iter() {
-            let due =
-                (self.addrs.iter()).any(|a| a.name == entry.name && a.reresolve_at_ms <= now_ms);
-            if !due {
-                continue;
+        for (_, name) in due {
+            if !may_continue() {
+                break;
             }
-            let name = entry.name.clone();
-            match resolve_checked(resolve, &entry.url, self.config.allow_loopback) {
-                Ok(checked) => {
-                    let at_ms = self.reresolve_at_ms(&entry.url, &checked, now_ms);
-                    let (addrs, changed) = self.store_addrs(&name, checked.addrs, at_ms);
-                    if changed {
-                        found.push(Reresolved::Moved { name, addrs });
-                    }
-                }
-                Err(error) if error.contains("forbidden") => {
-                    self.remove(&entry.name);
-                    found.push(Reresolved::Removed { name, error });
-                }
-                Err(error) => {
-                    let at_ms = reresolve_at_ms(now_ms, None, self.config.reresolve_max);
-                    if let Some(slot) = self.addrs.iter_mut().find(|a| a.name == name) {
-                        slot.reresolve_at_ms = at_ms;
-                    }
-                    found.push(Reresolved::Failed { name, error });
-                }
+            if let Some(entry) = snapshot.dsps.iter().find(|e| e.name == name) {
+                found.extend(self.reresolve_one(entry, resolve, now_ms));
             }
         }
         found
+    }
+
+    /// One DSP's host looked up again at `now_ms`; what changed, if anything.
+    fn reresolve_one(
+        &mut self,
+        entry: &DspEntry,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+    ) -> Option<Reresolved> {
+        let name = entry.name.clone();
+        match resolve_checked(resolve, &entry.url, self.config.allow_loopback) {
+            Ok(checked) => {
+                let at_ms = self.reresolve_at_ms(&entry.url, &checked, now_ms);
+                let (addrs, changed) = self.store_addrs(&name, checked.addrs, at_ms);
+                changed.then_some(Reresolved::Moved { name, addrs })
+            }
+            Err(error) if error.contains("forbidden") => {
+                self.remove(&entry.name);
+                Some(Reresolved::Removed { name, error })
+            }
+            Err(error) => {
+                let at_ms = reresolve_at_ms(now_ms, None, self.config.reresolve_max);
+                if let Some(slot) = self.addrs.iter_mut().find(|a| a.name == name) {
+                    slot.reresolve_at_ms = at_ms;
+                }
+                Some(Reresolved::Failed { name, error })
+            }
+        }
     }
 
     /// The earliest time (wall clock, ms) a host is due to be looked up again; `None` when
@@ -559,12 +579,12 @@ mod tests {
         let mut now_ms = NOW_MS + PERIOD_MS;
 
         // Same answer: nothing changed.
-        assert_eq!(d.reresolve_due(&resolve, now_ms), vec![]);
+        assert_eq!(d.reresolve_due(&resolve, now_ms, &|| true), vec![]);
 
         // The name stops resolving: the last good address is kept.
         scripted.set(Err("host name does not resolve"));
         now_ms += PERIOD_MS;
-        let found = d.reresolve_due(&resolve, now_ms);
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Failed { .. }]),
             "{found:?}"
@@ -575,7 +595,7 @@ mod tests {
         scripted.set(Ok(vec!["10.0.0.2:1"]));
         let moved: SocketAddr = "10.0.0.2:8080".parse().unwrap();
         now_ms += PERIOD_MS;
-        let found = d.reresolve_due(&resolve, now_ms);
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert_eq!(
             found,
             vec![Reresolved::Moved {
@@ -588,7 +608,7 @@ mod tests {
         // It is rebound to loopback (not allowed here): the DSP is removed.
         scripted.set(Ok(vec!["127.0.0.1:1"]));
         now_ms += PERIOD_MS;
-        let found = d.reresolve_due(&resolve, now_ms);
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Removed { .. }]),
             "{found:?}"
@@ -616,10 +636,13 @@ mod tests {
             .contains(r#""addrs":["10.0.0.1:81","10.0.0.2:81","10.0.0.3:81"]"#));
         // A server rotating its answer is no change for the workers.
         scripted.set(Ok(vec!["10.0.0.2:1", "10.0.0.3:1", "10.0.0.1:1"]));
-        assert_eq!(d.reresolve_due(&resolve, NOW_MS + PERIOD_MS), vec![]);
+        assert_eq!(
+            d.reresolve_due(&resolve, NOW_MS + PERIOD_MS, &|| true),
+            vec![]
+        );
         // One address leaves: the others stay.
         scripted.set(Ok(vec!["10.0.0.3:1", "10.0.0.1:1"]));
-        let found = d.reresolve_due(&resolve, NOW_MS + 2 * PERIOD_MS);
+        let found = d.reresolve_due(&resolve, NOW_MS + 2 * PERIOD_MS, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Moved { addrs, .. }] if addrs.len() == 2),
             "{found:?}"
@@ -650,16 +673,16 @@ mod tests {
         assert_eq!(scripted.lookups(), 1);
         assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 5_000));
         // Before the record expires: no lookup.
-        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 4_999), vec![]);
+        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 4_999, &|| true), vec![]);
         assert_eq!(scripted.lookups(), 1);
         // At expiry: one lookup; a TTL of 0 next is held to the minimum.
         scripted.set_with_ttl(Ok(vec!["10.0.0.1:1"]), Some(Duration::ZERO));
-        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 5_000), vec![]);
+        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 5_000, &|| true), vec![]);
         assert_eq!(scripted.lookups(), 2);
         assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 6_000));
         // A failed lookup keeps the address and waits the whole period before trying again.
         scripted.set(Err("timed out"));
-        let found = d.reresolve_due(&resolve, NOW_MS + 6_000);
+        let found = d.reresolve_due(&resolve, NOW_MS + 6_000, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Failed { .. }]),
             "{found:?}"
@@ -669,9 +692,42 @@ mod tests {
         // A long TTL is capped at the period.
         scripted.set_with_ttl(Ok(vec!["10.0.0.1:1"]), Some(Duration::from_secs(86_400)));
         let later = NOW_MS + 6_000 + PERIOD_MS;
-        assert_eq!(d.reresolve_due(&resolve, later), vec![]);
+        assert_eq!(d.reresolve_due(&resolve, later, &|| true), vec![]);
         assert_eq!(d.next_reresolve_ms(), Some(later + PERIOD_MS));
         assert_eq!(scripted.lookups(), 4);
+    }
+
+    #[test]
+    fn a_pass_stops_when_its_budget_is_spent_and_the_rest_goes_first_next_time() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, false);
+        for (name, at_ms) in [("late", NOW_MS + 1_000), ("early", NOW_MS)] {
+            let options = DspOptions::default();
+            d.onboard(name, "http://dsp.test", None, options, &resolve, at_ms)
+                .unwrap();
+        }
+        assert_eq!(scripted.lookups(), 2);
+        // Both due; the budget allows one lookup: the longest expired ("early") goes.
+        scripted.set(Ok(vec!["10.0.0.9:1"]));
+        let budget = std::cell::Cell::new(1_u32);
+        let one_more = || budget.replace(budget.get().saturating_sub(1)) > 0;
+        let now_ms = NOW_MS + 2 * PERIOD_MS;
+        let found = d.reresolve_due(&resolve, now_ms, &one_more);
+        assert!(
+            matches!(&found[..], [Reresolved::Moved { name, .. }] if name == "early"),
+            "{found:?}"
+        );
+        assert_eq!(scripted.lookups(), 3);
+        // "late" is still due, and is the one looked up next.
+        assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 1_000 + PERIOD_MS));
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
+        assert!(
+            matches!(&found[..], [Reresolved::Moved { name, .. }] if name == "late"),
+            "{found:?}"
+        );
+        assert_eq!(scripted.lookups(), 4);
+        assert_eq!(d.next_reresolve_ms(), Some(now_ms + PERIOD_MS));
     }
 
     #[test]
