@@ -728,3 +728,30 @@ fn prewarm_spreads_across_addresses_and_re_pointing_keeps_the_staying_ones() {
         );
     });
 }
+
+#[test]
+fn prewarm_fills_past_a_refusing_address_and_stops_when_none_serves() {
+    let _serial = serial();
+    let live = upstream(Mode::Ok);
+    let port = live.addr.port();
+    let refusing = |last: u8| SocketAddr::new([127, 0, 0, last].into(), port);
+    let config = ClientConfig {
+        idle_connections_max: 8,
+        addr_backoff: Duration::from_millis(1),
+        ..ClientConfig::default()
+    };
+    let mixed = Upstream::with_addrs(&[refusing(2), live.addr], "dsp.test", config, None);
+    let dead = Upstream::with_addrs(&[refusing(2), refusing(3)], "dsp.test", config, None);
+    run(async move {
+        assert_eq!(mixed.prewarm(4).await, 4);
+        assert!(mixed.stats.connect_failures.get() >= 1);
+        let started = Instant::now();
+        assert_eq!(dead.prewarm(4).await, 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(dead.stats.connect_failures.get() <= 4);
+    });
+}

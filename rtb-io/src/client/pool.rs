@@ -257,17 +257,22 @@ impl Upstream {
     }
 
     /// Opens connections until `n` are idle (capped at `idle_connections_max`), round robin
-    /// across the addresses; a failed address is skipped while another is usable, and the
-    /// first failure with none left (or a spent connect budget) stops it. Returns how many are
-    /// idle afterwards.
+    /// across the addresses; a failed address is skipped while another is usable. It stops at
+    /// a spent connect budget, at a failure with no usable address left, or after as many
+    /// failed connects as there are addresses (a back-off shorter than a connect timeout
+    /// would otherwise let it try forever). Returns how many are idle afterwards.
     pub async fn prewarm(&self, n: usize) -> usize {
         let target = n.min(self.config.idle_connections_max);
+        let mut failures_left = self.targets.len();
         while self.idle_count() < target {
             let deadline = MonoInstant::now() + self.config.connect_timeout;
             match self.connect(deadline).await {
                 Ok(conn) => self.idle.borrow_mut().push(conn),
                 Err(CallError::ConnectError | CallError::Tls)
-                    if self.targets.usable_count(Instant::now()) > 0 => {}
+                    if failures_left > 1 && self.targets.usable_count(Instant::now()) > 0 =>
+                {
+                    failures_left -= 1;
+                }
                 Err(_) => break,
             }
         }
