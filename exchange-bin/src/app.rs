@@ -85,7 +85,7 @@ impl App {
                 dsps_max: config.max_dsps,
                 ttl: Duration::from_secs(config.dsp_ttl_s),
                 allow_loopback: !config.deny_loopback_dsp,
-                reresolve_period: Duration::from_secs(config.dns_reresolve_s),
+                dns: config.dns_limits(),
                 resolve_timeout: Duration::from_millis(config.dns_timeout_ms),
             },
             broadcast.clone(),

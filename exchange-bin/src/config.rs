@@ -13,6 +13,7 @@ use std::{
 use clap::{CommandFactory, Parser, ValueEnum};
 use rtb_core::{
     deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
+    dns::DnsLimits,
     engine::EngineConfig,
     ValidationMode,
 };
@@ -115,6 +116,17 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_S", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub dns_reresolve_s: u64,
+
+    /// Shortest wait before a DSP host is looked up again, ms, whatever its record's TTL.
+    #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_MIN_MS", default_value_t = rtb_core::dns::RERESOLVE_MIN_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub dns_reresolve_min_ms: u64,
+
+    /// Most addresses kept per DSP host (the lowest ones, when a name has more); new
+    /// connections go round robin across them.
+    #[arg(long, env = "RTB_EXCHANGE_DNS_ADDRS_MAX", default_value_t = rtb_core::dns::ADDRS_PER_DSP_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub dns_addrs_max: u64,
 
     /// Longest wait for one DNS lookup on the control thread; a slower one counts as failed.
     #[arg(long, env = "RTB_EXCHANGE_DNS_TIMEOUT_MS", default_value_t = 2_000,
@@ -488,6 +500,15 @@ impl Config {
         }
     }
 
+    /// How the control thread keeps and follows DSP hosts' DNS answers.
+    pub fn dns_limits(&self) -> DnsLimits {
+        DnsLimits {
+            addrs_max: usize::try_from(self.dns_addrs_max).unwrap_or(usize::MAX),
+            reresolve_min: Duration::from_millis(self.dns_reresolve_min_ms),
+            reresolve_max: Duration::from_secs(self.dns_reresolve_s),
+        }
+    }
+
     /// Each worker's pool limits for one DSP.
     pub fn dsp_client_config(&self) -> ClientConfig {
         ClientConfig {
@@ -605,6 +626,14 @@ mod tests {
 
     #[test]
     fn dns_period_and_timeout_flags_are_bounded() {
+        let defaults = Config::try_parse_from(["x"]).unwrap().dns_limits();
+        assert_eq!(defaults, DnsLimits::default());
+        let flags = ["x", "--dns-reresolve-min-ms", "250", "--dns-addrs-max", "4"];
+        let limits = Config::try_parse_from(flags).unwrap().dns_limits();
+        assert_eq!(limits.reresolve_min, Duration::from_millis(250));
+        assert_eq!(limits.addrs_max, 4);
+        let e = Config::try_parse_from_env(["x", "--dns-addrs-max", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--dns-addrs-max"), "{e}");
         let c = Config::try_parse_from(["x", "--dns-reresolve-s", "5", "--dns-timeout-ms", "300"])
             .unwrap();
         assert_eq!((c.dns_reresolve_s, c.dns_timeout_ms), (5, 300));

@@ -8,7 +8,7 @@
 //! resolver of [`crate::dns`]), applies the command to the directory, and broadcasts a
 //! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
 //! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
-//! expired (its TTL, at least `rtb_core::dns::RERESOLVE_MIN`, at most `--dns-reresolve-s`),
+//! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
 //! a pass taking about one lookup timeout at most before the commands queued get their turn.
 //! When `--currency-rates` is set, every tick also
 //! gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates are fetched and
@@ -26,6 +26,7 @@ pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
+    dns::DnsLimits,
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
@@ -112,9 +113,9 @@ pub struct ControlConfig {
     pub ttl: Duration,
     /// Whether loopback DSPs are allowed.
     pub allow_loopback: bool,
-    /// Longest wait before a host is looked up again (`--dns-reresolve-s`): a record's TTL
-    /// is followed up to it, and it is the period when no TTL is known (getaddrinfo).
-    pub reresolve_period: Duration,
+    /// Addresses kept per host (`--dns-addrs-max`) and how a record's TTL is followed
+    /// (`--dns-reresolve-min-ms`, `--dns-reresolve-s`: also the period when no TTL is known).
+    pub dns: DnsLimits,
     /// Longest wait for one lookup (`--dns-timeout-ms`), so DNS cannot stall the control thread.
     pub resolve_timeout: Duration,
 }
@@ -176,7 +177,7 @@ impl Control {
                 dsps_max: config.dsps_max,
                 ttl: config.ttl,
                 allow_loopback: config.allow_loopback,
-                reresolve_max: config.reresolve_period,
+                dns: config.dns,
             }),
             broadcast,
             published_version: 0,
@@ -364,7 +365,10 @@ mod tests {
             dsps_max: 4,
             ttl: Duration::from_secs(30),
             allow_loopback: false,
-            reresolve_period: PERIOD,
+            dns: DnsLimits {
+                reresolve_max: PERIOD,
+                ..DnsLimits::default()
+            },
             resolve_timeout: rtb_io::resolve::RESOLVE_TIMEOUT,
         };
         let control = Control::new(config, broadcast.clone(), resolver, Default::default());

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use crate::dns::{resolve_checked, Answer, Resolve};
 use crate::{
-    dns::{reresolve_at_ms, Checked},
+    dns::{Checked, DnsLimits},
     echo::truncate,
     registry::{BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
     roster::Roster,
@@ -28,7 +28,7 @@ pub struct ResolvedDsp {
     /// Registry entry.
     pub entry: DspEntry,
     /// Where to connect: every address its host resolved to (at least one, at most
-    /// [`crate::dns::ADDRS_PER_DSP_MAX`]), in address order.
+    /// [`DnsLimits::addrs_max`]), in address order.
     pub addrs: Arc<[SocketAddr]>,
 }
 
@@ -99,9 +99,8 @@ pub struct DirectoryConfig {
     pub ttl: Duration,
     /// Whether loopback DSPs are allowed.
     pub allow_loopback: bool,
-    /// Longest wait before a host is looked up again (`--dns-reresolve-s`): the wait when the
-    /// resolver reports no TTL or failed, and the cap on a long TTL.
-    pub reresolve_max: Duration,
+    /// How many addresses are kept per host and how a record's TTL is followed.
+    pub dns: DnsLimits,
 }
 
 /// One DSP's addresses and when to look its host up again.
@@ -186,7 +185,7 @@ impl Directory {
         let allow_loopback = self.config.allow_loopback;
         let url = BidUrl::parse(base_url, bid_path, allow_loopback)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
-        let checked = resolve_checked(resolve, &url, allow_loopback)
+        let checked = resolve_checked(resolve, &url, allow_loopback, self.config.dns.addrs_max)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
         // A roster DSP may heartbeat over HTTP; its roster entry (URL, policy) stays in force.
         let options = match self.roster_entry(name) {
@@ -286,7 +285,12 @@ impl Directory {
         resolve: Resolve<'_>,
         now_ms: u64,
     ) -> Result<bool, String> {
-        let checked = resolve_checked(resolve, url, self.config.allow_loopback)?;
+        let checked = resolve_checked(
+            resolve,
+            url,
+            self.config.allow_loopback,
+            self.config.dns.addrs_max,
+        )?;
         let upsert = (self.registry)
             .upsert(name, url.clone(), options, now_ms)
             .map_err(|e| e.to_string())?;
@@ -301,7 +305,7 @@ impl Directory {
         if url.host.parse::<IpAddr>().is_ok() {
             return u64::MAX;
         }
-        reresolve_at_ms(now_ms, checked.ttl, self.config.reresolve_max)
+        self.config.dns.reresolve_at_ms(now_ms, checked.ttl)
     }
 
     /// Stores `name`'s addresses and next lookup; the addresses kept and whether they changed.
@@ -384,7 +388,8 @@ impl Directory {
         now_ms: u64,
     ) -> Option<Reresolved> {
         let name = entry.name.clone();
-        match resolve_checked(resolve, &entry.url, self.config.allow_loopback) {
+        let (allow_loopback, dns) = (self.config.allow_loopback, self.config.dns);
+        match resolve_checked(resolve, &entry.url, allow_loopback, dns.addrs_max) {
             Ok(checked) => {
                 let at_ms = self.reresolve_at_ms(&entry.url, &checked, now_ms);
                 let (addrs, changed) = self.store_addrs(&name, checked.addrs, at_ms);
@@ -395,7 +400,7 @@ impl Directory {
                 Some(Reresolved::Removed { name, error })
             }
             Err(error) => {
-                let at_ms = reresolve_at_ms(now_ms, None, self.config.reresolve_max);
+                let at_ms = dns.reresolve_at_ms(now_ms, None);
                 if let Some(slot) = self.addrs.iter_mut().find(|a| a.name == name) {
                     slot.reresolve_at_ms = at_ms;
                 }
@@ -497,7 +502,10 @@ mod tests {
             dsps_max: max,
             ttl: Duration::from_secs(30),
             allow_loopback,
-            reresolve_max: Duration::from_millis(PERIOD_MS),
+            dns: DnsLimits {
+                reresolve_max: Duration::from_millis(PERIOD_MS),
+                ..DnsLimits::default()
+            },
         })
     }
 
