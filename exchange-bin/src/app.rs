@@ -79,17 +79,19 @@ impl App {
         let (rates_refresh, currency) = start_currency(config, workers);
         let roster = load_roster(config)?;
         let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
+        let dns_status = crate::dns::status();
         let (control, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
                 ttl: Duration::from_secs(config.dsp_ttl_s),
                 allow_loopback: !config.deny_loopback_dsp,
-                reresolve_period: Duration::from_secs(config.dns_reresolve_s),
+                dns: config.dns_limits(),
                 resolve_timeout: Duration::from_millis(config.dns_timeout_ms),
             },
             broadcast.clone(),
             rates_refresh,
             roster,
+            dns_status.clone(),
         )?;
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
@@ -118,6 +120,7 @@ impl App {
             currency,
             ledger,
             roster: roster_status,
+            dns: dns_status,
         });
         let main_shared = shared.clone();
         let server = Server::start(config.server_config(), move |ctx: &WorkerCtx| {

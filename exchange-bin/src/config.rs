@@ -13,6 +13,7 @@ use std::{
 use clap::{CommandFactory, Parser, ValueEnum};
 use rtb_core::{
     deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
+    dns::DnsLimits,
     engine::EngineConfig,
     ValidationMode,
 };
@@ -109,10 +110,23 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dsp_ttl_s: u64,
 
-    /// Re-resolve every DSP host this often (getaddrinfo gives no TTL to follow).
+    /// Longest wait before a DSP host is looked up again, s: a DNS record's TTL is followed up
+    /// to it (and no shorter than 1 s); it is the period itself when no TTL is known (the
+    /// getaddrinfo fallback, used when /etc/resolv.conf cannot be read) or a lookup failed.
     #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_S", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub dns_reresolve_s: u64,
+
+    /// Shortest wait before a DSP host is looked up again, ms, whatever its record's TTL.
+    #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_MIN_MS", default_value_t = rtb_core::dns::RERESOLVE_MIN_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub dns_reresolve_min_ms: u64,
+
+    /// Most addresses kept per DSP host (the lowest ones, when a name has more); new
+    /// connections go round robin across them.
+    #[arg(long, env = "RTB_EXCHANGE_DNS_ADDRS_MAX", default_value_t = rtb_core::dns::ADDRS_PER_DSP_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub dns_addrs_max: u64,
 
     /// Longest wait for one DNS lookup on the control thread; a slower one counts as failed.
     #[arg(long, env = "RTB_EXCHANGE_DNS_TIMEOUT_MS", default_value_t = 2_000,
@@ -278,6 +292,12 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DSP_RESPONSE_BYTES_MAX", default_value_t = rtb_io::client::RESPONSE_BYTES_MAX_DEFAULT as u64,
           value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
     pub dsp_response_bytes_max: u64,
+
+    /// How long an address of a DSP host whose connect failed is skipped, ms, while another
+    /// address of the host is usable (new connections go round robin across them).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_ADDR_BACKOFF_MS", default_value_t = rtb_io::client::ADDR_BACKOFF_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub dsp_addr_backoff_ms: u64,
 
     /// Connections draining at once per DSP per worker; beyond it they are closed.
     #[arg(long, env = "RTB_EXCHANGE_DSP_DRAINING_MAX", default_value_t = rtb_io::client::DRAINING_MAX_DEFAULT)]
@@ -511,6 +531,15 @@ impl Config {
         }
     }
 
+    /// How the control thread keeps and follows DSP hosts' DNS answers.
+    pub fn dns_limits(&self) -> DnsLimits {
+        DnsLimits {
+            addrs_max: usize::try_from(self.dns_addrs_max).unwrap_or(usize::MAX),
+            reresolve_min: Duration::from_millis(self.dns_reresolve_min_ms),
+            reresolve_max: Duration::from_secs(self.dns_reresolve_s),
+        }
+    }
+
     /// Each worker's pool limits for one DSP.
     pub fn dsp_client_config(&self) -> ClientConfig {
         ClientConfig {
@@ -521,6 +550,7 @@ impl Config {
             connects_in_flight_max: usize::try_from(self.dsp_connects_in_flight)
                 .unwrap_or(usize::MAX),
             response_bytes_max: usize::try_from(self.dsp_response_bytes_max).unwrap_or(usize::MAX),
+            addr_backoff: Duration::from_millis(self.dsp_addr_backoff_ms),
             ..ClientConfig::default()
         }
     }
@@ -627,6 +657,14 @@ mod tests {
 
     #[test]
     fn dns_period_and_timeout_flags_are_bounded() {
+        let defaults = Config::try_parse_from(["x"]).unwrap().dns_limits();
+        assert_eq!(defaults, DnsLimits::default());
+        let flags = ["x", "--dns-reresolve-min-ms", "250", "--dns-addrs-max", "4"];
+        let limits = Config::try_parse_from(flags).unwrap().dns_limits();
+        assert_eq!(limits.reresolve_min, Duration::from_millis(250));
+        assert_eq!(limits.addrs_max, 4);
+        let e = Config::try_parse_from_env(["x", "--dns-addrs-max", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--dns-addrs-max"), "{e}");
         let c = Config::try_parse_from(["x", "--dns-reresolve-s", "5", "--dns-timeout-ms", "300"])
             .unwrap();
         assert_eq!((c.dns_reresolve_s, c.dns_timeout_ms), (5, 300));
@@ -781,6 +819,8 @@ mod tests {
             "3",
             "--dsp-response-bytes-max",
             "4096",
+            "--dsp-addr-backoff-ms",
+            "700",
         ])
         .unwrap();
         let tls = c.dsp_tls_pool_settings();
@@ -797,6 +837,7 @@ mod tests {
         assert_eq!(client.connects_burst, 5);
         assert_eq!(client.connects_in_flight_max, 2);
         assert_eq!(client.response_bytes_max, 4096);
+        assert_eq!(client.addr_backoff, Duration::from_millis(700));
         let e = Config::try_parse_from_env(["rtb-exchange", "--dsp-connect-burst", "0"])
             .unwrap_err()
             .to_string();

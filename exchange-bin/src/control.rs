@@ -1,18 +1,22 @@
 //! Owns the control thread: the single authoritative DSP directory
-//! ([`rtb_core::directory::Directory`]: the registry and each DSP's resolved address) lives on
-//! it, and every change reaches the workers from here.
+//! ([`rtb_core::directory::Directory`]: the registry and every address of each DSP's host)
+//! lives on it, and every change reaches the workers from here.
 //!
 //! Workers never resolve names or touch the registry: they send a [`Command`] over a bounded
 //! crossbeam channel and await a `futures_channel::oneshot` reply. The control thread resolves
-//! host names (blocking, off the workers, with `rtb_io::resolve`), applies the command to the
-//! directory, and broadcasts a [`Resolved`] snapshot to every worker with `rtb_io::Broadcast`
-//! when workers need one. Every [`TICK`] it expires DSPs not seen within the TTL; every
-//! [`RERESOLVE_PERIOD`] it re-resolves names. When `--currency-rates` is set, every tick also
+//! host names (blocking, off the workers, each lookup bounded by `--dns-timeout-ms`, with the
+//! resolver of [`crate::dns`]), applies the command to the directory, and broadcasts a
+//! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
+//! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
+//! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
+//! a pass taking about one lookup timeout at most before the commands queued get their turn.
+//! When `--currency-rates` is set, every tick also
 //! gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates are fetched and
 //! parsed here, never on a worker.
 
 use std::{
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,23 +26,22 @@ pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
+    dns::DnsLimits,
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{
-    clock::unix_ms,
-    resolve::{system_resolver, Resolver},
-    Broadcast,
-};
+use rtb_io::{clock::unix_ms, resolve::Resolver, Broadcast};
 
-use crate::{rates::RatesRefresh, roster::RosterFile};
+use crate::{
+    dns::{control_resolver, lookup, DnsStatus},
+    rates::RatesRefresh,
+    roster::RosterFile,
+};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
-/// How often the control thread expires DSPs.
+/// How often the control thread expires DSPs and looks up the hosts whose record expired.
 pub const TICK: Duration = Duration::from_secs(1);
-/// How often host names are resolved again.
-pub const RERESOLVE_PERIOD: Duration = Duration::from_secs(30);
 
 /// Result of an onboarding.
 #[derive(Debug, Clone)]
@@ -49,8 +52,10 @@ pub struct Onboarded {
     pub version: u64,
     /// The stored entry.
     pub entry: DspEntry,
-    /// The address resolved.
+    /// The first address resolved (of `addrs`).
     pub addr: SocketAddr,
+    /// Every address resolved.
+    pub addrs: Arc<[SocketAddr]>,
 }
 
 /// A request to the control thread.
@@ -108,25 +113,28 @@ pub struct ControlConfig {
     pub ttl: Duration,
     /// Whether loopback DSPs are allowed.
     pub allow_loopback: bool,
-    /// Re-resolve period (`--dns-reresolve-s`; getaddrinfo gives no TTL to follow).
-    pub reresolve_period: Duration,
+    /// Addresses kept per host (`--dns-addrs-max`) and how a record's TTL is followed
+    /// (`--dns-reresolve-min-ms`, `--dns-reresolve-s`: also the period when no TTL is known).
+    pub dns: DnsLimits,
     /// Longest wait for one lookup (`--dns-timeout-ms`), so DNS cannot stall the control thread.
     pub resolve_timeout: Duration,
 }
 
 /// Starts the control thread. It stops when every [`ControlHandle`] is dropped.
+/// `dns` counts its lookups for `/metrics`.
 pub fn spawn(
     config: ControlConfig,
     broadcast: Broadcast<Resolved>,
     rates: Option<RatesRefresh>,
     roster: Option<(RosterFile, Roster)>,
+    dns: Arc<DnsStatus>,
 ) -> std::io::Result<(ControlHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
         .spawn(move || {
-            let resolver = system_resolver(config.resolve_timeout);
-            let mut control = Control::new(config, broadcast, resolver);
+            let resolver = control_resolver(config.resolve_timeout);
+            let mut control = Control::new(config, broadcast, resolver, dns);
             control.rates = rates;
             if let Some((file, first)) = roster {
                 control.apply_roster(&first);
@@ -138,8 +146,11 @@ pub fn spawn(
 }
 
 struct Control {
-    reresolve_period: Duration,
     resolver: Resolver,
+    /// Longest wait for one lookup, and the time budget of one re-resolve pass.
+    resolve_timeout: Duration,
+    /// Lookup counters and address counts, for `/metrics`.
+    dns: Arc<DnsStatus>,
     directory: Directory,
     broadcast: Broadcast<Resolved>,
     /// The version workers were last sent. A refresh bumps the registry's version but is not
@@ -152,14 +163,21 @@ struct Control {
 }
 
 impl Control {
-    fn new(config: ControlConfig, broadcast: Broadcast<Resolved>, resolver: Resolver) -> Self {
+    fn new(
+        config: ControlConfig,
+        broadcast: Broadcast<Resolved>,
+        resolver: Resolver,
+        dns: Arc<DnsStatus>,
+    ) -> Self {
         Self {
-            reresolve_period: config.reresolve_period,
             resolver,
+            resolve_timeout: config.resolve_timeout,
+            dns,
             directory: Directory::new(DirectoryConfig {
                 dsps_max: config.dsps_max,
                 ttl: config.ttl,
                 allow_loopback: config.allow_loopback,
+                dns: config.dns,
             }),
             broadcast,
             published_version: 0,
@@ -170,7 +188,6 @@ impl Control {
 
     fn run(mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + TICK;
-        let mut next_resolve = Instant::now() + self.reresolve_period;
         let roster_poll = self.roster.as_ref().map_or(TICK, |r| r.poll);
         let mut next_roster = Instant::now() + roster_poll;
         loop {
@@ -183,13 +200,10 @@ impl Control {
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.expire();
+                self.reresolve(unix_ms());
                 if let Some(rates) = &mut self.rates {
                     rates.poll(now);
                 }
-            }
-            if now >= next_resolve {
-                next_resolve = now + self.reresolve_period;
-                self.reresolve();
             }
             if now >= next_roster {
                 next_roster = now + roster_poll;
@@ -202,8 +216,9 @@ impl Control {
 
     /// Makes `roster` the directory's roster, and tells the workers when they need it.
     fn apply_roster(&mut self, roster: &Roster) {
-        let resolver = self.resolver.clone();
-        let applied = self.directory.apply_roster(roster, &*resolver, unix_ms());
+        let (resolver, dns) = (self.resolver.clone(), self.dns.clone());
+        let resolve = |host: &str, port| lookup(&resolver, &dns, host, port);
+        let applied = self.directory.apply_roster(roster, &resolve, unix_ms());
         for (name, error) in &applied.refused {
             tracing::warn!(dsp = truncate(name), %error, "roster entry not applied");
         }
@@ -251,14 +266,15 @@ impl Control {
         bid_path: Option<&str>,
         options: DspOptions,
     ) -> Result<Onboarded, OnboardError> {
-        let resolver = self.resolver.clone();
+        let (resolver, dns) = (self.resolver.clone(), self.dns.clone());
+        let resolve = |host: &str, port| lookup(&resolver, &dns, host, port);
         let done =
-            self.directory
-                .onboard(name, base_url, bid_path, options, &*resolver, unix_ms())?;
-        let addr = done.addr;
+            (self.directory).onboard(name, base_url, bid_path, options, &resolve, unix_ms())?;
+        let addr = done.addrs[0];
+        let addrs = done.addrs.len();
         match done.upsert {
-            Upsert::Added => tracing::info!(dsp = name, %addr, "dsp added"),
-            Upsert::Replaced => tracing::info!(dsp = name, %addr, "dsp url replaced"),
+            Upsert::Added => tracing::info!(dsp = name, %addr, addrs, "dsp added"),
+            Upsert::Replaced => tracing::info!(dsp = name, %addr, addrs, "dsp url replaced"),
             Upsert::Refreshed => tracing::debug!(dsp = name, "dsp refreshed"),
         }
         if done.changed {
@@ -269,6 +285,7 @@ impl Control {
             version: self.published_version,
             entry: done.entry,
             addr,
+            addrs: done.addrs,
         })
     }
 
@@ -280,9 +297,24 @@ impl Control {
         }
     }
 
-    fn reresolve(&mut self) {
-        let resolver = self.resolver.clone();
-        let found = self.directory.reresolve(&*resolver);
+    /// Looks up again the hosts whose record expired by `now_ms`.
+    fn reresolve(&mut self, now_ms: u64) {
+        if self
+            .directory
+            .next_reresolve_ms()
+            .is_none_or(|at| at > now_ms)
+        {
+            return;
+        }
+        let (resolver, dns) = (self.resolver.clone(), self.dns.clone());
+        let resolve = |host: &str, port| lookup(&resolver, &dns, host, port);
+        // One pass may spend about one lookup timeout more than the budget; hosts left over
+        // go first at the next tick, and commands are served in between.
+        let budget_end = Instant::now() + self.resolve_timeout;
+        let may_continue = || Instant::now() < budget_end;
+        let found = self
+            .directory
+            .reresolve_due(&resolve, now_ms, &may_continue);
         for event in &found {
             match event {
                 Reresolved::Moved { .. } => tracing::info!(%event, "dsp address changed"),
@@ -301,6 +333,7 @@ impl Control {
 
     fn publish(&mut self) {
         let resolved = self.directory.resolved();
+        self.dns.published(&resolved);
         self.published_version = resolved.version;
         self.broadcast.send(resolved);
     }
@@ -309,7 +342,10 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use rtb_io::resolve::Answer;
+    use std::sync::Mutex;
+
+    const PERIOD: Duration = Duration::from_secs(30);
 
     /// A control on a resolver that answers `dsp.test` with whatever the test last set.
     fn scripted() -> (Control, Broadcast<Resolved>, Arc<Mutex<Vec<SocketAddr>>>) {
@@ -317,20 +353,25 @@ mod tests {
         let a = answer.clone();
         let resolver: Resolver = Arc::new(move |_host, port| {
             let addrs = a.lock().unwrap().clone();
-            Ok(addrs
-                .iter()
-                .map(|s| SocketAddr::new(s.ip(), port))
-                .collect())
+            Ok(Answer {
+                addrs: (addrs.iter())
+                    .map(|s| SocketAddr::new(s.ip(), port))
+                    .collect(),
+                ttl: None,
+            })
         });
         let broadcast = Broadcast::new(1);
         let config = ControlConfig {
             dsps_max: 4,
             ttl: Duration::from_secs(30),
             allow_loopback: false,
-            reresolve_period: RERESOLVE_PERIOD,
+            dns: DnsLimits {
+                reresolve_max: PERIOD,
+                ..DnsLimits::default()
+            },
             resolve_timeout: rtb_io::resolve::RESOLVE_TIMEOUT,
         };
-        let control = Control::new(config, broadcast.clone(), resolver);
+        let control = Control::new(config, broadcast.clone(), resolver, Default::default());
         (control, broadcast, answer)
     }
 
@@ -349,15 +390,32 @@ mod tests {
             .unwrap();
         assert_eq!((r.upsert, r.version), (Upsert::Refreshed, 1));
         assert_eq!(rx.drain(|_| {}), 0);
-        // Same address on re-resolve: nothing; a move: one snapshot with the new address.
-        c.reresolve();
+        // Same address on re-resolve: nothing; a move (to two addresses): one snapshot.
+        let period_ms = u64::try_from(PERIOD.as_millis()).unwrap();
+        let later = unix_ms() + period_ms;
+        c.reresolve(later);
         assert_eq!(rx.drain(|_| {}), 0);
-        *answer.lock().unwrap() = vec!["10.0.0.2:1".parse().unwrap()];
-        c.reresolve();
+        *answer.lock().unwrap() =
+            vec!["10.0.0.3:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap()];
+        c.reresolve(later + period_ms);
         let mut got = Vec::new();
         rx.drain(|s| got.push(s));
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].dsps[0].addr, "10.0.0.2:8080".parse().unwrap());
+        let two: Vec<SocketAddr> = vec![
+            "10.0.0.2:8080".parse().unwrap(),
+            "10.0.0.3:8080".parse().unwrap(),
+        ];
+        assert_eq!(*got[0].dsps[0].addrs, *two);
+        let mut metrics = String::new();
+        c.dns.render(&mut metrics);
+        assert!(
+            metrics.contains("rtb_dns_lookups_total{result=\"ok\"} 4\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("rtb_dsp_addresses{dsp=\"a\"} 2\n"),
+            "{metrics}"
+        );
         let (tx, reply) = oneshot::channel();
         c.handle(Command::Remove {
             name: "a".into(),

@@ -43,6 +43,7 @@ impl DebugHandler {
         if let Some(roster) = &self.shared.roster {
             roster.render(&mut text);
         }
+        self.shared.dns.render(&mut text);
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
     }
 

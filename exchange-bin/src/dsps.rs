@@ -42,6 +42,8 @@ pub struct TlsPoolSettings {
 pub struct PoolCounted {
     /// Connections opened.
     pub connects: u64,
+    /// Connects that failed (their address then backs off).
+    pub connect_failures: u64,
     /// Calls on a reused connection.
     pub reuses: u64,
     /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order.
@@ -57,7 +59,8 @@ pub struct DspSlot {
     pub host: String,
     /// Port.
     pub port: u16,
-    /// Resolved address.
+    /// The first of the host's resolved addresses (the pool spreads its connections over all
+    /// of them).
     pub addr: SocketAddr,
     /// Bid path.
     pub path: PathAndQuery,
@@ -119,8 +122,8 @@ fn new_pool(
     if url.tls {
         client.connects_in_flight_max = pools.tls.connects_in_flight;
     }
-    Some(Upstream::with_tls(
-        dsp.addr,
+    Some(Upstream::with_addrs(
+        &dsp.addrs,
         &url.authority(),
         client,
         upstream_tls,
@@ -128,7 +131,7 @@ fn new_pool(
 }
 
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
-/// change (re-pointing them if only the address moved) and pre-warming new ones. `tls` is the
+/// change (re-pointing them if only the addresses changed) and pre-warming new ones. `tls` is the
 /// worker's connector, used for `https://` DSPs.
 pub fn apply_snapshot(
     old: &DspSet,
@@ -152,7 +155,7 @@ pub fn apply_snapshot(
         });
         let (upstream, pool_counted, policy_counted) = match kept {
             Some(s) => {
-                s.upstream.set_addr(dsp.addr);
+                s.upstream.set_addrs(&dsp.addrs);
                 let counted = (s.pool_counted.clone(), s.policy_counted.clone());
                 (s.upstream.clone(), counted.0, counted.1)
             }
@@ -178,7 +181,7 @@ pub fn apply_snapshot(
             name: dsp.entry.name.as_str().into(),
             host: url.host.clone(),
             port: url.port,
-            addr: dsp.addr,
+            addr: dsp.addrs[0],
             path,
             gzip: dsp.entry.options.gzip,
             policy: Rc::new(DspPolicy::clone(&dsp.entry.options.policy)),

@@ -26,6 +26,7 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
+pub mod dns;
 pub mod dsp_gzip;
 pub mod dsps;
 mod exposition;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub ledger: Option<Arc<ledger::Ledger>>,
     /// The roster file's reload counters, when `--roster` is set.
     pub roster: Option<Arc<roster::RosterStatus>>,
+    /// DNS lookups and each DSP's address count.
+    pub dns: Arc<dns::DnsStatus>,
 }
 
 /// The currency rates as workers and the debug port get them.

@@ -181,6 +181,8 @@ pub struct DspMetrics {
     pub latency: Histogram,
     /// Connections opened by this worker's pool (mirrors the pool's counter).
     pub pool_connects: AtomicU64,
+    /// Connects that failed, each putting its address in back-off (mirrors the pool's counter).
+    pub pool_connect_failures: AtomicU64,
     /// Calls served on a reused pooled connection (mirrors the pool's counter).
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
@@ -320,7 +322,7 @@ impl WorkerMetrics {
     }
 }
 
-fn escape_label(v: &str, out: &mut String) {
+pub(crate) fn escape_label(v: &str, out: &mut String) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -371,6 +373,7 @@ struct DspSum {
     rejections: [u64; REJECT_REASONS.len()],
     latency: HistSnapshot,
     pool_connects: u64,
+    pool_connect_failures: u64,
     pool_reuses: u64,
     pool_idle: u64,
     pool_drains: [u64; DRAIN_RESULTS.len()],
@@ -398,6 +401,7 @@ impl DspSum {
         }
         self.latency.merge(&m.latency.snapshot());
         self.pool_connects += m.pool_connects.load(Ordering::Relaxed);
+        self.pool_connect_failures += m.pool_connect_failures.load(Ordering::Relaxed);
         self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
         self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
         for (a, b) in self.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
@@ -636,7 +640,7 @@ where
 
 /// Calls, bids, wins, no-bids, pool counters, skips and the call duration histogram.
 fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    let simple: [DspSeries; 8] = [
+    let simple: [DspSeries; 9] = [
         (
             "rtb_dsp_calls_total",
             "counter",
@@ -666,6 +670,12 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             "counter",
             "Connections opened to each DSP.",
             |s| s.pool_connects,
+        ),
+        (
+            "rtb_dsp_pool_connect_failures_total",
+            "counter",
+            "Connects to each DSP that failed; the address is then skipped for a while.",
+            |s| s.pool_connect_failures,
         ),
         (
             "rtb_dsp_pool_connections_reused_total",

@@ -183,6 +183,7 @@ fn onboarded(done: &Onboarded) -> Response {
         "name": done.entry.name,
         "url": done.entry.url.to_string(),
         "addr": done.addr.to_string(),
+        "addrs": done.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "gzip": done.entry.options.gzip,
         "version": done.version,
         "added_at_ms": done.entry.added_at_ms,

@@ -95,6 +95,7 @@ fn mirror_pool_counters(slot: &DspSlot) {
     let stats = &slot.upstream.stats;
     let now = PoolCounted {
         connects: stats.connects.get(),
+        connect_failures: stats.connect_failures.get(),
         reuses: stats.reuses.get(),
         drains: stats.drain_counts(),
     };
@@ -105,6 +106,11 @@ fn mirror_pool_counters(slot: &DspSlot) {
         total.store(total.load(Ordering::Relaxed) + delta, Ordering::Relaxed)
     };
     add(&m.pool_connects, now.connects, counted.connects);
+    add(
+        &m.pool_connect_failures,
+        now.connect_failures,
+        counted.connect_failures,
+    );
     add(&m.pool_reuses, now.reuses, counted.reuses);
     for ((total, now), counted) in m.pool_drains.iter().zip(now.drains).zip(counted.drains) {
         add(total, now, counted);

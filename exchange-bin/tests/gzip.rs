@@ -116,15 +116,8 @@ fn a_gzip_bomb_answer_is_refused_within_the_limit_and_counted() {
         return;
     };
     let bomb = bomb_dsp();
-    let flags = [
-        "--latency",
-        "fixed:0",
-        "--bid-rate",
-        "1",
-        "--price",
-        "fixed:2",
-    ];
-    let plain = DspProcess::start(&dsp_bin, "plain", 0, &flags).expect("rtb-dsp started");
+    let plain =
+        DspProcess::start(&dsp_bin, "plain", 0, &ALWAYS_BIDS_AT_2).expect("rtb-dsp started");
     let ex = Exchange::start(&["--shed-lag-ms", "1000"]);
     onboard_gzip(&ex, "bomb", bomb.addr);
     assert_eq!(ex.onboard("plain", plain.addr).status, 201);

@@ -26,14 +26,7 @@ const ANSWER_SLACK: Duration = Duration::from_millis(100);
 fn https_dsp(bin: &std::path::Path, name: &str, cert: &ServerCert) -> DspProcess {
     let args = cert.args();
     let mut flags: Vec<&str> = args.iter().map(String::as_str).collect();
-    flags.extend([
-        "--latency",
-        "fixed:0",
-        "--bid-rate",
-        "1",
-        "--price",
-        "fixed:2",
-    ]);
+    flags.extend(ALWAYS_BIDS_AT_2);
     DspProcess::start(bin, name, 0, &flags).expect("rtb-dsp started")
 }
 

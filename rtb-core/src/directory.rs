@@ -1,39 +1,36 @@
-//! Owns the DSP directory: the [`Registry`] together with the address each DSP's host name
+//! Owns the DSP directory: the [`Registry`] together with every address each DSP's host name
 //! resolved to, as the control plane keeps it. Onboarding resolves the URL's host and checks
-//! every address it resolves to ([`check_address`], the DNS-rebinding defence: a name is
-//! judged by what it resolves to, not by how it is spelt); re-resolution follows a DSP that
-//! moved, keeps the last good address when the resolver fails, and removes a DSP whose name
-//! now resolves to a forbidden address; expiry drops DSPs not seen within the TTL.
+//! every address it resolves to ([`crate::dns::resolve_checked`], the DNS-rebinding defence: a
+//! name is judged by what it resolves to, not by how it is spelt); re-resolution, each host
+//! when its record expires ([`crate::dns::reresolve_at_ms`]), follows a DSP whose addresses
+//! changed, keeps the last good addresses when the resolver fails, and removes a DSP whose
+//! name now resolves to a forbidden address; expiry drops DSPs not seen within the TTL.
 //!
 //! Sans-IO like the rest of the crate: the resolver and the wall-clock time are parameters,
 //! and every method says whether workers need a new [`Resolved`] snapshot instead of sending
 //! one (the exchange's control thread does, over `rtb_io::Broadcast`).
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
+pub use crate::dns::{resolve_checked, Answer, Resolve};
 use crate::{
+    dns::{Checked, DnsLimits},
     echo::truncate,
     policy_fields::PolicyFields,
-    registry::{check_address, BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
+    registry::{BidUrl, DspEntry, DspOptions, Registry, RegistryError, Upsert},
     roster::Roster,
 };
 
-/// Turns `host, port` into addresses (the caller's resolver; blocking is its business).
-pub type Resolve<'r> = &'r dyn Fn(&str, u16) -> Result<Vec<SocketAddr>, String>;
-
-/// One DSP as workers see it: the registry entry plus the address to connect to.
+/// One DSP as workers see it: the registry entry plus the addresses to connect to.
 #[derive(Debug, Clone)]
 pub struct ResolvedDsp {
     /// Registry entry.
     pub entry: DspEntry,
-    /// Where to connect.
-    pub addr: SocketAddr,
+    /// Where to connect: every address its host resolved to (at least one, at most
+    /// [`DnsLimits::addrs_max`]), in address order.
+    pub addrs: Arc<[SocketAddr]>,
 }
 
 /// A registry snapshot with addresses, for every worker.
@@ -61,9 +58,9 @@ pub struct Onboard {
     pub upsert: Upsert,
     /// The stored entry.
     pub entry: DspEntry,
-    /// The address resolved.
-    pub addr: SocketAddr,
-    /// Whether workers need a new snapshot (a refresh at the same address only moves
+    /// The addresses resolved (at least one).
+    pub addrs: Arc<[SocketAddr]>,
+    /// Whether workers need a new snapshot (a refresh at the same addresses only moves
     /// `last_seen`, which workers do not use).
     pub changed: bool,
 }
@@ -71,12 +68,12 @@ pub struct Onboard {
 /// What re-resolution found for one DSP, for the caller to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reresolved {
-    /// It now resolves to `addr`.
+    /// It now resolves to `addrs`.
     Moved {
         /// DSP name.
         name: String,
-        /// Its new address.
-        addr: SocketAddr,
+        /// Its new addresses.
+        addrs: Arc<[SocketAddr]>,
     },
     /// It now resolves to a forbidden address: removed.
     Removed {
@@ -85,7 +82,7 @@ pub enum Reresolved {
         /// Why.
         error: String,
     },
-    /// The resolver failed: the last good address is kept.
+    /// The resolver failed: the last good addresses are kept.
     Failed {
         /// DSP name.
         name: String,
@@ -103,14 +100,25 @@ pub struct DirectoryConfig {
     pub ttl: Duration,
     /// Whether loopback DSPs are allowed.
     pub allow_loopback: bool,
+    /// How many addresses are kept per host and how a record's TTL is followed.
+    pub dns: DnsLimits,
 }
 
-/// The registry and each DSP's resolved address.
+/// One DSP's addresses and when to look its host up again.
+#[derive(Debug)]
+struct DspAddrs {
+    name: String,
+    addrs: Arc<[SocketAddr]>,
+    /// Wall clock, ms; `u64::MAX` for an IP literal (nothing to look up).
+    reresolve_at_ms: u64,
+}
+
+/// The registry and each DSP's resolved addresses.
 #[derive(Debug)]
 pub struct Directory {
     config: DirectoryConfig,
     registry: Registry,
-    addrs: Vec<(String, SocketAddr)>,
+    addrs: Vec<DspAddrs>,
     /// Names the roster file holds (issue 15): they never expire, and leave when the roster
     /// drops them.
     from_roster: Vec<String>,
@@ -132,7 +140,9 @@ pub struct RosterApplied {
 struct ListEntry<'a> {
     name: &'a str,
     url: String,
+    /// The first address (kept for clients that read one).
     addr: String,
+    addrs: Vec<String>,
     gzip: bool,
     /// Its policy, fields at their defaults left out.
     #[serde(flatten)]
@@ -148,26 +158,6 @@ struct List<'a> {
     dsps_max: usize,
     ttl_s: u64,
     dsps: Vec<ListEntry<'a>>,
-}
-
-/// Resolves and checks every address `url`'s host resolves to; returns the first one.
-pub fn resolve_checked(
-    resolve: Resolve<'_>,
-    url: &BidUrl,
-    allow_loopback: bool,
-) -> Result<SocketAddr, String> {
-    let addrs = match url.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, url.port)],
-        Err(_) => resolve(&url.host, url.port)?,
-    };
-    for a in &addrs {
-        check_address(a.ip(), allow_loopback)
-            .map_err(|e| format!("host resolves to a forbidden address: {e}"))?;
-    }
-    addrs
-        .first()
-        .copied()
-        .ok_or_else(|| "host name has no address".to_string())
 }
 
 impl Directory {
@@ -199,7 +189,7 @@ impl Directory {
         let allow_loopback = self.config.allow_loopback;
         let url = BidUrl::parse(base_url, bid_path, allow_loopback)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
-        let addr = resolve_checked(resolve, &url, allow_loopback)
+        let checked = resolve_checked(resolve, &url, allow_loopback, self.config.dns.addrs_max)
             .map_err(|e| OnboardError::Invalid(format!("base_url: {e}")))?;
         // A roster DSP may heartbeat over HTTP; its roster entry (URL, policy) stays in force.
         let options = match self.roster_entry(name) {
@@ -210,6 +200,7 @@ impl Directory {
             Some(held) => held.options.clone(),
             None => options,
         };
+        let reresolve_at_ms = self.reresolve_at_ms(&url, &checked, now_ms);
         let upsert = self
             .registry
             .upsert(name, url, options, now_ms)
@@ -217,13 +208,7 @@ impl Directory {
                 RegistryError::Full => OnboardError::Full,
                 RegistryError::InvalidName => OnboardError::Invalid(format!("name: {e}")),
             })?;
-        let addr_changed = match self.addrs.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => std::mem::replace(&mut slot.1, addr) != addr,
-            None => {
-                self.addrs.push((name.to_string(), addr));
-                true
-            }
-        };
+        let (addrs, addrs_changed) = self.store_addrs(name, checked.addrs, reresolve_at_ms);
         let entry = self
             .registry
             .snapshot()
@@ -235,8 +220,8 @@ impl Directory {
         Ok(Onboard {
             upsert,
             entry,
-            addr,
-            changed: upsert != Upsert::Refreshed || addr_changed,
+            addrs,
+            changed: upsert != Upsert::Refreshed || addrs_changed,
         })
     }
 
@@ -244,7 +229,7 @@ impl Directory {
     pub fn remove(&mut self, name: &str) -> bool {
         let removed = self.registry.remove(name);
         if removed {
-            self.addrs.retain(|(n, _)| n != name);
+            self.addrs.retain(|a| a.name != name);
         }
         removed
     }
@@ -304,18 +289,55 @@ impl Directory {
         resolve: Resolve<'_>,
         now_ms: u64,
     ) -> Result<bool, String> {
-        let addr = resolve_checked(resolve, url, self.config.allow_loopback)?;
+        let checked = resolve_checked(
+            resolve,
+            url,
+            self.config.allow_loopback,
+            self.config.dns.addrs_max,
+        )?;
         let upsert = (self.registry)
             .upsert(name, url.clone(), options, now_ms)
             .map_err(|e| e.to_string())?;
-        let addr_changed = match self.addrs.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => std::mem::replace(&mut slot.1, addr) != addr,
-            None => {
-                self.addrs.push((name.to_string(), addr));
-                true
+        let reresolve_at_ms = self.reresolve_at_ms(url, &checked, now_ms);
+        let (_, addrs_changed) = self.store_addrs(name, checked.addrs, reresolve_at_ms);
+        Ok(upsert != Upsert::Refreshed || addrs_changed)
+    }
+
+    /// When to look `url`'s host up again after `checked` arrived at `now_ms`: never for an
+    /// IP literal.
+    fn reresolve_at_ms(&self, url: &BidUrl, checked: &Checked, now_ms: u64) -> u64 {
+        if url.host.parse::<IpAddr>().is_ok() {
+            return u64::MAX;
+        }
+        self.config.dns.reresolve_at_ms(now_ms, checked.ttl)
+    }
+
+    /// Stores `name`'s addresses and next lookup; the addresses kept and whether they changed.
+    fn store_addrs(
+        &mut self,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+        reresolve_at_ms: u64,
+    ) -> (Arc<[SocketAddr]>, bool) {
+        match self.addrs.iter_mut().find(|a| a.name == name) {
+            Some(slot) => {
+                slot.reresolve_at_ms = reresolve_at_ms;
+                let changed = *slot.addrs != *addrs;
+                if changed {
+                    slot.addrs = addrs.into();
+                }
+                (slot.addrs.clone(), changed)
             }
-        };
-        Ok(upsert != Upsert::Refreshed || addr_changed)
+            None => {
+                let addrs: Arc<[SocketAddr]> = addrs.into();
+                self.addrs.push(DspAddrs {
+                    name: name.to_string(),
+                    addrs: addrs.clone(),
+                    reresolve_at_ms,
+                });
+                (addrs, true)
+            }
+        }
     }
 
     /// Drops the DSPs not seen within the TTL at `now_ms` (the roster's never expire); how
@@ -327,38 +349,77 @@ impl Directory {
         if removed > 0 {
             let snapshot = self.registry.snapshot();
             self.addrs
-                .retain(|(n, _)| snapshot.dsps.iter().any(|e| e.name == *n));
+                .retain(|a| snapshot.dsps.iter().any(|e| e.name == a.name));
         }
         removed
     }
 
-    /// Resolves every DSP named by host name again; returns what changed (or failed), one
-    /// entry per DSP concerned. Workers need a new snapshot unless every entry is a failure.
-    pub fn reresolve(&mut self, resolve: Resolve<'_>) -> Vec<Reresolved> {
+    /// Looks up again the DSP hosts whose answer expired by `now_ms` (wall clock), the longest
+    /// expired first, while `may_continue` says so (the caller's time budget for one pass: a
+    /// host left over stays due and goes first next time); returns what changed (or failed),
+    /// one entry per DSP concerned. Workers need a new snapshot unless every entry is a
+    /// failure. A failed lookup keeps the last good addresses and is tried again after the
+    /// re-resolve period.
+    pub fn reresolve_due(
+        &mut self,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+        may_continue: &dyn Fn() -> bool,
+    ) -> Vec<Reresolved> {
         let snapshot = self.registry.snapshot();
+        let mut due: Vec<(u64, String)> = (self.addrs.iter())
+            .filter(|a| a.reresolve_at_ms <= now_ms)
+            .map(|a| (a.reresolve_at_ms, a.name.clone()))
+            .collect();
+        due.sort_unstable();
         let mut found = Vec::new();
-        for entry in snapshot.dsps.iter() {
-            if entry.url.host.parse::<IpAddr>().is_ok() {
-                continue;
+        for (_, name) in due {
+            if !may_continue() {
+                break;
             }
-            let name = entry.name.clone();
-            match resolve_checked(resolve, &entry.url, self.config.allow_loopback) {
-                Ok(addr) => {
-                    if let Some(slot) = self.addrs.iter_mut().find(|(n, _)| *n == entry.name) {
-                        if slot.1 != addr {
-                            slot.1 = addr;
-                            found.push(Reresolved::Moved { name, addr });
-                        }
-                    }
-                }
-                Err(error) if error.contains("forbidden") => {
-                    self.remove(&entry.name);
-                    found.push(Reresolved::Removed { name, error });
-                }
-                Err(error) => found.push(Reresolved::Failed { name, error }),
+            if let Some(entry) = snapshot.dsps.iter().find(|e| e.name == name) {
+                found.extend(self.reresolve_one(entry, resolve, now_ms));
             }
         }
         found
+    }
+
+    /// One DSP's host looked up again at `now_ms`; what changed, if anything.
+    fn reresolve_one(
+        &mut self,
+        entry: &DspEntry,
+        resolve: Resolve<'_>,
+        now_ms: u64,
+    ) -> Option<Reresolved> {
+        let name = entry.name.clone();
+        let (allow_loopback, dns) = (self.config.allow_loopback, self.config.dns);
+        match resolve_checked(resolve, &entry.url, allow_loopback, dns.addrs_max) {
+            Ok(checked) => {
+                let at_ms = self.reresolve_at_ms(&entry.url, &checked, now_ms);
+                let (addrs, changed) = self.store_addrs(&name, checked.addrs, at_ms);
+                changed.then_some(Reresolved::Moved { name, addrs })
+            }
+            Err(error) if error.contains("forbidden") => {
+                self.remove(&entry.name);
+                Some(Reresolved::Removed { name, error })
+            }
+            Err(error) => {
+                let at_ms = dns.reresolve_at_ms(now_ms, None);
+                if let Some(slot) = self.addrs.iter_mut().find(|a| a.name == name) {
+                    slot.reresolve_at_ms = at_ms;
+                }
+                Some(Reresolved::Failed { name, error })
+            }
+        }
+    }
+
+    /// The earliest time (wall clock, ms) a host is due to be looked up again; `None` when
+    /// every DSP is an IP literal (or there are none).
+    pub fn next_reresolve_ms(&self) -> Option<u64> {
+        (self.addrs.iter())
+            .map(|a| a.reresolve_at_ms)
+            .filter(|&at| at != u64::MAX)
+            .min()
     }
 
     /// The snapshot workers get: every DSP with its address.
@@ -368,10 +429,10 @@ impl Directory {
             .dsps
             .iter()
             .filter_map(|e| {
-                let addr = self.addrs.iter().find(|(n, _)| *n == e.name)?.1;
+                let addrs = self.addrs.iter().find(|a| a.name == e.name)?.addrs.clone();
                 Some(ResolvedDsp {
                     entry: e.clone(),
-                    addr,
+                    addrs,
                 })
             })
             .collect();
@@ -385,11 +446,9 @@ impl Directory {
     pub fn list_json(&self, now_ms: u64) -> String {
         let snapshot = self.registry.snapshot();
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
-        let addr_of = |name: &str| {
-            self.addrs
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, a)| a.to_string())
+        let addrs_of = |name: &str| -> Vec<String> {
+            (self.addrs.iter().find(|a| a.name == name))
+                .map(|a| a.addrs.iter().map(SocketAddr::to_string).collect())
                 .unwrap_or_default()
         };
         let list = List {
@@ -402,7 +461,8 @@ impl Directory {
                 .map(|e| ListEntry {
                     name: &e.name,
                     url: e.url.to_string(),
-                    addr: addr_of(&e.name),
+                    addr: addrs_of(&e.name).first().cloned().unwrap_or_default(),
+                    addrs: addrs_of(&e.name),
                     gzip: e.options.gzip,
                     policy: PolicyFields::from(&*e.options.policy),
                     added_at_ms: e.added_at_ms,
@@ -418,7 +478,9 @@ impl Directory {
 impl std::fmt::Display for Reresolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reresolved::Moved { name, addr } => write!(f, "{}: moved to {addr}", truncate(name)),
+            Reresolved::Moved { name, addrs } => {
+                write!(f, "{}: now at {addrs:?}", truncate(name))
+            }
             Reresolved::Removed { name, error } => {
                 write!(f, "{}: removed: {error}", truncate(name))
             }
@@ -437,45 +499,78 @@ mod tests {
 
     const NOW_MS: u64 = 1_000_000;
 
+    /// The re-resolve period (`--dns-reresolve-s`) of these tests.
+    const PERIOD_MS: u64 = 30_000;
+
     fn directory(max: usize, allow_loopback: bool) -> Directory {
         Directory::new(DirectoryConfig {
             dsps_max: max,
             ttl: Duration::from_secs(30),
             allow_loopback,
+            dns: DnsLimits {
+                reresolve_max: Duration::from_millis(PERIOD_MS),
+                ..DnsLimits::default()
+            },
         })
     }
 
-    /// A resolver answering `dsp.test` with whatever the test last set.
-    struct Scripted(Mutex<Result<Vec<SocketAddr>, String>>);
+    /// A resolver answering `dsp.test` with whatever the test last set, and counting lookups.
+    struct Scripted {
+        answer: Mutex<Result<Answer, String>>,
+        lookups: Mutex<usize>,
+    }
 
     impl Scripted {
         fn new() -> Self {
-            Scripted(Mutex::new(Ok(vec![SocketAddr::from(([10, 0, 0, 1], 80))])))
+            let first = Answer {
+                addrs: vec![SocketAddr::from(([10, 0, 0, 1], 80))],
+                ttl: None,
+            };
+            Scripted {
+                answer: Mutex::new(Ok(first)),
+                lookups: Mutex::new(0),
+            }
         }
 
-        fn set(&self, answer: Result<Vec<&str>, &str>) {
-            *self.0.lock().unwrap() = answer
-                .map(|v| v.iter().map(|a| a.parse().unwrap()).collect())
+        fn set_with_ttl(&self, answer: Result<Vec<&str>, &str>, ttl: Option<Duration>) {
+            *self.answer.lock().unwrap() = answer
+                .map(|v| Answer {
+                    addrs: v.iter().map(|a| a.parse().unwrap()).collect(),
+                    ttl,
+                })
                 .map_err(str::to_string);
         }
 
-        fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        fn set(&self, answer: Result<Vec<&str>, &str>) {
+            self.set_with_ttl(answer, None);
+        }
+
+        fn lookups(&self) -> usize {
+            *self.lookups.lock().unwrap()
+        }
+
+        fn resolve(&self, host: &str, port: u16) -> Result<Answer, String> {
             assert_eq!(host, "dsp.test");
-            let answer = self.0.lock().unwrap().clone();
-            answer.map(|v| {
-                v.into_iter()
+            *self.lookups.lock().unwrap() += 1;
+            let answer = self.answer.lock().unwrap().clone();
+            answer.map(|a| Answer {
+                addrs: (a.addrs.iter())
                     .map(|s| SocketAddr::new(s.ip(), port))
-                    .collect()
+                    .collect(),
+                ttl: a.ttl,
             })
         }
     }
 
-    fn no_resolver(host: &str, _port: u16) -> Result<Vec<SocketAddr>, String> {
+    fn no_resolver(host: &str, _port: u16) -> Result<Answer, String> {
         panic!("{host} resolved, but only IP literals are onboarded here")
     }
 
+    /// Every DSP's addresses, in order.
     fn addrs(d: &Directory) -> Vec<SocketAddr> {
-        d.resolved().dsps.iter().map(|d| d.addr).collect()
+        (d.resolved().dsps.iter())
+            .flat_map(|d| d.addrs.iter().copied())
+            .collect()
     }
 
     #[test]
@@ -492,15 +587,17 @@ mod tests {
             NOW_MS,
         );
         let r = r.unwrap();
-        assert_eq!(r.addr, "10.0.0.1:8080".parse().unwrap());
+        assert_eq!(*r.addrs, ["10.0.0.1:8080".parse().unwrap()]);
         assert!(r.changed);
+        let mut now_ms = NOW_MS + PERIOD_MS;
 
         // Same answer: nothing changed.
-        assert_eq!(d.reresolve(&resolve), vec![]);
+        assert_eq!(d.reresolve_due(&resolve, now_ms, &|| true), vec![]);
 
         // The name stops resolving: the last good address is kept.
         scripted.set(Err("host name does not resolve"));
-        let found = d.reresolve(&resolve);
+        now_ms += PERIOD_MS;
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Failed { .. }]),
             "{found:?}"
@@ -510,25 +607,140 @@ mod tests {
         // It moves: the snapshot has the new address.
         scripted.set(Ok(vec!["10.0.0.2:1"]));
         let moved: SocketAddr = "10.0.0.2:8080".parse().unwrap();
-        let found = d.reresolve(&resolve);
+        now_ms += PERIOD_MS;
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert_eq!(
             found,
             vec![Reresolved::Moved {
                 name: "a".into(),
-                addr: moved
+                addrs: vec![moved].into()
             }]
         );
         assert_eq!(addrs(&d), vec![moved]);
 
         // It is rebound to loopback (not allowed here): the DSP is removed.
         scripted.set(Ok(vec!["127.0.0.1:1"]));
-        let found = d.reresolve(&resolve);
+        now_ms += PERIOD_MS;
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
         assert!(
             matches!(&found[..], [Reresolved::Removed { .. }]),
             "{found:?}"
         );
         assert!(d.registry().snapshot().dsps.is_empty());
         assert_eq!(addrs(&d), vec![]);
+    }
+
+    #[test]
+    fn every_address_of_a_host_is_kept_and_a_reordered_answer_is_no_change() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, false);
+        scripted.set(Ok(vec!["10.0.0.3:1", "10.0.0.1:1", "10.0.0.2:1"]));
+        let options = DspOptions::default();
+        let r = d.onboard("a", "http://dsp.test:81", None, options, &resolve, NOW_MS);
+        let three: Vec<SocketAddr> = ["10.0.0.1:81", "10.0.0.2:81", "10.0.0.3:81"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(*r.unwrap().addrs, *three);
+        assert_eq!(addrs(&d), three);
+        assert!(d
+            .list_json(NOW_MS)
+            .contains(r#""addrs":["10.0.0.1:81","10.0.0.2:81","10.0.0.3:81"]"#));
+        // A server rotating its answer is no change for the workers.
+        scripted.set(Ok(vec!["10.0.0.2:1", "10.0.0.3:1", "10.0.0.1:1"]));
+        assert_eq!(
+            d.reresolve_due(&resolve, NOW_MS + PERIOD_MS, &|| true),
+            vec![]
+        );
+        // One address leaves: the others stay.
+        scripted.set(Ok(vec!["10.0.0.3:1", "10.0.0.1:1"]));
+        let found = d.reresolve_due(&resolve, NOW_MS + 2 * PERIOD_MS, &|| true);
+        assert!(
+            matches!(&found[..], [Reresolved::Moved { addrs, .. }] if addrs.len() == 2),
+            "{found:?}"
+        );
+        assert_eq!(addrs(&d), [three[0], three[2]]);
+    }
+
+    #[test]
+    fn each_host_is_looked_up_again_when_its_record_expires() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, true);
+        let options = DspOptions::default();
+        // An IP literal is never looked up: nothing is due.
+        d.onboard(
+            "lit",
+            "http://127.0.0.1:9",
+            None,
+            options.clone(),
+            &resolve,
+            NOW_MS,
+        )
+        .unwrap();
+        assert_eq!(d.next_reresolve_ms(), None);
+        scripted.set_with_ttl(Ok(vec!["10.0.0.1:1"]), Some(Duration::from_secs(5)));
+        d.onboard("a", "http://dsp.test", None, options, &resolve, NOW_MS)
+            .unwrap();
+        assert_eq!(scripted.lookups(), 1);
+        assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 5_000));
+        // Before the record expires: no lookup.
+        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 4_999, &|| true), vec![]);
+        assert_eq!(scripted.lookups(), 1);
+        // At expiry: one lookup; a TTL of 0 next is held to the minimum.
+        scripted.set_with_ttl(Ok(vec!["10.0.0.1:1"]), Some(Duration::ZERO));
+        assert_eq!(d.reresolve_due(&resolve, NOW_MS + 5_000, &|| true), vec![]);
+        assert_eq!(scripted.lookups(), 2);
+        assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 6_000));
+        // A failed lookup keeps the address and waits the whole period before trying again.
+        scripted.set(Err("timed out"));
+        let found = d.reresolve_due(&resolve, NOW_MS + 6_000, &|| true);
+        assert!(
+            matches!(&found[..], [Reresolved::Failed { .. }]),
+            "{found:?}"
+        );
+        assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 6_000 + PERIOD_MS));
+        assert_eq!(addrs(&d).len(), 2);
+        // A long TTL is capped at the period.
+        scripted.set_with_ttl(Ok(vec!["10.0.0.1:1"]), Some(Duration::from_secs(86_400)));
+        let later = NOW_MS + 6_000 + PERIOD_MS;
+        assert_eq!(d.reresolve_due(&resolve, later, &|| true), vec![]);
+        assert_eq!(d.next_reresolve_ms(), Some(later + PERIOD_MS));
+        assert_eq!(scripted.lookups(), 4);
+    }
+
+    #[test]
+    fn a_pass_stops_when_its_budget_is_spent_and_the_rest_goes_first_next_time() {
+        let scripted = Scripted::new();
+        let resolve = |h: &str, p| scripted.resolve(h, p);
+        let mut d = directory(4, false);
+        for (name, at_ms) in [("late", NOW_MS + 1_000), ("early", NOW_MS)] {
+            let options = DspOptions::default();
+            d.onboard(name, "http://dsp.test", None, options, &resolve, at_ms)
+                .unwrap();
+        }
+        assert_eq!(scripted.lookups(), 2);
+        // Both due; the budget allows one lookup: the longest expired ("early") goes.
+        scripted.set(Ok(vec!["10.0.0.9:1"]));
+        let budget = std::cell::Cell::new(1_u32);
+        let one_more = || budget.replace(budget.get().saturating_sub(1)) > 0;
+        let now_ms = NOW_MS + 2 * PERIOD_MS;
+        let found = d.reresolve_due(&resolve, now_ms, &one_more);
+        assert!(
+            matches!(&found[..], [Reresolved::Moved { name, .. }] if name == "early"),
+            "{found:?}"
+        );
+        assert_eq!(scripted.lookups(), 3);
+        // "late" is still due, and is the one looked up next.
+        assert_eq!(d.next_reresolve_ms(), Some(NOW_MS + 1_000 + PERIOD_MS));
+        let found = d.reresolve_due(&resolve, now_ms, &|| true);
+        assert!(
+            matches!(&found[..], [Reresolved::Moved { name, .. }] if name == "late"),
+            "{found:?}"
+        );
+        assert_eq!(scripted.lookups(), 4);
+        assert_eq!(d.next_reresolve_ms(), Some(now_ms + PERIOD_MS));
     }
 
     #[test]
@@ -569,7 +781,7 @@ mod tests {
         );
         let r = r.unwrap();
         assert_eq!((r.upsert, r.changed), (Upsert::Added, true));
-        assert_eq!(r.addr, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(*r.addrs, ["127.0.0.1:9".parse().unwrap()]);
         assert_eq!(d.resolved().dsps[0].entry.url.path, "/bid");
         // Refresh: workers need nothing new.
         let r = d.onboard(

@@ -19,8 +19,10 @@
 //! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
 //! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
-//! - [`directory`]: the registry with each DSP's resolved address (onboard, expire,
+//! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - [`dns`]: a DNS answer as the directory keeps it (every address checked, bounded) and
+//!   when to look a host up again (its TTL, clamped).
 //! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
@@ -95,6 +97,7 @@ mod creative;
 pub mod currency;
 pub mod deadline;
 pub mod directory;
+pub mod dns;
 pub mod echo;
 pub mod encode;
 pub mod engine;

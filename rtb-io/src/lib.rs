@@ -14,8 +14,10 @@
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
 //! - [`process`]: the standard `process_*` metrics, read from `/proc/self`.
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
-//! - Control-thread helpers (blocking, never on a worker): [`resolve`] (the system resolver,
-//!   bounded in time), [`fetch`] (a file or one `http://` GET, bounded), [`clock`] (Unix ms).
+//! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
+//!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
+//!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
+//!   [`clock`] (Unix ms).
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
 //!
@@ -28,6 +30,7 @@ pub mod clickhouse;
 pub mod client;
 pub mod clock;
 mod conn;
+pub mod dns;
 pub mod driver;
 pub mod fanout;
 pub mod fetch;

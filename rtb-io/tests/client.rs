@@ -151,7 +151,12 @@ fn serve(mut s: TcpStream, mode: Mode) {
 }
 
 fn upstream(mode: Mode) -> TestUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    upstream_on("127.0.0.1:0", mode)
+}
+
+/// A test upstream listening on `bind` (another loopback address, a port chosen before).
+fn upstream_on(bind: &str, mode: Mode) -> TestUpstream {
+    let listener = TcpListener::bind(bind).unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let ended = Arc::new(AtomicUsize::new(0));
@@ -638,4 +643,115 @@ fn new_connections_are_paced() {
         assert_eq!(pool.stats.connects_paced.get(), 3);
     });
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// A pool over two addresses of one "host" (127.0.0.1 and 127.0.0.2, one port) that opens a
+/// connection per call (none kept idle), so each call shows where a new connection goes.
+fn two_address_pool(addrs: [SocketAddr; 2], backoff: Duration) -> Rc<Upstream> {
+    let config = ClientConfig {
+        idle_connections_max: 0,
+        addr_backoff: backoff,
+        ..ClientConfig::default()
+    };
+    Upstream::with_addrs(&addrs, "dsp.test", config, None)
+}
+
+async fn calls_ok(pool: &Upstream, n: usize) {
+    for _ in 0..n {
+        let r = pool
+            .call(&req(b"x"), Instant::now() + Duration::from_secs(2))
+            .await;
+        assert_eq!(r.unwrap().status, 200);
+    }
+}
+
+#[test]
+fn new_connections_skip_a_refusing_address_then_alternate_once_it_serves() {
+    let _serial = serial();
+    let live = upstream(Mode::Ok);
+    // The same port on 127.0.0.2, where nothing listens yet: connects are refused.
+    let dead: SocketAddr = SocketAddr::new([127, 0, 0, 2].into(), live.addr.port());
+    let backoff = Duration::from_millis(300);
+    let pool = two_address_pool([dead, live.addr], backoff);
+    let accepted = live.accepted.clone();
+    let pool_run = pool.clone();
+    run(async move {
+        // Every call succeeds: the refused connect is retried on the live address at once,
+        // and the refusing one is skipped for the back-off.
+        calls_ok(&pool_run, 6).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 6);
+        assert_eq!(pool_run.usable_addr_count(Instant::now()), 1);
+    });
+    assert_eq!(pool.stats.failures.get(), 0);
+    assert!(
+        pool.stats.connect_failures.get() >= 1,
+        "the refused connect is counted"
+    );
+    // The address comes alive; once its back-off ends, new connections alternate.
+    let revived = upstream_on(&dead.to_string(), Mode::Ok);
+    thread::sleep(backoff + Duration::from_millis(50));
+    let before = live.accepted.load(Ordering::SeqCst);
+    run(async move {
+        assert_eq!(pool.usable_addr_count(Instant::now()), 2);
+        calls_ok(&pool, 6).await;
+    });
+    assert_eq!(revived.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(live.accepted.load(Ordering::SeqCst) - before, 3);
+}
+
+#[test]
+fn prewarm_spreads_across_addresses_and_re_pointing_keeps_the_staying_ones() {
+    let _serial = serial();
+    let a = upstream(Mode::Ok);
+    let b = upstream_on(&format!("127.0.0.2:{}", a.addr.port()), Mode::Ok);
+    let config = ClientConfig {
+        idle_connections_max: 8,
+        ..ClientConfig::default()
+    };
+    let pool = Upstream::with_addrs(&[a.addr, b.addr], "dsp.test", config, None);
+    run(async move {
+        assert_eq!(pool.prewarm(4).await, 4);
+        // A connect completes in the kernel before the test server's accept counts it.
+        let both = || a.accepted.load(Ordering::SeqCst) + b.accepted.load(Ordering::SeqCst);
+        wait_for(Duration::from_secs(2), || both() == 4).await;
+        assert_eq!(a.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+        // b leaves the answer: its idle connections go, a's stay.
+        pool.set_addrs(&[a.addr]);
+        assert_eq!(pool.idle_count(), 2);
+        assert_eq!(pool.addrs(), vec![a.addr]);
+        calls_ok(&pool, 2).await;
+        assert_eq!(
+            pool.stats.connects.get(),
+            4,
+            "served by the pooled connections"
+        );
+    });
+}
+
+#[test]
+fn prewarm_fills_past_a_refusing_address_and_stops_when_none_serves() {
+    let _serial = serial();
+    let live = upstream(Mode::Ok);
+    let port = live.addr.port();
+    let refusing = |last: u8| SocketAddr::new([127, 0, 0, last].into(), port);
+    let config = ClientConfig {
+        idle_connections_max: 8,
+        addr_backoff: Duration::from_millis(1),
+        ..ClientConfig::default()
+    };
+    let mixed = Upstream::with_addrs(&[refusing(2), live.addr], "dsp.test", config, None);
+    let dead = Upstream::with_addrs(&[refusing(2), refusing(3)], "dsp.test", config, None);
+    run(async move {
+        assert_eq!(mixed.prewarm(4).await, 4);
+        assert!(mixed.stats.connect_failures.get() >= 1);
+        let started = Instant::now();
+        assert_eq!(dead.prewarm(4).await, 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(dead.stats.connect_failures.get() <= 4);
+    });
 }

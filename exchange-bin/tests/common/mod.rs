@@ -133,6 +133,16 @@ pub fn dsp_binary(test: &str) -> Option<PathBuf> {
     test_support::ci::workspace_binary(test, "rtb-dsp", "RTB_DSP_BIN")
 }
 
+/// `rtb-dsp` flags for a DSP that answers every request at once with a bid of 2.
+pub const ALWAYS_BIDS_AT_2: [&str; 6] = [
+    "--latency",
+    "fixed:0",
+    "--bid-rate",
+    "1",
+    "--price",
+    "fixed:2",
+];
+
 /// A running `rtb-dsp` process (not onboarded by itself); killed on drop.
 pub struct DspProcess {
     pub process: Process,

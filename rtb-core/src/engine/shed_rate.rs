@@ -4,7 +4,8 @@
 //! The controller is PIE's (RFC 8033, "Proportional Integral controller Enhanced"), with the
 //! event-loop lag as its queue delay: every `update_period` the shed probability moves by
 //! `alpha` times the lag's excess over `target` plus `beta` times the lag's change since the
-//! last update, and decays by 10% an update while both are under half the target. Why the lag:
+//! last update (rising only while the lag is over the target), and decays by 10% an update
+//! while both are under half the target. Why the lag:
 //! a request's own wait, between the kernel receiving it and the worker reading it, is not
 //! visible to the worker, but it is at most one turn of the event loop, and the lag probe
 //! measures those turns (a timer due in 1 ms fires one turn late). Why PIE rather than CoDel's
@@ -101,7 +102,12 @@ impl ShedRate {
     }
 
     fn update(&mut self, lag: Duration, now: Instant) {
-        let due = *self.next_update.get_or_insert(now);
+        let Some(due) = self.next_update else {
+            // The first sample: no change to measure yet.
+            self.next_update = Some(now + self.policy.update_period);
+            self.last_lag = lag;
+            return;
+        };
         if now < due {
             return;
         }
@@ -112,6 +118,11 @@ impl ShedRate {
         let mut p = self.probability
             + self.policy.alpha * (current - target)
             + self.policy.beta * (current - last);
+        // The lag moves in millisecond steps (the timer's resolution): below the target a
+        // rising lag is noise, not a queue, so the share may only fall there.
+        if current <= target {
+            p = p.min(self.probability);
+        }
         if current < target / 2.0 && last < target / 2.0 {
             p *= DECAY;
         }

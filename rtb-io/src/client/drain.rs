@@ -101,9 +101,9 @@ async fn drain(upstream: Rc<Upstream>, mut conn: Conn) {
     limits.response_bytes_max = limits.drain_bytes_max;
     let deadline = MonoInstant::now() + limits.drain_timeout;
     let answer = timeout_at(deadline, read_answer(&mut conn, &limits, false)).await;
-    // The address may have been re-pointed while the answer was late: keep only connections
-    // to the current one.
-    let same_peer = conn.stream.peer_addr().ok() == Some(upstream.addr());
+    // The addresses may have been re-pointed while the answer was late: keep only connections
+    // to a current one.
+    let same_peer = (conn.stream.peer_addr()).is_ok_and(|peer| upstream.has_addr(peer));
     match answer {
         Ok(Ok(received)) if received.reusable && same_peer => {
             bump(&upstream.stats.drains_reused);

@@ -13,6 +13,8 @@
 //! ([`CallError::ConnectPaced`]) instead of paying for a connect (2.4 ms inside a worker with
 //! 10,000 kube-proxy rules, measured by netlab). A slow or hanging DSP, or a slow connection
 //! set-up, therefore costs a bounded number of connects per second, whatever the timeout rate.
+//! An upstream whose host has several addresses spreads its new connections round robin across
+//! them, skipping for a while an address whose connect failed ([`targets`]).
 //!
 //! Why only an unanswered connection is drained: on io_uring, dropping an in-flight read submits
 //! an async cancel, and the buffer goes with the cancelled op. Bytes already read (a half-read
@@ -29,6 +31,7 @@
 pub(crate) mod drain;
 pub(crate) mod pacing;
 pub(crate) mod pool;
+pub(crate) mod targets;
 pub(crate) mod wire;
 
 use std::{
@@ -52,6 +55,9 @@ pub const IN_FLIGHT_MAX_DEFAULT: usize = 1024;
 /// Time allowed to open a connection, TLS handshake included (also bounded by the call's
 /// deadline).
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_millis(200);
+/// How long an upstream address whose connect failed (refused, unreachable, or not connected
+/// within the connect timeout) is skipped while another address of the upstream is usable.
+pub const ADDR_BACKOFF_DEFAULT: Duration = Duration::from_secs(5);
 /// Largest response body accepted.
 pub const RESPONSE_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 /// How long a timed-out call's connection may wait for its late answer before it is closed.
@@ -95,6 +101,8 @@ pub struct ClientConfig {
     pub connects_per_s: u32,
     /// Token bucket size: new connections in a burst.
     pub connects_burst: u32,
+    /// How long an address whose connect failed is skipped (another address being usable).
+    pub addr_backoff: Duration,
 }
 
 impl Default for ClientConfig {
@@ -110,6 +118,7 @@ impl Default for ClientConfig {
             connects_in_flight_max: CONNECTS_IN_FLIGHT_MAX_DEFAULT,
             connects_per_s: CONNECTS_PER_S_DEFAULT,
             connects_burst: CONNECTS_BURST_DEFAULT,
+            addr_backoff: ADDR_BACKOFF_DEFAULT,
         }
     }
 }

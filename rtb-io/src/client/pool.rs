@@ -2,6 +2,9 @@
 //! non-blocking connect, lending them to calls, taking them back when the response left them
 //! reusable, and counting what happened.
 //!
+//! Each new connection goes to the next of the upstream's addresses in turn ([`Targets`]); a
+//! failed connect puts its address in back-off.
+//!
 //! Connects are a non-blocking `connect(2)` plus a readiness wait, so a timed-out connect never
 //! cancels a connect op (monoio 0.2.4 leaks the fd then, issue #318). Each connect takes a
 //! permit from the upstream's [`Pacing`] first; a call's connection is lent through
@@ -23,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::drain::Lent;
 use super::pacing::Pacing;
+use super::targets::Targets;
 use super::wire::{exchange, Conn, ExchangeError, Received};
 use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
 use crate::{stream::NetStream, tls::UpstreamTls};
@@ -32,6 +36,9 @@ use crate::{stream::NetStream, tls::UpstreamTls};
 pub struct UpstreamStats {
     /// Connections opened.
     pub connects: Cell<u64>,
+    /// Connects that failed (refused, unreachable, not connected within the connect timeout,
+    /// TLS handshake refused), each putting its address in back-off.
+    pub connect_failures: Cell<u64>,
     /// Calls served on a pooled connection.
     pub reuses: Cell<u64>,
     /// Calls that ended with each error.
@@ -81,7 +88,7 @@ pub(crate) fn bump(c: &Cell<u64>) {
 /// per worker, e.g. in the handler factory.
 #[derive(Debug)]
 pub struct Upstream {
-    addr: Cell<SocketAddr>,
+    targets: Targets,
     host: Bytes,
     config: ClientConfig,
     /// TLS settings for an `https://` upstream; `None`: plain TCP.
@@ -159,8 +166,20 @@ impl Upstream {
         config: ClientConfig,
         tls: Option<UpstreamTls>,
     ) -> Rc<Self> {
+        Self::with_addrs(&[addr], host, config, tls)
+    }
+
+    /// A pool whose new connections go round robin to `addrs` (every address of the host;
+    /// at least one), skipping for [`ClientConfig::addr_backoff`] an address whose connect
+    /// failed while another is usable; TLS as in [`Upstream::with_tls`].
+    pub fn with_addrs(
+        addrs: &[SocketAddr],
+        host: &str,
+        config: ClientConfig,
+        tls: Option<UpstreamTls>,
+    ) -> Rc<Self> {
         Rc::new_cyclic(|me| Self {
-            addr: Cell::new(addr),
+            targets: Targets::new(addrs, config.addr_backoff),
             host: Bytes::copy_from_slice(host.as_bytes()),
             config,
             tls,
@@ -192,17 +211,39 @@ impl Upstream {
         self.pacing.in_flight()
     }
 
-    /// The upstream address.
+    /// The upstream's first address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr.get()
+        self.targets.first()
     }
 
-    /// Points the pool at a newly resolved address (from a periodic off-worker resolve).
-    /// Idle connections to the old address are closed; in-flight calls finish on theirs.
-    pub fn set_addr(&self, addr: SocketAddr) {
-        if self.addr.replace(addr) != addr {
-            self.clear_idle();
+    /// Every address new connections go to, in order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.targets.all()
+    }
+
+    /// Addresses not backing off after a failed connect, at `now`.
+    pub fn usable_addr_count(&self, now: Instant) -> usize {
+        self.targets.usable_count(now)
+    }
+
+    /// Whether `addr` is one of the upstream's addresses.
+    pub(crate) fn has_addr(&self, addr: SocketAddr) -> bool {
+        self.targets.contains(addr)
+    }
+
+    /// Points the pool at newly resolved addresses (from an off-worker resolve; an empty list
+    /// is ignored). Idle connections to an address that left are closed; in-flight calls
+    /// finish on theirs; addresses that stay keep their connections and back-off.
+    pub fn set_addrs(&self, addrs: &[SocketAddr]) {
+        if self.targets.set(addrs) {
+            (self.idle.borrow_mut())
+                .retain(|c| c.stream.peer_addr().is_ok_and(|p| self.targets.contains(p)));
         }
+    }
+
+    /// Points the pool at one newly resolved address (see [`Upstream::set_addrs`]).
+    pub fn set_addr(&self, addr: SocketAddr) {
+        self.set_addrs(&[addr]);
     }
 
     /// Idle pooled connections now.
@@ -215,14 +256,23 @@ impl Upstream {
         self.in_flight.get()
     }
 
-    /// Opens connections until `n` are idle (capped at `idle_connections_max`). Returns how
-    /// many are idle afterwards.
+    /// Opens connections until `n` are idle (capped at `idle_connections_max`), round robin
+    /// across the addresses; a failed address is skipped while another is usable. It stops at
+    /// a spent connect budget, at a failure with no usable address left, or after as many
+    /// failed connects as there are addresses (a back-off shorter than a connect timeout
+    /// would otherwise let it try forever). Returns how many are idle afterwards.
     pub async fn prewarm(&self, n: usize) -> usize {
         let target = n.min(self.config.idle_connections_max);
+        let mut failures_left = self.targets.len();
         while self.idle_count() < target {
             let deadline = MonoInstant::now() + self.config.connect_timeout;
             match self.connect(deadline).await {
                 Ok(conn) => self.idle.borrow_mut().push(conn),
+                Err(CallError::ConnectError | CallError::Tls)
+                    if failures_left > 1 && self.targets.usable_count(Instant::now()) > 0 =>
+                {
+                    failures_left -= 1;
+                }
                 Err(_) => break,
             }
         }
@@ -234,17 +284,44 @@ impl Upstream {
         self.idle.borrow_mut().clear();
     }
 
-    /// Opens a connection if the connect budget allows, else fails with `ConnectPaced`.
+    /// Opens a connection if the connect budget allows, else fails with `ConnectPaced`. A
+    /// failed connect (nothing was sent) is tried once more on each other usable address, by
+    /// the same deadline and under the same permit, so a refusing address costs the call a
+    /// refused connect, not the call.
     async fn connect(&self, deadline: MonoInstant) -> Result<Conn, CallError> {
         let Some(_permit) = self.pacing.try_acquire(Instant::now()) else {
             bump(&self.stats.connects_paced);
             return Err(CallError::ConnectPaced);
         };
-        self.connect_unpaced(deadline).await
+        let mut tries_left = self.targets.len();
+        loop {
+            tries_left -= 1;
+            match self.connect_unpaced(deadline).await {
+                Err(CallError::ConnectError | CallError::Tls)
+                    if tries_left > 0 && self.targets.usable_count(Instant::now()) > 0 => {}
+                opened => return opened,
+            }
+        }
     }
 
+    /// Opens a connection to the next address in turn; a failed connect (or handshake) puts
+    /// the address in back-off, a good one takes it out. A connect cut short by the call's
+    /// own deadline says nothing of the address and leaves it alone.
     async fn connect_unpaced(&self, deadline: MonoInstant) -> Result<Conn, CallError> {
-        let addr = self.addr.get();
+        let addr = self.targets.pick(Instant::now());
+        let opened = self.connect_to(addr, deadline).await;
+        match &opened {
+            Ok(_) => self.targets.succeeded(addr),
+            Err(CallError::Timeout) => {}
+            Err(_) => {
+                bump(&self.stats.connect_failures);
+                self.targets.failed(addr, Instant::now());
+            }
+        }
+        opened
+    }
+
+    async fn connect_to(&self, addr: SocketAddr, deadline: MonoInstant) -> Result<Conn, CallError> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(|_| CallError::ConnectError)?;
         socket
