@@ -31,6 +31,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+# netlab's cgroup helpers (CPU limits as Kubernetes sets them): reused for --exchange-cpus.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "netlab"))
+from netlablib.cgroups import Cgroups, CpuLimit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "benches" / "scripts"
 SAMPLES_DIR = ROOT / ".." / "shared" / "openrtb-samples"
@@ -395,12 +399,21 @@ def metric_sum(before, after, name, label=None):
     return total
 
 
+# With --exchange-cpus: (Cgroups, CpuLimit) the exchange processes are started under.
+EXCHANGE_LIMIT = None
+
+
 def start_exchange(procs, bins, driver, extra_args=()):
     name = f"exchange-{driver}"
-    p = procs.start(name, [str(bins / "rtb-exchange"), "--bind", "127.0.0.1", "--port", "0",
-                           "--debug-port", "0", "--workers", "1", "--pin", "true",
-                           "--io-driver", driver, "--dsp-ttl-s", str(DSP_TTL_S)]
-                    + list(extra_args), core=SERVER_CORE)
+    argv = ["taskset", "-c", str(SERVER_CORE), str(bins / "rtb-exchange"), "--bind", "127.0.0.1",
+            "--port", "0", "--debug-port", "0", "--workers", "1", "--pin", "true",
+            "--io-driver", driver, "--dsp-ttl-s", str(DSP_TTL_S)] + list(extra_args)
+    if EXCHANGE_LIMIT:
+        # A smaller CPU for the exchange alone (a CFS quota), so that it, not core 1 (load
+        # generator and DSPs), is what saturates: overload of the exchange itself.
+        cgroups, limit = EXCHANGE_LIMIT
+        argv = Cgroups.wrap(cgroups.create(f"load-{name}-{os.getpid()}", limit), argv)
+    p = procs.start(name, argv)
     addr = procs.wait_line(name, p, r"^listening on (\S+)")
     debug = procs.wait_line(name, p, r"^debug listening on (\S+)")
     server = Server("exchange" if driver == "uring" else "exchange-epoll", addr, p, debug)
@@ -975,6 +988,9 @@ def write_report(results, out_dir):
              f" on core {CLIENT_CORE} (taskset -c {CLIENT_CORE}). Note: core {CLIENT_CORE} also"
              " runs the DSPs, so in DSP scenarios it can saturate before core 0: see the `core 0`"
              " column (server CPU seconds / wall seconds).")
+    if results.get("exchange_limit"):
+        L.append(f"- the exchange ran in a cgroup, {results['exchange_limit']} (`--exchange-cpus`): "
+                 "its capacity is that share of a core, so overload is its own, not core 1's")
     b = results["bodies"]
     L.append(f"- bodies: {b['source']}, {b['count']} bodies rotated, {b['mean_bytes']:.0f} bytes "
              f"mean ({b['min_bytes']}-{b['max_bytes']}), newlines replaced by spaces (one line "
@@ -1141,6 +1157,10 @@ def main():
                     help="open-loop rates for every scenario chosen, in %% of its closed-loop "
                          "maximum (e.g. 150,200,400,1000 for issue 14's overload figures); "
                          "default: each scenario's own")
+    ap.add_argument("--exchange-cpus", default=None, type=CpuLimit.parse,
+                    help="run the exchange in a cgroup with this CPU limit, CPUS[@PERIOD_MS] "
+                         "(e.g. 0.3@1: 30%% of a core, enforced every millisecond), so that it "
+                         "saturates before the load generator's core (root; issue 14)")
     ap.add_argument("--bin-dir", type=Path, default=None,
                     help="release binaries (default $CARGO_TARGET_DIR/release)")
     args = ap.parse_args()
@@ -1148,6 +1168,12 @@ def main():
     for n in names:
         if n not in SCENARIOS:
             ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    if args.exchange_cpus and args.exchange_cpus.cpus is not None:
+        global EXCHANGE_LIMIT
+        cgroups = Cgroups()
+        if not cgroups.kind:
+            ap.error(f"--exchange-cpus: {cgroups.why}")
+        EXCHANGE_LIMIT = (cgroups, args.exchange_cpus)
     args.duration_s = args.duration_s or (SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S)
     args.rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     args.warmup_s = SMOKE_WARMUP_S if args.smoke else WARMUP_S
@@ -1206,6 +1232,7 @@ def main():
             "bodies": body_info,
             "loadavg_start": os.getloadavg(),
             "nice": os.nice(0),
+            "exchange_limit": EXCHANGE_LIMIT[1].label if EXCHANGE_LIMIT else None,
             "scenarios": {},
         }
         for n in names:
@@ -1219,6 +1246,8 @@ def main():
         return 130
     finally:
         procs.stop_all()
+        if EXCHANGE_LIMIT:
+            EXCHANGE_LIMIT[0].remove_all()
         shutil.rmtree(work, ignore_errors=True)
     results["loadavg_end"] = os.getloadavg()
     results["targets"] = evaluate(results)

@@ -52,14 +52,22 @@ impl Dsp {
         self.policy_skips[reason as usize]
     }
 
-    /// Whether its policy admits a request with `traits` at `now`: its filters, then its
-    /// QPS cap (a token is taken only for a request the filters admit). A refusal is counted.
-    pub(crate) fn admits(&mut self, traits: &RequestTraits, now: Instant) -> bool {
-        let under_cap = |bucket: &mut Option<QpsBucket>| match bucket {
+    /// Whether its filters (channel, media, country) admit a request with `traits`; a
+    /// refusal is counted.
+    pub(crate) fn wants(&mut self, traits: &RequestTraits) -> bool {
+        self.count(policy::filter(&self.policy, traits))
+    }
+
+    /// Whether a call at `now` is within its QPS cap (a token is taken); a refusal is counted.
+    pub(crate) fn under_cap(&mut self, now: Instant) -> bool {
+        let verdict = match &mut self.qps {
             Some(bucket) => bucket.try_take(now).then_some(()).ok_or(SkipReason::Qps),
             None => Ok(()),
         };
-        let verdict = policy::filter(&self.policy, traits).and_then(|()| under_cap(&mut self.qps));
+        self.count(verdict)
+    }
+
+    fn count(&mut self, verdict: Result<(), SkipReason>) -> bool {
         match verdict {
             Ok(()) => true,
             Err(reason) => {
@@ -167,11 +175,14 @@ impl DspTable {
         self.dsps.get(index)?.qps.map(|b| b.rate_per_s())
     }
 
-    /// Whether the policy of the DSP at `index` admits a request with `traits` at `now`.
-    pub(crate) fn admits(&mut self, index: usize, traits: &RequestTraits, now: Instant) -> bool {
-        self.dsps
-            .get_mut(index)
-            .is_some_and(|d| d.admits(traits, now))
+    /// Whether the filters of the DSP at `index` admit a request with `traits`.
+    pub(crate) fn wants(&mut self, index: usize, traits: &RequestTraits) -> bool {
+        self.dsps.get_mut(index).is_some_and(|d| d.wants(traits))
+    }
+
+    /// Whether a call at `now` to the DSP at `index` is within its QPS cap.
+    pub(crate) fn under_cap(&mut self, index: usize, now: Instant) -> bool {
+        self.dsps.get_mut(index).is_some_and(|d| d.under_cap(now))
     }
 
     /// The DSPs, in the shell's order.

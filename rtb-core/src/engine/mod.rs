@@ -302,9 +302,8 @@ impl Engine {
             Ok(budget) => budget,
             Err(reason) => return Start::Shed { reason, request },
         };
-        self.plan_calls(now, tmax_ms, &RequestTraits::of(&request), calls, outcomes);
-        if outcomes.is_empty() {
-            let reason = ShedReason::NoDspMatched;
+        let traits = RequestTraits::of(&request);
+        if let Err(reason) = self.plan(&traits, (tmax_ms, now, load), calls, outcomes) {
             return Start::Shed { reason, request };
         }
         if response_docs.len() < calls.len() {
@@ -339,7 +338,7 @@ impl Engine {
 
     /// The `tmax` every DSP is sent and when to stop waiting, or why the auction is shed.
     fn budget(
-        &mut self,
+        &self,
         request: &BidRequest<'_>,
         arrival: Instant,
         now: Instant,
@@ -360,42 +359,75 @@ impl Engine {
             } => (tmax_ms, call_deadline - slack),
             DspBudget::TooLate => return Err(ShedReason::TooLate),
         };
-        if let Some(reason) = self.config.overload.shed(load) {
-            return Err(reason);
-        }
-        match self.shed_rate.admit(load.event_loop_lag, now) {
-            true => Ok(budget),
-            false => Err(ShedReason::Overload),
+        match self.config.overload.shed(load) {
+            Some(reason) => Err(reason),
+            None => Ok(budget),
         }
     }
 
-    /// One outcome per DSP whose policy admits the request (its filters, then its QPS cap);
-    /// one call per such DSP its breaker lets through, sending the smaller of the auction's
-    /// `tmax` and the DSP's own cap.
+    /// The calls for a request with `traits` (`tmax_ms` to send, at `now`, under `load`), or
+    /// why none is made. Who wants it comes before the adaptive share: a request nobody
+    /// wants costs nothing to answer and says nothing about overload. Caps and breakers come
+    /// after it: a request shed for overload takes no QPS token and no breaker probe.
+    fn plan(
+        &mut self,
+        traits: &RequestTraits,
+        (tmax_ms, now, load): (u32, Instant, WorkerLoad),
+        calls: &mut Vec<PlannedCall>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), ShedReason> {
+        self.wanting_dsps(traits, outcomes);
+        if outcomes.is_empty() {
+            return Err(ShedReason::NoDspMatched);
+        }
+        if !self.shed_rate.admit(load.event_loop_lag, now) {
+            return Err(ShedReason::Overload);
+        }
+        self.plan_calls(now, tmax_ms, calls, outcomes);
+        match outcomes.is_empty() {
+            true => Err(ShedReason::NoDspMatched),
+            false => Ok(()),
+        }
+    }
+
+    /// One (provisional) outcome per DSP whose filters admit a request with `traits`.
+    fn wanting_dsps(&mut self, traits: &RequestTraits, outcomes: &mut Vec<Outcome>) {
+        outcomes.clear();
+        for index in 0..self.dsps.len() {
+            if !self.dsps.wants(index, traits) {
+                continue;
+            }
+            if let Some(dsp) = self.dsps.get(index) {
+                outcomes.push(Outcome::planned(index16(index), dsp.id(), Admit::Skip));
+            }
+        }
+    }
+
+    /// Of the DSPs that want the request (`outcomes`), those within their QPS cap keep their
+    /// outcome; one call per such DSP its breaker lets through, sending the smaller of the
+    /// auction's `tmax` and the DSP's own cap.
     fn plan_calls(
         &mut self,
         now: Instant,
         tmax_ms: u32,
-        traits: &RequestTraits,
         calls: &mut Vec<PlannedCall>,
         outcomes: &mut Vec<Outcome>,
     ) {
         calls.clear();
-        outcomes.clear();
-        for index in 0..self.dsps.len() {
-            if !self.dsps.admits(index, traits, now) {
+        let mut kept = 0;
+        for i in 0..outcomes.len() {
+            let (index, dsp_id) = (usize::from(outcomes[i].dsp), outcomes[i].dsp_id);
+            if !self.dsps.under_cap(index, now) {
                 continue;
             }
-            let Some((dsp_id, cap)) = (self.dsps.get(index)).map(|d| (d.id(), d.policy().tmax_ms))
-            else {
-                continue;
-            };
             let admit = self.dsps.admit(index, now);
-            let (dsp, outcome) = (index16(index), index16(outcomes.len()));
-            outcomes.push(Outcome::planned(dsp, dsp_id, admit));
+            let cap = self.dsps.get(index).and_then(|d| d.policy().tmax_ms);
+            let outcome = index16(kept);
+            outcomes[kept] = Outcome::planned(index16(index), dsp_id, admit);
+            kept += 1;
             if admit != Admit::Skip {
                 calls.push(PlannedCall {
-                    dsp,
+                    dsp: index16(index),
                     tmax_ms: cap.map_or(tmax_ms, |cap| cap.min(tmax_ms)),
                     body: 0,
                     dsp_id,
@@ -404,6 +436,7 @@ impl Engine {
                 });
             }
         }
+        outcomes.truncate(kept);
     }
 }
 
