@@ -56,6 +56,7 @@ impl<'w> AuctionRun<'w> {
             views,
             outcomes,
             adjustments,
+            view_adjustments,
             auction,
             answer,
             notices,
@@ -70,10 +71,10 @@ impl<'w> AuctionRun<'w> {
                 .by_id(usize::from(o.dsp), o.dsp_id)
                 .map(|d| d.breaker_state());
         }
-        bid_adjustments(engine, &views, outcomes, adjustments);
+        bid_adjustments(&views, adjustments, view_adjustments);
         let rates = engine.rates.as_deref();
         let outcome: &'w AuctionOutcome =
-            auction.run_adjusted(&request, views.list(), rates, adjustments);
+            auction.run_adjusted(&request, views.list(), rates, view_adjustments);
         for w in &outcome.winners {
             let o = views.outcome_of(usize::from(w.response));
             if let Some(o) = o.and_then(|o| outcomes.get_mut(usize::from(o))) {
@@ -102,26 +103,20 @@ impl<'w> AuctionRun<'w> {
     }
 }
 
-/// Each answer's bid adjustment (its DSP's policy), in view order; left empty when every
-/// one is 1 (the common case costs one pass over the answers).
-fn bid_adjustments(
-    engine: &Engine,
-    views: &Views<'_>,
-    outcomes: &[DspOutcome],
-    adjustments: &mut Vec<f64>,
-) {
-    adjustments.clear();
+/// Each answer's bid adjustment (its DSP's, as planned: `by_outcome`), in view order; left
+/// empty when every one is 1 (the common case costs one pass over the answers).
+fn bid_adjustments(views: &Views<'_>, by_outcome: &[f64], out: &mut Vec<f64>) {
+    out.clear();
     let adjustment_of = |view: usize| {
-        let o = outcomes.get(usize::from(views.outcome_of(view)?))?;
-        let dsp = engine.dsps.by_id(usize::from(o.dsp), o.dsp_id)?;
-        Some(dsp.policy().bid_adjustment)
+        let outcome = views.outcome_of(view)?;
+        by_outcome.get(usize::from(outcome)).copied()
     };
     let views = 0..views.list().len();
     if views
         .clone()
         .any(|v| adjustment_of(v).is_some_and(|a| a != 1.0))
     {
-        adjustments.extend(views.map(|v| adjustment_of(v).unwrap_or(1.0)));
+        out.extend(views.map(|v| adjustment_of(v).unwrap_or(1.0)));
     }
 }
 

@@ -6,6 +6,13 @@ use std::fmt::{self, Write as _};
 use crate::encode::escape_json_into;
 use crate::error::{RequestError, Rule};
 
+/// The start decision for a request that broke `error`: 400 with its body written into
+/// `out`.
+pub(crate) fn start(error: RequestError, out: &mut Vec<u8>) -> super::Start<'_> {
+    render(&error, out);
+    super::Start::Invalid { error, body: out }
+}
+
 /// Writes the JSON error body for `error` into `out` (cleared first).
 pub(crate) fn render(error: &RequestError, out: &mut Vec<u8>) {
     out.clear();

@@ -278,6 +278,7 @@ impl Engine {
             calls,
             outcomes,
             adjustments,
+            view_adjustments,
             answer,
             notices,
         } = ws;
@@ -287,13 +288,7 @@ impl Engine {
         });
         let (request, version) = match decoded {
             Ok(decoded) => decoded,
-            Err(error) => {
-                invalid::render(&error, answer);
-                return Start::Invalid {
-                    error,
-                    body: answer,
-                };
-            }
+            Err(error) => return invalid::start(error, answer),
         };
         if self.dsps.is_empty() {
             return Start::NoDsp;
@@ -302,8 +297,11 @@ impl Engine {
             Ok(budget) => budget,
             Err(reason) => return Start::Shed { reason, request },
         };
-        let traits = RequestTraits::of(&request);
-        if let Err(reason) = self.plan(&traits, (tmax_ms, now, load), calls, outcomes) {
+        let (traits, planned) = (
+            RequestTraits::of(&request),
+            (&mut *outcomes, &mut *adjustments),
+        );
+        if let Err(reason) = self.plan(&traits, (tmax_ms, now, load), calls, planned) {
             return Start::Shed { reason, request };
         }
         if response_docs.len() < calls.len() {
@@ -327,6 +325,7 @@ impl Engine {
             calls,
             outcomes,
             adjustments,
+            view_adjustments,
             auction,
             answer,
             notices,
@@ -374,7 +373,7 @@ impl Engine {
         traits: &RequestTraits,
         (tmax_ms, now, load): (u32, Instant, WorkerLoad),
         calls: &mut Vec<PlannedCall>,
-        outcomes: &mut Vec<Outcome>,
+        (outcomes, adjustments): (&mut Vec<Outcome>, &mut Vec<f64>),
     ) -> Result<(), ShedReason> {
         self.wanting_dsps(traits, outcomes);
         if outcomes.is_empty() {
@@ -384,6 +383,12 @@ impl Engine {
             return Err(ShedReason::Overload);
         }
         self.plan_calls(now, tmax_ms, calls, outcomes);
+        // Each DSP's bid adjustment as planned: a table change while the auction waits does
+        // not change how its bids are judged.
+        adjustments.clear();
+        adjustments.extend(outcomes.iter().map(|o| {
+            (self.dsps.get(usize::from(o.dsp))).map_or(1.0, |d| d.policy().bid_adjustment)
+        }));
         match outcomes.is_empty() {
             true => Err(ShedReason::NoDspMatched),
             false => Ok(()),

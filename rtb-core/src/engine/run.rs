@@ -31,7 +31,10 @@ pub struct AuctionRun<'w> {
     pub(crate) views: Views<'w>,
     pub(crate) calls: &'w [PlannedCall],
     pub(crate) outcomes: &'w mut Vec<DspOutcome>,
+    /// Each outcome's bid adjustment, as planned.
     pub(crate) adjustments: &'w mut Vec<f64>,
+    /// Each answer's (view's), for the auction.
+    pub(crate) view_adjustments: &'w mut Vec<f64>,
     pub(crate) auction: &'w mut Auction,
     pub(crate) answer: &'w mut Vec<u8>,
     pub(crate) notices: &'w mut Notices,

@@ -25,6 +25,7 @@ pub struct Workspace {
     pub(crate) calls: Vec<PlannedCall>,
     pub(crate) outcomes: Vec<DspOutcome>,
     pub(crate) adjustments: Vec<f64>,
+    pub(crate) view_adjustments: Vec<f64>,
     pub(crate) answer: Vec<u8>,
     pub(crate) notices: Notices,
 }
@@ -47,6 +48,7 @@ impl Workspace {
             calls: Vec::new(),
             outcomes: Vec::new(),
             adjustments: Vec::new(),
+            view_adjustments: Vec::new(),
             answer: Vec::with_capacity(BODY_BYTES_EXPECTED),
             notices: Notices::default(),
         }

@@ -247,7 +247,11 @@ fn auction(
         .map(|&c| book.calls[c].answer.as_ref().expect("answered"))
         .collect();
     let increment = shared.config.auction.second_price_increment;
-    let (winners, losses) = reference::auction_with_losses(model, &answers, increment);
+    let adjustments: Vec<f64> = (book.arrivals.iter())
+        .map(|&c| book.calls[c].adjustment)
+        .collect();
+    let (winners, losses) =
+        reference::auction_with_losses(model, &answers, &adjustments, increment);
     let dsp_of = |answer: usize| book.calls[book.arrivals[answer]].dsp;
     let want: Vec<(u16, reference::Winner)> =
         winners.into_iter().map(|w| (dsp_of(w.answer), w)).collect();
@@ -370,7 +374,7 @@ fn notices(
     }
     let want: Vec<_> = winners
         .iter()
-        .filter_map(|(o, w)| w.nurl.as_ref().map(|n| (*o, n, w.price)))
+        .filter_map(|(o, w)| w.nurl.as_ref().map(|n| (*o, n, told(w))))
         .collect();
     assert_eq!(
         got.len(),
@@ -389,6 +393,16 @@ fn notices(
             o == want_o && (paid - price).abs() < 1e-6,
             "auction {serial}: notice {url} to {o}, want {nurl} at {price} to {want_o}"
         );
+    }
+}
+
+/// The price a winner is told (`${AUCTION_PRICE}`): in its own terms, its clearing price
+/// divided by its bid adjustment, rounded to a millionth.
+fn told(winner: &reference::Winner) -> f64 {
+    if winner.adjustment == 1.0 {
+        winner.price
+    } else {
+        (winner.price / winner.adjustment * 1e6).round() / 1e6
     }
 }
 

@@ -22,8 +22,9 @@
 //! absent; an unknown one is a 400); the body sent differs only by its `tmax`; every breaker
 //! equals its reference model after every admission, result and table change; one outcome per
 //! DSP of the table at the start and one result per planned call; the winners and clearing
-//! prices against a brute-force auction, and every other bid's loss code; the answer's bids;
-//! the win notices (winners with a `nurl`) and loss notices (every other bid with a `lurl`, its
+//! prices against a brute-force auction, with each DSP's roster bid adjustment (0.5 to 1.25,
+//! by name), and every other bid's loss code; the answer's bids; the win notices (winners
+//! with a `nurl`, told their price in their own terms) and loss notices (every other bid with a `lurl`, its
 //! loss code substituted), none for `test: 1`; and no answer after the answer-by instant
 //! (arrival + min(tmax, cap) - margin) in virtual time.
 //!

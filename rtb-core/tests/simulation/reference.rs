@@ -22,6 +22,8 @@ pub struct Winner {
     pub answer: usize,
     pub bid_id: String,
     pub price: f64,
+    /// Its DSP's bid adjustment: the price macro tells it `price / adjustment`.
+    pub adjustment: f64,
     pub nurl: Option<String>,
 }
 
@@ -40,21 +42,25 @@ struct Valid<'m> {
     imp: usize,
     answer: usize,
     bid: &'m BidModel,
+    /// Adjusted by its DSP's bid adjustment.
     price: f64,
+    adjustment: f64,
     floor: f64,
     fixed_price: bool,
     first_price: bool,
 }
 
-/// Runs the auction over `answers` (decodable answers, in arrival order).
+/// Runs the auction over `answers` (decodable answers, in arrival order), each DSP's bids
+/// multiplied by its adjustment (`adjustments`, one per answer; none: 1).
 pub fn auction(request: &RequestModel, answers: &[&ResponseModel], increment: f64) -> Vec<Winner> {
-    auction_with_losses(request, answers, increment).0
+    auction_with_losses(request, answers, &[], increment).0
 }
 
 /// [`auction`], plus every bid that did not win with its loss code.
 pub fn auction_with_losses(
     request: &RequestModel,
     answers: &[&ResponseModel],
+    adjustments: &[f64],
     increment: f64,
 ) -> (Vec<Winner>, Vec<Loss>) {
     let mut valid = Vec::new();
@@ -62,7 +68,8 @@ pub fn auction_with_losses(
     for (a, answer) in answers.iter().enumerate() {
         for seat in &answer.seats {
             for bid in &seat.bids {
-                match check(request, answer, seat.seat, bid, a) {
+                let adjustment = adjustments.get(a).copied().unwrap_or(1.0);
+                match check(request, answer, (seat.seat, bid, a), adjustment) {
                     Ok(v) => valid.push(v),
                     Err(code) => losses.push(loss(a, bid, code)),
                 }
@@ -139,6 +146,7 @@ fn winners<'v, 'm>(
             answer: w.answer,
             bid_id: w.bid.id.clone(),
             price,
+            adjustment: w.adjustment,
             nurl: w.bid.nurl.clone(),
         };
         winners.push((winner, w));
@@ -160,9 +168,8 @@ const CATEGORY_BLOCKED: u16 = 209;
 fn check<'m>(
     request: &RequestModel,
     answer: &ResponseModel,
-    seat: Option<&str>,
-    bid: &'m BidModel,
-    index: usize,
+    (seat, bid, index): (Option<&str>, &'m BidModel, usize),
+    adjustment: f64,
 ) -> Result<Valid<'m>, u16> {
     let currency = request.auction_currency();
     if answer.id != request.id {
@@ -171,7 +178,7 @@ fn check<'m>(
     if !answer.cur.unwrap_or("USD").eq_ignore_ascii_case(currency) {
         return Err(INVALID);
     }
-    let Price::Cpm(price) = bid.price else {
+    let Price::Cpm(raw) = bid.price else {
         return Err(INVALID);
     };
     let impid = bid.impid.as_deref().ok_or(INVALID)?;
@@ -181,7 +188,17 @@ fn check<'m>(
         .position(|imp| imp.id == impid)
         .ok_or(INVALID)?;
     let imp = &request.imps[imp_index];
-    if price < 0.0 || (price == 0.0 && bid.dealid.is_none()) || price > 1000.0 {
+    if raw < 0.0 || (raw == 0.0 && bid.dealid.is_none()) {
+        return Err(INVALID);
+    }
+    // The adjustment applies before the cap, floors and ranking, rounded to a millionth as
+    // every price the exchange computes.
+    let price = if adjustment == 1.0 {
+        raw
+    } else {
+        (raw * adjustment * 1e6).round() / 1e6
+    };
+    if price > 1000.0 {
         return Err(INVALID);
     }
     let (floor, floor_cur, fixed_price, first_price) = match &bid.dealid {
@@ -245,6 +262,7 @@ fn check<'m>(
         answer: index,
         bid,
         price,
+        adjustment,
         floor,
         fixed_price,
         first_price,

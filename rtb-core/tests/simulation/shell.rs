@@ -86,6 +86,9 @@ pub type Inbox = Rc<RefCell<VecDeque<Step>>>;
 pub struct CallBook {
     pub dsp: u16,
     pub id: u64,
+    /// The bid adjustment of its DSP when the auction was planned (by name, from the
+    /// simulated roster).
+    pub adjustment: f64,
     pub admit: Admit,
     pub status: Option<CallStatus>,
     pub at: Option<Instant>,
@@ -253,12 +256,16 @@ fn open_book(
         "auction {serial}: the calls planned are not the DSPs the breakers let through"
     );
     checks::breakers_agree(shared, serial);
+    let names: Vec<std::rc::Rc<str>> = (shared.engine.borrow().dsps().iter())
+        .map(|d| d.spec.name.clone())
+        .collect();
     let calls = plan
         .calls
         .iter()
         .map(|c| CallBook {
             dsp: c.dsp,
             id: table[usize::from(c.dsp)],
+            adjustment: crate::table::adjustment_of(&names[usize::from(c.dsp)]),
             admit: admits[usize::from(c.dsp)],
             status: None,
             at: None,

@@ -75,12 +75,8 @@ impl Registry {
         // Every tenth table wants dooh traffic only: the simulated requests are all site
         // requests, so none matches any DSP (the reference expects `no_dsp_matched`).
         let table_changes = shared.stats.borrow().table_changes;
-        let policy = Rc::new(if table_changes % 10 == 9 {
-            dooh_only()
-        } else {
-            DspPolicy::default()
-        });
-        engine.set_dsps_with_policies(specs.iter().map(|s| (s.clone(), policy.clone())));
+        let dooh = table_changes % 10 == 9;
+        engine.set_dsps_with_policies(specs.iter().map(|s| (s.clone(), policy(&s.name, dooh))));
         let (mut kept, mut fresh) = (Vec::new(), Vec::new());
         for (dsp, spec) in engine.dsps().iter().zip(&specs) {
             assert_eq!(&dsp.spec, spec, "the table is in the order given");
@@ -105,9 +101,25 @@ impl Registry {
     }
 }
 
-/// A policy that takes dooh requests only.
-fn dooh_only() -> DspPolicy {
-    let roster = br#"{"dsps": [{"name": "d", "url": "http://d:1/bid", "channels": ["dooh"]}]}"#;
-    let mut parsed = rtb_core::roster::parse(roster, false).expect("a valid roster");
-    parsed.dsps.remove(0).policy
+/// The bid adjustment the simulated roster gives DSP `name`: a function of the name, so it
+/// stays with the DSP across table changes and the reference can state it on its own.
+pub fn adjustment_of(name: &str) -> f64 {
+    const ADJUSTMENTS: [f64; 5] = [1.0, 1.0, 0.5, 0.8, 1.25];
+    let sum: usize = name.bytes().map(usize::from).sum();
+    ADJUSTMENTS[sum % ADJUSTMENTS.len()]
+}
+
+/// DSP `name`'s policy: its bid adjustment, and dooh requests only when `dooh`.
+fn policy(name: &str, dooh: bool) -> Rc<DspPolicy> {
+    let channels = if dooh {
+        r#", "channels": ["dooh"]"#
+    } else {
+        ""
+    };
+    let adjustment = adjustment_of(name);
+    let roster = format!(
+        r#"{{"dsps": [{{"name": "d", "url": "http://d:1/bid", "bid_adjustment": {adjustment}{channels}}}]}}"#
+    );
+    let mut parsed = rtb_core::roster::parse(roster.as_bytes(), false).expect("a valid roster");
+    Rc::new(parsed.dsps.remove(0).policy)
 }
