@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -570,6 +571,69 @@ def run_oha(server, lines_file, rate, connections, duration_s, corrected=True):
     }
 
 
+# How often the kernel's queues in front of the server are sampled during an open-loop run.
+KERNEL_QUEUE_SAMPLE_S = 0.1
+
+
+class KernelQueue:
+    """Samples, with `ss`, what waits in the kernel in front of the server while a run lasts:
+    bytes received on its connections but not read yet (Recv-Q of each established socket),
+    and connections accepted by the kernel but not by the server (the listener's Recv-Q).
+    Bytes are turned into requests with the mean body size; Little's law (mean queued /
+    answered rate) estimates how long a request waited there before the server read it, the
+    part of the client's latency the server's own clock cannot see (issue 14)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.samples = []  # (unread bytes, sockets with unread bytes, accept queue)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        out = subprocess.run(["ss", "-Hatn", f"( sport = :{self.port} )"], capture_output=True,
+                             text=True, timeout=5).stdout
+        unread = sockets = accept = 0
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) < 2 or not cols[1].isdigit():
+                continue
+            if cols[0] == "LISTEN":
+                accept += int(cols[1])
+            elif cols[0] == "ESTAB" and int(cols[1]) > 0:
+                unread += int(cols[1])
+                sockets += 1
+        return unread, sockets, accept
+
+    def _run(self):
+        while not self.stop.wait(KERNEL_QUEUE_SAMPLE_S):
+            try:
+                self.samples.append(self._sample())
+            except (OSError, subprocess.SubprocessError):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join(timeout=6)
+
+    def summary(self, mean_body_bytes, answered_rps):
+        if not self.samples:
+            return None
+        queued = [u / mean_body_bytes for u, _, _ in self.samples]
+        mean_queued = statistics.mean(queued)
+        return {
+            "samples": len(self.samples),
+            "mean_requests": mean_queued,
+            "max_requests": max(queued),
+            "max_sockets": max(s for _, s, _ in self.samples),
+            "max_accept_queue": max(a for _, _, a in self.samples),
+            "little_wait_ms": mean_queued / answered_rps * 1000 if answered_rps else None,
+        }
+
+
 def measured(run_fn, server, allow_zero=False):
     """Runs `run_fn` and adds the server's CPU time and /metrics deltas over it. Zero
     successful requests is a Failure unless `allow_zero` (a run meant to find where nothing
@@ -782,8 +846,11 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
             s = servers["exchange"]
             progress.step(f"{name}: open loop (oha) {s.name} at {rate_pct}% = {rate:.0f} req/s "
                           f"({args.duration_s:.0f}s)", args.duration_s + 0.6)
-            res = measured(lambda: run_oha(s, lines, rate, sc["open_connections"],
-                                           args.duration_s, corrected), s)
+            port = int(s.addr.rsplit(":", 1)[1])
+            with KernelQueue(port) as queue:
+                res = measured(lambda: run_oha(s, lines, rate, sc["open_connections"],
+                                               args.duration_s, corrected), s)
+            res["kernel_queue"] = queue.summary(bodies_mean_bytes(lines), res["rps"])
             res["rate_pct"] = rate_pct
             res["corrected"] = corrected
             result["open"].append(res)
@@ -799,6 +866,22 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
     for _, _, p in fleet:
         procs.stop(p)
     return result
+
+
+def bodies_mean_bytes(lines_file):
+    """Mean size of the bodies oha sends (one per line of its -Z file)."""
+    sizes = [len(line) for line in Path(lines_file).read_bytes().splitlines() if line]
+    return statistics.mean(sizes) if sizes else 1.0
+
+
+def kernel_queue_cell(r):
+    q = r.get("kernel_queue")
+    if not q:
+        return "-"
+    wait = q["little_wait_ms"]
+    wait = f"{wait:.0f}" if wait is not None else "-"
+    return (f"{q['mean_requests']:.0f} / {q['max_requests']:.0f} / {q['max_accept_queue']} / "
+            f"{wait}")
 
 
 def rate_label(res):
@@ -1034,9 +1117,10 @@ def write_report(results, out_dir):
     L.append("## Open loop (oha, constant rate, coordinated-omission corrected), rtb-exchange\n")
     L.append("| scenario | rate | offered req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
              "p99.9 ms | max ms | status codes | client errors | DSP timeouts | shed | "
-             "late (exchange-side) | CPU ms / 1k req | server / core 0 busy / core 1 busy | "
+             "late (exchange-side) | kernel queue: mean / max requests unread, max accept "
+             "queue, wait ms (Little) | CPU ms / 1k req | server / core 0 busy / core 1 busy | "
              "TCP SYN retrans / RTO timeouts (machine-wide) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results["scenarios"].items():
         for r in s["open"]:
             L.append(f"| {name} | {rate_label(r)} | {r['offered_rps']:.0f} | {r['rps']:.0f} | "
@@ -1044,7 +1128,7 @@ def write_report(results, out_dir):
                      f"{pct(r, '99.9'):.3f} | {r['max_ms']:.1f} | {fmt_status(r['status'])} | "
                      f"{r['socket_errors']} | {int(r.get('dsp_timeouts', 0))} | "
                      f"{int(r.get('outcomes', {}).get('shed', 0))} | "
-                     f"{int(r.get('server_late', 0))} | "
+                     f"{int(r.get('server_late', 0))} | {kernel_queue_cell(r)} | "
                      f"{r['cpu_ms_per_1k']:.1f} | {cores([r])} | "
                      f"{r.get('tcp', {}).get('TCPSynRetrans', '-')} / "
                      f"{r.get('tcp', {}).get('TCPTimeouts', '-')} |")
