@@ -162,6 +162,12 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_CONNECTIONS_PER_WORKER", default_value_t = CONNECTIONS_PER_WORKER_MAX_DEFAULT)]
     pub connections_per_worker: usize,
 
+    /// Accepts waiting on the listener at once per worker (io_uring; epoll keeps one), so a
+    /// burst of new connections is taken several per turn of the event loop.
+    #[arg(long, env = "RTB_EXCHANGE_ACCEPTS_IN_FLIGHT", default_value_t = rtb_io::limits::ACCEPTS_IN_FLIGHT_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub accepts_in_flight: usize,
+
     /// Time allowed to read a request head, ms.
     #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
     pub header_timeout_ms: u64,
@@ -567,6 +573,7 @@ impl Config {
         c.limits.body_bytes_max = self.body_bytes_max;
         c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
         c.limits.connections_per_worker_max = self.connections_per_worker;
+        c.limits.accepts_in_flight = self.accepts_in_flight;
         c.limits.header_read_timeout = Duration::from_millis(self.header_timeout_ms);
         c.limits.body_read_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
         c.limits.idle_keepalive_timeout = Duration::from_secs(self.idle_timeout_s.max(1));

@@ -22,6 +22,8 @@ pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
 pub const DECOMPRESSED_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 /// Most open connections per worker by default; beyond it new connections are closed at once.
 pub const CONNECTIONS_PER_WORKER_MAX_DEFAULT: usize = 10_000;
+/// Default [`ServerLimits::accepts_in_flight`].
+pub const ACCEPTS_IN_FLIGHT_DEFAULT: usize = 8;
 /// Time allowed from a head's first byte to its last.
 pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Time allowed to read a body once its head is parsed.
@@ -44,6 +46,10 @@ pub struct ServerLimits {
     pub decompressed_bytes_max: usize,
     /// Open connections per worker; new ones beyond it are closed without a response.
     pub connections_per_worker_max: usize,
+    /// Accepts waiting on the listener at once per worker (io_uring; epoll keeps one), at
+    /// least 1. One accept completes per turn of the event loop, and under load a turn takes
+    /// milliseconds: with one, a burst of 500 connects waited seconds in the accept queue.
+    pub accepts_in_flight: usize,
     /// First head byte to end of head. Over it: 408.
     pub header_read_timeout: Duration,
     /// End of head to end of body. Over it: 408.
@@ -63,6 +69,7 @@ impl Default for ServerLimits {
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             decompressed_bytes_max: DECOMPRESSED_BYTES_MAX_DEFAULT,
             connections_per_worker_max: CONNECTIONS_PER_WORKER_MAX_DEFAULT,
+            accepts_in_flight: ACCEPTS_IN_FLIGHT_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             response_write_timeout: RESPONSE_WRITE_TIMEOUT_DEFAULT,

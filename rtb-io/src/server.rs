@@ -19,7 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     conn::{serve_conn, ConnShared},
-    driver::{build_runtime, DriverKind, URING_ENTRIES_DEFAULT},
+    driver::{build_runtime, ActiveDriver, DriverKind, URING_ENTRIES_DEFAULT},
     http::{Handler, WorkerCtx, WorkerInfo},
     limits::{ServerLimits, ServerStats, WorkerStats},
     shutdown::{ShutdownHandle, SHUTDOWN_POLL_PERIOD},
@@ -311,7 +311,14 @@ where
     ));
     spawn_drain_on_shutdown(shutdown, shared.clone(), canceller, drain_tx);
     let _ = ready.send(Ok(info));
-    accept_until_draining(&listener, &handler, &ctx, &shared).await;
+    // Several accepts at once on io_uring (each its own SQE). monoio's epoll driver keeps one
+    // waker per socket and direction, so a second accept there could miss its wake-up.
+    let accepts = match ctx.info.driver {
+        ActiveDriver::Epoll => 1,
+        _ => config.limits.accepts_in_flight.max(1),
+    };
+    let loops = (0..accepts).map(|_| accept_until_draining(&listener, &handler, &ctx, &shared));
+    futures_util::future::join_all(loops).await;
     drop(listener);
     wait_for_connections(info.index, &stats, config.shutdown_grace).await;
 }
@@ -333,7 +340,8 @@ fn spawn_drain_on_shutdown(
     });
 }
 
-/// Accepts connections, each served by its own task, until the worker drains.
+/// Accepts connections, each served by its own task, until the worker drains (several of
+/// these loops share the listener: see [`ServerLimits::accepts_in_flight`]).
 async fn accept_until_draining<H: Handler>(
     listener: &TcpListener,
     handler: &Rc<H>,
