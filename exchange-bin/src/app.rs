@@ -62,6 +62,28 @@ pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roste
     Ok(Some((file, roster)))
 }
 
+/// Longest wait at start for every worker to have the first roster (its DNS lookups can take
+/// a while; past it the exchange serves anyway, and the roster arrives when it is ready).
+pub const FIRST_ROSTER_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Waits (bounded) until every worker applied the registry version the first roster was
+/// published as, so no request is answered "no DSP registered" while a roster holds DSPs.
+fn wait_first_roster(first_version: &control::FirstVersion, workers: &[WorkerMetrics]) {
+    let give_up = std::time::Instant::now() + FIRST_ROSTER_WAIT_MAX;
+    let Ok(version) = first_version.recv_timeout(FIRST_ROSTER_WAIT_MAX) else {
+        tracing::warn!("the control thread did not apply the roster in time");
+        return;
+    };
+    let applied = || (workers.iter()).all(|m| m.applied_version.load(Ordering::Acquire) >= version);
+    while !applied() {
+        if std::time::Instant::now() >= give_up {
+            tracing::warn!(version, "not every worker applied the first roster in time");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A running exchange.
 #[derive(Debug)]
 pub struct App {
@@ -80,7 +102,7 @@ impl App {
         let roster = load_roster(config)?;
         let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
         let dns_status = crate::dns::status();
-        let (control, control_thread) = control::spawn(
+        let (control, first_version, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
                 ttl: Duration::from_secs(config.dsp_ttl_s),
@@ -130,6 +152,7 @@ impl App {
         let debug_server = Server::start(config.debug_server_config(), move |_ctx: &WorkerCtx| {
             DebugHandler::new(debug_shared.clone())
         })?;
+        wait_first_roster(&first_version, &shared.metrics);
         shared.ready.store(true, Ordering::Release);
         Ok(App {
             server,

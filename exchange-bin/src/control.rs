@@ -120,6 +120,10 @@ pub struct ControlConfig {
     pub resolve_timeout: Duration,
 }
 
+/// The registry version the control thread published after applying the first roster (0
+/// without one): workers that applied it call every roster DSP.
+pub type FirstVersion = std::sync::mpsc::Receiver<u64>;
+
 /// Starts the control thread. It stops when every [`ControlHandle`] is dropped.
 /// `dns` counts its lookups for `/metrics`.
 pub fn spawn(
@@ -128,8 +132,9 @@ pub fn spawn(
     rates: Option<RatesRefresh>,
     roster: Option<(RosterFile, Roster)>,
     dns: Arc<DnsStatus>,
-) -> std::io::Result<(ControlHandle, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(ControlHandle, FirstVersion, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
+    let (first_tx, first_rx) = std::sync::mpsc::sync_channel(1);
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
         .spawn(move || {
@@ -140,9 +145,10 @@ pub fn spawn(
                 control.apply_roster(&first);
                 control.roster = Some(file);
             }
+            let _ = first_tx.send(control.published_version);
             control.run(&rx)
         })?;
-    Ok((ControlHandle { tx }, join))
+    Ok((ControlHandle { tx }, first_rx, join))
 }
 
 struct Control {

@@ -213,3 +213,35 @@ fn check_config_loads_the_roster_and_exits_without_serving() {
     assert!(bad.stdout.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by CI: auctions sent as soon as the exchange said it listened were answered 404 "no
+/// DSP registered" while the workers had not applied the roster yet. The exchange must not say
+/// it listens before every worker has the roster. (A second entry, whose host does not
+/// resolve, makes applying the roster take a lookup; without the wait this test failed in two
+/// runs of three here.)
+#[test]
+fn the_first_auction_after_the_start_already_has_the_roster() {
+    let Some(dsp_bin) = dsp_binary("roster") else {
+        return;
+    };
+    let flags = ["--latency", "fixed:0", "--bid-rate", "1"];
+    let good = DspProcess::start(&dsp_bin, "good", 0, &flags).expect("rtb-dsp");
+    let dir = common::ledger::temp_dir("roster-first");
+    let path = dir.join("roster.json");
+    let slow = entry("slow", "192.0.2.1:9".parse().unwrap(), "");
+    let slow = slow.replace("192.0.2.1:9", "no-such-host.invalid:9");
+    let good_e = entry("good", good.addr, "");
+    write_roster(&path, &format!(r#"{{"dsps":[{slow},{good_e}]}}"#));
+    let roster = path.to_str().unwrap();
+    let ex = Exchange::start(&[
+        "--roster",
+        roster,
+        "--dns-timeout-ms",
+        "300",
+        "--shed-lag-ms",
+        "1000",
+    ]);
+    let r = ex.auction(&body(1, "banner", "USA"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
