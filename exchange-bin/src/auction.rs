@@ -160,7 +160,10 @@ impl AuctionShell {
     ) -> Finished<'w> {
         // Indexes come from the engine's table, built with this very set.
         let slot_of = |call: &PlannedCall| &set.slots[usize::from(call.dsp)];
-        let wants_gzip = plan.calls.iter().any(|call| slot_of(call).gzip);
+        // Compressed once, only when a gzip DSP sends the plan's body (one with its own `tmax`
+        // sends its own body, uncompressed).
+        let wants_gzip = (plan.calls.iter())
+            .any(|call| slot_of(call).gzip && std::ptr::eq(plan.body_of(call), plan.body));
         let gzipped = if wants_gzip {
             self.request_gzip.borrow_mut().compress(plan.body)
         } else {

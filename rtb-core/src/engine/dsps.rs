@@ -170,11 +170,6 @@ impl DspTable {
         }
     }
 
-    /// This worker's QPS rate for the DSP at `index`, when it has a cap.
-    pub fn qps_rate(&self, index: usize) -> Option<f64> {
-        self.dsps.get(index)?.qps.map(|b| b.rate_per_s())
-    }
-
     /// Whether the filters of the DSP at `index` admit a request with `traits`.
     pub(crate) fn wants(&mut self, index: usize, traits: &RequestTraits) -> bool {
         self.dsps.get_mut(index).is_some_and(|d| d.wants(traits))
