@@ -202,6 +202,22 @@ def slope(counts, label, runs):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
+def shape_builds(builds, bodies, specs, work):
+    """Each build once per request shape: the new (label, dir) list and each label's bodies."""
+    spec_mod = importlib.util.spec_from_file_location("request_shapes",
+                                                      HERE / "request_shapes.py")
+    shapes = importlib.util.module_from_spec(spec_mod)
+    spec_mod.loader.exec_module(shapes)
+    out, label_bodies = [], {}
+    for spec in specs:
+        files, mean = shapes.shaped_bodies(bodies, spec, work / f"shape-{spec.replace(':', '-')}")
+        print(f"shape {spec}: {len(files)} bodies, mean {mean:.0f} bytes", flush=True)
+        for label, bins in builds:
+            out.append((f"{label} {spec}", bins))
+            label_bodies[f"{label} {spec}"] = files
+    return out, label_bodies
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", action="append", required=True,
@@ -232,6 +248,10 @@ def main():
     ap.add_argument("--floor", action="store_true",
                     help="also measure the fan-out floor (rtb-io's bench_forward from the first "
                     "build: same DSPs and pools, no JSON, no auction) as the build `floor`")
+    ap.add_argument("--shapes",
+                    help="comma-separated request shapes (size:BYTES, imps:N; see "
+                    "request_shapes.py): each build is measured once per shape, as the label "
+                    "'LABEL SHAPE'")
     ap.add_argument("--json", type=Path, help="also write every run here")
     args = ap.parse_args()
     builds = [(b.split("=", 1)[0], Path(b.split("=", 1)[1]).resolve()) for b in args.build]
@@ -246,6 +266,9 @@ def main():
     rl = load_rtb_load()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
     bodies, _lines, info = rl.prepare_bodies(work)
+    label_bodies = {}
+    if args.shapes:
+        builds, label_bodies = shape_builds(builds, bodies, args.shapes.split(","), work)
     certs = make_certs(work) if args.tls else None
     print(f"bodies: {info['source']}, mean {info['mean_bytes']:.0f} bytes; wrk -t1 "
           f"-c{CONNECTIONS} -d{args.duration_s}s; {args.rounds} rounds", flush=True)
@@ -256,7 +279,7 @@ def main():
             for label, bins in order:
                 run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
-                r = measure(rl, work, bins, n, bodies, args.duration_s, f"r{rnd}{label}{n}", flags,
+                r = measure(rl, work, bins, n, label_bodies.get(label, bodies), args.duration_s, f"r{rnd}{label}{n}", flags,
                             certs if label in args.tls else None, args.half_load,
                             args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
                             floor=args.floor and label == "floor", gzip=label in args.gzip,

@@ -123,9 +123,7 @@ impl App {
         let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
-            dsp_client: config.dsp_client_config(),
-            dsp_prewarm: config.dsp_prewarm,
-            dsp_tls_pools: config.dsp_tls_pool_settings(),
+            dsp_pools: config.dsp_pool_settings(),
             dsp_tls_roots,
             token: config.onboard_token.clone(),
             control,

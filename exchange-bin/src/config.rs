@@ -325,9 +325,28 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub dsp_connects_in_flight: u64,
 
-    /// Connections opened to a new DSP ahead of traffic, per worker.
+    /// Connections opened to a new DSP ahead of traffic, per worker; also the least a DSP's
+    /// pool shrinks to when its traffic falls.
     #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM", default_value_t = DSP_PREWARM_DEFAULT)]
     pub dsp_prewarm: usize,
+
+    /// Pre-warm connects in flight at once per worker, across every DSP a roster change
+    /// brings (fifty new DSPs do not open all their connections at once).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM_CONNECTS_IN_FLIGHT", default_value_t = rtb_io::PREWARM_LANES_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub dsp_prewarm_connects_in_flight: u64,
+
+    /// Most connections (busy and idle) a worker's pool to one DSP holds; its size follows the
+    /// DSP's traffic below it (Little's law and the recent peak).
+    #[arg(long, env = "RTB_EXCHANGE_DSP_POOL_CONNECTIONS_MAX", default_value_t = rtb_io::client::IDLE_CONNECTIONS_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub dsp_pool_connections_max: u64,
+
+    /// Half-life, s, of the peak of calls in flight a DSP pool keeps connections for: after the
+    /// traffic falls, a pool sheds half its surplus over the new need in this time.
+    #[arg(long, env = "RTB_EXCHANGE_DSP_POOL_PEAK_HALF_LIFE_S", default_value_t = rtb_io::client::POOL_PEAK_HALF_LIFE_DEFAULT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dsp_pool_peak_half_life_s: u64,
 
     /// Connections opened to a new https:// DSP ahead of traffic, per worker (a handshake under
     /// load costs the worker about 1.6 ms of CPU, so TLS pools open up front).
@@ -528,6 +547,17 @@ impl Config {
         }
     }
 
+    /// How each worker builds its pool to a DSP, from the flags.
+    pub fn dsp_pool_settings(&self) -> crate::dsps::PoolSettings {
+        crate::dsps::PoolSettings {
+            client: self.dsp_client_config(),
+            prewarm: self.dsp_prewarm,
+            prewarm_lanes: usize::try_from(self.dsp_prewarm_connects_in_flight)
+                .unwrap_or(usize::MAX),
+            tls: self.dsp_tls_pool_settings(),
+        }
+    }
+
     /// What differs for the pools of https:// DSPs, from the flags.
     pub fn dsp_tls_pool_settings(&self) -> crate::dsps::TlsPoolSettings {
         crate::dsps::TlsPoolSettings {
@@ -557,6 +587,9 @@ impl Config {
                 .unwrap_or(usize::MAX),
             response_bytes_max: usize::try_from(self.dsp_response_bytes_max).unwrap_or(usize::MAX),
             addr_backoff: Duration::from_millis(self.dsp_addr_backoff_ms),
+            idle_connections_max: usize::try_from(self.dsp_pool_connections_max)
+                .unwrap_or(usize::MAX),
+            pool_peak_half_life: Duration::from_secs(self.dsp_pool_peak_half_life_s),
             ..ClientConfig::default()
         }
     }

@@ -18,8 +18,10 @@ use crate::{control::Resolved, metrics::WorkerMetrics};
 pub struct PoolSettings {
     /// Pool limits (draining, connect pacing).
     pub client: ClientConfig,
-    /// Connections opened ahead of traffic, per worker.
+    /// Connections opened ahead of traffic, per worker; also the least a pool shrinks to.
     pub prewarm: usize,
+    /// Pre-warm connects in flight at once per worker, across every new DSP.
+    pub prewarm_lanes: usize,
     /// What differs for `https://` DSPs.
     pub tls: TlsPoolSettings,
 }
@@ -119,8 +121,10 @@ fn new_pool(
         None
     };
     let mut client = pools.client;
+    client.connections_min = pools.prewarm;
     if url.tls {
         client.connects_in_flight_max = pools.tls.connects_in_flight;
+        client.connections_min = pools.tls.prewarm;
     }
     Some(Upstream::with_addrs(
         &dsp.addrs,
@@ -131,8 +135,9 @@ fn new_pool(
 }
 
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
-/// change (re-pointing them if only the addresses changed) and pre-warming new ones. `tls` is the
-/// worker's connector, used for `https://` DSPs.
+/// change (re-pointing them if only the addresses changed) and pre-warming new ones, a few
+/// connects at a time across all of them ([`rtb_io::spawn_prewarm`]). `tls` is the worker's
+/// connector, used for `https://` DSPs.
 pub fn apply_snapshot(
     old: &DspSet,
     snapshot: &Resolved,
@@ -141,6 +146,7 @@ pub fn apply_snapshot(
     tls: &WorkerTls,
 ) -> DspSet {
     let mut slots = Vec::with_capacity(snapshot.dsps.len());
+    let mut to_warm = Vec::new();
     for dsp in snapshot.dsps.iter() {
         let url = &dsp.entry.url;
         let Ok(path) = PathAndQuery::try_from(url.path.as_str()) else {
@@ -163,16 +169,9 @@ pub fn apply_snapshot(
                 let Some(up) = new_pool(dsp, pools, tls) else {
                     continue;
                 };
-                let prewarm = if url.tls {
-                    pools.tls.prewarm
-                } else {
-                    pools.prewarm
-                };
+                let prewarm = up.config().connections_min;
                 if prewarm > 0 {
-                    let warm = up.clone();
-                    monoio::spawn(async move {
-                        warm.prewarm(prewarm).await;
-                    });
+                    to_warm.push((up.clone(), prewarm));
                 }
                 (up, Rc::default(), Rc::default())
             }
@@ -190,6 +189,9 @@ pub fn apply_snapshot(
             pool_counted,
             policy_counted,
         });
+    }
+    if !to_warm.is_empty() {
+        rtb_io::spawn_prewarm(to_warm, pools.prewarm_lanes);
     }
     DspSet {
         version: snapshot.version,

@@ -19,7 +19,7 @@ use rtb_io::{
 use crate::{
     auction::AuctionShell,
     control::Resolved,
-    dsps::{apply_snapshot, DspSet, PoolSettings},
+    dsps::{apply_snapshot, DspSet},
     json_error, lag,
     ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
@@ -105,11 +105,7 @@ fn spawn_applier(
             let Some(metrics) = shared.metrics.get(index) else {
                 return;
             };
-            let pools = PoolSettings {
-                client: shared.dsp_client,
-                prewarm: shared.dsp_prewarm,
-                tls: shared.dsp_tls_pools,
-            };
+            let pools = shared.dsp_pools;
             let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools, &tls);
             let specs = next.slots.iter().map(|s| (s.spec(), s.policy.clone()));
             engine.borrow_mut().set_dsps_with_policies(specs);

@@ -55,12 +55,8 @@ use rtb_io::{limits::WorkerStats, Request, Response};
 pub struct Shared {
     /// What every worker's auction engine decides by.
     pub engine: EngineConfig,
-    /// Each worker's pool limits per DSP (draining, connect pacing).
-    pub dsp_client: rtb_io::ClientConfig,
-    /// Connections opened to a new DSP ahead of traffic, per worker.
-    pub dsp_prewarm: usize,
-    /// What differs for the pools of `https://` DSPs.
-    pub dsp_tls_pools: dsps::TlsPoolSettings,
+    /// How each worker builds its pool to a DSP (limits, sizing, pre-warm, TLS).
+    pub dsp_pools: dsps::PoolSettings,
     /// Roots trusted for https:// DSPs and notices; each worker builds its own client config
     /// (and so its own TLS session cache) from them.
     pub dsp_tls_roots: rtb_io::TlsRoots,

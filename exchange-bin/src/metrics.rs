@@ -187,6 +187,10 @@ pub struct DspMetrics {
     pub pool_reuses: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub pool_idle: AtomicU64,
+    /// Connections open after the last call: idle, in a call or draining (gauge).
+    pub pool_open: AtomicU64,
+    /// The pool's size target after the last call (gauge; see `rtb_io::client::sizing`).
+    pub pool_target: AtomicU64,
     /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order (mirrors the
     /// pool's counters).
     pub pool_drains: [AtomicU64; DRAIN_RESULTS.len()],
@@ -376,6 +380,8 @@ struct DspSum {
     pool_connect_failures: u64,
     pool_reuses: u64,
     pool_idle: u64,
+    pool_open: u64,
+    pool_target: u64,
     pool_drains: [u64; DRAIN_RESULTS.len()],
     breaker_state: u64,
     breaker_trips: u64,
@@ -404,6 +410,8 @@ impl DspSum {
         self.pool_connect_failures += m.pool_connect_failures.load(Ordering::Relaxed);
         self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
         self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
+        self.pool_open += m.pool_open.load(Ordering::Relaxed);
+        self.pool_target += m.pool_target.load(Ordering::Relaxed);
         for (a, b) in self.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
             *a += b.load(Ordering::Relaxed);
         }
@@ -638,9 +646,9 @@ where
     }
 }
 
-/// Calls, bids, wins, no-bids, pool counters, skips and the call duration histogram.
+/// Calls, bids, wins, no-bids, skips, the call duration histogram and the pools.
 fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    let simple: [DspSeries; 9] = [
+    let simple: [DspSeries; 5] = [
         (
             "rtb_dsp_calls_total",
             "counter",
@@ -666,6 +674,43 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             |s| s.no_bids,
         ),
         (
+            "rtb_dsp_skipped_total",
+            "counter",
+            "Calls not made because the DSP's circuit breaker was open.",
+            |s| s.skipped,
+        ),
+    ];
+    render_simple(out, dsps, &simple);
+    header(
+        out,
+        "rtb_dsp_call_duration_seconds",
+        "histogram",
+        "DSP call latency, start to answer or failure.",
+    );
+    let mut label = String::new();
+    for (dsp, s) in dsps {
+        label.clear();
+        label.push_str("dsp=\"");
+        escape_label(dsp, &mut label);
+        label.push('"');
+        histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
+    }
+    render_pools(out, dsps);
+    render_drains(out, dsps);
+}
+
+/// One line per DSP for each series of `table`.
+fn render_simple(out: &mut String, dsps: &BTreeMap<String, DspSum>, table: &[DspSeries]) {
+    for (name, kind, help, get) in table {
+        header(out, name, kind, help);
+        dsp_lines(out, name, dsps, |s, line| line("", get(s)));
+    }
+}
+
+/// Each DSP's pools: connections opened, failed and reused, and the connections held now.
+fn render_pools(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
+    let pools: [DspSeries; 6] = [
+        (
             "rtb_dsp_pool_connections_opened_total",
             "counter",
             "Connections opened to each DSP.",
@@ -690,31 +735,20 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             |s| s.pool_idle,
         ),
         (
-            "rtb_dsp_skipped_total",
-            "counter",
-            "Calls not made because the DSP's circuit breaker was open.",
-            |s| s.skipped,
+            "rtb_dsp_pool_connections_open",
+            "gauge",
+            "Connections open to each DSP: idle, in a call, or draining a late answer.",
+            |s| s.pool_open,
+        ),
+        (
+            "rtb_dsp_pool_connections_target",
+            "gauge",
+            "Connections the pools to each DSP hold at most now, sized by Little's law and \
+             the recent peak of calls in flight.",
+            |s| s.pool_target,
         ),
     ];
-    for (name, kind, help, get) in simple {
-        header(out, name, kind, help);
-        dsp_lines(out, name, dsps, |s, line| line("", get(s)));
-    }
-    header(
-        out,
-        "rtb_dsp_call_duration_seconds",
-        "histogram",
-        "DSP call latency, start to answer or failure.",
-    );
-    let mut label = String::new();
-    for (dsp, s) in dsps {
-        label.clear();
-        label.push_str("dsp=\"");
-        escape_label(dsp, &mut label);
-        label.push('"');
-        histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
-    }
-    render_drains(out, dsps);
+    render_simple(out, dsps, &pools);
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in

@@ -116,8 +116,13 @@ fn mirror_pool_counters(slot: &DspSlot) {
         add(total, now, counted);
     }
     slot.pool_counted.set(now);
+    let pool = &slot.upstream;
     m.pool_idle
-        .store(slot.upstream.idle_count() as u64, Ordering::Relaxed);
+        .store(pool.idle_count() as u64, Ordering::Relaxed);
+    m.pool_open
+        .store(pool.open_count() as u64, Ordering::Relaxed);
+    m.pool_target
+        .store(pool.target_connections() as u64, Ordering::Relaxed);
 }
 
 /// Adds the engine's new per-DSP policy refusals to the metrics. Called only after a request

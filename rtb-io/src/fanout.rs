@@ -50,6 +50,7 @@ pub async fn fan_out<F>(calls: &[FanOutCall<'_>], deadline: Instant, mut on_resu
 where
     F: FnMut(usize, Result<Answer<'_>, CallError>, Instant),
 {
+    let started = Instant::now();
     let deadline = MonoInstant::from_std(deadline);
     let mut set =
         pin!(PinnedSlots::new(calls.iter().map(|call| {
@@ -59,9 +60,8 @@ where
     poll_fn(|cx| {
         set.as_mut().poll_all(cx, |index, result| {
             let at = Instant::now();
-            calls[index]
-                .upstream
-                .count_result(result.as_ref().err().copied());
+            let upstream = calls[index].upstream;
+            upstream.count_result(result.as_ref().err().copied());
             match result {
                 Ok(done) => {
                     let answer = Answer {
@@ -74,6 +74,7 @@ where
                 }
                 Err(error) => on_result(index, Err(error), at),
             }
+            upstream.call_ended(started, at);
         });
         if set.remaining() == 0 {
             return Poll::Ready(());
@@ -82,6 +83,7 @@ where
             let at = Instant::now();
             set.as_mut().drop_all(|index| {
                 calls[index].upstream.count_result(Some(CallError::Timeout));
+                calls[index].upstream.call_ended(started, at);
                 on_result(index, Err(CallError::Timeout), at);
             });
             return Poll::Ready(());

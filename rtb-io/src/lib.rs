@@ -53,8 +53,9 @@ pub mod tls;
 pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
 pub use client::{
-    encode_headers, resolve_blocking, CallError, ClientConfig, ClientRequest, ClientResponse,
-    Completed, RequestParts, Upstream, UpstreamStats, DRAIN_RESULTS,
+    encode_headers, resolve_blocking, spawn_prewarm, CallError, ClientConfig, ClientRequest,
+    ClientResponse, Completed, RequestParts, Upstream, UpstreamStats, DRAIN_RESULTS,
+    PREWARM_LANES_DEFAULT,
 };
 pub use driver::{ActiveDriver, DriverKind};
 pub use fanout::{fan_out, Answer, FanOutCall};

@@ -755,3 +755,96 @@ fn prewarm_fills_past_a_refusing_address_and_stops_when_none_serves() {
         assert!(dead.stats.connect_failures.get() <= 4);
     });
 }
+
+/// A listener whose accept queue is full: its connects hang until they time out.
+fn listener_dropping_connects() -> (socket2::Socket, std::net::TcpStream, SocketAddr) {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // A backlog of 0 holds one connection; with it queued, later SYNs are dropped.
+    let queued = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    (listener, queued, addr)
+}
+
+#[test]
+fn prewarm_of_many_pools_keeps_connects_in_flight_to_its_lanes() {
+    let _serial = serial();
+    let up = upstream(Mode::Ok);
+    let (_listener, _queued, silent) = listener_dropping_connects();
+    run(async move {
+        let config = ClientConfig {
+            connect_timeout: Duration::from_millis(50),
+            ..ClientConfig::default()
+        };
+        let serving: Vec<_> = (0..12).map(|_| pool_with(up.addr, config)).collect();
+        rtb_io::spawn_prewarm(serving.iter().map(|p| (p.clone(), 2)).collect(), 3);
+        wait_for(Duration::from_secs(5), || {
+            serving.iter().all(|p| p.idle_count() == 2)
+        })
+        .await;
+        assert!(serving.iter().all(|p| p.idle_count() == 2));
+        // Connects that hang: at most three of twelve pools' connects are ever in flight.
+        let hanging: Vec<_> = (0..12).map(|_| pool_with(silent, config)).collect();
+        rtb_io::spawn_prewarm(hanging.iter().map(|p| (p.clone(), 2)).collect(), 3);
+        let (mut most, started) = (0, Instant::now());
+        while started.elapsed() < Duration::from_millis(1_500) {
+            let now: usize = hanging.iter().map(|p| p.connects_in_flight()).sum();
+            most = most.max(now);
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(most, 3, "connects in flight at most, across the pools");
+        // Each pool tries three times (50 ms each, then a wait of 20, 40 and 60 ms), four
+        // pools per lane: 1.1 s, then every pool has left the rotation.
+        let left: usize = hanging.iter().map(|p| p.connects_in_flight()).sum();
+        assert_eq!(left, 0, "each pool gave up after a few tries");
+    });
+}
+
+#[test]
+fn pool_size_follows_the_traffic_down_without_reconnecting() {
+    let _serial = serial();
+    let up = upstream(Mode::Ok);
+    let ended = up.ended.clone();
+    run(async move {
+        let config = ClientConfig {
+            pool_peak_half_life: Duration::from_millis(500),
+            ..ClientConfig::default()
+        };
+        let pool = pool_with(up.addr, config);
+        let burst: Vec<_> = (0..40).map(|_| pool.clone()).collect();
+        let results = gather(&burst, b"b", Instant::now() + Duration::from_secs(2)).await;
+        assert!(results.iter().all(|r| r.is_ok()));
+        let opened = pool.stats.connects.get();
+        assert!(
+            opened >= 30,
+            "a burst of 40 calls opened {opened} connections"
+        );
+        // One call at a time for 3.5 s: the remembered peak halves every 0.5 s, measured once
+        // a second, so the target falls to a few connections (Little's law wants 2).
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(3_500) {
+            let one = [pool.clone()];
+            let r = gather(&one, b"one", Instant::now() + Duration::from_secs(1)).await;
+            assert!(r[0].is_ok());
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let target = pool.target_connections();
+        assert!((2..=4).contains(&target), "target {target}");
+        assert!(pool.open_count() <= target, "{} open", pool.open_count());
+        assert!(pool.mean_in_flight() < 0.5, "L = {}", pool.mean_in_flight());
+        assert_eq!(
+            pool.stats.connects.get(),
+            opened,
+            "shrinking reopened nothing"
+        );
+        wait_for(Duration::from_secs(2), || {
+            ended.load(Ordering::SeqCst) as u64 >= opened - target as u64
+        })
+        .await;
+        assert!(ended.load(Ordering::SeqCst) as u64 >= opened - target as u64);
+    });
+}

@@ -31,7 +31,9 @@
 pub(crate) mod drain;
 pub(crate) mod pacing;
 pub(crate) mod pool;
+pub mod sizing;
 pub(crate) mod targets;
+pub(crate) mod warmup;
 pub(crate) mod wire;
 
 use std::{
@@ -44,12 +46,16 @@ use bytes::Bytes;
 use http::{uri::PathAndQuery, HeaderMap, Method, StatusCode};
 
 pub use pool::{Completed, Upstream, UpstreamStats, DRAIN_RESULTS};
+pub use warmup::{spawn_prewarm, PREWARM_LANES_DEFAULT};
 
 /// Idle keep-alive connections kept per upstream per worker. As many as the exchange's auctions
 /// in flight per worker (512), so a worker keeps every connection its peak concurrency opened:
 /// a smaller pool closes connections at each dip and reopens them at the next peak (measured
 /// at 64: 117 to 163 connects per 1,000 auctions with 512 clients, see BENCHMARKS.md).
 pub const IDLE_CONNECTIONS_MAX_DEFAULT: usize = 512;
+/// Half-life of the recent peak of calls in flight that a pool keeps connections for: after
+/// the traffic falls, a pool shrinks to half its peak's surplus in this time.
+pub const POOL_PEAK_HALF_LIFE_DEFAULT: Duration = Duration::from_secs(10);
 /// Concurrent calls per upstream per worker; more fail at once with `Overloaded`.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 1024;
 /// Time allowed to open a connection, TLS handshake included (also bounded by the call's
@@ -81,8 +87,13 @@ pub const RESPONSE_HEADERS_COUNT_MAX: usize = 64;
 /// Pool and call limits for one upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Idle connections kept; extra ones are closed when released.
+    /// Idle connections kept; extra ones are closed when released. Also the most the pool's
+    /// size target ([`sizing`]) can reach.
     pub idle_connections_max: usize,
+    /// The least the pool's size target can fall to (the exchange sets its pre-warm count).
+    pub connections_min: usize,
+    /// Half-life of the peak of calls in flight the pool's size target remembers ([`sizing`]).
+    pub pool_peak_half_life: Duration,
     /// Concurrent calls.
     pub in_flight_max: usize,
     /// Connect timeout.
@@ -109,6 +120,8 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             idle_connections_max: IDLE_CONNECTIONS_MAX_DEFAULT,
+            connections_min: 0,
+            pool_peak_half_life: POOL_PEAK_HALF_LIFE_DEFAULT,
             in_flight_max: IN_FLIGHT_MAX_DEFAULT,
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             response_bytes_max: RESPONSE_BYTES_MAX_DEFAULT,

@@ -26,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::drain::Lent;
 use super::pacing::Pacing;
+use super::sizing::PoolSizer;
 use super::targets::Targets;
 use super::wire::{exchange, Conn, ExchangeError, Received};
 use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
@@ -96,6 +97,7 @@ pub struct Upstream {
     idle: RefCell<Vec<Conn>>,
     in_flight: Cell<usize>,
     pacing: Pacing,
+    sizer: PoolSizer,
     /// Connections draining now (see [`super::drain`]).
     pub(crate) draining: Cell<usize>,
     /// This upstream, for the drain tasks it spawns.
@@ -190,6 +192,11 @@ impl Upstream {
                 config.connects_burst,
                 config.connects_in_flight_max,
             ),
+            sizer: PoolSizer::new(
+                config.connections_min,
+                config.idle_connections_max,
+                config.pool_peak_half_life,
+            ),
             draining: Cell::new(0),
             me: me.clone(),
             stats: UpstreamStats::default(),
@@ -254,6 +261,33 @@ impl Upstream {
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.get()
+    }
+
+    /// Connections open now: idle, lent to a call, or draining a late answer.
+    pub fn open_count(&self) -> usize {
+        self.idle_count() + self.in_flight() + self.draining_count()
+    }
+
+    /// Connections (busy and idle) the pool holds at most now, from its measured traffic (see
+    /// [`super::sizing`]); more are closed when released.
+    pub fn target_connections(&self) -> usize {
+        self.sizer.target()
+    }
+
+    /// Mean calls in flight over the last sizing window (Little's law: rate times duration).
+    pub fn mean_in_flight(&self) -> f64 {
+        self.sizer.concurrency()
+    }
+
+    /// Tells the sizer a call that started at `started` ended at `ended`; when that closes a
+    /// sizing window, idle connections beyond the new target are closed, oldest first.
+    pub(crate) fn call_ended(&self, started: Instant, ended: Instant) {
+        if self.sizer.call_ended(started, ended, self.in_flight()) {
+            let keep = self.sizer.target().saturating_sub(self.in_flight());
+            let mut idle = self.idle.borrow_mut();
+            let excess = idle.len().saturating_sub(keep);
+            idle.drain(..excess);
+        }
     }
 
     /// Opens connections until `n` are idle (capped at `idle_connections_max`), round robin
@@ -427,12 +461,14 @@ impl Upstream {
         req: RequestParts<'_>,
         deadline: Instant,
     ) -> Result<Completed<'_>, CallError> {
+        let started = Instant::now();
         let deadline = MonoInstant::from_std(deadline);
         let result = match timeout_at(deadline, self.exchange_parts(req, deadline)).await {
             Ok(r) => r,
             Err(_elapsed) => Err(CallError::Timeout),
         };
         self.count_result(result.as_ref().err().copied());
+        self.call_ended(started, Instant::now());
         result
     }
 
@@ -447,6 +483,7 @@ impl Upstream {
             return Err(CallError::Overloaded);
         }
         self.in_flight.set(self.in_flight.get() + 1);
+        self.sizer.call_started(self.in_flight.get());
         let _guard = InFlightGuard(&self.in_flight);
         let pooled = self.idle.borrow_mut().pop();
         if let Some(conn) = pooled {
@@ -481,9 +518,12 @@ impl Upstream {
         }
     }
 
+    /// Takes back a connection whose call left it reusable: kept idle while the pool holds
+    /// fewer than its target (and its ceiling), else closed.
     pub(crate) fn release(&self, mut conn: Conn) {
         let mut idle = self.idle.borrow_mut();
-        if idle.len() < self.config.idle_connections_max {
+        let held = idle.len() + self.in_flight.get();
+        if idle.len() < self.config.idle_connections_max && held < self.sizer.target() {
             conn.rbuf.clear();
             idle.push(conn);
         }
