@@ -6,6 +6,13 @@
 //! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
 //! answered once every worker has applied the new registry version (bounded by
 //! [`APPLY_WAIT_MAX`]), so a client that gets 201 can bid at once on any connection.
+//!
+//! Onboarding calls are rate limited by one token bucket per process, behind a mutex in
+//! [`crate::Shared`]: onboarding is rare and off the auction path, and a process-wide bucket
+//! makes `--onboard-rate-per-s` mean what it says whatever the worker count. It is checked
+//! before the token, so guessing the token is rate limited too; the price is that a flood of
+//! unauthenticated calls also delays legitimate re-onboarding (registered DSPs keep bidding
+//! until their TTL runs out).
 
 use std::sync::atomic::Ordering;
 
@@ -22,6 +29,10 @@ use crate::{
     json_error, unauthorized, Shared,
 };
 
+/// Default sustained onboarding calls per second.
+pub const ONBOARD_RATE_PER_S_DEFAULT: u32 = 50;
+/// Default burst of onboarding calls (the bucket's size).
+pub const ONBOARD_BURST_DEFAULT: u32 = 100;
 /// How long onboarding waits for every worker to apply a new registry version.
 pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often onboarding polls the workers' applied versions.

@@ -23,7 +23,8 @@
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
 //! - [`dns`]: a DNS answer as the directory keeps it (every address checked, bounded) and
 //!   when to look a host up again (its TTL, clamped).
-//! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
+//! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
+//! - [`token_bucket`]: the token bucket (a DSP's QPS cap per worker, the onboarding rate).
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
@@ -114,6 +115,7 @@ pub mod request;
 pub mod response;
 pub mod roster;
 pub mod splice;
+pub mod token_bucket;
 pub mod validate;
 pub mod version;
 
