@@ -25,6 +25,7 @@
 //!   when to look a host up again (its TTL, clamped).
 //! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
 //! - [`token_bucket`]: the token bucket (a DSP's QPS cap per worker, the onboarding rate).
+//! - [`onboard`]: the `POST /dsp` body, parsed and checked, and the answer to an onboarding.
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
@@ -108,6 +109,7 @@ pub mod ledger;
 pub mod ledger_summary;
 pub mod macros;
 pub mod media;
+pub mod onboard;
 pub mod policy;
 pub mod policy_fields;
 pub mod registry;
