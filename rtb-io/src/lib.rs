@@ -17,7 +17,8 @@
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
 //!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
-//!   [`clock`] (Unix ms).
+//!   [`clock`] (Unix ms), [`refresh`] (a document reloaded on a period, published to every
+//!   worker when it changed).
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
 //!
@@ -42,6 +43,7 @@ pub mod http;
 pub mod limits;
 mod pinned;
 pub mod process;
+pub mod refresh;
 pub mod resolve;
 pub mod rotating_file;
 pub mod server;
