@@ -19,6 +19,8 @@
 //!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
 //!   [`clock`] (Unix ms), [`refresh`] (a document reloaded on a period, published to every
 //!   worker when it changed).
+//! - [`notify`]: fire-and-forget sends off the request path (a bounded queue of reused URL
+//!   buffers, a few tasks draining it); [`notify_pools`]: the pools their GETs go over.
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
 //!
@@ -41,6 +43,8 @@ pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;
+pub mod notify;
+pub mod notify_pools;
 mod pinned;
 pub mod process;
 pub mod refresh;
