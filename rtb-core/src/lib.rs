@@ -17,7 +17,9 @@
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
 //! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
+//! - [`ledger_sample`]: which ledger records a worker keeps, and their wall-clock time.
 //! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
+//! - [`revenue`]: revenue amounts as the exchange counts them (currency codes, micro-CPM, sums).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
@@ -106,6 +108,7 @@ pub mod engine;
 pub mod error;
 pub mod json;
 pub mod ledger;
+pub mod ledger_sample;
 pub mod ledger_summary;
 pub mod macros;
 pub mod media;
@@ -115,6 +118,7 @@ pub mod policy_fields;
 pub mod registry;
 pub mod request;
 pub mod response;
+pub mod revenue;
 pub mod roster;
 pub mod splice;
 pub mod token_bucket;

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use rtb_core::ledger_sample::WallAnchor;
 use rtb_io::{
     clickhouse,
     rotating_file::RotatingFile,
@@ -108,10 +109,9 @@ pub struct Ledger {
     /// Non-winning records not kept by sampling, summed over workers.
     sampled_out: std::sync::atomic::AtomicU64,
     sample: f64,
-    /// The wall clock at `anchor_instant`, µs since the epoch: records turn their arrival
-    /// `Instant` into wall time from it, with no clock read per record.
-    anchor_unix_us: u64,
-    anchor_instant: Instant,
+    /// The wall clock at start: records turn their arrival `Instant` into wall time from it,
+    /// with no clock read per record.
+    anchor: WallAnchor,
 }
 
 impl Ledger {
@@ -145,8 +145,10 @@ impl Ledger {
             producers: Mutex::new(producers.into_iter().map(Some).collect()),
             sampled_out: 0.into(),
             sample: args.ledger_sample,
-            anchor_unix_us,
-            anchor_instant: Instant::now(),
+            anchor: WallAnchor {
+                unix_us: anchor_unix_us,
+                at: Instant::now(),
+            },
         })))
     }
 
