@@ -6,6 +6,8 @@
 //! then a few bit tests and, for a country list, a short scan: no allocation. The clock is a
 //! parameter (`now_us`), as everywhere in rtb-core.
 
+use std::collections::HashMap;
+
 use crate::request::{BidRequest, Channel, MediaTypes};
 
 /// Channels a DSP wants, as bits (all by default).
@@ -185,6 +187,35 @@ pub fn demand_fractions(demands: &[u64], out: &mut Vec<f64>) {
     out.extend(demands.iter().map(|&d| (d as f64 + spread) / whole));
 }
 
+/// Each DSP's demand totals per worker as last seen, so that a rebalance splits a cap by the
+/// demand of the last period (what was added since), not of all time.
+#[derive(Debug, Default)]
+pub struct DemandHistory {
+    seen: HashMap<String, Vec<u64>>,
+}
+
+impl DemandHistory {
+    /// Each worker's part of DSP `name`'s cap ([`demand_fractions`]) in parts per million, at
+    /// least 1, into `out`, from the demand totals each worker has counted so far (`totals`,
+    /// one per worker).
+    pub fn parts_ppm(&mut self, name: &str, totals: Vec<u64>, out: &mut Vec<u64>) {
+        let seen = (self.seen.entry(name.to_string())).or_insert_with(|| vec![0; totals.len()]);
+        let demands: Vec<u64> = (totals.iter().zip(seen.iter()))
+            .map(|(now, then)| now.saturating_sub(*then))
+            .collect();
+        *seen = totals;
+        let mut fractions = Vec::with_capacity(demands.len());
+        demand_fractions(&demands, &mut fractions);
+        out.clear();
+        out.extend(fractions.iter().map(|f| (f * 1e6).round().max(1.0) as u64));
+    }
+
+    /// Forgets the DSPs `keep` refuses (gone from every worker).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.seen.retain(|name, _| keep(name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +322,23 @@ mod tests {
     fn the_share_splits_the_cap_between_workers() {
         assert_eq!(worker_share(200, 2), 100.0);
         assert_eq!(worker_share(200, 0), 200.0);
+    }
+
+    #[test]
+    fn parts_follow_each_periods_demand() {
+        let mut history = DemandHistory::default();
+        let mut ppm = Vec::new();
+        history.parts_ppm("braid", vec![900, 100], &mut ppm);
+        // (900 + 20) / 1,040 and (100 + 20) / 1,040 (4% of 1,000 spread over two workers).
+        assert_eq!(ppm, [884_615, 115_385]);
+        // Next period the traffic moved: only the new demand counts.
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert!(ppm[1] > 40 * ppm[0] && ppm[0] > 0, "{ppm:?}");
+        // No demand at all: equal parts.
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert_eq!(ppm, [500_000, 500_000]);
+        history.retain(|name| name != "braid");
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert_eq!(ppm[0], 451_923, "forgotten: all time's demand again");
     }
 }

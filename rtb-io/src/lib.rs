@@ -17,6 +17,7 @@
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
 //!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
+//!   [`file_stamp`] (which version of a file is behind a path),
 //!   [`clock`] (Unix ms), [`refresh`] (a document reloaded on a period, published to every
 //!   worker when it changed).
 //! - [`notify`]: fire-and-forget sends off the request path (a bounded queue of reused URL
@@ -37,6 +38,7 @@ pub mod dns;
 pub mod driver;
 pub mod fanout;
 pub mod fetch;
+pub mod file_stamp;
 pub mod flags;
 pub mod gunzip;
 pub mod gzip;
