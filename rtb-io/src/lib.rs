@@ -23,7 +23,8 @@
 //! - [`notify`]: fire-and-forget sends off the request path (a bounded queue of reused URL
 //!   buffers, a few tasks draining it); [`notify_pools`]: the pools their GETs go over.
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
-//!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
+//!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it;
+//!   [`spool_target`]: `file:PATH` or `clickhouse:http://...`, and the spool started on it.
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
@@ -55,6 +56,7 @@ pub mod rotating_file;
 pub mod server;
 pub mod shutdown;
 pub mod spool;
+pub mod spool_target;
 pub mod stream;
 pub mod tls;
 
