@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use rtb_core::roster::Roster;
+use rtb_core::{roster::Roster, token_bucket::TokenBucket};
 use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
 
 use crate::{
@@ -17,7 +17,6 @@ use crate::{
     debug::DebugHandler,
     handler::ExchangeHandler,
     metrics::WorkerMetrics,
-    ratelimit::TokenBucket,
     rates::{RatesRefresh, RatesStatus},
     roster::RosterFile,
     Currency, Shared,

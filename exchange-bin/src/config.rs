@@ -228,11 +228,11 @@ pub struct Config {
 
     /// Onboarding calls (POST /dsp, DELETE /dsp/{name}) allowed per second, process-wide;
     /// beyond it (and the burst) they answer 429. 0 disables the limit.
-    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_RATE_PER_S", default_value_t = crate::ratelimit::ONBOARD_RATE_PER_S_DEFAULT)]
+    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_RATE_PER_S", default_value_t = crate::onboard::ONBOARD_RATE_PER_S_DEFAULT)]
     pub onboard_rate_per_s: u32,
 
     /// Onboarding calls allowed in a burst.
-    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_BURST", default_value_t = crate::ratelimit::ONBOARD_BURST_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_ONBOARD_BURST", default_value_t = crate::onboard::ONBOARD_BURST_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub onboard_burst: u32,
 

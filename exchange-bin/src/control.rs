@@ -30,10 +30,10 @@ use rtb_core::{
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{clock::unix_ms, resolve::Resolver, Broadcast};
+use rtb_io::{clock::unix_ms, dns::control_resolver, resolve::Resolver, Broadcast};
 
 use crate::{
-    dns::{control_resolver, lookup, DnsStatus},
+    dns::{lookup, DnsStatus},
     rates::RatesRefresh,
     roster::RosterFile,
 };

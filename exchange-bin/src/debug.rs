@@ -35,7 +35,7 @@ impl DebugHandler {
             .unwrap_or_default();
         let mut text = metrics::render(&self.shared.metrics, Some(&stats));
         if let Some(currency) = &self.shared.currency {
-            currency.status.render(rtb_io::clock::unix_ms(), &mut text);
+            crate::rates::render(&currency.status, rtb_io::clock::unix_ms(), &mut text);
         }
         if let Some(ledger) = &self.shared.ledger {
             ledger.render_metrics(&mut text);

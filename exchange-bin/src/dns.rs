@@ -1,7 +1,7 @@
-//! Owns the exchange's DNS as the control thread uses it: which resolver (the DNS resolver of
-//! `rtb_io::dns`, TTL-aware, or getaddrinfo when the system's DNS configuration cannot be
-//! read), each lookup counted by result, and the addresses each DSP has, for `/metrics`
-//! (`rtb_dns_lookups_total{result}`, `rtb_dsp_addresses{dsp}`).
+//! Owns the exchange's DNS as the control thread uses it (the resolver is
+//! `rtb_io::dns::control_resolver`: TTL-aware DNS, or getaddrinfo when the system's DNS
+//! configuration cannot be read): each lookup counted by result, and the addresses each DSP
+//! has, for `/metrics` (`rtb_dns_lookups_total{result}`, `rtb_dsp_addresses{dsp}`).
 
 use std::{
     fmt::Write as _,
@@ -9,11 +9,10 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
 };
 
 use rtb_core::{directory::Resolved, dns::Answer};
-use rtb_io::resolve::{system_resolver, LookupError, Resolver};
+use rtb_io::resolve::{LookupError, Resolver};
 
 use crate::{exposition::header, metrics::escape_label};
 
@@ -66,18 +65,6 @@ impl DnsStatus {
                 escape_label(dsp, &mut label);
                 let _ = writeln!(out, "{name}{{dsp=\"{label}\"}} {n}");
             }
-        }
-    }
-}
-
-/// The control thread's resolver: DNS with TTLs, or getaddrinfo (no TTL: the re-resolve
-/// period applies) when the system's DNS configuration cannot be read (logged).
-pub fn control_resolver(timeout: Duration) -> Resolver {
-    match rtb_io::dns::dns_resolver(timeout) {
-        Ok(resolver) => resolver,
-        Err(error) => {
-            tracing::warn!(%error, "DNS resolver unavailable; using getaddrinfo (no TTL)");
-            system_resolver(timeout)
         }
     }
 }

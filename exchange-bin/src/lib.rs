@@ -17,7 +17,6 @@
 //!   family header, shared with [`notice_metrics`] and [`revenue`]).
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
 //! - [`notice_metrics`]: win and loss notice counters.
-//! - [`ratelimit`]: the onboarding token bucket.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
 
@@ -38,7 +37,6 @@ pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
 pub mod qps_shares;
-pub mod ratelimit;
 pub mod rates;
 pub mod record;
 pub mod revenue;
@@ -75,7 +73,7 @@ pub struct Shared {
     /// Whether loopback DSP and win-notice addresses are allowed.
     pub allow_loopback: bool,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
-    pub onboard_limit: Mutex<ratelimit::TokenBucket>,
+    pub onboard_limit: Mutex<rtb_core::token_bucket::TokenBucket>,
     /// Currency rates, when `--currency-rates` is set.
     pub currency: Option<Currency>,
     /// The auction ledger, when `--ledger` is set.

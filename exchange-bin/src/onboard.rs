@@ -6,55 +6,34 @@
 //! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
 //! answered once every worker has applied the new registry version (bounded by
 //! [`APPLY_WAIT_MAX`]), so a client that gets 201 can bid at once on any connection.
+//!
+//! Onboarding calls are rate limited by one token bucket per process, behind a mutex in
+//! [`crate::Shared`]: onboarding is rare and off the auction path, and a process-wide bucket
+//! makes `--onboard-rate-per-s` mean what it says whatever the worker count. It is checked
+//! before the token, so guessing the token is rate limited too; the price is that a flood of
+//! unauthenticated calls also delays legitimate re-onboarding (registered DSPs keep bidding
+//! until their TTL runs out).
 
 use std::sync::atomic::Ordering;
 
 use futures_channel::oneshot;
 use http::StatusCode;
-use rtb_core::policy::DspPolicy;
-use rtb_core::policy_fields::PolicyFields;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
-use serde::Deserialize;
 
 use crate::{
     control::{truncate, Command, OnboardError, Onboarded},
     json_error, unauthorized, Shared,
 };
 
+/// Default sustained onboarding calls per second.
+pub const ONBOARD_RATE_PER_S_DEFAULT: u32 = 50;
+/// Default burst of onboarding calls (the bucket's size).
+pub const ONBOARD_BURST_DEFAULT: u32 = 100;
 /// How long onboarding waits for every worker to apply a new registry version.
 pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often onboarding polls the workers' applied versions.
 const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
-
-#[derive(Debug, Deserialize)]
-struct OnboardBody {
-    name: String,
-    base_url: String,
-    #[serde(default)]
-    bid_path: Option<String>,
-    /// Bid requests gzip-compressed, gzip answers welcome (issue 16).
-    #[serde(default)]
-    gzip: bool,
-    /// The roster's policy fields (issue 15): `qps`, `channels`, `media`, `countries`,
-    /// `tmax_ms`, `bid_adjustment`.
-    #[serde(flatten)]
-    policy: PolicyFields,
-}
-
-/// Every field of the body, to name the one a JSON error is about.
-const ONBOARD_FIELDS: [&str; 10] = [
-    "name",
-    "base_url",
-    "bid_path",
-    "gzip",
-    "qps",
-    "channels",
-    "media",
-    "countries",
-    "tmax_ms",
-    "bid_adjustment",
-];
 
 fn control_unavailable() -> Response {
     json_error(
@@ -103,25 +82,6 @@ async fn wait_applied(shared: &Shared, version: u64) {
     }
 }
 
-/// The onboarding body and the policy it states, or the 400 that names the field at fault
-/// (boxed: the control plane's rare error path keeps the result small).
-fn read_body(req: &Request) -> Result<(OnboardBody, DspPolicy), Box<Response>> {
-    let mut body: OnboardBody = serde_json::from_slice(&req.body).map_err(|e| {
-        let msg = e.to_string();
-        let field = ONBOARD_FIELDS
-            .into_iter()
-            .find(|f| msg.contains(&format!("`{f}`")))
-            .unwrap_or("");
-        let message = format!("invalid onboarding body: {}", truncate(&msg));
-        Box::new(json_error(StatusCode::BAD_REQUEST, &message, field))
-    })?;
-    let policy = std::mem::take(&mut body.policy).check().map_err(|e| {
-        let message = format!("{}: {}", e.field, truncate(&e.reason));
-        Box::new(json_error(StatusCode::BAD_REQUEST, &message, e.field))
-    })?;
-    Ok((body, policy))
-}
-
 /// `POST /dsp`: 201 added, 200 refreshed or replaced, 400 invalid, 401 bad token, 409 full,
 /// 429 over the onboarding rate.
 pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
@@ -131,9 +91,11 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     if !shared.authorized(req) {
         return unauthorized();
     }
-    let (body, policy) = match read_body(req) {
+    let (body, policy) = match rtb_core::onboard::parse(&req.body) {
         Ok(read) => read,
-        Err(refused) => return *refused,
+        Err(refused) => {
+            return json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
+        }
     };
     let (tx, rx) = oneshot::channel();
     let name_for_log = truncate(&body.name).to_string();
@@ -170,32 +132,21 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     }
 }
 
-/// The answer to a successful onboarding: what the DSP is now, with the policy in force (a
-/// roster DSP's heartbeat keeps the roster's).
+/// The answer to a successful onboarding: 201 added, 200 refreshed or replaced, with what the
+/// DSP is now.
 fn onboarded(done: &Onboarded) -> Response {
-    let (status, what) = match done.upsert {
-        Upsert::Added => (StatusCode::CREATED, "added"),
-        Upsert::Refreshed => (StatusCode::OK, "refreshed"),
-        Upsert::Replaced => (StatusCode::OK, "replaced"),
+    let status = match done.upsert {
+        Upsert::Added => StatusCode::CREATED,
+        Upsert::Refreshed | Upsert::Replaced => StatusCode::OK,
     };
-    let mut body = serde_json::json!({
-        "status": what,
-        "name": done.entry.name,
-        "url": done.entry.url.to_string(),
-        "addr": done.addr.to_string(),
-        "addrs": done.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "gzip": done.entry.options.gzip,
-        "version": done.version,
-        "added_at_ms": done.entry.added_at_ms,
-        "last_seen_ms": done.entry.last_seen_ms,
-    });
-    let policy = PolicyFields::from(&*done.entry.options.policy);
-    if let (Some(body), Ok(serde_json::Value::Object(fields))) =
-        (body.as_object_mut(), serde_json::to_value(policy))
-    {
-        body.extend(fields);
-    }
-    Response::json(status, body.to_string())
+    let body = rtb_core::onboard::onboarded_json(
+        done.upsert,
+        done.version,
+        &done.entry,
+        done.addr,
+        &done.addrs,
+    );
+    Response::json(status, body)
 }
 
 /// `GET /dsp`: the registry as JSON; 401 without the token (when one is set). A wrong token

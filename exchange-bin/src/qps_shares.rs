@@ -18,7 +18,7 @@ use std::{
 };
 
 use rtb_core::engine::Engine;
-use rtb_core::policy::demand_fractions;
+use rtb_core::policy::DemandHistory;
 
 use crate::dsps::DspSet;
 use crate::metrics::{DspMetrics, WorkerMetrics};
@@ -36,13 +36,13 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("rtb-qps-shares".into())
         .spawn(move || {
-            let mut last = HashMap::new();
+            let mut history = DemandHistory::default();
             loop {
                 std::thread::sleep(period);
                 let Some(workers) = metrics.upgrade() else {
                     return;
                 };
-                rebalance(&workers, &mut last);
+                rebalance(&workers, &mut history);
             }
         })
 }
@@ -50,10 +50,10 @@ pub fn spawn(
 /// One DSP's counters on each worker (`None` where a worker has none yet).
 type PerWorker = Vec<Option<Arc<DspMetrics>>>;
 
-/// Splits every DSP's cap by the demand each worker saw since the last call (`last` holds
-/// the demand totals seen then, by DSP name). DSPs without a cap get parts too: workers
+/// Splits every DSP's cap by the demand each worker saw since the last call (`history` holds
+/// the demand totals seen then). DSPs without a cap get parts too: workers
 /// ignore them.
-pub fn rebalance(workers: &[WorkerMetrics], last: &mut HashMap<String, Vec<u64>>) {
+pub fn rebalance(workers: &[WorkerMetrics], history: &mut DemandHistory) {
     let mut by_name: HashMap<String, PerWorker> = HashMap::new();
     for (w, worker) in workers.iter().enumerate() {
         for (name, metrics) in worker.dsp_list() {
@@ -63,27 +63,19 @@ pub fn rebalance(workers: &[WorkerMetrics], last: &mut HashMap<String, Vec<u64>>
             slots[w] = Some(metrics);
         }
     }
-    let mut fractions = Vec::with_capacity(workers.len());
+    let mut parts = Vec::with_capacity(workers.len());
     for (name, per_worker) in &by_name {
         let totals: Vec<u64> = (per_worker.iter())
             .map(|m| m.as_ref().map_or(0, |m| m.qps_demand()))
             .collect();
-        let seen = last
-            .entry(name.clone())
-            .or_insert_with(|| vec![0; totals.len()]);
-        let demands: Vec<u64> = (totals.iter().zip(seen.iter()))
-            .map(|(now, then)| now.saturating_sub(*then))
-            .collect();
-        *seen = totals;
-        demand_fractions(&demands, &mut fractions);
-        for (metrics, fraction) in per_worker.iter().zip(&fractions) {
+        history.parts_ppm(name, totals, &mut parts);
+        for (metrics, ppm) in per_worker.iter().zip(&parts) {
             if let Some(m) = metrics {
-                let ppm = (fraction * 1e6).round().max(1.0) as u64;
-                m.qps_fraction_ppm.store(ppm, Ordering::Relaxed);
+                m.qps_fraction_ppm.store(*ppm, Ordering::Relaxed);
             }
         }
     }
-    last.retain(|name, _| by_name.contains_key(name));
+    history.retain(|name| by_name.contains_key(name));
 }
 
 /// When a worker next reads its parts of the caps.
@@ -132,7 +124,7 @@ mod tests {
     #[test]
     fn parts_follow_each_periods_demand() {
         let workers: Vec<WorkerMetrics> = (0..2).map(|_| WorkerMetrics::default()).collect();
-        let mut last = HashMap::new();
+        let mut last = DemandHistory::default();
         call(&workers[0], "braid", 900);
         call(&workers[1], "braid", 100);
         rebalance(&workers, &mut last);

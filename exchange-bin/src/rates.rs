@@ -1,8 +1,8 @@
 //! Owns the currency rates' refresh in the exchange: loading them on the control thread
 //! (`rtb_io::fetch` reads the file or GETs the `http://` URL, bounded in bytes and time;
-//! `rtb_core::currency` parses the source and the table), the refresh period, handing each new
-//! table to every worker ([`Broadcast`]), and their status for metrics and logs (age, stale,
-//! loads, failures).
+//! `rtb_core::currency` parses the source and the table), and their logs and metrics. The
+//! period, keeping the last good table, handing each new one to every worker and the status
+//! (age, stale, loads, failures) are `rtb_io::refresh`'s.
 //!
 //! A file that does not load or parse keeps the previous table and counts a failure. The age
 //! is the time since the last successful load; past `--currency-stale-s` the rates are
@@ -11,10 +11,7 @@
 
 use std::{
     fmt::Write as _,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,6 +20,7 @@ use rtb_core::currency::{CurrencyRates, RATES_FILE_BYTES_MAX};
 use rtb_io::{
     clock::unix_ms as now_ms,
     fetch::{self, HttpTarget},
+    refresh::{Loaded, Refresh, RefreshStatus},
     Broadcast,
 };
 
@@ -51,101 +49,58 @@ pub fn load(source: &RatesSource) -> Result<CurrencyRates, String> {
     CurrencyRates::parse(&bytes).map_err(|e| e.to_string())
 }
 
-/// What the debug port shows about the rates; written by the control thread only.
-#[derive(Debug)]
-pub struct RatesStatus {
-    /// Wall-clock ms of the last successful load; 0 before the first.
-    loaded_at_ms: AtomicU64,
-    loads: AtomicU64,
-    failures: AtomicU64,
-    currencies: AtomicU64,
-    stale_after: Duration,
-}
+/// The rates' status: when they last loaded, loads, failures, currencies, staleness.
+pub type RatesStatus = RefreshStatus;
 
-impl RatesStatus {
-    /// A status with nothing loaded yet.
-    pub fn new(stale_after: Duration) -> Self {
-        Self {
-            loaded_at_ms: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            currencies: AtomicU64::new(0),
-            stale_after,
-        }
-    }
-
-    /// Seconds since the last successful load, if any.
-    pub fn age(&self, now_ms: u64) -> Option<Duration> {
-        match self.loaded_at_ms.load(Ordering::Acquire) {
-            0 => None,
-            at => Some(Duration::from_millis(now_ms.saturating_sub(at))),
-        }
-    }
-
-    /// Stale: never loaded, or loaded longer ago than `--currency-stale-s`.
-    pub fn is_stale(&self, now_ms: u64) -> bool {
-        self.age(now_ms).is_none_or(|age| age > self.stale_after)
-    }
-
-    /// Failed loads so far.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    /// Appends the `rtb_currency_*` series in the Prometheus text format.
-    pub fn render(&self, now_ms: u64, out: &mut String) {
-        let age = self.age(now_ms).map_or(f64::NAN, |a| a.as_secs_f64());
-        let series: [(&str, &str, &str, String); 5] = [
-            (
-                "rtb_currency_rates_age_seconds",
-                "gauge",
-                "Seconds since the currency rates were last loaded (NaN: never).",
-                format!("{age:.3}"),
-            ),
-            (
-                "rtb_currency_rates_stale",
-                "gauge",
-                "1 when the rates were never loaded or are older than --currency-stale-s.",
-                u8::from(self.is_stale(now_ms)).to_string(),
-            ),
-            (
-                "rtb_currency_rates_currencies",
-                "gauge",
-                "Currencies in the table in force.",
-                self.currencies.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "rtb_currency_rates_loads_total",
-                "counter",
-                "Successful loads of the rates (startup and refreshes).",
-                self.loads.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "rtb_currency_rates_failures_total",
-                "counter",
-                "Loads that failed (unreadable, unreachable or invalid): the old table was kept.",
-                self.failures().to_string(),
-            ),
-        ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+/// Appends the `rtb_currency_*` series of `status` in the Prometheus text format.
+pub fn render(status: &RatesStatus, now_ms: u64, out: &mut String) {
+    let age = status.age(now_ms).map_or(f64::NAN, |a| a.as_secs_f64());
+    let series: [(&str, &str, &str, String); 5] = [
+        (
+            "rtb_currency_rates_age_seconds",
+            "gauge",
+            "Seconds since the currency rates were last loaded (NaN: never).",
+            format!("{age:.3}"),
+        ),
+        (
+            "rtb_currency_rates_stale",
+            "gauge",
+            "1 when the rates were never loaded or are older than --currency-stale-s.",
+            u8::from(status.is_stale(now_ms)).to_string(),
+        ),
+        (
+            "rtb_currency_rates_currencies",
+            "gauge",
+            "Currencies in the table in force.",
+            status.entries().to_string(),
+        ),
+        (
+            "rtb_currency_rates_loads_total",
+            "counter",
+            "Successful loads of the rates (startup and refreshes).",
+            status.loads().to_string(),
+        ),
+        (
+            "rtb_currency_rates_failures_total",
+            "counter",
+            "Loads that failed (unreadable, unreachable or invalid): the old table was kept.",
+            status.failures().to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 
 /// The rates refresh, run by the control thread: loads on a period, publishes a changed table
-/// to every worker, keeps the old one on failure.
+/// to every worker, keeps the old one on failure ([`Refresh`]), and logs what happened.
 #[derive(Debug)]
 pub struct RatesRefresh {
     source: RatesSource,
-    period: Duration,
-    status: Arc<RatesStatus>,
-    updates: Broadcast<Arc<CurrencyRates>>,
-    current: Option<Arc<CurrencyRates>>,
-    next_at: Instant,
+    refresh: Refresh<CurrencyRates>,
 }
 
 impl RatesRefresh {
@@ -156,60 +111,43 @@ impl RatesRefresh {
         status: Arc<RatesStatus>,
         updates: Broadcast<Arc<CurrencyRates>>,
     ) -> Self {
-        Self {
-            source,
-            period,
-            status,
-            updates,
-            current: None,
-            next_at: Instant::now() + period,
-        }
+        let refresh = Refresh::new(period, status, updates, CurrencyRates::currencies);
+        Self { source, refresh }
     }
 
     /// Loads now; on success the new table is in force here (not yet published). Returns it.
     pub fn load(&mut self) -> Option<Arc<CurrencyRates>> {
-        match load(&self.source) {
-            Ok(rates) => {
-                let status = &self.status;
-                status.loaded_at_ms.store(now_ms(), Ordering::Release);
-                status.loads.fetch_add(1, Ordering::Relaxed);
-                status
-                    .currencies
-                    .store(rates.currencies() as u64, Ordering::Relaxed);
-                let changed = self.current.as_deref() != Some(&rates);
-                if changed {
-                    tracing::info!(source = %self.source, data_as_of = rates.data_as_of(),
-                        currencies = rates.currencies(), "currency rates loaded");
-                    self.current = Some(Arc::new(rates));
-                }
-                self.current.clone()
-            }
-            Err(error) => {
-                self.status.failures.fetch_add(1, Ordering::Relaxed);
-                let age_s = self.status.age(now_ms()).map(|age| age.as_secs());
-                if self.status.is_stale(now_ms()) {
-                    tracing::error!(source = %self.source, %error, ?age_s,
+        let loaded = self.refresh.take(load(&self.source), now_ms());
+        let source = &self.source;
+        match &loaded {
+            Loaded::Changed(rates) => tracing::info!(%source, data_as_of = rates.data_as_of(),
+                currencies = rates.currencies(), "currency rates loaded"),
+            Loaded::Unchanged(_) => {}
+            Loaded::Failed(error) => {
+                let status = self.refresh.status();
+                let age_s = status.age(now_ms()).map(|age| age.as_secs());
+                if status.is_stale(now_ms()) {
+                    tracing::error!(%source, %error, ?age_s,
                         "currency rates not loaded and stale; the previous table (if any) stays in force");
                 } else {
-                    tracing::warn!(source = %self.source, %error, ?age_s,
+                    tracing::warn!(%source, %error, ?age_s,
                         "currency rates not loaded; the previous table stays in force");
                 }
-                None
             }
         }
+        loaded.copy()
     }
 
     /// Called on every control tick: refreshes when the period is up and publishes a table
     /// that changed.
     pub fn poll(&mut self, now: Instant) {
-        if now < self.next_at {
+        if !self.refresh.is_due(now) {
             return;
         }
-        self.next_at = now + self.period;
-        let before = self.current.clone();
+        let before = self.refresh.current().cloned();
         if let Some(rates) = self.load() {
             if before.as_ref().is_none_or(|b| !Arc::ptr_eq(b, &rates)) {
-                self.updates.send(rates);
+                self.refresh.publish(rates);
             }
         }
     }
@@ -274,7 +212,7 @@ mod tests {
         assert_eq!(rx.drain(|_| {}), 0);
         assert_eq!(status.failures(), 1);
         assert_eq!(
-            refresh.current.as_ref().unwrap().rate("USD", "EUR"),
+            refresh.refresh.current().unwrap().rate("USD", "EUR"),
             Some(0.8)
         );
         // A changed file: published.
@@ -285,7 +223,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].rate("USD", "EUR"), Some(0.9));
         let mut text = String::new();
-        status.render(now_ms(), &mut text);
+        render(&status, now_ms(), &mut text);
         assert!(text.contains("rtb_currency_rates_stale 0\n"), "{text}");
         assert!(
             text.contains("rtb_currency_rates_loads_total 3\n"),
@@ -296,14 +234,5 @@ mod tests {
             "{text}"
         );
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn rates_older_than_the_threshold_are_stale() {
-        let status = RatesStatus::new(Duration::from_secs(10));
-        status.loaded_at_ms.store(1_000_000, Ordering::Release);
-        assert!(!status.is_stale(1_000_000 + 10_000));
-        assert!(status.is_stale(1_000_000 + 10_001));
-        assert_eq!(status.age(1_005_000), Some(Duration::from_secs(5)));
     }
 }

@@ -10,52 +10,22 @@
 //! request's, so each DSP keeps [`CURRENCY_SLOTS`] currencies, claimed on first use by the
 //! worker that owns the counters; any currency beyond them, or a code that is not three
 //! ASCII capitals, is counted under `currency="other"` so a stream of odd codes cannot grow
-//! memory or the number of series.
+//! memory or the number of series. The amounts (codes, micro-CPM, sums) are
+//! `rtb_core::revenue`'s.
 
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use rtb_core::revenue::{add_sum, cpm_micros, currency_name, CurrencySum};
+pub use rtb_core::revenue::{currency_code, RevenueSum};
 use rtb_io::limits::Counter;
 
 use crate::exposition::header;
 
 /// Currencies counted by name per DSP per worker; more share the `other` slot.
 pub const CURRENCY_SLOTS: usize = 4;
-/// The label of the shared slot.
-pub const OTHER_CURRENCY: &str = "other";
-/// Micro-CPM per CPM.
-const MICROS_PER_CPM: f64 = 1e6;
-/// Micro-CPM per unit of money: a CPM is the price of a thousand impressions.
-const MICROS_PER_UNIT: f64 = MICROS_PER_CPM * 1000.0;
-
-/// A currency code packed into a `u32` (three ASCII capitals), 0 for anything else.
-pub fn currency_code(cur: &str) -> u32 {
-    match cur.as_bytes() {
-        &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => {
-            u32::from_be_bytes([0, a, b, c])
-        }
-        _ => 0,
-    }
-}
-
-/// The code's text; [`OTHER_CURRENCY`] for 0.
-fn currency_name(code: u32) -> String {
-    if code == 0 {
-        return OTHER_CURRENCY.to_string();
-    }
-    let [_, a, b, c] = code.to_be_bytes();
-    String::from_utf8_lossy(&[a, b, c]).into_owned()
-}
-
-/// A CPM price in whole micro-CPM (rounded; negative or NaN count as 0, which the auction
-/// never produces: a clearing price is at least the floor).
-fn cpm_micros(cpm: f64) -> u64 {
-    // `as` saturates: NaN → 0, negative → 0, beyond u64 → u64::MAX.
-    (cpm * MICROS_PER_CPM).round() as u64
-}
 
 /// One DSP's won clearing prices on one worker, by auction currency. Single writer.
 #[derive(Debug, Default)]
@@ -103,24 +73,14 @@ impl Revenue {
             if wins == 0 {
                 continue;
             }
-            let entry = into.entry(currency_name(code)).or_default();
-            entry.clearing_micros += self.clearing_micros[i].get();
-            entry.wins += wins;
+            let counted = CurrencySum {
+                clearing_micros: self.clearing_micros[i].get(),
+                wins,
+            };
+            into.entry(currency_name(code)).or_default().add(counted);
         }
     }
 }
-
-/// Summed counts of one currency.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CurrencySum {
-    /// Clearing prices, micro-CPM.
-    pub clearing_micros: u64,
-    /// Impressions won.
-    pub wins: u64,
-}
-
-/// One DSP's revenue over workers, by currency name.
-pub type RevenueSum = BTreeMap<String, CurrencySum>;
 
 /// Writes `rtb_dsp_clearing_price` (per DSP and currency) and `rtb_revenue_total` (per
 /// currency, all DSPs) from each DSP's sums; `dsp_label` is the DSP's name escaped.
@@ -135,13 +95,11 @@ pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a Reve
     for (dsp, sums) in dsps {
         for (cur, s) in sums {
             let labels = format!("dsp=\"{dsp}\",currency=\"{cur}\"");
-            let cpm = s.clearing_micros as f64 / MICROS_PER_CPM;
+            let cpm = s.clearing_cpm();
             let _ = writeln!(out, "rtb_dsp_clearing_price_sum{{{labels}}} {cpm}");
             let _ = writeln!(out, "rtb_dsp_clearing_price_count{{{labels}}} {}", s.wins);
-            let e = exchange.entry(cur.clone()).or_default();
-            e.clearing_micros += s.clearing_micros;
-            e.wins += s.wins;
         }
+        add_sum(&mut exchange, sums);
     }
     header(
         out,
@@ -150,7 +108,7 @@ pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a Reve
         "What winners pay for the impressions of non-test auctions (clearing CPM / 1000), in the auction currency: the exchange's gross revenue.",
     );
     for (cur, s) in &exchange {
-        let money = s.clearing_micros as f64 / MICROS_PER_UNIT;
+        let money = s.money();
         let _ = writeln!(out, "rtb_revenue_total{{currency=\"{cur}\"}} {money}");
     }
 }
@@ -158,24 +116,7 @@ pub fn render<'a>(out: &mut String, dsps: impl Iterator<Item = (String, &'a Reve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_are_three_capitals_or_other() {
-        assert_eq!(currency_name(currency_code("USD")), "USD");
-        assert_eq!(currency_name(currency_code("EUR")), "EUR");
-        for odd in ["usd", "US", "USDX", "", "U\"D", "ÜSD"] {
-            assert_eq!(currency_code(odd), 0, "{odd}");
-        }
-        assert_eq!(currency_name(0), OTHER_CURRENCY);
-    }
-
-    #[test]
-    fn prices_are_rounded_micro_cpm() {
-        assert_eq!(cpm_micros(1.26), 1_260_000);
-        assert_eq!(cpm_micros(0.416_666_6), 416_667);
-        assert_eq!(cpm_micros(f64::NAN), 0);
-        assert_eq!(cpm_micros(-1.0), 0);
-    }
+    use rtb_core::revenue::OTHER_CURRENCY;
 
     #[test]
     fn currencies_beyond_the_slots_share_other() {

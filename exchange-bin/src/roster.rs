@@ -2,22 +2,22 @@
 //! that does not load stops the start, with the entry and field at fault), then watched from
 //! the control thread every `--roster-poll-ms`. The path is looked up anew each time (a
 //! Kubernetes ConfigMap update swaps a symlink, so the file behind the path changes inode), and
-//! a change of inode, size or modification time reloads it. A file that does not read or parse
+//! a change of inode, size or modification time (`rtb_io::file_stamp`) reloads it. A file that does not read or parse
 //! keeps the last good roster and is counted and logged; the parsing and validation are
 //! `rtb_core::roster`'s, applying it is `rtb_core::directory`'s.
 
 use std::{
     fmt::Write as _,
-    os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use rtb_core::roster::{self, Roster, ROSTER_BYTES_MAX};
+use rtb_io::file_stamp::FileStamp;
 
 use crate::exposition::header;
 
@@ -61,20 +61,12 @@ impl RosterStatus {
     }
 }
 
-/// Which file is behind the path, and which version of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    inode: u64,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
 /// The roster file and what was last loaded from it.
 #[derive(Debug)]
 pub struct RosterFile {
     path: PathBuf,
     allow_loopback: bool,
-    last: Option<Stamp>,
+    last: Option<FileStamp>,
     /// How often the control thread looks at the file.
     pub poll: Duration,
     /// Reload counters, shared with the debug port.
@@ -136,13 +128,8 @@ impl RosterFile {
         }
     }
 
-    fn stamp(&self) -> Option<Stamp> {
-        let meta = std::fs::metadata(&self.path).ok()?;
-        Some(Stamp {
-            inode: meta.ino(),
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        })
+    fn stamp(&self) -> Option<FileStamp> {
+        FileStamp::of(&self.path)
     }
 }
 

@@ -17,13 +17,17 @@
 //! - [`deadline`]: answer-by instants, per-DSP `tmax` budgets.
 //! - [`splice`]: per-DSP `tmax` rewrite of the raw body without re-encoding.
 //! - [`ledger`]: the auction ledger record (one JSON line per auction, shed or invalid request).
+//! - [`ledger_sample`]: which ledger records a worker keeps, and their wall-clock time.
 //! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
+//! - [`revenue`]: revenue amounts as the exchange counts them (currency codes, micro-CPM, sums).
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
 //! - [`dns`]: a DNS answer as the directory keeps it (every address checked, bounded) and
 //!   when to look a host up again (its TTL, clamped).
-//! - [`policy`]: per-DSP policy at planning time (filters, QPS token bucket).
+//! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
+//! - [`token_bucket`]: the token bucket (a DSP's QPS cap per worker, the onboarding rate).
+//! - [`onboard`]: the `POST /dsp` body, parsed and checked, and the answer to an onboarding.
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
@@ -104,16 +108,20 @@ pub mod engine;
 pub mod error;
 pub mod json;
 pub mod ledger;
+pub mod ledger_sample;
 pub mod ledger_summary;
 pub mod macros;
 pub mod media;
+pub mod onboard;
 pub mod policy;
 pub mod policy_fields;
 pub mod registry;
 pub mod request;
 pub mod response;
+pub mod revenue;
 pub mod roster;
 pub mod splice;
+pub mod token_bucket;
 pub mod validate;
 pub mod version;
 

@@ -1,11 +1,12 @@
 //! Per-DSP policy applied when an auction is planned (issue 15): which requests a DSP is sent
-//! (channel, media, country filters) and its QPS cap as a per-worker token bucket.
+//! (channel, media, country filters) and each worker's share of its QPS cap (the bucket that
+//! enforces a share is [`crate::token_bucket`]).
 //!
 //! The request's traits are computed once per request ([`RequestTraits`]); each DSP's check is
 //! then a few bit tests and, for a country list, a short scan: no allocation. The clock is a
 //! parameter (`now_us`), as everywhere in rtb-core.
 
-use std::time::Instant;
+use std::collections::HashMap;
 
 use crate::request::{BidRequest, Channel, MediaTypes};
 
@@ -137,7 +138,7 @@ impl SkipReason {
 }
 
 /// Whether `policy`'s filters admit a request with `traits` (the QPS cap is checked apart, by
-/// [`QpsBucket`], only for DSPs the filters admit).
+/// [`TokenBucket`](crate::token_bucket::TokenBucket), only for DSPs the filters admit).
 pub fn filter(policy: &DspPolicy, traits: &RequestTraits) -> Result<(), SkipReason> {
     if !policy.channels.wants(traits.channel) {
         return Err(SkipReason::Channel);
@@ -153,59 +154,6 @@ pub fn filter(policy: &DspPolicy, traits: &RequestTraits) -> Result<(), SkipReas
         return Err(SkipReason::Country);
     }
     Ok(())
-}
-
-/// A token bucket for one DSP on one worker: `rate_per_s` tokens a second (the worker's share
-/// of the DSP's cap), at most one second's worth banked, and never less than one token's worth
-/// of room (a share below 1 a second still lets a call through now and then).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QpsBucket {
-    rate_per_s: f64,
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl QpsBucket {
-    /// A full bucket of `rate_per_s` tokens; time starts at the first call.
-    pub fn new(rate_per_s: f64) -> Self {
-        debug_assert!(rate_per_s > 0.0);
-        QpsBucket {
-            rate_per_s,
-            tokens: rate_per_s.max(1.0),
-            last: None,
-        }
-    }
-
-    /// The tokens it refills a second.
-    pub fn rate_per_s(&self) -> f64 {
-        self.rate_per_s
-    }
-
-    /// Changes the refill rate (a new share of the cap); the tokens banked stay, trimmed to
-    /// the new second's worth.
-    pub fn set_rate(&mut self, rate_per_s: f64) {
-        if rate_per_s > 0.0 && rate_per_s.is_finite() {
-            self.rate_per_s = rate_per_s;
-            self.tokens = self.tokens.min(rate_per_s.max(1.0));
-        }
-    }
-
-    /// Takes one token if there is one (refilled for the time since the last call; an
-    /// earlier `now` than the last refills nothing).
-    pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed_s = self.last.map_or(0.0, |last| {
-            now.saturating_duration_since(last).as_secs_f64()
-        });
-        self.last = Some(self.last.map_or(now, |last| last.max(now)));
-        let room = self.rate_per_s.max(1.0);
-        self.tokens = (self.tokens + elapsed_s * self.rate_per_s).min(room);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// A worker's equal share of a process-wide cap: `qps / workers`. The share is fixed, so no
@@ -237,6 +185,35 @@ pub fn demand_fractions(demands: &[u64], out: &mut Vec<f64>) {
     let spread = total * IDLE_WORKER_SPREAD / workers;
     let whole = total * (1.0 + IDLE_WORKER_SPREAD);
     out.extend(demands.iter().map(|&d| (d as f64 + spread) / whole));
+}
+
+/// Each DSP's demand totals per worker as last seen, so that a rebalance splits a cap by the
+/// demand of the last period (what was added since), not of all time.
+#[derive(Debug, Default)]
+pub struct DemandHistory {
+    seen: HashMap<String, Vec<u64>>,
+}
+
+impl DemandHistory {
+    /// Each worker's part of DSP `name`'s cap ([`demand_fractions`]) in parts per million, at
+    /// least 1, into `out`, from the demand totals each worker has counted so far (`totals`,
+    /// one per worker).
+    pub fn parts_ppm(&mut self, name: &str, totals: Vec<u64>, out: &mut Vec<u64>) {
+        let seen = (self.seen.entry(name.to_string())).or_insert_with(|| vec![0; totals.len()]);
+        let demands: Vec<u64> = (totals.iter().zip(seen.iter()))
+            .map(|(now, then)| now.saturating_sub(*then))
+            .collect();
+        *seen = totals;
+        let mut fractions = Vec::with_capacity(demands.len());
+        demand_fractions(&demands, &mut fractions);
+        out.clear();
+        out.extend(fractions.iter().map(|f| (f * 1e6).round().max(1.0) as u64));
+    }
+
+    /// Forgets the DSPs `keep` refuses (gone from every worker).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.seen.retain(|name, _| keep(name));
+    }
 }
 
 #[cfg(test)]
@@ -321,33 +298,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
-    fn the_bucket_gives_its_rate_and_banks_one_second_at_most() {
-        let t0 = Instant::now();
-        let at_us = |us: u64| t0 + std::time::Duration::from_micros(us);
-        let mut bucket = QpsBucket::new(100.0);
-        let burst = (0..1000).filter(|_| bucket.try_take(t0)).count();
-        assert_eq!(burst, 100);
-        // Ten seconds at 1,000 calls a second: 100 a second pass, plus nothing banked.
-        let passed = (1..=10_000u64)
-            .filter(|i| bucket.try_take(at_us(i * 1_000)))
-            .count();
-        assert!((990..=1010).contains(&passed), "{passed}");
-        assert!(!bucket.try_take(at_us(10_000_000)));
-        assert!(!bucket.try_take(t0), "time going back refills nothing");
-    }
-
-    #[test]
-    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
-    fn a_share_below_one_a_second_still_passes_calls_at_its_rate() {
-        let t0 = Instant::now();
-        let mut bucket = QpsBucket::new(0.5);
-        assert!(bucket.try_take(t0));
-        assert!(!bucket.try_take(t0 + std::time::Duration::from_millis(1500)));
-        assert!(bucket.try_take(t0 + std::time::Duration::from_millis(2000)));
-    }
-
-    #[test]
     fn fractions_follow_demand_and_add_up_to_one() {
         let mut out = Vec::new();
         demand_fractions(&[0, 0], &mut out);
@@ -369,19 +319,26 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // a test needs some instant; the bucket reads no clock
-    fn a_new_rate_keeps_the_tokens_banked_up_to_its_second() {
-        let t0 = Instant::now();
-        let mut bucket = QpsBucket::new(100.0);
-        bucket.set_rate(10.0);
-        assert_eq!((0..100).filter(|_| bucket.try_take(t0)).count(), 10);
-        bucket.set_rate(f64::NAN);
-        assert_eq!(bucket.rate_per_s(), 10.0, "a bad rate is ignored");
-    }
-
-    #[test]
     fn the_share_splits_the_cap_between_workers() {
         assert_eq!(worker_share(200, 2), 100.0);
         assert_eq!(worker_share(200, 0), 200.0);
+    }
+
+    #[test]
+    fn parts_follow_each_periods_demand() {
+        let mut history = DemandHistory::default();
+        let mut ppm = Vec::new();
+        history.parts_ppm("braid", vec![900, 100], &mut ppm);
+        // (900 + 20) / 1,040 and (100 + 20) / 1,040 (4% of 1,000 spread over two workers).
+        assert_eq!(ppm, [884_615, 115_385]);
+        // Next period the traffic moved: only the new demand counts.
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert!(ppm[1] > 40 * ppm[0] && ppm[0] > 0, "{ppm:?}");
+        // No demand at all: equal parts.
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert_eq!(ppm, [500_000, 500_000]);
+        history.retain(|name| name != "braid");
+        history.parts_ppm("braid", vec![900, 1100], &mut ppm);
+        assert_eq!(ppm[0], 451_923, "forgotten: all time's demand again");
     }
 }

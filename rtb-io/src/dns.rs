@@ -13,39 +13,24 @@
 use std::{
     fs::File,
     net::SocketAddr,
-    os::unix::fs::MetadataExt,
+    path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use hickory_resolver::{config::LookupIpStrategy, Hosts, TokioResolver};
 
-use crate::resolve::{Answer, LookupError, Resolver};
+use crate::file_stamp::FileStamp;
+use crate::resolve::{system_resolver, Answer, LookupError, Resolver};
 
 /// The hosts file read (the system resolver's `files` source).
 pub const HOSTS_PATH: &str = "/etc/hosts";
 
-/// Which version of the hosts file was last read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    inode: u64,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn hosts_stamp() -> Option<Stamp> {
-    let meta = std::fs::metadata(HOSTS_PATH).ok()?;
-    Some(Stamp {
-        inode: meta.ino(),
-        len: meta.len(),
-        modified: meta.modified().ok(),
-    })
-}
-
 struct Dns {
     runtime: tokio::runtime::Runtime,
     resolver: TokioResolver,
-    hosts: Option<Stamp>,
+    /// Which version of the hosts file was last read.
+    hosts: Option<FileStamp>,
     timeout: Duration,
 }
 
@@ -78,6 +63,19 @@ pub fn dns_resolver(timeout: Duration) -> Result<Resolver, String> {
     }))
 }
 
+/// The control thread's resolver: DNS with TTLs ([`dns_resolver`]), or getaddrinfo (no TTL:
+/// the caller's re-resolve period applies) when the system's DNS configuration cannot be read
+/// (logged).
+pub fn control_resolver(timeout: Duration) -> Resolver {
+    match dns_resolver(timeout) {
+        Ok(resolver) => resolver,
+        Err(error) => {
+            tracing::warn!(%error, "DNS resolver unavailable; using getaddrinfo (no TTL)");
+            system_resolver(timeout)
+        }
+    }
+}
+
 impl Dns {
     fn lookup(&mut self, host: &str, port: u16) -> Result<Answer, LookupError> {
         self.reload_hosts();
@@ -104,7 +102,7 @@ impl Dns {
     /// Reads the hosts file again when it changed since the last lookup (a missing or
     /// unreadable file leaves the last one read in force).
     fn reload_hosts(&mut self) {
-        let stamp = hosts_stamp();
+        let stamp = FileStamp::of(Path::new(HOSTS_PATH));
         if stamp.is_none() || stamp == self.hosts {
             return;
         }

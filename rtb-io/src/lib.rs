@@ -17,9 +17,14 @@
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
 //!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
-//!   [`clock`] (Unix ms).
+//!   [`file_stamp`] (which version of a file is behind a path),
+//!   [`clock`] (Unix ms), [`refresh`] (a document reloaded on a period, published to every
+//!   worker when it changed).
+//! - [`notify`]: fire-and-forget sends off the request path (a bounded queue of reused URL
+//!   buffers, a few tasks draining it); [`notify_pools`]: the pools their GETs go over.
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
-//!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it.
+//!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it;
+//!   [`spool_target`]: `file:PATH` or `clickhouse:http://...`, and the spool started on it.
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
@@ -34,19 +39,24 @@ pub mod dns;
 pub mod driver;
 pub mod fanout;
 pub mod fetch;
+pub mod file_stamp;
 pub mod flags;
 pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;
+pub mod notify;
+pub mod notify_pools;
 mod pinned;
 pub mod process;
+pub mod refresh;
 pub mod resolve;
 pub mod rotating_file;
 pub mod server;
 pub mod shutdown;
 pub mod spool;
+pub mod spool_target;
 pub mod stream;
 pub mod tls;
 

@@ -5,21 +5,21 @@
 //!
 //! - [`worker`]: what a worker does per auction: sample, encode into a pooled buffer, hand over.
 //!
-//! The ClickHouse sink (batched JSONEachRow inserts over HTTP, retried) is `rtb_io::clickhouse`.
+//! The sinks (a size-rotated file, or batched JSONEachRow inserts into ClickHouse over HTTP,
+//! retried) and the choice between them are `rtb_io::spool_target`'s.
 
 pub mod worker;
 
 use std::{
     fmt::Write as _,
-    path::PathBuf,
     sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use rtb_core::ledger_sample::WallAnchor;
 use rtb_io::{
-    clickhouse,
-    rotating_file::RotatingFile,
     spool::{Producer, Spool, SpoolConfig, SpoolStats},
+    spool_target::{FileRotation, SpoolTarget},
 };
 
 /// Default size at which the ledger file rotates, bytes.
@@ -35,30 +35,6 @@ const BUFFER_BYTES: usize = 2 * 1024;
 /// A buffer grown past this by a huge record is replaced by the writer.
 const BUFFER_BYTES_MAX: usize = 64 * 1024;
 
-/// Where the ledger goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LedgerTarget {
-    /// `file:PATH`: JSON lines, size-rotated.
-    File(PathBuf),
-    /// `clickhouse:http://HOST:PORT`: rows of `rtb.ledger`.
-    ClickHouse(clickhouse::ClickHouseTarget),
-}
-
-impl LedgerTarget {
-    /// Parses `file:PATH` or `clickhouse:http://HOST:PORT`.
-    pub fn parse(text: &str) -> Result<LedgerTarget, String> {
-        match text.split_once(':') {
-            Some(("file", path)) if !path.is_empty() => Ok(LedgerTarget::File(path.into())),
-            Some(("clickhouse", url)) => {
-                clickhouse::ClickHouseTarget::parse(url).map(LedgerTarget::ClickHouse)
-            }
-            _ => Err(format!(
-                "`{text}`: expected file:PATH or clickhouse:http://HOST:PORT"
-            )),
-        }
-    }
-}
-
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
@@ -71,8 +47,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 pub struct LedgerArgs {
     /// Write one record per auction (and per shed or invalid request) to file:PATH (JSON lines)
     /// or clickhouse:http://HOST:PORT (table rtb.ledger) [default: no ledger].
-    #[arg(long = "ledger", env = "RTB_EXCHANGE_LEDGER", value_parser = LedgerTarget::parse)]
-    pub target: Option<LedgerTarget>,
+    #[arg(long = "ledger", env = "RTB_EXCHANGE_LEDGER", value_parser = SpoolTarget::parse)]
+    pub target: Option<SpoolTarget>,
 
     /// Share of non-winning records kept (no-bid auctions, shed and invalid requests), 0 to 1;
     /// auctions with a winner are always kept.
@@ -108,10 +84,9 @@ pub struct Ledger {
     /// Non-winning records not kept by sampling, summed over workers.
     sampled_out: std::sync::atomic::AtomicU64,
     sample: f64,
-    /// The wall clock at `anchor_instant`, µs since the epoch: records turn their arrival
-    /// `Instant` into wall time from it, with no clock read per record.
-    anchor_unix_us: u64,
-    anchor_instant: Instant,
+    /// The wall clock at start: records turn their arrival `Instant` into wall time from it,
+    /// with no clock read per record.
+    anchor: WallAnchor,
 }
 
 impl Ledger {
@@ -124,18 +99,14 @@ impl Ledger {
             buffer_bytes_max: BUFFER_BYTES_MAX,
             flush_period: Duration::from_millis(args.ledger_flush_ms),
         };
-        let (spool, producers) = match &args.target {
-            None => return Ok(None),
-            Some(LedgerTarget::File(path)) => {
-                let sink =
-                    RotatingFile::open(path, args.ledger_file_max_bytes, args.ledger_file_keep)?;
-                Spool::start(config, sink, "rtb-ledger")?
-            }
-            Some(LedgerTarget::ClickHouse(target)) => {
-                let sink = clickhouse::ClickHouseSink::new(target.clone());
-                Spool::start(config, sink, "rtb-ledger")?
-            }
+        let Some(target) = &args.target else {
+            return Ok(None);
         };
+        let rotation = FileRotation {
+            bytes_max: args.ledger_file_max_bytes,
+            keep: args.ledger_file_keep,
+        };
+        let (spool, producers) = target.start(config, rotation, "rtb-ledger")?;
         let anchor_unix_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -145,8 +116,10 @@ impl Ledger {
             producers: Mutex::new(producers.into_iter().map(Some).collect()),
             sampled_out: 0.into(),
             sample: args.ledger_sample,
-            anchor_unix_us,
-            anchor_instant: Instant::now(),
+            anchor: WallAnchor {
+                unix_us: anchor_unix_us,
+                at: Instant::now(),
+            },
         })))
     }
 

@@ -12,6 +12,7 @@ use std::{
 use rtb_core::{
     engine::{Answer, Finished, ShedReason},
     ledger::{encode_auction, encode_invalid, encode_shed, RecordMeta},
+    ledger_sample::LedgerSampler,
     BidRequest,
 };
 use rtb_io::spool::Producer;
@@ -30,8 +31,7 @@ struct On {
     ledger: Arc<Ledger>,
     producer: Producer,
     worker: u16,
-    /// xorshift64 state for sampling (seeded by worker index; never 0).
-    rng: Cell<u64>,
+    sampler: Cell<LedgerSampler>,
 }
 
 impl WorkerLedger {
@@ -42,7 +42,7 @@ impl WorkerLedger {
                 producer: ledger.take_producer(index)?,
                 ledger: ledger.clone(),
                 worker: u16::try_from(index).unwrap_or(u16::MAX),
-                rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+                sampler: Cell::new(LedgerSampler::new(ledger.sample, index)),
             })
         });
         WorkerLedger { on }
@@ -85,27 +85,14 @@ impl WorkerLedger {
 
 impl On {
     fn meta(&self, arrival: Instant) -> RecordMeta {
-        let since = arrival.saturating_duration_since(self.ledger.anchor_instant);
-        RecordMeta {
-            arrival_unix_us: self.ledger.anchor_unix_us
-                + u64::try_from(since.as_micros()).unwrap_or(0),
-            worker: self.worker,
-        }
+        self.ledger.anchor.meta(arrival, self.worker)
     }
 
-    /// Whether to keep a record: winners always; the rest with probability `sample`.
+    /// Whether to keep a record (winners always); a record not kept is counted.
     fn keep(&self, winning: bool) -> bool {
-        let sample = self.ledger.sample;
-        if winning || sample >= 1.0 {
-            return true;
-        }
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        // The top 53 bits as a uniform number in [0, 1).
-        let kept = ((x >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < sample;
+        let mut sampler = self.sampler.get();
+        let kept = sampler.keep(winning);
+        self.sampler.set(sampler);
         if !kept {
             self.ledger.sampled_out.fetch_add(1, Ordering::Relaxed);
         }

@@ -12,8 +12,9 @@
 use std::{rc::Rc, time::Instant};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
-use crate::policy::{self, QpsBucket, RequestTraits, SkipReason};
+use crate::policy::{self, RequestTraits, SkipReason};
 use crate::roster::DspPolicy;
+use crate::token_bucket::TokenBucket;
 
 /// A DSP as the shell describes it to the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub struct Dsp {
     id: u64,
     breaker: Breaker,
     policy: Rc<DspPolicy>,
-    qps: Option<QpsBucket>,
+    qps: Option<TokenBucket>,
     policy_skips: [u64; SkipReason::ALL.len()],
 }
 
@@ -106,9 +107,12 @@ impl DspTable {
     }
 
     /// This table's bucket for `policy`'s cap.
-    fn bucket(&self, policy: &DspPolicy) -> Option<QpsBucket> {
+    fn bucket(&self, policy: &DspPolicy) -> Option<TokenBucket> {
         let qps = policy.qps?;
-        Some(QpsBucket::new(policy::worker_share(qps, self.qps_sharers)))
+        Some(TokenBucket::one_second(policy::worker_share(
+            qps,
+            self.qps_sharers,
+        )))
     }
 
     /// Replaces the table, in the order given; DSPs already known (same name and endpoint)
