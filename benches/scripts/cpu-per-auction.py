@@ -36,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -279,7 +280,9 @@ def main():
             for label, bins in order:
                 run_dir = Path(tempfile.mkdtemp(prefix=f"run-{label}.", dir=work))
                 flags = [a.replace("{work}", str(run_dir)) for a in extra.get(label, [])]
-                r = measure(rl, work, bins, n, label_bodies.get(label, bodies), args.duration_s, f"r{rnd}{label}{n}", flags,
+                tag = re.sub(r"[^A-Za-z0-9._-]", "-", f"r{rnd}{label}{n}")
+                r = measure(rl, work, bins, n, label_bodies.get(label, bodies), args.duration_s,
+                            tag, flags,
                             certs if label in args.tls else None, args.half_load,
                             args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
                             floor=args.floor and label == "floor", gzip=label in args.gzip,
