@@ -92,3 +92,37 @@ where
     })
     .await
 }
+#[cfg(test)]
+mod tests {
+    use crate::client::{RequestParts, Upstream};
+    use crate::fanout::{fan_out, FanOutCall};
+
+    /// A call's future lives in the fan-out (four inline, more in a spilled buffer moved on
+    /// each fan-out), and the fan-out in each client connection's boxed handler future: its
+    /// size is memory per connection and bytes moved per DSP call. Opening a connection (a
+    /// TLS handshake's state) once made it 4 KB; it is boxed now, on that rare path.
+    #[test]
+    fn call_futures_stay_small() {
+        let up = Upstream::new("127.0.0.1:1".parse().unwrap(), "x", Default::default());
+        let body = b"{}";
+        let call = up.exchange_parts(
+            RequestParts::openrtb_post("/bid", body),
+            monoio::time::Instant::now(),
+        );
+        assert!(
+            std::mem::size_of_val(&call) <= 2048,
+            "{}",
+            std::mem::size_of_val(&call)
+        );
+        let calls = [FanOutCall {
+            upstream: &up,
+            request: RequestParts::openrtb_post("/bid", body),
+        }];
+        let all = fan_out(&calls, std::time::Instant::now(), |_, _, _| {});
+        assert!(
+            std::mem::size_of_val(&all) <= 10_240,
+            "{}",
+            std::mem::size_of_val(&all)
+        );
+    }
+}

@@ -485,27 +485,33 @@ impl Upstream {
         self.in_flight.set(self.in_flight.get() + 1);
         self.sizer.call_started(self.in_flight.get());
         let _guard = InFlightGuard(&self.in_flight);
-        let pooled = self.idle.borrow_mut().pop();
-        if let Some(conn) = pooled {
-            bump(&self.stats.reuses);
+        let mut pooled = self.idle.borrow_mut().pop();
+        // One `exchange` await for both paths (a pooled connection, then at most one fresh
+        // one), so the future holds one exchange's state, not two side by side.
+        loop {
+            let reused = pooled.is_some();
+            let conn = match pooled.take() {
+                Some(conn) => {
+                    bump(&self.stats.reuses);
+                    conn
+                }
+                // Boxed: opening a connection (a TLS handshake's state included) was 3.5 of
+                // this future's 4 KB, on the rare path. Inline, every call carried it, four
+                // calls inline in each fan-out (so in each connection's boxed handler future),
+                // and the fan-out moved it for each call.
+                None => Box::pin(self.connect(deadline)).await?,
+            };
             let mut lent = Lent::new(self, conn);
-            let result = exchange(lent.conn(), &req, &self.host, &self.config, true).await;
+            let result = exchange(lent.conn(), &req, &self.host, &self.config, reused).await;
             let conn = lent.take();
             match result {
-                Ok(received) => return Ok(self.completed(conn, received, true)),
+                Ok(received) => return Ok(self.completed(conn, received, reused)),
                 // The upstream closed an idle pooled connection before reading the request:
                 // safe to retry once on a fresh one.
-                Err(ExchangeError::StaleConnection) => {}
+                Err(ExchangeError::StaleConnection) if reused => {}
+                Err(ExchangeError::StaleConnection) => return Err(CallError::Closed),
                 Err(ExchangeError::Failed(e)) => return Err(e),
             }
-        }
-        let mut lent = Lent::new(self, self.connect(deadline).await?);
-        let result = exchange(lent.conn(), &req, &self.host, &self.config, false).await;
-        let conn = lent.take();
-        match result {
-            Ok(received) => Ok(self.completed(conn, received, false)),
-            Err(ExchangeError::StaleConnection) => Err(CallError::Closed),
-            Err(ExchangeError::Failed(e)) => Err(e),
         }
     }
 
