@@ -3,9 +3,10 @@
 //! of them, and every pool gets its first connection before any gets its second.
 //!
 //! Each lane is one task on the worker; the pools are dealt to the lanes in turn, and a lane
-//! goes round its pools opening one connection per pool per round. A pool whose connects keep
-//! failing (refused, timed out, or paced because its calls took the connect slots) leaves the
-//! rotation after a few tries: its calls will open connections as they need them.
+//! goes round its pools opening one connection per pool per round. A pool whose connect is
+//! refused leaves the rotation at once; one whose connects stall (timed out, or paced because
+//! its calls took the connect slots) leaves after a few tries. Its calls will open
+//! connections as they need them.
 
 use std::{rc::Rc, time::Duration};
 
@@ -35,10 +36,11 @@ pub fn spawn_prewarm(pools: Vec<(Rc<Upstream>, usize)>, lanes: usize) {
     }
 }
 
-/// One lane: round after round, one more connection in each pool that still wants one. A
-/// round that adds nothing to a pool (its connect failed, timed out, or found the pool's
-/// connect slots taken by calls) is a stall; the lane waits [`STALL_WAIT`] times the stalls so
-/// far before going on, and a pool leaves after [`STALLS_MAX`] of them.
+/// One lane: round after round, one more connection in each pool that still wants one. A pool
+/// whose connect was refused (or its TLS handshake) leaves at once. A round that adds nothing
+/// otherwise (the connect timed out, or found the pool's connect slots taken by calls) is a
+/// stall; the lane waits [`STALL_WAIT`] times the stalls so far before going on, and a pool
+/// leaves after [`STALLS_MAX`] of them.
 async fn warm_lane(pools: Vec<(Rc<Upstream>, usize)>) {
     let mut pools: Vec<(Rc<Upstream>, usize, u32)> =
         pools.into_iter().map(|(p, n)| (p, n, 0)).collect();
@@ -49,12 +51,16 @@ async fn warm_lane(pools: Vec<(Rc<Upstream>, usize)>) {
             let (pool, wanted, stalls) = &mut pools[i];
             let goal = round.min(*wanted);
             let idle_before = pool.idle_count();
+            let failures_before = pool.stats.connect_failures.get();
             let idle_after = pool.prewarm(goal).await;
-            if idle_after < goal && idle_after <= idle_before {
+            // Refused, unreachable or a TLS handshake refused: trying again soon would only
+            // pay for another failure (a handshake is the worker's CPU).
+            let refused = pool.stats.connect_failures.get() > failures_before;
+            if idle_after < goal && idle_after <= idle_before && !refused {
                 *stalls += 1;
                 monoio::time::sleep(STALL_WAIT * *stalls).await;
             }
-            if *stalls >= STALLS_MAX || round >= *wanted {
+            if refused || *stalls >= STALLS_MAX || round >= *wanted {
                 pools.swap_remove(i);
             } else {
                 i += 1;
