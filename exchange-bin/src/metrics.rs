@@ -14,7 +14,6 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::Duration,
 };
 
 use rtb_core::{
@@ -22,15 +21,16 @@ use rtb_core::{
     policy::SkipReason,
     RejectReason,
 };
-use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
+use rtb_io::{
+    limits::Counter,
+    metrics_text::{
+        self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, Series,
+    },
+    ServerStats, DRAIN_RESULTS,
+};
 
-use crate::exposition::header;
 use crate::revenue::{Revenue, RevenueSum};
 
-/// Histogram bucket upper bounds, microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 80_000, 100_000,
-];
 /// Per-DSP metric entries kept per worker (DSPs that left keep their counters); names beyond it
 /// share one `_other` entry so a churn of names cannot grow memory without bound.
 pub const DSP_METRIC_NAMES_MAX: usize = 1024;
@@ -111,54 +111,6 @@ const REJECT_REASONS: [&str; 17] = [
     "media_type_not_offered",
     "size_not_allowed",
 ];
-
-/// A latency histogram with [`LATENCY_BUCKETS_US`] bounds; single writer.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Non-cumulative counts; the last slot is +Inf.
-    buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
-    sum_us: Counter,
-}
-
-impl Histogram {
-    /// Records one observation. Owner thread only.
-    pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = LATENCY_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.buckets[i].incr();
-        self.sum_us.add(us);
-    }
-
-    fn snapshot(&self) -> HistSnapshot {
-        let mut s = HistSnapshot::default();
-        s.add(self);
-        s
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct HistSnapshot {
-    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
-    sum_us: u64,
-}
-
-impl HistSnapshot {
-    fn add(&mut self, h: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(h.buckets.iter()) {
-            *a += b.get();
-        }
-        self.sum_us += h.sum_us.get();
-    }
-    fn merge(&mut self, o: &HistSnapshot) {
-        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
-            *a += b;
-        }
-        self.sum_us += o.sum_us;
-    }
-}
 
 /// One DSP's counters on one worker.
 #[derive(Debug, Default)]
@@ -326,44 +278,8 @@ impl WorkerMetrics {
     }
 }
 
-pub(crate) fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-        cumulative += h.buckets[i];
-        let le = *b as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += h.buckets[LATENCY_BUCKETS_US.len()];
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-    );
-    let braces = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
-}
-
 /// A per-DSP series: name, type, help, value.
-type DspSeries = (&'static str, &'static str, &'static str, fn(&DspSum) -> u64);
+type DspSeries = Series<DspSum>;
 
 #[derive(Default)]
 struct DspSum {
@@ -451,19 +367,6 @@ impl DspSum {
 /// The per-DSP gauge values of [`DspMetrics::breaker_state`] and the `state` label of each.
 const BREAKER_STATES: [(u64, &str); 3] = [(0, "closed"), (1, "open"), (2, "half_open")];
 
-/// What a build says about itself in `rtb_build_info`.
-#[derive(Debug, Clone, Copy)]
-pub struct BuildInfo {
-    /// The crate version.
-    pub version: &'static str,
-    /// `release` or `debug` (whether debug assertions are on).
-    pub profile: &'static str,
-    /// Target architecture.
-    pub arch: &'static str,
-    /// Target OS.
-    pub os: &'static str,
-}
-
 /// This binary's build.
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
@@ -485,24 +388,18 @@ fn render_drains(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
         "Timed-out calls' connections: started draining, drained and reused, drained and \
          closed, closed with the draining set full, closed out of step.",
     );
-    let mut label = String::new();
-    for (dsp, s) in dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        for (result, n) in DRAIN_RESULTS.iter().zip(s.pool_drains) {
-            let _ = writeln!(
-                out,
-                "rtb_dsp_pool_drains_total{{dsp=\"{label}\",result=\"{result}\"}} {n}"
-            );
+    dsp_lines(out, "rtb_dsp_pool_drains_total", dsps, |s, line| {
+        for (result, &n) in DRAIN_RESULTS.iter().zip(&s.pool_drains) {
+            line(&format!(",result=\"{result}\""), n);
         }
-    }
+    });
 }
 
 /// Renders every worker's counters, summed, plus the server's connection counters, the
 /// process's own figures and the build, in the Prometheus text format (version 0.0.4).
 pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    render_build_info(&mut out, &BUILD);
+    metrics_text::render_build_info(&mut out, &BUILD);
     render_requests(&mut out, workers);
     render_auctions(&mut out, workers);
     crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
@@ -519,24 +416,10 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         }),
     );
     if let Some(st) = server {
-        render_server(&mut out, st);
+        metrics_text::render_server(&mut out, st);
     }
     rtb_io::process::render(&mut out);
     out
-}
-
-fn render_build_info(out: &mut String, b: &BuildInfo) {
-    header(
-        out,
-        "rtb_build_info",
-        "gauge",
-        "The running build: 1, with its version, profile and target as labels.",
-    );
-    let _ = writeln!(
-        out,
-        "rtb_build_info{{version=\"{}\",profile=\"{}\",arch=\"{}\",os=\"{}\"}} 1",
-        b.version, b.profile, b.arch, b.os
-    );
 }
 
 /// `rtb_worker_info` and `rtb_requests_total`.
@@ -632,18 +515,11 @@ fn dsp_sums(workers: &[WorkerMetrics]) -> BTreeMap<String, DspSum> {
 }
 
 /// Writes one line per DSP of `name{dsp="..."<extra>} value` for each `(extra, value)`.
-fn dsp_lines<I>(out: &mut String, name: &str, dsps: &BTreeMap<String, DspSum>, mut f: I)
+fn dsp_lines<I>(out: &mut String, name: &str, dsps: &BTreeMap<String, DspSum>, f: I)
 where
     I: FnMut(&DspSum, &mut dyn FnMut(&str, u64)),
 {
-    let mut label = String::new();
-    for (dsp, s) in dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        f(s, &mut |extra, value| {
-            let _ = writeln!(out, "{name}{{dsp=\"{label}\"{extra}}} {value}");
-        });
-    }
+    metrics_text::label_lines(out, name, "dsp", dsps, f);
 }
 
 /// Calls, bids, wins, no-bids, skips, the call duration histogram and the pools.
@@ -680,7 +556,7 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             |s| s.skipped,
         ),
     ];
-    render_simple(out, dsps, &simple);
+    metrics_text::series_table(out, "dsp", dsps, &simple);
     header(
         out,
         "rtb_dsp_call_duration_seconds",
@@ -697,14 +573,6 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
     }
     render_pools(out, dsps);
     render_drains(out, dsps);
-}
-
-/// One line per DSP for each series of `table`.
-fn render_simple(out: &mut String, dsps: &BTreeMap<String, DspSum>, table: &[DspSeries]) {
-    for (name, kind, help, get) in table {
-        header(out, name, kind, help);
-        dsp_lines(out, name, dsps, |s, line| line("", get(s)));
-    }
 }
 
 /// Each DSP's pools: connections opened, failed and reused, and the connections held now.
@@ -748,7 +616,7 @@ fn render_pools(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             |s| s.pool_target,
         ),
     ];
-    render_simple(out, dsps, &pools);
+    metrics_text::series_table(out, "dsp", dsps, &pools);
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
@@ -828,55 +696,10 @@ fn render_dsp_breakers(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
     });
 }
 
-/// The HTTP layer's connection and rejection counters.
-fn render_server(out: &mut String, st: &ServerStats) {
-    header(
-        out,
-        "rtb_connections_open",
-        "gauge",
-        "Client connections open now.",
-    );
-    let _ = writeln!(out, "rtb_connections_open {}", st.connections_open);
-    header(
-        out,
-        "rtb_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-    );
-    let _ = writeln!(
-        out,
-        "rtb_connections_accepted_total {}",
-        st.connections_accepted
-    );
-    header(
-        out,
-        "rtb_http_rejected_total",
-        "counter",
-        "Requests refused by the HTTP layer before the handler.",
-    );
-    for (reason, n) in [
-        ("bad_request", st.rejected_bad_request),
-        ("timeout", st.rejected_timeout),
-        ("length_required", st.rejected_length_required),
-        ("body_too_large", st.rejected_body_too_large),
-        ("head_too_large", st.rejected_head_too_large),
-        ("bad_version", st.rejected_bad_version),
-        ("unsupported_encoding", st.rejected_unsupported_encoding),
-        ("over_connection_limit", st.connections_rejected_over_limit),
-    ] {
-        let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
-    }
-    header(
-        out,
-        "rtb_handler_panics_total",
-        "counter",
-        "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
-    );
-    let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

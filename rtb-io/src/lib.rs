@@ -12,7 +12,10 @@
 //! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
 //!   [`stream`]: a connection's stream, plain or TLS.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
-//! - [`process`]: the standard `process_*` metrics, read from `/proc/self`.
+//! - [`process`]: the standard `process_*` metrics, read from `/proc/self`;
+//!   [`metrics_text`]: the single-writer latency histogram and the Prometheus text writers
+//!   (family header, label escaping, histogram lines, per-label series tables, build info,
+//!   the server's counters).
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
@@ -46,6 +49,7 @@ pub mod gzip;
 pub mod head;
 pub mod http;
 pub mod limits;
+pub mod metrics_text;
 pub mod notify;
 pub mod notify_pools;
 mod pinned;
