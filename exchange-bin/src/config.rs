@@ -17,13 +17,7 @@ use rtb_core::{
     engine::EngineConfig,
     ValidationMode,
 };
-use rtb_io::{
-    limits::{
-        BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
-        HEADERS_COUNT_CAP, HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
-    },
-    ClientConfig, DriverKind, ServerConfig,
-};
+use rtb_io::{ClientConfig, DriverKind, ServerConfig};
 
 /// Default main port.
 pub const PORT_DEFAULT: u16 = 3000;
@@ -141,44 +135,9 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DENY_LOOPBACK_DSP", default_value_t = false)]
     pub deny_loopback_dsp: bool,
 
-    /// Largest request head (request line and headers), bytes.
-    #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
-    pub head_bytes_max: usize,
-
-    /// Most request headers; more are answered 431.
-    #[arg(long, env = "RTB_EXCHANGE_HEADER_COUNT_MAX", default_value_t = HEADERS_COUNT_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=HEADERS_COUNT_CAP as u64))]
-    pub header_count_max: u64,
-
-    /// Largest request body as sent, bytes.
-    #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
-    pub body_bytes_max: usize,
-
-    /// Largest request body after gzip decoding, bytes.
-    #[arg(long, env = "RTB_EXCHANGE_DECOMPRESSED_BYTES_MAX", default_value_t = DECOMPRESSED_BYTES_MAX_DEFAULT)]
-    pub decompressed_bytes_max: usize,
-
-    /// Most open client connections per worker.
-    #[arg(long, env = "RTB_EXCHANGE_CONNECTIONS_PER_WORKER", default_value_t = CONNECTIONS_PER_WORKER_MAX_DEFAULT)]
-    pub connections_per_worker: usize,
-
-    /// Accepts waiting on the listener at once per worker (io_uring; epoll keeps one), so a
-    /// burst of new connections is taken several per turn of the event loop.
-    #[arg(long, env = "RTB_EXCHANGE_ACCEPTS_IN_FLIGHT", default_value_t = rtb_io::limits::ACCEPTS_IN_FLIGHT_DEFAULT,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
-    pub accepts_in_flight: usize,
-
-    /// Time allowed to read a request head, ms.
-    #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
-    pub header_timeout_ms: u64,
-
-    /// Time allowed to read a request body, ms.
-    #[arg(long, env = "RTB_EXCHANGE_BODY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub body_timeout_ms: u64,
-
-    /// Time an idle keep-alive client connection is kept, s.
-    #[arg(long, env = "RTB_EXCHANGE_IDLE_TIMEOUT_S", default_value_t = 60)]
-    pub idle_timeout_s: u64,
+    /// The HTTP server's limits (request sizes, connections, read timeouts).
+    #[command(flatten)]
+    pub server_limits: rtb_io::limit_flags::ServerLimitArgs,
 
     /// Pending win and loss notices per worker (loss notices up to half of it); beyond it new
     /// ones are dropped (and counted).
@@ -432,17 +391,17 @@ impl Config {
             (
                 "head-bytes-max",
                 "RTB_EXCHANGE_HEAD_BYTES_MAX",
-                self.head_bytes_max as u64,
+                self.server_limits.head_bytes_max as u64,
             ),
             (
                 "body-bytes-max",
                 "RTB_EXCHANGE_BODY_BYTES_MAX",
-                self.body_bytes_max as u64,
+                self.server_limits.body_bytes_max as u64,
             ),
             (
                 "connections-per-worker",
                 "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
-                self.connections_per_worker as u64,
+                self.server_limits.connections_per_worker as u64,
             ),
             (
                 "win-queue-max",
@@ -452,7 +411,7 @@ impl Config {
             (
                 "header-timeout-ms",
                 "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
-                self.header_timeout_ms,
+                self.server_limits.header_timeout_ms,
             ),
         ];
         for (flag, env, value) in nonzero {
@@ -600,16 +559,7 @@ impl Config {
         c.workers = self.worker_count();
         c.pin_cores = self.pin;
         c.driver = self.io_driver;
-        c.limits.head_bytes_max = self.head_bytes_max;
-        c.limits.headers_count_max =
-            usize::try_from(self.header_count_max).unwrap_or(HEADERS_COUNT_CAP);
-        c.limits.body_bytes_max = self.body_bytes_max;
-        c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
-        c.limits.connections_per_worker_max = self.connections_per_worker;
-        c.limits.accepts_in_flight = self.accepts_in_flight;
-        c.limits.header_read_timeout = Duration::from_millis(self.header_timeout_ms);
-        c.limits.body_read_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
-        c.limits.idle_keepalive_timeout = Duration::from_secs(self.idle_timeout_s.max(1));
+        c.limits = self.server_limits.limits();
         c.shutdown_grace = Duration::from_secs(self.shutdown_grace_s);
         c
     }
@@ -667,6 +617,8 @@ fn with_env_hint(error: clap::Error) -> clap::Error {
 
 #[cfg(test)]
 mod tests {
+    use rtb_io::limits::HEADERS_COUNT_MAX_DEFAULT;
+
     use super::*;
 
     #[test]

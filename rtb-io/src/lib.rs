@@ -6,7 +6,8 @@
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
 //! - [`gzip`]: `Accept-Encoding` negotiation and the per-worker gzip encoder for answers.
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
-//! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
+//! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`];
+//!   [`limit_flags`]: the limits as clap flags, for a binary to flatten into its own.
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
@@ -48,6 +49,7 @@ pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
+pub mod limit_flags;
 pub mod limits;
 pub mod metrics_text;
 pub mod notify;
