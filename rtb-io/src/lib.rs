@@ -8,7 +8,8 @@
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`];
 //!   [`limit_flags`]: the limits as clap flags, for a binary to flatten into its own.
-//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
+//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls;
+//!   [`client_flags`]: the pools' limits as clap flags, for a binary to flatten into its own.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
 //!   [`stream`]: a connection's stream, plain or TLS.
@@ -37,6 +38,7 @@ pub mod body;
 pub mod broadcast;
 pub mod clickhouse;
 pub mod client;
+pub mod client_flags;
 pub mod clock;
 mod conn;
 pub mod dns;
