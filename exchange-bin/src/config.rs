@@ -271,7 +271,8 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         let args = rtb_io::flags::go_style(args);
-        let config = Config::try_parse_from(args).map_err(with_env_hint)?;
+        let config = Config::try_parse_from(args)
+            .map_err(|e| rtb_io::flags::with_env_hint(e, &Config::command()))?;
         config.check()?;
         Ok(config)
     }
@@ -485,45 +486,6 @@ impl Config {
         c.shutdown_grace = Duration::from_secs(1);
         c.thread_name = "rtb-debug";
         c
-    }
-}
-
-/// Adds the environment variable of the offending argument to a clap value error, since clap
-/// names only the flag even when the value came from the environment.
-fn with_env_hint(error: clap::Error) -> clap::Error {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(
-        error.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return error;
-    }
-    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
-        return error;
-    };
-    let command = Config::command();
-    let env = command.get_arguments().find_map(|a| {
-        let long = a.get_long()?;
-        let matches = arg.starts_with(&format!("--{long} ")) || arg == &format!("--{long}");
-        matches.then(|| a.get_env().map(|e| e.to_string_lossy().into_owned()))?
-    });
-    let value = match error.get(ContextKind::InvalidValue) {
-        Some(ContextValue::String(v)) => v.clone(),
-        _ => String::new(),
-    };
-    let reason = error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("error: ")
-        .to_string();
-    match env {
-        Some(env) => command.clone().error(
-            ErrorKind::ValueValidation,
-            format!("{reason} (flag {arg}, env {env}, value '{value}')"),
-        ),
-        None => error,
     }
 }
 
