@@ -26,7 +26,8 @@ use rtb_io::{
     metrics_text::{
         self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, Series,
     },
-    ServerStats, DRAIN_RESULTS,
+    pool_metrics::{PoolMetrics, PoolSum},
+    ServerStats,
 };
 
 use crate::revenue::{Revenue, RevenueSum};
@@ -131,21 +132,8 @@ pub struct DspMetrics {
     rejections: [Counter; REJECT_REASONS.len()],
     /// Call latency (answered calls and errors; timeouts included).
     pub latency: Histogram,
-    /// Connections opened by this worker's pool (mirrors the pool's counter).
-    pub pool_connects: AtomicU64,
-    /// Connects that failed, each putting its address in back-off (mirrors the pool's counter).
-    pub pool_connect_failures: AtomicU64,
-    /// Calls served on a reused pooled connection (mirrors the pool's counter).
-    pub pool_reuses: AtomicU64,
-    /// Idle pooled connections after the last call (gauge).
-    pub pool_idle: AtomicU64,
-    /// Connections open after the last call: idle, in a call or draining (gauge).
-    pub pool_open: AtomicU64,
-    /// The pool's size target after the last call (gauge; see `rtb_io::client::sizing`).
-    pub pool_target: AtomicU64,
-    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order (mirrors the
-    /// pool's counters).
-    pub pool_drains: [AtomicU64; DRAIN_RESULTS.len()],
+    /// This worker's pool to the DSP (mirrored after each call).
+    pub pool: PoolMetrics,
     /// This worker's breaker state for the DSP (0 closed, 1 open, 2 half-open: rendered as
     /// one `rtb_dsp_breaker_state{state}` series per state).
     pub breaker_state: AtomicU64,
@@ -292,13 +280,7 @@ struct DspSum {
     bad_status: u64,
     rejections: [u64; REJECT_REASONS.len()],
     latency: HistSnapshot,
-    pool_connects: u64,
-    pool_connect_failures: u64,
-    pool_reuses: u64,
-    pool_idle: u64,
-    pool_open: u64,
-    pool_target: u64,
-    pool_drains: [u64; DRAIN_RESULTS.len()],
+    pool: PoolSum,
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
@@ -322,15 +304,7 @@ impl DspSum {
             *a += b.get();
         }
         self.latency.merge(&m.latency.snapshot());
-        self.pool_connects += m.pool_connects.load(Ordering::Relaxed);
-        self.pool_connect_failures += m.pool_connect_failures.load(Ordering::Relaxed);
-        self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
-        self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
-        self.pool_open += m.pool_open.load(Ordering::Relaxed);
-        self.pool_target += m.pool_target.load(Ordering::Relaxed);
-        for (a, b) in self.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
-            *a += b.load(Ordering::Relaxed);
-        }
+        self.pool.add(&m.pool);
         let state = m.breaker_state.load(Ordering::Relaxed);
         if breaker_severity(state) > breaker_severity(self.breaker_state) {
             self.breaker_state = state;
@@ -378,22 +352,6 @@ pub const BUILD: BuildInfo = BuildInfo {
     arch: std::env::consts::ARCH,
     os: std::env::consts::OS,
 };
-
-/// Renders what became of timed-out calls' connections, per DSP and fate.
-fn render_drains(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
-        "rtb_dsp_pool_drains_total",
-        "counter",
-        "Timed-out calls' connections: started draining, drained and reused, drained and \
-         closed, closed with the draining set full, closed out of step.",
-    );
-    dsp_lines(out, "rtb_dsp_pool_drains_total", dsps, |s, line| {
-        for (result, &n) in DRAIN_RESULTS.iter().zip(&s.pool_drains) {
-            line(&format!(",result=\"{result}\""), n);
-        }
-    });
-}
 
 /// Renders every worker's counters, summed, plus the server's connection counters, the
 /// process's own figures and the build, in the Prometheus text format (version 0.0.4).
@@ -571,52 +529,8 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
         label.push('"');
         histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
     }
-    render_pools(out, dsps);
-    render_drains(out, dsps);
-}
-
-/// Each DSP's pools: connections opened, failed and reused, and the connections held now.
-fn render_pools(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    let pools: [DspSeries; 6] = [
-        (
-            "rtb_dsp_pool_connections_opened_total",
-            "counter",
-            "Connections opened to each DSP.",
-            |s| s.pool_connects,
-        ),
-        (
-            "rtb_dsp_pool_connect_failures_total",
-            "counter",
-            "Connects to each DSP that failed; the address is then skipped for a while.",
-            |s| s.pool_connect_failures,
-        ),
-        (
-            "rtb_dsp_pool_connections_reused_total",
-            "counter",
-            "Calls served on a reused pooled connection.",
-            |s| s.pool_reuses,
-        ),
-        (
-            "rtb_dsp_pool_connections_idle",
-            "gauge",
-            "Idle pooled connections to each DSP.",
-            |s| s.pool_idle,
-        ),
-        (
-            "rtb_dsp_pool_connections_open",
-            "gauge",
-            "Connections open to each DSP: idle, in a call, or draining a late answer.",
-            |s| s.pool_open,
-        ),
-        (
-            "rtb_dsp_pool_connections_target",
-            "gauge",
-            "Connections the pools to each DSP hold at most now, sized by Little's law and \
-             the recent peak of calls in flight.",
-            |s| s.pool_target,
-        ),
-    ];
-    metrics_text::series_table(out, "dsp", dsps, &pools);
+    let pools = dsps.iter().map(|(dsp, s)| (dsp.clone(), s.pool)).collect();
+    rtb_io::pool_metrics::render(out, &pools);
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
@@ -727,7 +641,7 @@ mod tests {
             d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
             d.call_error(CallFailure::ConnectPaced);
-            d.pool_drains[1].store(3, Ordering::Relaxed);
+            d.pool.drains[1].store(3, Ordering::Relaxed);
             d.revenue.won(crate::revenue::currency_code("USD"), 1.5);
         }
         ws[0].driver.set("epoll").unwrap();

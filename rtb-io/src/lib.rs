@@ -17,7 +17,8 @@
 //! - [`process`]: the standard `process_*` metrics, read from `/proc/self`;
 //!   [`metrics_text`]: the single-writer latency histogram and the Prometheus text writers
 //!   (family header, label escaping, histogram lines, per-label series tables, build info,
-//!   the server's counters).
+//!   the server's counters); [`pool_metrics`]: a DSP pool's counters mirrored per worker,
+//!   summed and rendered (`rtb_dsp_pool_*`).
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
@@ -57,6 +58,7 @@ pub mod metrics_text;
 pub mod notify;
 pub mod notify_pools;
 mod pinned;
+pub mod pool_metrics;
 pub mod process;
 pub mod refresh;
 pub mod resolve;
