@@ -24,7 +24,8 @@ use rtb_core::{
 use rtb_io::{
     limits::Counter,
     metrics_text::{
-        self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, Series,
+        self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, LabeledSeries,
+        Series,
     },
     pool_metrics::{PoolMetrics, PoolSum},
     ServerStats,
@@ -363,8 +364,8 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
     let dsps = dsp_sums(workers);
     render_dsp_counters(&mut out, &dsps);
-    render_dsp_failures(&mut out, &dsps);
-    render_dsp_breakers(&mut out, &dsps);
+    metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_FAILURES);
+    metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_BREAKERS);
     crate::revenue::render(
         &mut out,
         dsps.iter().map(|(name, s)| {
@@ -472,14 +473,6 @@ fn dsp_sums(workers: &[WorkerMetrics]) -> BTreeMap<String, DspSum> {
     dsps
 }
 
-/// Writes one line per DSP of `name{dsp="..."<extra>} value` for each `(extra, value)`.
-fn dsp_lines<I>(out: &mut String, name: &str, dsps: &BTreeMap<String, DspSum>, f: I)
-where
-    I: FnMut(&DspSum, &mut dyn FnMut(&str, u64)),
-{
-    metrics_text::label_lines(out, name, "dsp", dsps, f);
-}
-
 /// Calls, bids, wins, no-bids, skips, the call duration histogram and the pools.
 fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
     let simple: [DspSeries; 5] = [
@@ -535,80 +528,70 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
 /// `rtb_dsp_timeouts_total` only, so the two families add up to the failed calls.
-fn render_dsp_failures(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
+const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
+    (
         "rtb_dsp_timeouts_total",
         "counter",
         "DSP calls that missed the deadline.",
-    );
-    dsp_lines(out, "rtb_dsp_timeouts_total", dsps, |s, line| {
-        line("", s.timeouts())
-    });
-    header(
-        out,
+        |s, line| line("", s.timeouts()),
+    ),
+    (
         "rtb_dsp_errors_total",
         "counter",
         "DSP call failures other than timeouts, by kind (transport errors, bad status, undecodable response).",
-    );
-    dsp_lines(out, "rtb_dsp_errors_total", dsps, |s, line| {
-        for (kind, n) in s.errors_but_timeouts() {
-            line(&format!(",kind=\"{kind}\""), n);
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (kind, n) in s.errors_but_timeouts() {
+                line(&format!(",kind=\"{kind}\""), n);
+            }
+        },
+    ),
+    (
         "rtb_dsp_policy_skipped_total",
         "counter",
         "Requests not sent to each DSP because its roster policy does not want them, by reason.",
-    );
-    dsp_lines(out, "rtb_dsp_policy_skipped_total", dsps, |s, line| {
-        for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
-            line(&format!(",reason=\"{}\"", reason.label()), n);
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
+                line(&format!(",reason=\"{}\"", reason.label()), n);
+            }
+        },
+    ),
+    (
         "rtb_dsp_bid_rejections_total",
         "counter",
         "Bids that did not win, by reason.",
-    );
-    dsp_lines(out, "rtb_dsp_bid_rejections_total", dsps, |s, line| {
-        for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
-            if n > 0 {
-                line(&format!(",reason=\"{reason}\""), n);
+        |s, line| {
+            for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
+                if n > 0 {
+                    line(&format!(",reason=\"{reason}\""), n);
+                }
             }
-        }
-    });
-}
+        },
+    ),
+];
 
 /// One series per breaker state (1 for the worst state over workers, 0 for the others) and
 /// the trips.
-fn render_dsp_breakers(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
+const DSP_BREAKERS: [LabeledSeries<DspSum>; 2] = [
+    (
         "rtb_dsp_breaker_state",
         "gauge",
         "Circuit breaker state of each DSP, worst over workers (open > half_open > closed): 1 for the state it is in, 0 for the others.",
-    );
-    dsp_lines(out, "rtb_dsp_breaker_state", dsps, |s, line| {
-        for (gauge, state) in BREAKER_STATES {
-            line(
-                &format!(",state=\"{state}\""),
-                u64::from(s.breaker_state == gauge),
-            );
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (gauge, state) in BREAKER_STATES {
+                line(
+                    &format!(",state=\"{state}\""),
+                    u64::from(s.breaker_state == gauge),
+                );
+            }
+        },
+    ),
+    (
         "rtb_dsp_breaker_trips_total",
         "counter",
         "Circuit breaker trips (closed to open), summed over workers.",
-    );
-    dsp_lines(out, "rtb_dsp_breaker_trips_total", dsps, |s, line| {
-        line("", s.breaker_trips)
-    });
-}
+        |s, line| line("", s.breaker_trips),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

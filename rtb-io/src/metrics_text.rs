@@ -153,6 +153,29 @@ pub fn series_table<T>(
     }
 }
 
+/// One family of a series table with labels of its own: name, type, help, and the lines of a
+/// row, each reported as `(extra labels, value)` (see [`label_lines`]).
+pub type LabeledSeries<T> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&T, &mut dyn FnMut(&str, u64)),
+);
+
+/// Each family of `table` (header, then the lines of every row labelled `label`), in table
+/// order.
+pub fn labeled_table<T>(
+    out: &mut String,
+    label: &str,
+    rows: &BTreeMap<String, T>,
+    table: &[LabeledSeries<T>],
+) {
+    for (name, kind, help, lines) in table {
+        header(out, name, kind, help);
+        label_lines(out, name, label, rows, lines);
+    }
+}
+
 /// What a build says about itself in `rtb_build_info`.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildInfo {
