@@ -17,13 +17,7 @@ use rtb_core::{
     engine::EngineConfig,
     ValidationMode,
 };
-use rtb_io::{
-    limits::{
-        BODY_BYTES_MAX_DEFAULT, CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT,
-        HEADERS_COUNT_CAP, HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
-    },
-    ClientConfig, DriverKind, ServerConfig,
-};
+use rtb_io::{ClientConfig, DriverKind, ServerConfig};
 
 /// Default main port.
 pub const PORT_DEFAULT: u16 = 3000;
@@ -37,13 +31,6 @@ pub const DSP_TTL_S_DEFAULT: u64 = 30;
 pub const DSPS_MAX_DEFAULT: usize = rtb_core::registry::DEFAULT_DSPS_MAX;
 /// Default pending win notices per worker.
 pub const WIN_QUEUE_MAX_DEFAULT: usize = 1024;
-/// Default connections opened ahead of traffic to a new DSP, per worker.
-pub const DSP_PREWARM_DEFAULT: usize = 2;
-/// Default connections opened ahead of traffic to a new `https://` DSP, per worker: enough for
-/// 32 calls at once without a handshake under load.
-pub const DSP_TLS_PREWARM_DEFAULT: usize = 32;
-/// Default TLS handshakes in flight per `https://` DSP per worker.
-pub const DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT: usize = 2;
 /// Longest onboarding token accepted (a longer one is a configuration mistake).
 pub const ONBOARD_TOKEN_BYTES_MAX: usize = 256;
 
@@ -141,44 +128,9 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_DENY_LOOPBACK_DSP", default_value_t = false)]
     pub deny_loopback_dsp: bool,
 
-    /// Largest request head (request line and headers), bytes.
-    #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
-    pub head_bytes_max: usize,
-
-    /// Most request headers; more are answered 431.
-    #[arg(long, env = "RTB_EXCHANGE_HEADER_COUNT_MAX", default_value_t = HEADERS_COUNT_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=HEADERS_COUNT_CAP as u64))]
-    pub header_count_max: u64,
-
-    /// Largest request body as sent, bytes.
-    #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
-    pub body_bytes_max: usize,
-
-    /// Largest request body after gzip decoding, bytes.
-    #[arg(long, env = "RTB_EXCHANGE_DECOMPRESSED_BYTES_MAX", default_value_t = DECOMPRESSED_BYTES_MAX_DEFAULT)]
-    pub decompressed_bytes_max: usize,
-
-    /// Most open client connections per worker.
-    #[arg(long, env = "RTB_EXCHANGE_CONNECTIONS_PER_WORKER", default_value_t = CONNECTIONS_PER_WORKER_MAX_DEFAULT)]
-    pub connections_per_worker: usize,
-
-    /// Accepts waiting on the listener at once per worker (io_uring; epoll keeps one), so a
-    /// burst of new connections is taken several per turn of the event loop.
-    #[arg(long, env = "RTB_EXCHANGE_ACCEPTS_IN_FLIGHT", default_value_t = rtb_io::limits::ACCEPTS_IN_FLIGHT_DEFAULT,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
-    pub accepts_in_flight: usize,
-
-    /// Time allowed to read a request head, ms.
-    #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
-    pub header_timeout_ms: u64,
-
-    /// Time allowed to read a request body, ms.
-    #[arg(long, env = "RTB_EXCHANGE_BODY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub body_timeout_ms: u64,
-
-    /// Time an idle keep-alive client connection is kept, s.
-    #[arg(long, env = "RTB_EXCHANGE_IDLE_TIMEOUT_S", default_value_t = 60)]
-    pub idle_timeout_s: u64,
+    /// The HTTP server's limits (request sizes, connections, read timeouts).
+    #[command(flatten)]
+    pub server_limits: rtb_io::limit_flags::ServerLimitArgs,
 
     /// Pending win and loss notices per worker (loss notices up to half of it); beyond it new
     /// ones are dropped (and counted).
@@ -287,77 +239,9 @@ pub struct Config {
     #[command(flatten)]
     pub ledger: crate::ledger::LedgerArgs,
 
-    /// Time a timed-out DSP call's connection may wait for its late answer before it is
-    /// closed, ms; the connection is then reused instead of reopened. 0 disables draining.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_DRAIN_MS", default_value_t = rtb_io::client::DRAIN_TIMEOUT_DEFAULT.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub dsp_drain_ms: u64,
-
-    /// Largest DSP answer body, bytes; a gzip answer is refused when it decodes to more (a
-    /// decompression bomb stops here). Over it: `rtb_dsp_errors_total{kind="too_large"}`.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_RESPONSE_BYTES_MAX", default_value_t = rtb_io::client::RESPONSE_BYTES_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024))]
-    pub dsp_response_bytes_max: u64,
-
-    /// How long an address of a DSP host whose connect failed is skipped, ms, while another
-    /// address of the host is usable (new connections go round robin across them).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_ADDR_BACKOFF_MS", default_value_t = rtb_io::client::ADDR_BACKOFF_DEFAULT.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub dsp_addr_backoff_ms: u64,
-
-    /// Connections draining at once per DSP per worker; beyond it they are closed.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_DRAINING_MAX", default_value_t = rtb_io::client::DRAINING_MAX_DEFAULT)]
-    pub dsp_draining_max: usize,
-
-    /// New connections per second per DSP per worker, sustained; a call that needs one more
-    /// fails at once (`connect_paced`).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECTS_PER_S", default_value_t = rtb_io::client::CONNECTS_PER_S_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub dsp_connects_per_s: u32,
-
-    /// New connections per DSP per worker allowed in a burst.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECT_BURST", default_value_t = rtb_io::client::CONNECTS_BURST_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub dsp_connect_burst: u32,
-
-    /// Connects in flight at once per DSP per worker.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_CONNECTS_IN_FLIGHT", default_value_t = rtb_io::client::CONNECTS_IN_FLIGHT_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub dsp_connects_in_flight: u64,
-
-    /// Connections opened to a new DSP ahead of traffic, per worker; also the least a DSP's
-    /// pool shrinks to when its traffic falls.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM", default_value_t = DSP_PREWARM_DEFAULT)]
-    pub dsp_prewarm: usize,
-
-    /// Pre-warm connects in flight at once per worker, across every DSP a roster change
-    /// brings (fifty new DSPs do not open all their connections at once).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_PREWARM_CONNECTS_IN_FLIGHT", default_value_t = rtb_io::PREWARM_LANES_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub dsp_prewarm_connects_in_flight: u64,
-
-    /// Most connections (busy and idle) a worker's pool to one DSP holds; its size follows the
-    /// DSP's traffic below it (Little's law and the recent peak).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_POOL_CONNECTIONS_MAX", default_value_t = rtb_io::client::IDLE_CONNECTIONS_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub dsp_pool_connections_max: u64,
-
-    /// Half-life, s, of the peak of calls in flight a DSP pool keeps connections for: after the
-    /// traffic falls, a pool sheds half its surplus over the new need in this time.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_POOL_PEAK_HALF_LIFE_S", default_value_t = rtb_io::client::POOL_PEAK_HALF_LIFE_DEFAULT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub dsp_pool_peak_half_life_s: u64,
-
-    /// Connections opened to a new https:// DSP ahead of traffic, per worker (a handshake under
-    /// load costs the worker about 1.6 ms of CPU, so TLS pools open up front).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_TLS_PREWARM", default_value_t = DSP_TLS_PREWARM_DEFAULT)]
-    pub dsp_tls_prewarm: usize,
-
-    /// TLS handshakes in flight at once per https:// DSP per worker (replaces
-    /// --dsp-connects-in-flight for them; a call that needs one more fails at once).
-    #[arg(long, env = "RTB_EXCHANGE_DSP_TLS_CONNECTS_IN_FLIGHT", default_value_t = DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub dsp_tls_connects_in_flight: u64,
+    /// The DSP connection pools' limits (draining, connects, sizing, pre-warm, TLS).
+    #[command(flatten)]
+    pub dsp_client: rtb_io::client_flags::DspClientArgs,
 
     /// Extra certificate authorities (PEM) trusted for https:// DSPs and notices, beside the
     /// compiled-in public roots (webpki-roots).
@@ -387,7 +271,8 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         let args = rtb_io::flags::go_style(args);
-        let config = Config::try_parse_from(args).map_err(with_env_hint)?;
+        let config = Config::try_parse_from(args)
+            .map_err(|e| rtb_io::flags::with_env_hint(e, &Config::command()))?;
         config.check()?;
         Ok(config)
     }
@@ -432,17 +317,17 @@ impl Config {
             (
                 "head-bytes-max",
                 "RTB_EXCHANGE_HEAD_BYTES_MAX",
-                self.head_bytes_max as u64,
+                self.server_limits.head_bytes_max as u64,
             ),
             (
                 "body-bytes-max",
                 "RTB_EXCHANGE_BODY_BYTES_MAX",
-                self.body_bytes_max as u64,
+                self.server_limits.body_bytes_max as u64,
             ),
             (
                 "connections-per-worker",
                 "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
-                self.connections_per_worker as u64,
+                self.server_limits.connections_per_worker as u64,
             ),
             (
                 "win-queue-max",
@@ -452,7 +337,7 @@ impl Config {
             (
                 "header-timeout-ms",
                 "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
-                self.header_timeout_ms,
+                self.server_limits.header_timeout_ms,
             ),
         ];
         for (flag, env, value) in nonzero {
@@ -551,8 +436,8 @@ impl Config {
     pub fn dsp_pool_settings(&self) -> crate::dsps::PoolSettings {
         crate::dsps::PoolSettings {
             client: self.dsp_client_config(),
-            prewarm: self.dsp_prewarm,
-            prewarm_lanes: usize::try_from(self.dsp_prewarm_connects_in_flight)
+            prewarm: self.dsp_client.dsp_prewarm,
+            prewarm_lanes: usize::try_from(self.dsp_client.dsp_prewarm_connects_in_flight)
                 .unwrap_or(usize::MAX),
             tls: self.dsp_tls_pool_settings(),
         }
@@ -561,8 +446,8 @@ impl Config {
     /// What differs for the pools of https:// DSPs, from the flags.
     pub fn dsp_tls_pool_settings(&self) -> crate::dsps::TlsPoolSettings {
         crate::dsps::TlsPoolSettings {
-            prewarm: self.dsp_tls_prewarm,
-            connects_in_flight: usize::try_from(self.dsp_tls_connects_in_flight)
+            prewarm: self.dsp_client.dsp_tls_prewarm,
+            connects_in_flight: usize::try_from(self.dsp_client.dsp_tls_connects_in_flight)
                 .unwrap_or(usize::MAX),
         }
     }
@@ -578,20 +463,7 @@ impl Config {
 
     /// Each worker's pool limits for one DSP.
     pub fn dsp_client_config(&self) -> ClientConfig {
-        ClientConfig {
-            drain_timeout: Duration::from_millis(self.dsp_drain_ms),
-            draining_max: self.dsp_draining_max,
-            connects_per_s: self.dsp_connects_per_s,
-            connects_burst: self.dsp_connect_burst,
-            connects_in_flight_max: usize::try_from(self.dsp_connects_in_flight)
-                .unwrap_or(usize::MAX),
-            response_bytes_max: usize::try_from(self.dsp_response_bytes_max).unwrap_or(usize::MAX),
-            addr_backoff: Duration::from_millis(self.dsp_addr_backoff_ms),
-            idle_connections_max: usize::try_from(self.dsp_pool_connections_max)
-                .unwrap_or(usize::MAX),
-            pool_peak_half_life: Duration::from_secs(self.dsp_pool_peak_half_life_s),
-            ..ClientConfig::default()
-        }
+        self.dsp_client.client_config()
     }
 
     /// The main server's configuration.
@@ -600,16 +472,7 @@ impl Config {
         c.workers = self.worker_count();
         c.pin_cores = self.pin;
         c.driver = self.io_driver;
-        c.limits.head_bytes_max = self.head_bytes_max;
-        c.limits.headers_count_max =
-            usize::try_from(self.header_count_max).unwrap_or(HEADERS_COUNT_CAP);
-        c.limits.body_bytes_max = self.body_bytes_max;
-        c.limits.decompressed_bytes_max = self.decompressed_bytes_max.max(self.body_bytes_max);
-        c.limits.connections_per_worker_max = self.connections_per_worker;
-        c.limits.accepts_in_flight = self.accepts_in_flight;
-        c.limits.header_read_timeout = Duration::from_millis(self.header_timeout_ms);
-        c.limits.body_read_timeout = Duration::from_millis(self.body_timeout_ms.max(1));
-        c.limits.idle_keepalive_timeout = Duration::from_secs(self.idle_timeout_s.max(1));
+        c.limits = self.server_limits.limits();
         c.shutdown_grace = Duration::from_secs(self.shutdown_grace_s);
         c
     }
@@ -626,47 +489,13 @@ impl Config {
     }
 }
 
-/// Adds the environment variable of the offending argument to a clap value error, since clap
-/// names only the flag even when the value came from the environment.
-fn with_env_hint(error: clap::Error) -> clap::Error {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(
-        error.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return error;
-    }
-    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
-        return error;
-    };
-    let command = Config::command();
-    let env = command.get_arguments().find_map(|a| {
-        let long = a.get_long()?;
-        let matches = arg.starts_with(&format!("--{long} ")) || arg == &format!("--{long}");
-        matches.then(|| a.get_env().map(|e| e.to_string_lossy().into_owned()))?
-    });
-    let value = match error.get(ContextKind::InvalidValue) {
-        Some(ContextValue::String(v)) => v.clone(),
-        _ => String::new(),
-    };
-    let reason = error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("error: ")
-        .to_string();
-    match env {
-        Some(env) => command.clone().error(
-            ErrorKind::ValueValidation,
-            format!("{reason} (flag {arg}, env {env}, value '{value}')"),
-        ),
-        None => error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use rtb_io::{
+        client_flags::{DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT, DSP_TLS_PREWARM_DEFAULT},
+        limits::HEADERS_COUNT_MAX_DEFAULT,
+    };
+
     use super::*;
 
     #[test]

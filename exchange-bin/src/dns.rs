@@ -14,7 +14,7 @@ use std::{
 use rtb_core::{directory::Resolved, dns::Answer};
 use rtb_io::resolve::{LookupError, Resolver};
 
-use crate::{exposition::header, metrics::escape_label};
+use rtb_io::metrics_text::{escape_label, header};
 
 /// Lookup results, in the order of the counters.
 const RESULTS: [&str; 3] = ["ok", "error", "timeout"];

@@ -9,7 +9,7 @@ use rtb_core::{
     engine::DspSpec,
     policy::{DspPolicy, SkipReason},
 };
-use rtb_io::{tls::WorkerTls, ClientConfig, Upstream, UpstreamTls, DRAIN_RESULTS};
+use rtb_io::{tls::WorkerTls, ClientConfig, Upstream, UpstreamTls};
 
 use crate::{control::Resolved, metrics::WorkerMetrics};
 
@@ -39,19 +39,6 @@ pub struct TlsPoolSettings {
     pub connects_in_flight: usize,
 }
 
-/// A pool's counters as last mirrored into the metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PoolCounted {
-    /// Connections opened.
-    pub connects: u64,
-    /// Connects that failed (their address then backs off).
-    pub connect_failures: u64,
-    /// Calls on a reused connection.
-    pub reuses: u64,
-    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order.
-    pub drains: [u64; DRAIN_RESULTS.len()],
-}
-
 /// One DSP as a worker calls it.
 #[derive(Debug)]
 pub struct DspSlot {
@@ -76,7 +63,7 @@ pub struct DspSlot {
     pub metrics: Arc<crate::metrics::DspMetrics>,
     /// The pool's counters already added to the `_total` counters. A re-onboarded DSP gets a
     /// new pool counting from zero; counting deltas keeps the totals monotonic.
-    pub pool_counted: Rc<std::cell::Cell<PoolCounted>>,
+    pub pool_counted: Rc<std::cell::Cell<rtb_io::pool_metrics::PoolCounted>>,
     /// The engine's policy refusal counts already added to the metrics (the same idea).
     pub policy_counted: Rc<std::cell::Cell<[u64; SkipReason::ALL.len()]>>,
 }

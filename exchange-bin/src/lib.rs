@@ -13,8 +13,8 @@
 //! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
-//! - [`metrics`]: per-worker counters and the Prometheus exposition ([`exposition`]: its
-//!   family header, shared with [`notice_metrics`] and [`revenue`]).
+//! - [`metrics`]: per-worker counters and which series the exchange exposes (the text
+//!   writers are `rtb_io::metrics_text`, shared with [`notice_metrics`] and [`revenue`]).
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
 //! - [`notice_metrics`]: win and loss notice counters.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
@@ -28,7 +28,6 @@ pub mod debug;
 pub mod dns;
 pub mod dsp_gzip;
 pub mod dsps;
-mod exposition;
 pub mod handler;
 pub mod lag;
 pub mod ledger;

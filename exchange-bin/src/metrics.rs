@@ -14,7 +14,6 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::Duration,
 };
 
 use rtb_core::{
@@ -22,15 +21,18 @@ use rtb_core::{
     policy::SkipReason,
     RejectReason,
 };
-use rtb_io::{limits::Counter, ServerStats, DRAIN_RESULTS};
+use rtb_io::{
+    limits::Counter,
+    metrics_text::{
+        self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, LabeledSeries,
+        Series,
+    },
+    pool_metrics::{PoolMetrics, PoolSum},
+    ServerStats,
+};
 
-use crate::exposition::header;
 use crate::revenue::{Revenue, RevenueSum};
 
-/// Histogram bucket upper bounds, microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 80_000, 100_000,
-];
 /// Per-DSP metric entries kept per worker (DSPs that left keep their counters); names beyond it
 /// share one `_other` entry so a churn of names cannot grow memory without bound.
 pub const DSP_METRIC_NAMES_MAX: usize = 1024;
@@ -112,54 +114,6 @@ const REJECT_REASONS: [&str; 17] = [
     "size_not_allowed",
 ];
 
-/// A latency histogram with [`LATENCY_BUCKETS_US`] bounds; single writer.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Non-cumulative counts; the last slot is +Inf.
-    buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
-    sum_us: Counter,
-}
-
-impl Histogram {
-    /// Records one observation. Owner thread only.
-    pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = LATENCY_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.buckets[i].incr();
-        self.sum_us.add(us);
-    }
-
-    fn snapshot(&self) -> HistSnapshot {
-        let mut s = HistSnapshot::default();
-        s.add(self);
-        s
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct HistSnapshot {
-    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
-    sum_us: u64,
-}
-
-impl HistSnapshot {
-    fn add(&mut self, h: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(h.buckets.iter()) {
-            *a += b.get();
-        }
-        self.sum_us += h.sum_us.get();
-    }
-    fn merge(&mut self, o: &HistSnapshot) {
-        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
-            *a += b;
-        }
-        self.sum_us += o.sum_us;
-    }
-}
-
 /// One DSP's counters on one worker.
 #[derive(Debug, Default)]
 pub struct DspMetrics {
@@ -179,21 +133,8 @@ pub struct DspMetrics {
     rejections: [Counter; REJECT_REASONS.len()],
     /// Call latency (answered calls and errors; timeouts included).
     pub latency: Histogram,
-    /// Connections opened by this worker's pool (mirrors the pool's counter).
-    pub pool_connects: AtomicU64,
-    /// Connects that failed, each putting its address in back-off (mirrors the pool's counter).
-    pub pool_connect_failures: AtomicU64,
-    /// Calls served on a reused pooled connection (mirrors the pool's counter).
-    pub pool_reuses: AtomicU64,
-    /// Idle pooled connections after the last call (gauge).
-    pub pool_idle: AtomicU64,
-    /// Connections open after the last call: idle, in a call or draining (gauge).
-    pub pool_open: AtomicU64,
-    /// The pool's size target after the last call (gauge; see `rtb_io::client::sizing`).
-    pub pool_target: AtomicU64,
-    /// Timed-out calls' connections by fate, in `rtb_io::DRAIN_RESULTS` order (mirrors the
-    /// pool's counters).
-    pub pool_drains: [AtomicU64; DRAIN_RESULTS.len()],
+    /// This worker's pool to the DSP (mirrored after each call).
+    pub pool: PoolMetrics,
     /// This worker's breaker state for the DSP (0 closed, 1 open, 2 half-open: rendered as
     /// one `rtb_dsp_breaker_state{state}` series per state).
     pub breaker_state: AtomicU64,
@@ -326,44 +267,8 @@ impl WorkerMetrics {
     }
 }
 
-pub(crate) fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-        cumulative += h.buckets[i];
-        let le = *b as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += h.buckets[LATENCY_BUCKETS_US.len()];
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-    );
-    let braces = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
-}
-
 /// A per-DSP series: name, type, help, value.
-type DspSeries = (&'static str, &'static str, &'static str, fn(&DspSum) -> u64);
+type DspSeries = Series<DspSum>;
 
 #[derive(Default)]
 struct DspSum {
@@ -376,13 +281,7 @@ struct DspSum {
     bad_status: u64,
     rejections: [u64; REJECT_REASONS.len()],
     latency: HistSnapshot,
-    pool_connects: u64,
-    pool_connect_failures: u64,
-    pool_reuses: u64,
-    pool_idle: u64,
-    pool_open: u64,
-    pool_target: u64,
-    pool_drains: [u64; DRAIN_RESULTS.len()],
+    pool: PoolSum,
     breaker_state: u64,
     breaker_trips: u64,
     skipped: u64,
@@ -406,15 +305,7 @@ impl DspSum {
             *a += b.get();
         }
         self.latency.merge(&m.latency.snapshot());
-        self.pool_connects += m.pool_connects.load(Ordering::Relaxed);
-        self.pool_connect_failures += m.pool_connect_failures.load(Ordering::Relaxed);
-        self.pool_reuses += m.pool_reuses.load(Ordering::Relaxed);
-        self.pool_idle += m.pool_idle.load(Ordering::Relaxed);
-        self.pool_open += m.pool_open.load(Ordering::Relaxed);
-        self.pool_target += m.pool_target.load(Ordering::Relaxed);
-        for (a, b) in self.pool_drains.iter_mut().zip(m.pool_drains.iter()) {
-            *a += b.load(Ordering::Relaxed);
-        }
+        self.pool.add(&m.pool);
         let state = m.breaker_state.load(Ordering::Relaxed);
         if breaker_severity(state) > breaker_severity(self.breaker_state) {
             self.breaker_state = state;
@@ -451,19 +342,6 @@ impl DspSum {
 /// The per-DSP gauge values of [`DspMetrics::breaker_state`] and the `state` label of each.
 const BREAKER_STATES: [(u64, &str); 3] = [(0, "closed"), (1, "open"), (2, "half_open")];
 
-/// What a build says about itself in `rtb_build_info`.
-#[derive(Debug, Clone, Copy)]
-pub struct BuildInfo {
-    /// The crate version.
-    pub version: &'static str,
-    /// `release` or `debug` (whether debug assertions are on).
-    pub profile: &'static str,
-    /// Target architecture.
-    pub arch: &'static str,
-    /// Target OS.
-    pub os: &'static str,
-}
-
 /// This binary's build.
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
@@ -476,40 +354,18 @@ pub const BUILD: BuildInfo = BuildInfo {
     os: std::env::consts::OS,
 };
 
-/// Renders what became of timed-out calls' connections, per DSP and fate.
-fn render_drains(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
-        "rtb_dsp_pool_drains_total",
-        "counter",
-        "Timed-out calls' connections: started draining, drained and reused, drained and \
-         closed, closed with the draining set full, closed out of step.",
-    );
-    let mut label = String::new();
-    for (dsp, s) in dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        for (result, n) in DRAIN_RESULTS.iter().zip(s.pool_drains) {
-            let _ = writeln!(
-                out,
-                "rtb_dsp_pool_drains_total{{dsp=\"{label}\",result=\"{result}\"}} {n}"
-            );
-        }
-    }
-}
-
 /// Renders every worker's counters, summed, plus the server's connection counters, the
 /// process's own figures and the build, in the Prometheus text format (version 0.0.4).
 pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    render_build_info(&mut out, &BUILD);
+    metrics_text::render_build_info(&mut out, &BUILD);
     render_requests(&mut out, workers);
     render_auctions(&mut out, workers);
     crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
     let dsps = dsp_sums(workers);
     render_dsp_counters(&mut out, &dsps);
-    render_dsp_failures(&mut out, &dsps);
-    render_dsp_breakers(&mut out, &dsps);
+    metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_FAILURES);
+    metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_BREAKERS);
     crate::revenue::render(
         &mut out,
         dsps.iter().map(|(name, s)| {
@@ -519,24 +375,10 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
         }),
     );
     if let Some(st) = server {
-        render_server(&mut out, st);
+        metrics_text::render_server(&mut out, st);
     }
     rtb_io::process::render(&mut out);
     out
-}
-
-fn render_build_info(out: &mut String, b: &BuildInfo) {
-    header(
-        out,
-        "rtb_build_info",
-        "gauge",
-        "The running build: 1, with its version, profile and target as labels.",
-    );
-    let _ = writeln!(
-        out,
-        "rtb_build_info{{version=\"{}\",profile=\"{}\",arch=\"{}\",os=\"{}\"}} 1",
-        b.version, b.profile, b.arch, b.os
-    );
 }
 
 /// `rtb_worker_info` and `rtb_requests_total`.
@@ -631,21 +473,6 @@ fn dsp_sums(workers: &[WorkerMetrics]) -> BTreeMap<String, DspSum> {
     dsps
 }
 
-/// Writes one line per DSP of `name{dsp="..."<extra>} value` for each `(extra, value)`.
-fn dsp_lines<I>(out: &mut String, name: &str, dsps: &BTreeMap<String, DspSum>, mut f: I)
-where
-    I: FnMut(&DspSum, &mut dyn FnMut(&str, u64)),
-{
-    let mut label = String::new();
-    for (dsp, s) in dsps {
-        label.clear();
-        escape_label(dsp, &mut label);
-        f(s, &mut |extra, value| {
-            let _ = writeln!(out, "{name}{{dsp=\"{label}\"{extra}}} {value}");
-        });
-    }
-}
-
 /// Calls, bids, wins, no-bids, skips, the call duration histogram and the pools.
 fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
     let simple: [DspSeries; 5] = [
@@ -680,7 +507,7 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
             |s| s.skipped,
         ),
     ];
-    render_simple(out, dsps, &simple);
+    metrics_text::series_table(out, "dsp", dsps, &simple);
     header(
         out,
         "rtb_dsp_call_duration_seconds",
@@ -695,188 +522,81 @@ fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
         label.push('"');
         histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
     }
-    render_pools(out, dsps);
-    render_drains(out, dsps);
-}
-
-/// One line per DSP for each series of `table`.
-fn render_simple(out: &mut String, dsps: &BTreeMap<String, DspSum>, table: &[DspSeries]) {
-    for (name, kind, help, get) in table {
-        header(out, name, kind, help);
-        dsp_lines(out, name, dsps, |s, line| line("", get(s)));
-    }
-}
-
-/// Each DSP's pools: connections opened, failed and reused, and the connections held now.
-fn render_pools(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    let pools: [DspSeries; 6] = [
-        (
-            "rtb_dsp_pool_connections_opened_total",
-            "counter",
-            "Connections opened to each DSP.",
-            |s| s.pool_connects,
-        ),
-        (
-            "rtb_dsp_pool_connect_failures_total",
-            "counter",
-            "Connects to each DSP that failed; the address is then skipped for a while.",
-            |s| s.pool_connect_failures,
-        ),
-        (
-            "rtb_dsp_pool_connections_reused_total",
-            "counter",
-            "Calls served on a reused pooled connection.",
-            |s| s.pool_reuses,
-        ),
-        (
-            "rtb_dsp_pool_connections_idle",
-            "gauge",
-            "Idle pooled connections to each DSP.",
-            |s| s.pool_idle,
-        ),
-        (
-            "rtb_dsp_pool_connections_open",
-            "gauge",
-            "Connections open to each DSP: idle, in a call, or draining a late answer.",
-            |s| s.pool_open,
-        ),
-        (
-            "rtb_dsp_pool_connections_target",
-            "gauge",
-            "Connections the pools to each DSP hold at most now, sized by Little's law and \
-             the recent peak of calls in flight.",
-            |s| s.pool_target,
-        ),
-    ];
-    render_simple(out, dsps, &pools);
+    let pools = dsps.iter().map(|(dsp, s)| (dsp.clone(), s.pool)).collect();
+    rtb_io::pool_metrics::render(out, &pools);
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
 /// `rtb_dsp_timeouts_total` only, so the two families add up to the failed calls.
-fn render_dsp_failures(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
+const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
+    (
         "rtb_dsp_timeouts_total",
         "counter",
         "DSP calls that missed the deadline.",
-    );
-    dsp_lines(out, "rtb_dsp_timeouts_total", dsps, |s, line| {
-        line("", s.timeouts())
-    });
-    header(
-        out,
+        |s, line| line("", s.timeouts()),
+    ),
+    (
         "rtb_dsp_errors_total",
         "counter",
         "DSP call failures other than timeouts, by kind (transport errors, bad status, undecodable response).",
-    );
-    dsp_lines(out, "rtb_dsp_errors_total", dsps, |s, line| {
-        for (kind, n) in s.errors_but_timeouts() {
-            line(&format!(",kind=\"{kind}\""), n);
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (kind, n) in s.errors_but_timeouts() {
+                line(&format!(",kind=\"{kind}\""), n);
+            }
+        },
+    ),
+    (
         "rtb_dsp_policy_skipped_total",
         "counter",
         "Requests not sent to each DSP because its roster policy does not want them, by reason.",
-    );
-    dsp_lines(out, "rtb_dsp_policy_skipped_total", dsps, |s, line| {
-        for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
-            line(&format!(",reason=\"{}\"", reason.label()), n);
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
+                line(&format!(",reason=\"{}\"", reason.label()), n);
+            }
+        },
+    ),
+    (
         "rtb_dsp_bid_rejections_total",
         "counter",
         "Bids that did not win, by reason.",
-    );
-    dsp_lines(out, "rtb_dsp_bid_rejections_total", dsps, |s, line| {
-        for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
-            if n > 0 {
-                line(&format!(",reason=\"{reason}\""), n);
+        |s, line| {
+            for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
+                if n > 0 {
+                    line(&format!(",reason=\"{reason}\""), n);
+                }
             }
-        }
-    });
-}
+        },
+    ),
+];
 
 /// One series per breaker state (1 for the worst state over workers, 0 for the others) and
 /// the trips.
-fn render_dsp_breakers(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    header(
-        out,
+const DSP_BREAKERS: [LabeledSeries<DspSum>; 2] = [
+    (
         "rtb_dsp_breaker_state",
         "gauge",
         "Circuit breaker state of each DSP, worst over workers (open > half_open > closed): 1 for the state it is in, 0 for the others.",
-    );
-    dsp_lines(out, "rtb_dsp_breaker_state", dsps, |s, line| {
-        for (gauge, state) in BREAKER_STATES {
-            line(
-                &format!(",state=\"{state}\""),
-                u64::from(s.breaker_state == gauge),
-            );
-        }
-    });
-    header(
-        out,
+        |s, line| {
+            for (gauge, state) in BREAKER_STATES {
+                line(
+                    &format!(",state=\"{state}\""),
+                    u64::from(s.breaker_state == gauge),
+                );
+            }
+        },
+    ),
+    (
         "rtb_dsp_breaker_trips_total",
         "counter",
         "Circuit breaker trips (closed to open), summed over workers.",
-    );
-    dsp_lines(out, "rtb_dsp_breaker_trips_total", dsps, |s, line| {
-        line("", s.breaker_trips)
-    });
-}
-
-/// The HTTP layer's connection and rejection counters.
-fn render_server(out: &mut String, st: &ServerStats) {
-    header(
-        out,
-        "rtb_connections_open",
-        "gauge",
-        "Client connections open now.",
-    );
-    let _ = writeln!(out, "rtb_connections_open {}", st.connections_open);
-    header(
-        out,
-        "rtb_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-    );
-    let _ = writeln!(
-        out,
-        "rtb_connections_accepted_total {}",
-        st.connections_accepted
-    );
-    header(
-        out,
-        "rtb_http_rejected_total",
-        "counter",
-        "Requests refused by the HTTP layer before the handler.",
-    );
-    for (reason, n) in [
-        ("bad_request", st.rejected_bad_request),
-        ("timeout", st.rejected_timeout),
-        ("length_required", st.rejected_length_required),
-        ("body_too_large", st.rejected_body_too_large),
-        ("head_too_large", st.rejected_head_too_large),
-        ("bad_version", st.rejected_bad_version),
-        ("unsupported_encoding", st.rejected_unsupported_encoding),
-        ("over_connection_limit", st.connections_rejected_over_limit),
-    ] {
-        let _ = writeln!(out, "rtb_http_rejected_total{{reason=\"{reason}\"}} {n}");
-    }
-    header(
-        out,
-        "rtb_handler_panics_total",
-        "counter",
-        "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
-    );
-    let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
-}
+        |s, line| line("", s.breaker_trips),
+    ),
+];
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -904,7 +624,7 @@ mod tests {
             d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
             d.call_error(CallFailure::ConnectPaced);
-            d.pool_drains[1].store(3, Ordering::Relaxed);
+            d.pool.drains[1].store(3, Ordering::Relaxed);
             d.revenue.won(crate::revenue::currency_code("USD"), 1.5);
         }
         ws[0].driver.set("epoll").unwrap();

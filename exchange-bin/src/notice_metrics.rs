@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use rtb_core::engine::NoticeKind;
 use rtb_io::limits::Counter;
 
-use crate::exposition::header;
+use rtb_io::metrics_text::header;
 
 /// Why a notice was not fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

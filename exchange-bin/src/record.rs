@@ -2,13 +2,13 @@
 //! (calls, latency, bids, errors by kind, wins, clearing prices, rejections, breaker, pool
 //! counters). The engine decides; this only counts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use rtb_core::engine::breaker::Transition;
 use rtb_core::engine::{CallStatus, DspOutcome, Engine, Finished};
 use rtb_core::policy::SkipReason;
 
-use crate::dsps::{DspSet, DspSlot, PoolCounted};
+use crate::dsps::{DspSet, DspSlot};
 use crate::revenue::currency_code;
 
 /// Counts every outcome of `finished` on the DSP slots it names.
@@ -86,43 +86,7 @@ fn record_call(outcome: &DspOutcome, slot: &DspSlot) {
         }
         CallStatus::Pending | CallStatus::SkippedBreaker => {}
     }
-    mirror_pool_counters(slot);
-}
-
-/// Adds what the DSP's pool counted since the last call to the monotonic `_total` counters.
-fn mirror_pool_counters(slot: &DspSlot) {
-    let m = &slot.metrics;
-    let stats = &slot.upstream.stats;
-    let now = PoolCounted {
-        connects: stats.connects.get(),
-        connect_failures: stats.connect_failures.get(),
-        reuses: stats.reuses.get(),
-        drains: stats.drain_counts(),
-    };
-    let counted = slot.pool_counted.get();
-    // Single writer (this worker): load + store, no read-modify-write needed.
-    let add = |total: &AtomicU64, now: u64, counted: u64| {
-        let delta = now.saturating_sub(counted);
-        total.store(total.load(Ordering::Relaxed) + delta, Ordering::Relaxed)
-    };
-    add(&m.pool_connects, now.connects, counted.connects);
-    add(
-        &m.pool_connect_failures,
-        now.connect_failures,
-        counted.connect_failures,
-    );
-    add(&m.pool_reuses, now.reuses, counted.reuses);
-    for ((total, now), counted) in m.pool_drains.iter().zip(now.drains).zip(counted.drains) {
-        add(total, now, counted);
-    }
-    slot.pool_counted.set(now);
-    let pool = &slot.upstream;
-    m.pool_idle
-        .store(pool.idle_count() as u64, Ordering::Relaxed);
-    m.pool_open
-        .store(pool.open_count() as u64, Ordering::Relaxed);
-    m.pool_target
-        .store(pool.target_connections() as u64, Ordering::Relaxed);
+    slot.metrics.pool.mirror(&slot.upstream, &slot.pool_counted);
 }
 
 /// Adds the engine's new per-DSP policy refusals to the metrics. Called only after a request

@@ -22,7 +22,7 @@ use rtb_core::revenue::{add_sum, cpm_micros, currency_name, CurrencySum};
 pub use rtb_core::revenue::{currency_code, RevenueSum};
 use rtb_io::limits::Counter;
 
-use crate::exposition::header;
+use rtb_io::metrics_text::header;
 
 /// Currencies counted by name per DSP per worker; more share the `other` slot.
 pub const CURRENCY_SLOTS: usize = 4;

@@ -19,7 +19,7 @@ use std::{
 use rtb_core::roster::{self, Roster, ROSTER_BYTES_MAX};
 use rtb_io::file_stamp::FileStamp;
 
-use crate::exposition::header;
+use rtb_io::metrics_text::header;
 
 /// Default `--roster-poll-ms`: a change reaches every worker within about this much (plus
 /// the workers' own apply period).

@@ -55,7 +55,7 @@ fn tls_errors(metrics: &str, dsp: &str) -> f64 {
 /// each of `dsps`' TLS pools to the default size. Handshakes are slow in a debug build; pool
 /// counters reach the metrics when auctions run.
 fn warm_up(ex: &Exchange, dsps: &[&str]) {
-    let want = 2.0 * exchange::config::DSP_TLS_PREWARM_DEFAULT as f64;
+    let want = 2.0 * rtb_io::client_flags::DSP_TLS_PREWARM_DEFAULT as f64;
     let mut n = 0;
     let warm = eventually(Duration::from_secs(60), || {
         n += 1;

@@ -7,6 +7,9 @@
 //! (`-port`, `-base-url=http://h`). Left alone: `--flag`, `-h` (one letter), negative numbers
 //! (`-1.5`), a lone `-`, and everything after `--`. A value that itself looks like a Go-style
 //! flag (`--seat -abc`) is rewritten too; pass it as `--seat=-abc`.
+//!
+//! Also owns [`with_env_hint`]: a bad value's error names the environment variable it may
+//! have come from, not only the flag.
 
 use std::ffi::OsString;
 
@@ -48,6 +51,45 @@ fn is_go_long_flag(arg: &str) -> bool {
     starts_with_letter
         && name.len() >= 2
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Adds the environment variable of the offending argument to a clap value error, since clap
+/// names only the flag even when the value came from the environment. `command` is the parser
+/// that made the error (its arguments' `env` names are looked up).
+pub fn with_env_hint(error: clap::Error, command: &clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let env = command.get_arguments().find_map(|a| {
+        let long = a.get_long()?;
+        let matches = arg.starts_with(&format!("--{long} ")) || arg == &format!("--{long}");
+        matches.then(|| a.get_env().map(|e| e.to_string_lossy().into_owned()))?
+    });
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let reason = error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    match env {
+        Some(env) => command.clone().error(
+            ErrorKind::ValueValidation,
+            format!("{reason} (flag {arg}, env {env}, value '{value}')"),
+        ),
+        None => error,
+    }
 }
 
 #[cfg(test)]
@@ -100,5 +142,30 @@ mod tests {
             "-x-y",
         ];
         assert_eq!(rewrite(&args), args);
+    }
+
+    #[test]
+    fn a_bad_value_error_names_the_flag_env_and_value() {
+        let command = clap::Command::new("x").arg(
+            clap::Arg::new("port")
+                .long("port")
+                .env("THIN2_TEST_PORT")
+                .value_parser(clap::value_parser!(u16)),
+        );
+        let error = command
+            .clone()
+            .try_get_matches_from(["x", "--port", "high"])
+            .unwrap_err();
+        let text = with_env_hint(error, &command).to_string();
+        assert!(
+            text.contains("(flag --port <port>, env THIN2_TEST_PORT, value 'high')"),
+            "{text}"
+        );
+        let unknown = command
+            .clone()
+            .try_get_matches_from(["x", "--nope"])
+            .unwrap_err();
+        let kind = unknown.kind();
+        assert_eq!(with_env_hint(unknown, &command).kind(), kind);
     }
 }

@@ -6,13 +6,19 @@
 //! - [`head`]: request head parsing and body framing rules, a pure function (fuzzed).
 //! - [`gzip`]: `Accept-Encoding` negotiation and the per-worker gzip encoder for answers.
 //! - [`http`]: the [`Handler`] trait, [`Request`], [`Response`], [`WorkerCtx`].
-//! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`].
-//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls.
+//! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`];
+//!   [`limit_flags`]: the limits as clap flags, for a binary to flatten into its own.
+//! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls;
+//!   [`client_flags`]: the pools' limits as clap flags, for a binary to flatten into its own.
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
 //!   [`stream`]: a connection's stream, plain or TLS.
 //! - [`broadcast`]: control-plane updates to every worker; [`shutdown`]: graceful stop.
-//! - [`process`]: the standard `process_*` metrics, read from `/proc/self`.
+//! - [`process`]: the standard `process_*` metrics, read from `/proc/self`;
+//!   [`metrics_text`]: the single-writer latency histogram and the Prometheus text writers
+//!   (family header, label escaping, histogram lines, per-label series tables, build info,
+//!   the server's counters); [`pool_metrics`]: a DSP pool's counters mirrored per worker,
+//!   summed and rendered (`rtb_dsp_pool_*`).
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
@@ -33,6 +39,7 @@ pub mod body;
 pub mod broadcast;
 pub mod clickhouse;
 pub mod client;
+pub mod client_flags;
 pub mod clock;
 mod conn;
 pub mod dns;
@@ -45,10 +52,13 @@ pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
+pub mod limit_flags;
 pub mod limits;
+pub mod metrics_text;
 pub mod notify;
 pub mod notify_pools;
 mod pinned;
+pub mod pool_metrics;
 pub mod process;
 pub mod refresh;
 pub mod resolve;

@@ -1,0 +1,78 @@
+//! Owns the command-line flags (and environment variables) of the HTTP server's limits:
+//! request head and body sizes, header count, connections and accepts per worker, read and
+//! keep-alive timeouts; and their translation into [`ServerLimits`]. A binary flattens
+//! [`ServerLimitArgs`] into its own clap parser (`#[command(flatten)]`).
+//!
+//! The environment variables are `rtb-exchange`'s (`RTB_EXCHANGE_*`), the one binary that
+//! exposes these limits; names, defaults and ranges are part of its interface (the chart and
+//! `deploy/validate.sh` use them), so they are spelled here once.
+
+use std::time::Duration;
+
+use crate::limits::{
+    ServerLimits, ACCEPTS_IN_FLIGHT_DEFAULT, BODY_BYTES_MAX_DEFAULT,
+    CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT, HEADERS_COUNT_CAP,
+    HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
+};
+
+/// The server's limits as flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerLimitArgs {
+    /// Largest request head (request line and headers), bytes.
+    #[arg(long, env = "RTB_EXCHANGE_HEAD_BYTES_MAX", default_value_t = HEAD_BYTES_MAX_DEFAULT)]
+    pub head_bytes_max: usize,
+
+    /// Most request headers; more are answered 431.
+    #[arg(long, env = "RTB_EXCHANGE_HEADER_COUNT_MAX", default_value_t = HEADERS_COUNT_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=HEADERS_COUNT_CAP as u64))]
+    pub header_count_max: u64,
+
+    /// Largest request body as sent, bytes.
+    #[arg(long, env = "RTB_EXCHANGE_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
+    pub body_bytes_max: usize,
+
+    /// Largest request body after gzip decoding, bytes.
+    #[arg(long, env = "RTB_EXCHANGE_DECOMPRESSED_BYTES_MAX", default_value_t = DECOMPRESSED_BYTES_MAX_DEFAULT)]
+    pub decompressed_bytes_max: usize,
+
+    /// Most open client connections per worker.
+    #[arg(long, env = "RTB_EXCHANGE_CONNECTIONS_PER_WORKER", default_value_t = CONNECTIONS_PER_WORKER_MAX_DEFAULT)]
+    pub connections_per_worker: usize,
+
+    /// Accepts waiting on the listener at once per worker (io_uring; epoll keeps one), so a
+    /// burst of new connections is taken several per turn of the event loop.
+    #[arg(long, env = "RTB_EXCHANGE_ACCEPTS_IN_FLIGHT", default_value_t = ACCEPTS_IN_FLIGHT_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub accepts_in_flight: usize,
+
+    /// Time allowed to read a request head, ms.
+    #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub header_timeout_ms: u64,
+
+    /// Time allowed to read a request body, ms.
+    #[arg(long, env = "RTB_EXCHANGE_BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
+
+    /// Time an idle keep-alive client connection is kept, s.
+    #[arg(long, env = "RTB_EXCHANGE_IDLE_TIMEOUT_S", default_value_t = 60)]
+    pub idle_timeout_s: u64,
+}
+
+impl ServerLimitArgs {
+    /// The limits these flags set (the decompressed cap no lower than the body cap; body and
+    /// idle timeouts at least 1 ms and 1 s), the rest at their defaults.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            head_bytes_max: self.head_bytes_max,
+            headers_count_max: usize::try_from(self.header_count_max).unwrap_or(HEADERS_COUNT_CAP),
+            body_bytes_max: self.body_bytes_max,
+            decompressed_bytes_max: self.decompressed_bytes_max.max(self.body_bytes_max),
+            connections_per_worker_max: self.connections_per_worker,
+            accepts_in_flight: self.accepts_in_flight,
+            header_read_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
+            idle_keepalive_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
+            ..ServerLimits::default()
+        }
+    }
+}
