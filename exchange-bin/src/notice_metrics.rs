@@ -57,6 +57,8 @@ pub struct NoticeCounters {
     dropped: [[Counter; DROPS]; KINDS],
     /// Connections opened to send notices (a notice pool growing, or a host closing them).
     pub connects: Counter,
+    /// Notice connections closed because their pool held its size target already.
+    pub shrunk: Counter,
 }
 
 fn kind_index(kind: NoticeKind) -> usize {
@@ -127,8 +129,17 @@ pub fn render<'a>(out: &mut String, workers: impl Iterator<Item = &'a NoticeCoun
         "counter",
         "Connections opened to send win and loss notices (pools growing, or hosts closing them).",
     );
-    let opened: u64 = workers.map(|w| w.connects.get()).sum();
+    let opened: u64 = workers.clone().map(|w| w.connects.get()).sum();
     let _ = writeln!(out, "{name} {opened}");
+    let name = "rtb_win_notice_connections_shrunk_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Notice connections closed because their pool held its size target already.",
+    );
+    let shrunk: u64 = workers.map(|w| w.shrunk.get()).sum();
+    let _ = writeln!(out, "{name} {shrunk}");
 }
 
 #[cfg(test)]

@@ -148,6 +148,7 @@ impl notify::Sender<NoticeKind> for Notifier {
         let path = std::str::from_utf8(&url[start..end]).unwrap_or("/");
         let sent = notify_pools::get(&pool, path, Instant::now() + NOTICE_TIMEOUT).await;
         metrics.connects.add(sent.connects);
+        metrics.shrunk.add(sent.shrunk);
         match sent.result {
             Ok(()) => metrics.sent(kind),
             Err(e) => {

@@ -22,8 +22,11 @@
 //! [`ALLOCATIONS_PER_CONNECTION_OPENED_MAX`] per connection opened. A DSP call that times out
 //! (a loaded machine) hands its connection to a drain task, which allocates too (the task, the
 //! read buffer that went with the cancelled read, io_uring's record of that read): at most
-//! [`ALLOCATIONS_PER_TIMEOUT_MAX`] per timed-out call. Any per-auction allocation shows up as
-//! thousands and fails either way.
+//! [`ALLOCATIONS_PER_TIMEOUT_MAX`] per timed-out call. A pool that holds more connections than
+//! its size target (its warm-up peak opened more than the steady traffic needs) closes the
+//! extra ones, and a close may allocate too (io_uring's record of the close): at most
+//! [`ALLOCATIONS_PER_CONNECTION_SHRUNK_MAX`] per connection closed that way. Any per-auction
+//! allocation shows up as thousands and fails either way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -55,6 +58,10 @@ const ALLOCATIONS_PER_CONNECTION_OPENED_MAX: u64 = 6;
 /// What a timed-out DSP call may allocate on the worker: its drain task, a read buffer, the
 /// cancelled read's record (a bound from the code, not a measurement).
 const ALLOCATIONS_PER_TIMEOUT_MAX: u64 = 8;
+
+/// What closing a pooled connection the pool no longer needs may allocate on the worker: the
+/// io_uring close operation's record (a bound from the code, not a measurement).
+const ALLOCATIONS_PER_CONNECTION_SHRUNK_MAX: u64 = 2;
 
 static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -341,16 +348,19 @@ fn check_case(
     let per_auction = window.allocations as f64 / auctions as f64;
     println!(
         "{case}: {} allocations on the worker in {auctions} auctions ({per_auction:.4} per \
-         auction); {} connections opened and {} DSP calls timed out meanwhile",
-        window.allocations, window.connections_opened, window.timeouts
+         auction); {} connections opened, {} closed by the pools' sizing and {} DSP calls \
+         timed out meanwhile",
+        window.allocations, window.connections_opened, window.shrunk, window.timeouts
     );
     let allowed = window.connections_opened * ALLOCATIONS_PER_CONNECTION_OPENED_MAX
+        + window.shrunk * ALLOCATIONS_PER_CONNECTION_SHRUNK_MAX
         + window.timeouts * ALLOCATIONS_PER_TIMEOUT_MAX;
     assert!(
         window.allocations <= allowed,
         "{case}: {per_auction:.4} allocations per auction once warm, more than the {} \
-         connections opened and {} timeouts in the window account for",
+         connections opened, {} closed and {} timeouts in the window account for",
         window.connections_opened,
+        window.shrunk,
         window.timeouts
     );
     let dropped = common::sample(&metrics, "rtb_ledger_records_total{result=\"dropped\"}");
@@ -364,12 +374,13 @@ fn check_case(
 struct Window {
     allocations: u64,
     connections_opened: u64,
+    shrunk: u64,
     timeouts: u64,
 }
 
-/// Connections the exchange has opened so far (to DSPs and for win notices), and DSP calls
-/// that timed out, from its metrics.
-fn pool_growth(debug: SocketAddr) -> (u64, u64) {
+/// Connections the exchange has opened so far (to DSPs and for win notices), those its pools
+/// closed as over their size target, and DSP calls that timed out, from its metrics.
+fn pool_growth(debug: SocketAddr) -> (u64, u64, u64) {
     let r = common::request(debug, "GET", "/metrics", &[], b"");
     assert_eq!(r.status, 200);
     let sum = |family: &str| -> u64 {
@@ -382,7 +393,9 @@ fn pool_growth(debug: SocketAddr) -> (u64, u64) {
     };
     let dsp = sum("rtb_dsp_pool_connections_opened_total{");
     let notices = sum("rtb_win_notice_connections_opened_total ");
-    (dsp + notices, sum("rtb_dsp_timeouts_total{"))
+    let shrunk = sum("rtb_dsp_pool_connections_shrunk_total{")
+        + sum("rtb_win_notice_connections_shrunk_total ");
+    (dsp + notices, shrunk, sum("rtb_dsp_timeouts_total{"))
 }
 
 /// Warms up, then counts the worker's allocations (and the connections it opens) while every
@@ -412,7 +425,7 @@ fn run_clients(addr: SocketAddr, debug: SocketAddr, body: &[u8]) -> Window {
         })
     };
     round(&mut clients, WARM_UP_PER_CLIENT);
-    let (connections_before, timeouts_before) = pool_growth(debug);
+    let (connections_before, shrunk_before, timeouts_before) = pool_growth(debug);
     let before = WORKER_ALLOCATIONS.load(Ordering::SeqCst);
     let won = round(&mut clients, COUNTED_PER_CLIENT);
     let allocations = WORKER_ALLOCATIONS.load(Ordering::SeqCst) - before;
@@ -425,10 +438,11 @@ fn run_clients(addr: SocketAddr, debug: SocketAddr, body: &[u8]) -> Window {
         "{won} of {} auctions answered 200",
         CLIENTS * COUNTED_PER_CLIENT
     );
-    let (connections_after, timeouts_after) = pool_growth(debug);
+    let (connections_after, shrunk_after, timeouts_after) = pool_growth(debug);
     Window {
         allocations,
         connections_opened: connections_after - connections_before,
+        shrunk: shrunk_after - shrunk_before,
         timeouts: timeouts_after - timeouts_before,
     }
 }

@@ -32,6 +32,8 @@ pub struct GetOutcome {
     pub result: Result<(), CallError>,
     /// Connections it opened (a pool growing, or a host closing them).
     pub connects: u64,
+    /// Connections it closed because the pool held its size target already.
+    pub shrunk: u64,
 }
 
 /// One worker's pools for fire-and-forget GETs.
@@ -96,9 +98,11 @@ pub async fn get(pool: &Upstream, path: &str, deadline: Instant) -> GetOutcome {
         body: b"",
     };
     let connects_before = pool.stats.connects.get();
+    let shrunk_before = pool.stats.shrunk.get();
     let result = pool.call_parts(request, deadline).await.map(drop);
     GetOutcome {
         result,
         connects: pool.stats.connects.get() - connects_before,
+        shrunk: pool.stats.shrunk.get() - shrunk_before,
     }
 }

@@ -27,6 +27,8 @@ pub struct PoolCounted {
     pub connect_failures: u64,
     /// Calls on a reused connection.
     pub reuses: u64,
+    /// Reusable connections closed because the pool held its size target already.
+    pub shrunk: u64,
     /// Timed-out calls' connections by fate, in [`DRAIN_RESULTS`] order.
     pub drains: [u64; DRAIN_RESULTS.len()],
 }
@@ -40,6 +42,9 @@ pub struct PoolMetrics {
     pub connect_failures: AtomicU64,
     /// Calls served on a reused pooled connection (mirrors the pool's counter).
     pub reuses: AtomicU64,
+    /// Reusable connections closed because the pool held its size target already (mirrors
+    /// the pool's counter).
+    pub shrunk: AtomicU64,
     /// Idle pooled connections after the last call (gauge).
     pub idle: AtomicU64,
     /// Connections open after the last call: idle, in a call or draining (gauge).
@@ -60,6 +65,7 @@ impl PoolMetrics {
             connects: stats.connects.get(),
             connect_failures: stats.connect_failures.get(),
             reuses: stats.reuses.get(),
+            shrunk: stats.shrunk.get(),
             drains: stats.drain_counts(),
         };
         let before = counted.get();
@@ -75,6 +81,7 @@ impl PoolMetrics {
             before.connect_failures,
         );
         add(&self.reuses, now.reuses, before.reuses);
+        add(&self.shrunk, now.shrunk, before.shrunk);
         for ((total, now), before) in self.drains.iter().zip(now.drains).zip(before.drains) {
             add(total, now, before);
         }
@@ -92,6 +99,7 @@ pub struct PoolSum {
     connects: u64,
     connect_failures: u64,
     reuses: u64,
+    shrunk: u64,
     idle: u64,
     open: u64,
     target: u64,
@@ -105,6 +113,7 @@ impl PoolSum {
         self.connects += get(&m.connects);
         self.connect_failures += get(&m.connect_failures);
         self.reuses += get(&m.reuses);
+        self.shrunk += get(&m.shrunk);
         self.idle += get(&m.idle);
         self.open += get(&m.open);
         self.target += get(&m.target);
@@ -115,7 +124,7 @@ impl PoolSum {
 }
 
 /// The pools' families without extra labels, in output order.
-const POOL_SERIES: [Series<PoolSum>; 6] = [
+const POOL_SERIES: [Series<PoolSum>; 7] = [
     (
         "rtb_dsp_pool_connections_opened_total",
         "counter",
@@ -133,6 +142,12 @@ const POOL_SERIES: [Series<PoolSum>; 6] = [
         "counter",
         "Calls served on a reused pooled connection.",
         |s| s.reuses,
+    ),
+    (
+        "rtb_dsp_pool_connections_shrunk_total",
+        "counter",
+        "Reusable connections to each DSP closed because the pool held its size target.",
+        |s| s.shrunk,
     ),
     (
         "rtb_dsp_pool_connections_idle",

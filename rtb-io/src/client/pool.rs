@@ -61,6 +61,9 @@ pub struct UpstreamStats {
     /// Timed-out calls' connections closed because the stream was out of step (the request
     /// half written or the answer half read) or draining is off.
     pub timeout_closes: Cell<u64>,
+    /// Reusable connections closed because the pool held its size target (or its ceiling)
+    /// already ([`super::sizing`]).
+    pub shrunk: Cell<u64>,
 }
 
 /// Labels of [`UpstreamStats::drain_counts`], in order (for metrics).
@@ -287,6 +290,9 @@ impl Upstream {
             let mut idle = self.idle.borrow_mut();
             let excess = idle.len().saturating_sub(keep);
             idle.drain(..excess);
+            self.stats
+                .shrunk
+                .set(self.stats.shrunk.get() + excess as u64);
         }
     }
 
@@ -525,13 +531,16 @@ impl Upstream {
     }
 
     /// Takes back a connection whose call left it reusable: kept idle while the pool holds
-    /// fewer than its target (and its ceiling), else closed.
+    /// fewer than its target (or this window's peak of calls in flight) and its ceiling, else
+    /// closed.
     pub(crate) fn release(&self, mut conn: Conn) {
         let mut idle = self.idle.borrow_mut();
         let held = idle.len() + self.in_flight.get();
-        if idle.len() < self.config.idle_connections_max && held < self.sizer.target() {
+        if idle.len() < self.config.idle_connections_max && held < self.sizer.keep_limit() {
             conn.rbuf.clear();
             idle.push(conn);
+        } else {
+            bump(&self.stats.shrunk);
         }
     }
 }

@@ -64,6 +64,16 @@ impl PoolSizer {
         self.target.get()
     }
 
+    /// Connections the pool keeps when one is released: the target, or the peak of calls in
+    /// flight in the window being measured if that is higher, so a connection opened for a
+    /// new peak is kept until the window ends and the target takes the peak in (closing it
+    /// at once would reopen it at the next call of the same peak).
+    pub(crate) fn keep_limit(&self) -> usize {
+        self.target
+            .get()
+            .max(self.window_peak.get().min(self.ceiling))
+    }
+
     /// Mean calls in flight in the last measured window (Little's `L`).
     pub(crate) fn concurrency(&self) -> f64 {
         self.concurrency.get()
@@ -171,6 +181,20 @@ mod tests {
         }
         let target = sizer.target();
         assert!((24..=27).contains(&target), "target {target}");
+    }
+
+    #[test]
+    fn keeps_connections_for_a_new_peak_until_the_window_ends() {
+        let sizer = PoolSizer::new(0, 512, Duration::from_secs(10));
+        let t0 = Instant::now();
+        run_window(&sizer, t0, 10, MS, 1);
+        let end = t0 + SIZING_WINDOW;
+        sizer.call_ended(end, end + MS, 0);
+        assert_eq!(sizer.target(), 2);
+        // A burst of eight in the next window: released connections are kept for it.
+        sizer.call_started(8);
+        assert_eq!(sizer.keep_limit(), 8);
+        assert_eq!(sizer.target(), 2);
     }
 
     #[test]
