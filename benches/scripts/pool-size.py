@@ -32,14 +32,7 @@ def load(name, file):
     return mod
 
 
-def established_to(ports):
-    """Established TCP connections whose remote end is 127.0.0.1 on one of `ports`."""
-    want = {f"0100007F:{p:04X}" for p in ports}
-    return sum(1 for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-               if line.split()[2] in want and line.split()[3] == "01")
-
-
-def run_build(rl, cpa, work, label, bins, args, bodies):
+def run_build(rl, cpa, cm, work, label, bins, args, bodies):
     procs = rl.Procs(work)
     samples = []
     try:
@@ -50,12 +43,13 @@ def run_build(rl, cpa, work, label, bins, args, bodies):
         server.onboard(fleet)
         time.sleep(rl.ONBOARD_SETTLE_S)
         rl.run_wrk(work, server, bodies, args.burst_connections, args.burst_s)
-        samples.append(("after the burst", established_to(ports), server_opened(rl, server)))
+        open_now = lambda: sum(cm.established_to(p) for p in ports)  # noqa: E731
+        samples.append(("after the burst", open_now(), server_opened(rl, server)))
         os.environ["RTB_WRK_DELAY_MS"] = str(args.trickle_delay_ms)
         try:
             for t in range(args.sample_s, args.trickle_s + 1, args.sample_s):
                 rl.run_wrk(work, server, bodies, args.trickle_connections, args.sample_s)
-                samples.append((f"trickle {t} s", established_to(ports),
+                samples.append((f"trickle {t} s", open_now(),
                                 server_opened(rl, server)))
         finally:
             del os.environ["RTB_WRK_DELAY_MS"]
@@ -82,6 +76,7 @@ def main():
     args = ap.parse_args()
     rl = load("rtb_load", "rtb-load.py")
     cpa = load("cpu_per_auction", "cpu-per-auction.py")
+    cm = load("conn_memory", "conn-memory.py")
     work = Path(tempfile.mkdtemp(prefix="rtb-pool."))
     bodies, _lines, info = rl.prepare_bodies(work)
     print(f"bodies: {info['source']}; {args.dsps} DSPs; burst wrk -c{args.burst_connections} "
@@ -90,7 +85,7 @@ def main():
     results = {}
     for b in args.build:
         label, bins = b.split("=", 1)
-        results[label] = run_build(rl, cpa, work, label, Path(bins).resolve(), args, bodies)
+        results[label] = run_build(rl, cpa, cm, work, label, Path(bins).resolve(), args, bodies)
         for when, conns, opened_n in results[label]:
             print(f"{label}: {when}: {conns} connections to the DSPs, {opened_n} opened so far",
                   flush=True)

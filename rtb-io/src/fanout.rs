@@ -61,7 +61,7 @@ where
         set.as_mut().poll_all(cx, |index, result| {
             let at = Instant::now();
             let upstream = calls[index].upstream;
-            upstream.count_result(result.as_ref().err().copied());
+            let error = result.as_ref().err().copied();
             match result {
                 Ok(done) => {
                     let answer = Answer {
@@ -74,7 +74,7 @@ where
                 }
                 Err(error) => on_result(index, Err(error), at),
             }
-            upstream.call_ended(started, at);
+            upstream.call_ended(error, started, at);
         });
         if set.remaining() == 0 {
             return Poll::Ready(());
@@ -82,8 +82,9 @@ where
         if timer.as_mut().poll(cx).is_ready() {
             let at = Instant::now();
             set.as_mut().drop_all(|index| {
-                calls[index].upstream.count_result(Some(CallError::Timeout));
-                calls[index].upstream.call_ended(started, at);
+                calls[index]
+                    .upstream
+                    .call_ended(Some(CallError::Timeout), started, at);
                 on_result(index, Err(CallError::Timeout), at);
             });
             return Poll::Ready(());

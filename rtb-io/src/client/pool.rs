@@ -282,9 +282,15 @@ impl Upstream {
         self.sizer.concurrency()
     }
 
-    /// Tells the sizer a call that started at `started` ended at `ended`; when that closes a
-    /// sizing window, idle connections beyond the new target are closed, oldest first.
-    pub(crate) fn call_ended(&self, started: Instant, ended: Instant) {
+    /// Records a call that started at `started` and ended at `ended` with `error` (if any):
+    /// counts a timeout or failure in the stats, and tells the sizer; when that closes a sizing
+    /// window, idle connections beyond the new target are closed, oldest first.
+    pub(crate) fn call_ended(&self, error: Option<CallError>, started: Instant, ended: Instant) {
+        match error {
+            None => {}
+            Some(CallError::Timeout) => bump(&self.stats.timeouts),
+            Some(_) => bump(&self.stats.failures),
+        }
         if self.sizer.call_ended(started, ended, self.in_flight()) {
             let keep = self.sizer.target().saturating_sub(self.in_flight());
             let mut idle = self.idle.borrow_mut();
@@ -450,15 +456,6 @@ impl Upstream {
         })
     }
 
-    /// Counts a call's end in the stats (a timeout apart from other failures).
-    pub(crate) fn count_result(&self, error: Option<CallError>) {
-        match error {
-            None => {}
-            Some(CallError::Timeout) => bump(&self.stats.timeouts),
-            Some(_) => bump(&self.stats.failures),
-        }
-    }
-
     /// Sends `req` and reads the response, returning by `deadline` (plus timer granularity)
     /// whatever the upstream does; the response stays in the connection's buffers until the
     /// returned [`Completed`] is dropped, so nothing is copied or allocated.
@@ -473,8 +470,7 @@ impl Upstream {
             Ok(r) => r,
             Err(_elapsed) => Err(CallError::Timeout),
         };
-        self.count_result(result.as_ref().err().copied());
-        self.call_ended(started, Instant::now());
+        self.call_ended(result.as_ref().err().copied(), started, Instant::now());
         result
     }
 
