@@ -64,6 +64,7 @@ pub mod refresh;
 pub mod resolve;
 pub mod rotating_file;
 pub mod server;
+mod shared_body;
 pub mod shutdown;
 pub mod spool;
 pub mod spool_target;
