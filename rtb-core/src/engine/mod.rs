@@ -270,6 +270,27 @@ impl Engine {
         now: Instant,
         load: WorkerLoad,
     ) -> Start<'w> {
+        // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
+        let overloaded = (!self.dsps.is_empty()).then(|| self.config.overload.shed(load));
+        if let Some(Some(reason)) = overloaded {
+            return Start::Shed {
+                reason,
+                request: None,
+            };
+        }
+        self.decode_and_plan(ws, body, version, arrival, now, load)
+    }
+
+    /// [`Engine::start`] once the worker has room for the auction.
+    fn decode_and_plan<'w>(
+        &mut self,
+        ws: &'w mut Workspace,
+        body: &'w [u8],
+        version: Option<&[u8]>,
+        arrival: Instant,
+        now: Instant,
+        load: WorkerLoad,
+    ) -> Start<'w> {
         let Workspace {
             decoder,
             request_doc,
@@ -286,15 +307,6 @@ impl Engine {
             answer,
             notices,
         } = ws;
-        // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
-        if !self.dsps.is_empty() {
-            if let Some(reason) = self.config.overload.shed(load) {
-                return Start::Shed {
-                    reason,
-                    request: None,
-                };
-            }
-        }
         let validation = self.config.validation;
         let decoded = OpenRtbVersion::from_header(version).and_then(|version| {
             BidRequest::decode_with(body, request_doc, decoder, validation).map(|r| (r, version))
