@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::error::{FieldPath, RequestError, Rule};
 use crate::json::{
     array_items, as_f64, as_i64, as_str, is_null, is_object, object_entries, str_list, Decoder,
-    Document, Parsed, StrIter, StrListRef, TapeLoan,
+    Document, Parsed, Source, StrIter, StrListRef, TapeLoan,
 };
 use crate::validate::{self, native::NativeParser, ValidationMode};
 
@@ -169,7 +169,7 @@ impl<'a> BidRequest<'a> {
         } = doc
             .parse(raw, decoder, false)
             .map_err(|e| RequestError::malformed(&e))?;
-        let tmax_site = locate_top_level_key(raw, source.structurals, b"\"tmax\"");
+        let tmax_site = locate_tmax(raw, tape.nodes(), &source);
         let mut request = BidRequest {
             tape,
             id: "",
@@ -700,51 +700,49 @@ fn decode_deal<'a>(
     Ok(deal)
 }
 
-/// Finds the top-level member `key` (given with its quotes, e.g. `"tmax"`) in the raw bytes,
-/// walking simd-json's structural indexes instead of the bytes: a few hundred steps for 3 KB.
-pub(crate) fn locate_top_level_key(raw: &[u8], structurals: &[u32], key: &[u8]) -> TmaxSite {
+/// Finds the top-level `tmax` member in the raw bytes. The tape's root entries give the key
+/// (a dozen steps: nested objects are skipped by their spans); the key's address gives its
+/// place in the body, since simd-json unescapes a string in place from where its raw text
+/// starts; the structural indexes after it bound the value. A key spelled with escapes is not
+/// `"tmax"` in the raw bytes and is passed over, as the byte search this replaces did.
+pub(crate) fn locate_tmax(raw: &[u8], nodes: &[Node<'_>], source: &Source<'_, '_>) -> TmaxSite {
+    let structurals = source.structurals;
     let at = |k: usize| structurals.get(k).map(|&p| p as usize);
-    let byte = |k: usize| at(k).and_then(|p| raw.get(p)).copied();
     let Some(open) = at(0) else {
         return TmaxSite::Unlocatable;
     };
-    if byte(0) != Some(b'{') {
+    if raw.get(open) != Some(&b'{') {
         return TmaxSite::Unlocatable;
     }
-    let mut depth = 0usize;
-    let mut k = 0usize;
-    while let Some(c) = byte(k) {
-        match c {
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b'"' if depth == 1 && byte(k + 1) == Some(b':') => {
-                let start = at(k).unwrap_or(0);
-                if raw.get(start..start + key.len()) == Some(key) {
-                    let (Some(value_start), Some(value_end)) = (at(k + 2), at(k + 3)) else {
-                        return TmaxSite::Unlocatable;
-                    };
-                    let mut end = value_end;
-                    while end > value_start && raw[end - 1].is_ascii_whitespace() {
-                        end -= 1;
-                    }
-                    return match (u32::try_from(value_start), u32::try_from(end)) {
-                        (Ok(start), Ok(end)) => TmaxSite::Value { start, end },
-                        _ => TmaxSite::Unlocatable,
-                    };
-                }
-                // Skip the key, the colon and, when it is a scalar, the value: the loop handles
-                // nested containers by depth.
-                k += 2;
-                continue;
-            }
-            _ => {}
+    for (key, _) in object_entries(nodes, 0) {
+        if key != "tmax" {
+            continue;
         }
-        k += 1;
+        let Some(quote) = (key.as_ptr() as usize).checked_sub(source.base_address + 1) else {
+            return TmaxSite::Unlocatable;
+        };
+        if raw.get(quote..quote + 6) != Some(&b"\"tmax\""[..]) {
+            continue;
+        }
+        let Ok(Ok(k)) = u32::try_from(quote).map(|q| structurals.binary_search(&q)) else {
+            return TmaxSite::Unlocatable;
+        };
+        let (Some(value_start), Some(value_end)) = (at(k + 2), at(k + 3)) else {
+            return TmaxSite::Unlocatable;
+        };
+        let mut end = value_end;
+        while end > value_start && raw.get(end - 1).is_some_and(u8::is_ascii_whitespace) {
+            end -= 1;
+        }
+        return match (u32::try_from(value_start), u32::try_from(end)) {
+            (Ok(start), Ok(end)) => TmaxSite::Value { start, end },
+            _ => TmaxSite::Unlocatable,
+        };
     }
     match u32::try_from(open + 1) {
         Ok(insert_at) => TmaxSite::Absent {
             insert_at,
-            object_empty: byte(1) == Some(b'}'),
+            object_empty: at(1).and_then(|p| raw.get(p)) == Some(&b'}'),
         },
         Err(_) => TmaxSite::Unlocatable,
     }
