@@ -54,7 +54,7 @@ pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roste
         return Ok(None);
     };
     let poll = Duration::from_millis(config.roster_poll_ms);
-    let mut file = RosterFile::new(path.clone(), poll, !config.deny_loopback_dsp);
+    let mut file = crate::roster::roster_file(path.clone(), poll, !config.deny_loopback_dsp);
     let roster = file
         .load()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -100,7 +100,7 @@ impl App {
         let (rates_refresh, currency) = start_currency(config, workers);
         let roster = load_roster(config)?;
         let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
-        let dns_status = crate::dns::status();
+        let dns_status = rtb_io::dns_status::status();
         let (control, first_version, control_thread) = control::spawn(
             ControlConfig {
                 dsps_max: config.max_dsps,
@@ -122,7 +122,7 @@ impl App {
         let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
-            dsp_pools: config.dsp_pool_settings(),
+            dsp_pools: config.dsp_client.pool_settings(),
             dsp_tls_roots,
             token: config.onboard_token.clone(),
             control,

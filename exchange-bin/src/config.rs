@@ -432,26 +432,6 @@ impl Config {
         }
     }
 
-    /// How each worker builds its pool to a DSP, from the flags.
-    pub fn dsp_pool_settings(&self) -> crate::dsps::PoolSettings {
-        crate::dsps::PoolSettings {
-            client: self.dsp_client_config(),
-            prewarm: self.dsp_client.dsp_prewarm,
-            prewarm_lanes: usize::try_from(self.dsp_client.dsp_prewarm_connects_in_flight)
-                .unwrap_or(usize::MAX),
-            tls: self.dsp_tls_pool_settings(),
-        }
-    }
-
-    /// What differs for the pools of https:// DSPs, from the flags.
-    pub fn dsp_tls_pool_settings(&self) -> crate::dsps::TlsPoolSettings {
-        crate::dsps::TlsPoolSettings {
-            prewarm: self.dsp_client.dsp_tls_prewarm,
-            connects_in_flight: usize::try_from(self.dsp_client.dsp_tls_connects_in_flight)
-                .unwrap_or(usize::MAX),
-        }
-    }
-
     /// How the control thread keeps and follows DSP hosts' DNS answers.
     pub fn dns_limits(&self) -> DnsLimits {
         DnsLimits {
@@ -692,9 +672,9 @@ mod tests {
             "700",
         ])
         .unwrap();
-        let tls = c.dsp_tls_pool_settings();
+        let tls = c.dsp_client.pool_settings().tls;
         assert_eq!((tls.prewarm, tls.connects_in_flight), (7, 3));
-        let tls = defaults.dsp_tls_pool_settings();
+        let tls = defaults.dsp_client.pool_settings().tls;
         assert_eq!(
             (tls.prewarm, tls.connects_in_flight),
             (DSP_TLS_PREWARM_DEFAULT, DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT)

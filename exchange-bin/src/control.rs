@@ -5,7 +5,7 @@
 //! Workers never resolve names or touch the registry: they send a [`Command`] over a bounded
 //! crossbeam channel and await a `futures_channel::oneshot` reply. The control thread resolves
 //! host names (blocking, off the workers, each lookup bounded by `--dns-timeout-ms`, with the
-//! resolver of [`crate::dns`]), applies the command to the directory, and broadcasts a
+//! resolver of `rtb_io::dns::control_resolver`, counted by `rtb_io::dns_status`), applies the command to the directory, and broadcasts a
 //! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
 //! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
 //! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
@@ -26,17 +26,15 @@ pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
-    dns::DnsLimits,
+    dns::{Answer, DnsLimits},
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
 use rtb_io::{clock::unix_ms, dns::control_resolver, resolve::Resolver, Broadcast};
 
-use crate::{
-    dns::{lookup, DnsStatus},
-    rates::RatesRefresh,
-    roster::RosterFile,
-};
+use rtb_io::dns_status::DnsStatus;
+
+use crate::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
@@ -151,6 +149,17 @@ pub fn spawn(
     Ok((ControlHandle { tx }, first_rx, join))
 }
 
+/// One lookup with `resolver`, counted in `dns`, in the directory's terms.
+fn lookup(resolver: &Resolver, dns: &DnsStatus, host: &str, port: u16) -> Result<Answer, String> {
+    let answer = dns
+        .lookup(resolver, host, port)
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        addrs: answer.addrs,
+        ttl: answer.ttl,
+    })
+}
+
 struct Control {
     resolver: Resolver,
     /// Longest wait for one lookup, and the time budget of one re-resolve pass.
@@ -213,7 +222,7 @@ impl Control {
             }
             if now >= next_roster {
                 next_roster = now + roster_poll;
-                if let Some(roster) = self.roster.as_mut().and_then(RosterFile::poll) {
+                if let Some(roster) = self.roster.as_mut().and_then(|file| file.poll()) {
                     self.apply_roster(&roster);
                 }
             }
@@ -339,7 +348,8 @@ impl Control {
 
     fn publish(&mut self) {
         let resolved = self.directory.resolved();
-        self.dns.published(&resolved);
+        let counts = resolved.dsps.iter();
+        (self.dns).published(counts.map(|d| (d.entry.name.clone(), d.addrs.len())));
         self.published_version = resolved.version;
         self.broadcast.send(resolved);
     }

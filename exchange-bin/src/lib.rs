@@ -25,7 +25,6 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
-pub mod dns;
 pub mod dsp_gzip;
 pub mod dsps;
 pub mod handler;
@@ -53,7 +52,7 @@ pub struct Shared {
     /// What every worker's auction engine decides by.
     pub engine: EngineConfig,
     /// How each worker builds its pool to a DSP (limits, sizing, pre-warm, TLS).
-    pub dsp_pools: dsps::PoolSettings,
+    pub dsp_pools: rtb_io::pool_settings::PoolSettings,
     /// Roots trusted for https:// DSPs and notices; each worker builds its own client config
     /// (and so its own TLS session cache) from them.
     pub dsp_tls_roots: rtb_io::TlsRoots,
@@ -80,7 +79,7 @@ pub struct Shared {
     /// The roster file's reload counters, when `--roster` is set.
     pub roster: Option<Arc<roster::RosterStatus>>,
     /// DNS lookups and each DSP's address count.
-    pub dns: Arc<dns::DnsStatus>,
+    pub dns: Arc<rtb_io::dns_status::DnsStatus>,
 }
 
 /// The currency rates as workers and the debug port get them.

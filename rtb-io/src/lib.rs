@@ -9,7 +9,8 @@
 //! - [`limits`]: [`ServerLimits`] and per-worker counters summed into [`ServerStats`];
 //!   [`limit_flags`]: the limits as clap flags, for a binary to flatten into its own.
 //! - [`client`]: per-worker keep-alive pools ([`Upstream`]) and deadline-bounded calls;
-//!   [`client_flags`]: the pools' limits as clap flags, for a binary to flatten into its own.
+//!   [`client_flags`]: the pools' limits as clap flags, for a binary to flatten into its own;
+//!   [`pool_settings`]: how a worker builds its pool to a new upstream (pre-warm, TLS).
 //! - [`fanout`]: K calls at once in one future, each result lent to the caller as it arrives.
 //! - [`tls`]: trusted roots, per-worker TLS client configs, a server's certificate;
 //!   [`stream`]: a connection's stream, plain or TLS.
@@ -24,13 +25,17 @@
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
 //!   system resolver bounded in time), [`fetch`] (a file or one `http://` GET, bounded),
 //!   [`file_stamp`] (which version of a file is behind a path),
-//!   [`clock`] (Unix ms), [`refresh`] (a document reloaded on a period, published to every
+//!   [`clock`] (Unix ms), [`dns_status`] (lookups by result, addresses per name, for
+//!   `/metrics`), [`refresh`] (a document reloaded on a period, published to every
 //!   worker when it changed).
 //! - [`notify`]: fire-and-forget sends off the request path (a bounded queue of reused URL
 //!   buffers, a few tasks draining it); [`notify_pools`]: the pools their GETs go over.
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it;
-//!   [`spool_target`]: `file:PATH` or `clickhouse:http://...`, and the spool started on it.
+//!   [`spool_target`]: `file:PATH` or `clickhouse:http://...`, and the spool started on it;
+//!   [`ledger_flags`]: the exchange ledger's spool as clap flags.
+//! - [`watched_file`]: a configuration file reloaded when the file behind its path changes
+//!   (the last good copy kept, loads counted).
 //!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
@@ -43,6 +48,7 @@ pub mod client_flags;
 pub mod clock;
 mod conn;
 pub mod dns;
+pub mod dns_status;
 pub mod driver;
 pub mod fanout;
 pub mod fetch;
@@ -52,6 +58,7 @@ pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
+pub mod ledger_flags;
 pub mod limit_flags;
 pub mod limits;
 pub mod metrics_text;
@@ -59,6 +66,7 @@ pub mod notify;
 pub mod notify_pools;
 mod pinned;
 pub mod pool_metrics;
+pub mod pool_settings;
 pub mod process;
 pub mod refresh;
 pub mod resolve;
@@ -69,6 +77,7 @@ pub mod spool;
 pub mod spool_target;
 pub mod stream;
 pub mod tls;
+pub mod watched_file;
 
 pub use bodies::BodyPool;
 pub use broadcast::{Broadcast, BroadcastReceiver};
