@@ -26,7 +26,7 @@ pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
-    dns::{Answer, DnsLimits},
+    dns::Answer,
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
@@ -102,22 +102,6 @@ impl ControlHandle {
     }
 }
 
-/// Control-plane settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ControlConfig {
-    /// Cap on DSPs.
-    pub dsps_max: usize,
-    /// TTL of a DSP since its last onboarding.
-    pub ttl: Duration,
-    /// Whether loopback DSPs are allowed.
-    pub allow_loopback: bool,
-    /// Addresses kept per host (`--dns-addrs-max`) and how a record's TTL is followed
-    /// (`--dns-reresolve-min-ms`, `--dns-reresolve-s`: also the period when no TTL is known).
-    pub dns: DnsLimits,
-    /// Longest wait for one lookup (`--dns-timeout-ms`), so DNS cannot stall the control thread.
-    pub resolve_timeout: Duration,
-}
-
 /// The registry version the control thread published after applying the first roster (0
 /// without one): workers that applied it call every roster DSP.
 pub type FirstVersion = std::sync::mpsc::Receiver<u64>;
@@ -125,7 +109,8 @@ pub type FirstVersion = std::sync::mpsc::Receiver<u64>;
 /// Starts the control thread. It stops when every [`ControlHandle`] is dropped.
 /// `dns` counts its lookups for `/metrics`.
 pub fn spawn(
-    config: ControlConfig,
+    config: DirectoryConfig,
+    resolve_timeout: Duration,
     broadcast: Broadcast<Resolved>,
     rates: Option<RatesRefresh>,
     roster: Option<(RosterFile, Roster)>,
@@ -136,8 +121,8 @@ pub fn spawn(
     let join = std::thread::Builder::new()
         .name("rtb-control".into())
         .spawn(move || {
-            let resolver = control_resolver(config.resolve_timeout);
-            let mut control = Control::new(config, broadcast, resolver, dns);
+            let resolver = control_resolver(resolve_timeout);
+            let mut control = Control::new(config, resolve_timeout, broadcast, resolver, dns);
             control.rates = rates;
             if let Some((file, first)) = roster {
                 control.apply_roster(&first);
@@ -179,21 +164,17 @@ struct Control {
 
 impl Control {
     fn new(
-        config: ControlConfig,
+        config: DirectoryConfig,
+        resolve_timeout: Duration,
         broadcast: Broadcast<Resolved>,
         resolver: Resolver,
         dns: Arc<DnsStatus>,
     ) -> Self {
         Self {
             resolver,
-            resolve_timeout: config.resolve_timeout,
+            resolve_timeout,
             dns,
-            directory: Directory::new(DirectoryConfig {
-                dsps_max: config.dsps_max,
-                ttl: config.ttl,
-                allow_loopback: config.allow_loopback,
-                dns: config.dns,
-            }),
+            directory: Directory::new(config),
             broadcast,
             published_version: 0,
             rates: None,
@@ -358,6 +339,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtb_core::dns::DnsLimits;
     use rtb_io::resolve::Answer;
     use std::sync::Mutex;
 
@@ -377,7 +359,7 @@ mod tests {
             })
         });
         let broadcast = Broadcast::new(1);
-        let config = ControlConfig {
+        let config = DirectoryConfig {
             dsps_max: 4,
             ttl: Duration::from_secs(30),
             allow_loopback: false,
@@ -385,9 +367,15 @@ mod tests {
                 reresolve_max: PERIOD,
                 ..DnsLimits::default()
             },
-            resolve_timeout: rtb_io::resolve::RESOLVE_TIMEOUT,
         };
-        let control = Control::new(config, broadcast.clone(), resolver, Default::default());
+        let timeout = rtb_io::resolve::RESOLVE_TIMEOUT;
+        let control = Control::new(
+            config,
+            timeout,
+            broadcast.clone(),
+            resolver,
+            Default::default(),
+        );
         (control, broadcast, answer)
     }
 

@@ -23,6 +23,8 @@
 //! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
 //! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - `engine_flags`, `directory_flags` (feature `flags`): the engine's and the directory's
+//!   settings as clap flags, for a binary to flatten into its own.
 //! - [`dns`]: a DNS answer as the directory keeps it (every address checked, bounded) and
 //!   when to look a host up again (its TTL, clamped).
 //! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
@@ -101,10 +103,14 @@ mod creative;
 pub mod currency;
 pub mod deadline;
 pub mod directory;
+#[cfg(feature = "flags")]
+pub mod directory_flags;
 pub mod dns;
 pub mod echo;
 pub mod encode;
 pub mod engine;
+#[cfg(feature = "flags")]
+pub mod engine_flags;
 pub mod error;
 pub mod json;
 pub mod ledger;
