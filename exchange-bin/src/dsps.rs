@@ -123,7 +123,7 @@ pub fn apply_snapshot(
             gzip: dsp.entry.options.gzip,
             policy: Rc::new(DspPolicy::clone(&dsp.entry.options.policy)),
             upstream,
-            metrics: metrics.dsp(&dsp.entry.name),
+            metrics: metrics.dsps.get(&dsp.entry.name),
             pool_counted,
             policy_counted,
         });

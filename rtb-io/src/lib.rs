@@ -19,7 +19,8 @@
 //!   [`metrics_text`]: the single-writer latency histogram and the Prometheus text writers
 //!   (family header, label escaping, histogram lines, per-label series tables, build info,
 //!   the server's counters); [`pool_metrics`]: a DSP pool's counters mirrored per worker,
-//!   summed and rendered (`rtb_dsp_pool_*`).
+//!   summed and rendered (`rtb_dsp_pool_*`); [`keyed_metrics`]: a worker's metrics per key
+//!   (per DSP), bounded, gathered by key on scrape.
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
 //! - Control-thread helpers (blocking, never on a worker): [`dns`] (hickory-resolver: every
 //!   address and the record's TTL, bounded in time), [`resolve`] (the resolver type, and the
@@ -58,6 +59,7 @@ pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
+pub mod keyed_metrics;
 pub mod ledger_flags;
 pub mod limit_flags;
 pub mod limits;

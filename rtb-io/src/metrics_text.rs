@@ -115,6 +115,20 @@ pub fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
     let _ = writeln!(out, "{name}_count{braces} {cumulative}");
 }
 
+/// A family with one label of fixed values: header, then `name{label="value"} n` for every
+/// `(value, n)` of `lines` (values are not escaped: they are the binary's own names).
+pub fn labeled<'a>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    label: &str,
+    lines: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    header(out, name, kind, help);
+    for (value, n) in lines {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
 /// One family of a series table: name, type, help and the value read from a row.
 pub type Series<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
