@@ -224,42 +224,18 @@ impl Config {
                 ));
             }
         }
-        let nonzero: [(&str, &str, u64); 6] = [
-            (
-                "max-dsps",
-                "RTB_EXCHANGE_MAX_DSPS",
-                self.directory.max_dsps as u64,
-            ),
-            (
-                "head-bytes-max",
-                "RTB_EXCHANGE_HEAD_BYTES_MAX",
-                self.server_limits.head_bytes_max as u64,
-            ),
-            (
-                "body-bytes-max",
-                "RTB_EXCHANGE_BODY_BYTES_MAX",
-                self.server_limits.body_bytes_max as u64,
-            ),
-            (
-                "connections-per-worker",
-                "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
-                self.server_limits.connections_per_worker as u64,
-            ),
+        let own = [
+            ("max-dsps", "RTB_EXCHANGE_MAX_DSPS", self.directory.max_dsps),
             (
                 "win-queue-max",
                 "RTB_EXCHANGE_WIN_QUEUE_MAX",
-                self.win_queue_max as u64,
-            ),
-            (
-                "header-timeout-ms",
-                "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
-                self.server_limits.header_timeout_ms,
+                self.win_queue_max,
             ),
         ];
-        for (flag, env, value) in nonzero {
-            if value == 0 {
-                return Err(bad(flag, env, "0".into(), "must be > 0"));
-            }
+        let zero = own.into_iter().find(|(_, _, value)| *value == 0);
+        let zero = zero.map(|(flag, env, _)| (flag, env));
+        if let Some((flag, env)) = zero.or_else(|| self.server_limits.zero_limit()) {
+            return Err(bad(flag, env, "0".into(), "must be > 0"));
         }
         Ok(())
     }
@@ -566,6 +542,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--dsp-connect-burst"), "{e}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        for (flag, env) in [
+            ("--max-dsps", "RTB_EXCHANGE_MAX_DSPS"),
+            ("--win-queue-max", "RTB_EXCHANGE_WIN_QUEUE_MAX"),
+            ("--head-bytes-max", "RTB_EXCHANGE_HEAD_BYTES_MAX"),
+            ("--header-timeout-ms", "RTB_EXCHANGE_HEADER_TIMEOUT_MS"),
+        ] {
+            let args = ["rtb-exchange", "--bind", "127.0.0.1", flag, "0"];
+            let e = Config::try_parse_from_env(args).unwrap_err().to_string();
+            assert!(e.contains(env) && e.contains("must be > 0"), "{e}");
+        }
     }
 
     #[test]

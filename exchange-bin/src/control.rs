@@ -20,7 +20,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use futures_channel::oneshot;
 pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
@@ -30,7 +29,13 @@ use rtb_core::{
     registry::{DspEntry, DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{clock::unix_ms, dns::control_resolver, resolve::Resolver, Broadcast};
+use rtb_io::{
+    clock::unix_ms,
+    control_loop::{self, CommandSender, ControlState},
+    dns::control_resolver,
+    resolve::Resolver,
+    Broadcast,
+};
 
 use rtb_io::dns_status::DnsStatus;
 
@@ -87,20 +92,7 @@ pub enum Command {
 }
 
 /// The workers' end of the control thread.
-#[derive(Debug, Clone)]
-pub struct ControlHandle {
-    tx: Sender<Command>,
-}
-
-impl ControlHandle {
-    /// Queues a command; false when the queue is full or the thread is gone.
-    pub fn send(&self, cmd: Command) -> bool {
-        match self.tx.try_send(cmd) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        }
-    }
-}
+pub type ControlHandle = CommandSender<Command>;
 
 /// The registry version the control thread published after applying the first roster (0
 /// without one): workers that applied it call every roster DSP.
@@ -116,22 +108,21 @@ pub fn spawn(
     roster: Option<(RosterFile, Roster)>,
     dns: Arc<DnsStatus>,
 ) -> std::io::Result<(ControlHandle, FirstVersion, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let (first_tx, first_rx) = std::sync::mpsc::sync_channel(1);
-    let join = std::thread::Builder::new()
-        .name("rtb-control".into())
-        .spawn(move || {
-            let resolver = control_resolver(resolve_timeout);
-            let mut control = Control::new(config, resolve_timeout, broadcast, resolver, dns);
-            control.rates = rates;
-            if let Some((file, first)) = roster {
-                control.apply_roster(&first);
-                control.roster = Some(file);
-            }
-            let _ = first_tx.send(control.published_version);
-            control.run(&rx)
-        })?;
-    Ok((ControlHandle { tx }, first_rx, join))
+    let start = move || {
+        let resolver = control_resolver(resolve_timeout);
+        let mut control = Control::new(config, resolve_timeout, broadcast, resolver, dns);
+        control.rates = rates;
+        if let Some((file, first)) = roster {
+            control.apply_roster(&first);
+            control.roster_poll = file.poll;
+            control.roster = Some(file);
+        }
+        let _ = first_tx.send(control.published_version);
+        control
+    };
+    let (handle, join) = control_loop::spawn("rtb-control", COMMAND_QUEUE_MAX, start)?;
+    Ok((handle, first_rx, join))
 }
 
 /// One lookup with `resolver`, counted in `dns`, in the directory's terms.
@@ -160,6 +151,12 @@ struct Control {
     rates: Option<RatesRefresh>,
     /// The roster file, when `--roster` is set.
     roster: Option<RosterFile>,
+    /// How often the roster file is looked at (`--roster-poll-ms`).
+    roster_poll: Duration,
+    /// When expiry, re-resolution and the rates refresh are next due.
+    next_tick: Instant,
+    /// When the roster file is next looked at.
+    next_roster: Instant,
 }
 
 impl Control {
@@ -179,34 +176,9 @@ impl Control {
             published_version: 0,
             rates: None,
             roster: None,
-        }
-    }
-
-    fn run(mut self, rx: &Receiver<Command>) {
-        let mut next_tick = Instant::now() + TICK;
-        let roster_poll = self.roster.as_ref().map_or(TICK, |r| r.poll);
-        let mut next_roster = Instant::now() + roster_poll;
-        loop {
-            match rx.recv_deadline(next_tick.min(next_roster)) {
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let now = Instant::now();
-            if now >= next_tick {
-                next_tick = now + TICK;
-                self.expire();
-                self.reresolve(unix_ms());
-                if let Some(rates) = &mut self.rates {
-                    rates.poll(now);
-                }
-            }
-            if now >= next_roster {
-                next_roster = now + roster_poll;
-                if let Some(roster) = self.roster.as_mut().and_then(|file| file.poll()) {
-                    self.apply_roster(&roster);
-                }
-            }
+            roster_poll: TICK,
+            next_tick: Instant::now() + TICK,
+            next_roster: Instant::now() + TICK,
         }
     }
 
@@ -226,32 +198,6 @@ impl Control {
         );
         if applied.changed {
             self.publish();
-        }
-    }
-
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Onboard {
-                name,
-                base_url,
-                bid_path,
-                options,
-                reply,
-            } => {
-                let r = self.onboard(&name, &base_url, bid_path.as_deref(), options);
-                let _ = reply.send(r);
-            }
-            Command::Remove { name, reply } => {
-                let removed = self.directory.remove(&name);
-                if removed {
-                    tracing::info!(dsp = truncate(&name), "dsp removed");
-                    self.publish();
-                }
-                let _ = reply.send((removed, self.published_version));
-            }
-            Command::List { reply } => {
-                let _ = reply.send(self.directory.list_json(unix_ms()));
-            }
         }
     }
 
@@ -333,6 +279,59 @@ impl Control {
         (self.dns).published(counts.map(|d| (d.entry.name.clone(), d.addrs.len())));
         self.published_version = resolved.version;
         self.broadcast.send(resolved);
+    }
+}
+
+impl ControlState for Control {
+    type Command = Command;
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Onboard {
+                name,
+                base_url,
+                bid_path,
+                options,
+                reply,
+            } => {
+                let r = self.onboard(&name, &base_url, bid_path.as_deref(), options);
+                let _ = reply.send(r);
+            }
+            Command::Remove { name, reply } => {
+                let removed = self.directory.remove(&name);
+                if removed {
+                    tracing::info!(dsp = truncate(&name), "dsp removed");
+                    self.publish();
+                }
+                let _ = reply.send((removed, self.published_version));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.directory.list_json(unix_ms()));
+            }
+        }
+    }
+
+    fn wake_at(&self) -> Instant {
+        self.next_tick.min(self.next_roster)
+    }
+
+    /// Every [`TICK`]: expiry, re-resolution and the rates refresh; every roster poll: the
+    /// roster file, when it changed.
+    fn wake(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.expire();
+            self.reresolve(unix_ms());
+            if let Some(rates) = &mut self.rates {
+                rates.poll(now);
+            }
+        }
+        if now >= self.next_roster {
+            self.next_roster = now + self.roster_poll;
+            if let Some(roster) = self.roster.as_mut().and_then(|file| file.poll()) {
+                self.apply_roster(&roster);
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
 };
 
 use rtb_core::{
-    engine::{breaker::State, CallFailure, ShedReason},
+    engine::{breaker::State, CallFailure, NoticeKind, ShedReason},
     policy::SkipReason,
     RejectReason,
 };
@@ -27,6 +27,7 @@ use rtb_io::{
         self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, Histogram,
         LabeledSeries, Series,
     },
+    notify_metrics::{KindSeries, NotifyCounters},
     pool_metrics::{PoolMetrics, PoolSum},
     ServerStats,
 };
@@ -182,6 +183,16 @@ impl DspMetrics {
     }
 }
 
+/// One worker's notice counters, by kind in `NoticeKind::ALL` order.
+pub type NoticeCounters = NotifyCounters<{ NoticeKind::ALL.len() }>;
+
+/// The kinds as `/metrics` shows them (`rtb_win_notices_total`, `rtb_loss_notices_total`), in
+/// `NoticeKind::ALL` order.
+pub const NOTICE_KINDS: [KindSeries; NoticeKind::ALL.len()] = [
+    ("win", "Win notices by result."),
+    ("loss", "Loss notices by result."),
+];
+
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
@@ -190,8 +201,8 @@ pub struct WorkerMetrics {
     shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
     pub auction_latency: Histogram,
-    /// Win and loss notices by result (see [`crate::notice_metrics`]).
-    pub notices: crate::notice_metrics::NoticeCounters,
+    /// Win and loss notices by result (see `rtb_io::notify_metrics`).
+    pub notices: NoticeCounters,
     /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
     /// apart (they are in `rtb_auctions_total` too), billed nothing, no notice fired.
     pub test_auctions: [Counter; 2],
@@ -260,7 +271,8 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     metrics_text::render_build_info(&mut out, &BUILD);
     render_requests(&mut out, workers);
     render_auctions(&mut out, workers);
-    crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
+    let notices = workers.iter().map(|w| &w.notices);
+    rtb_io::notify_metrics::render(&mut out, &NOTICE_KINDS, notices);
     let dsps = Keyed::rows(workers.iter().map(|w| &w.dsps));
     render_dsp_counters(&mut out, &dsps);
     metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_FAILURES);
@@ -477,6 +489,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn kinds_are_rendered_by_their_names() {
+        for (kind, (label, _)) in NoticeKind::ALL.iter().zip(NOTICE_KINDS) {
+            assert_eq!(kind.as_str(), label);
+        }
+    }
 
     #[test]
     fn histogram_is_cumulative_with_inf() {

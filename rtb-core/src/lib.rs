@@ -20,7 +20,8 @@
 //! - [`ledger_sample`]: which ledger records a worker keeps, and their wall-clock time.
 //! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
 //! - [`revenue`]: revenue amounts as the exchange counts them (currency codes, micro-CPM, sums).
-//! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
+//! - [`registry`]: DSP registry data, URL and address policy (a notice URL's too), versioned
+//!   snapshots.
 //! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
 //! - `engine_flags`, `directory_flags` (feature `flags`): the engine's and the directory's
@@ -29,7 +30,8 @@
 //!   when to look a host up again (its TTL, clamped).
 //! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
 //! - [`token_bucket`]: the token bucket (a DSP's QPS cap per worker, the onboarding rate).
-//! - [`onboard`]: the `POST /dsp` body, parsed and checked, and the answer to an onboarding.
+//! - [`onboard`]: the `POST /dsp` body, parsed and checked, the answer to an onboarding, and
+//!   the onboarding token check.
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.

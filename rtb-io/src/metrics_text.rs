@@ -9,7 +9,11 @@
 //! here every counter has one writer thread (relaxed load + store, see [`Counter`]) and the
 //! scrape sums the workers, so an increment costs what a plain add does.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::{Display, Write as _},
+    time::Duration,
+};
 
 use crate::{limits::Counter, ServerStats};
 
@@ -113,6 +117,12 @@ pub fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
     };
     let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+}
+
+/// A family of one unlabelled series: header, then `name value`.
+pub fn single(out: &mut String, (name, kind, help): (&str, &str, &str), value: impl Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// A family with one label of fixed values: header, then `name{label="value"} n` for every

@@ -12,14 +12,19 @@
 pub mod worker;
 
 use std::{
-    fmt::Write as _,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use rtb_core::ledger_sample::WallAnchor;
 pub use rtb_io::ledger_flags::LedgerArgs;
-use rtb_io::spool::{Producer, Spool, SpoolStats};
+use rtb_io::{
+    metrics_text::{labeled, single},
+    spool::{Producer, Spool, SpoolStats},
+};
 
 /// A running ledger: the writer thread, the producers not yet taken by workers, the counters.
 #[derive(Debug)]
@@ -28,7 +33,7 @@ pub struct Ledger {
     producers: Mutex<Vec<Option<Producer>>>,
     stats: Arc<SpoolStats>,
     /// Non-winning records not kept by sampling, summed over workers.
-    sampled_out: std::sync::atomic::AtomicU64,
+    sampled_out: AtomicU64,
     sample: f64,
     /// The wall clock at start: records turn their arrival `Instant` into wall time from it,
     /// with no clock read per record.
@@ -75,25 +80,24 @@ impl Ledger {
 
     /// Appends `rtb_ledger_records_total` to a Prometheus text exposition.
     pub fn render_metrics(&self, out: &mut String) {
-        out.push_str(
-            "# HELP rtb_ledger_records_total Ledger records by result: written, dropped (no free \
-             buffer: the writer is behind), sampled_out (--ledger-sample), failed (the sink \
-             refused them).\n# TYPE rtb_ledger_records_total counter\n",
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let family = (
+            "rtb_ledger_records_total",
+            "counter",
+            "Ledger records by result: written, dropped (no free buffer: the writer is behind), sampled_out (--ledger-sample), failed (the sink refused them).",
         );
-        for (result, n) in [
-            ("written", self.stats.written.load(Ordering::Relaxed)),
-            ("dropped", self.stats.dropped.load(Ordering::Relaxed)),
-            ("sampled_out", self.sampled_out.load(Ordering::Relaxed)),
-            ("failed", self.stats.failed.load(Ordering::Relaxed)),
-        ] {
-            let _ = writeln!(out, "rtb_ledger_records_total{{result=\"{result}\"}} {n}");
-        }
-        out.push_str(
-            "# HELP rtb_ledger_flush_failures_total Flushes of the ledger sink that failed (the \
-             records accepted since the last flush are counted as failed).\n\
-             # TYPE rtb_ledger_flush_failures_total counter\n",
+        let lines = [
+            ("written", get(&self.stats.written)),
+            ("dropped", get(&self.stats.dropped)),
+            ("sampled_out", get(&self.sampled_out)),
+            ("failed", get(&self.stats.failed)),
+        ];
+        labeled(out, family, "result", lines);
+        let family = (
+            "rtb_ledger_flush_failures_total",
+            "counter",
+            "Flushes of the ledger sink that failed (the records accepted since the last flush are counted as failed).",
         );
-        let flush_failed = self.stats.flush_failed.load(Ordering::Relaxed);
-        let _ = writeln!(out, "rtb_ledger_flush_failures_total {flush_failed}");
+        single(out, family, get(&self.stats.flush_failed));
     }
 }
