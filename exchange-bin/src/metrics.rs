@@ -29,6 +29,7 @@ use rtb_io::{
     },
     notify_metrics::{KindSeries, NotifyCounters},
     pool_metrics::{PoolMetrics, PoolSum},
+    request_metrics::RequestCounts,
     ServerStats,
 };
 
@@ -63,11 +64,6 @@ const ROUTES: [&str; 6] = [
     "dsp_delete",
     "health",
     "other",
-];
-
-/// Statuses with their own counter; the rest count as "other".
-const STATUSES: [u16; 14] = [
-    200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 507,
 ];
 
 /// Auction outcomes.
@@ -196,7 +192,7 @@ pub const NOTICE_KINDS: [KindSeries; NoticeKind::ALL.len()] = [
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
-    requests: [[Counter; STATUSES.len() + 1]; ROUTES.len()],
+    requests: RequestCounts<{ ROUTES.len() }>,
     outcomes: [Counter; OUTCOMES.len()],
     shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
@@ -217,11 +213,7 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     /// Counts a request by route and status. Owner thread only.
     pub fn request(&self, route: Route, status: u16) {
-        let s = STATUSES
-            .iter()
-            .position(|&k| k == status)
-            .unwrap_or(STATUSES.len());
-        self.requests[route as usize][s].incr();
+        self.requests.count(route as usize, status);
     }
 
     /// Counts a shed auction (outcome `shed`) with its reason. Owner thread only.
@@ -301,17 +293,7 @@ fn render_requests(out: &mut String, workers: &[WorkerMetrics]) {
         let driver = w.driver.get().copied().unwrap_or("starting");
         let _ = writeln!(out, "{name}{{worker=\"{i}\",driver=\"{driver}\"}} 1");
     }
-    let name = "rtb_requests_total";
-    header(out, name, "counter", "HTTP requests by route and status.");
-    for (r, route) in ROUTES.iter().enumerate() {
-        for s in 0..=STATUSES.len() {
-            let n: u64 = workers.iter().map(|w| w.requests[r][s].get()).sum();
-            if n > 0 {
-                let status = STATUSES.get(s).map_or("other".to_string(), u16::to_string);
-                let _ = writeln!(out, "{name}{{route=\"{route}\",status=\"{status}\"}} {n}");
-            }
-        }
-    }
+    rtb_io::request_metrics::render(out, &ROUTES, workers.iter().map(|w| &w.requests));
 }
 
 /// Auction outcomes, shed reasons and the auction duration histogram.

@@ -22,7 +22,8 @@
 //!   (family header, label escaping, histogram lines, per-label series tables, build info,
 //!   the server's counters); [`pool_metrics`]: a DSP pool's counters mirrored per worker,
 //!   summed and rendered (`rtb_dsp_pool_*`); [`keyed_metrics`]: a worker's metrics per key
-//!   (per DSP), bounded, gathered by key on scrape; [`code_slots`]: counters per code (per
+//!   (per DSP), bounded, gathered by key on scrape; [`request_metrics`]: HTTP requests by
+//!   route and status; [`code_slots`]: counters per code (per
 //!   currency) in a few slots claimed on first use.
 //! - [`clickhouse`]: the ledger's ClickHouse sink for a [`spool`] (JSONEachRow over HTTP).
 //! - Control-thread helpers (blocking, never on a worker): [`control_loop`] (the thread: a
@@ -39,7 +40,8 @@
 //! - [`spool`]: records handed from workers to one writer thread, never blocking (dropped and
 //!   counted when it is behind); [`rotating_file`]: a size-rotated file sink for it;
 //!   [`spool_target`]: `file:PATH` or `clickhouse:http://...`, and the spool started on it;
-//!   [`ledger_flags`]: the exchange ledger's spool as clap flags.
+//!   [`ledger_flags`]: the exchange ledger's spool as clap flags; [`shared_spool`]: a spool
+//!   whose producers the workers take once, stopped once.
 //! - [`watched_file`]: a configuration file reloaded when the file behind its path changes
 //!   (the last good copy kept, loads counted).
 //!
@@ -81,9 +83,11 @@ pub mod pool_metrics;
 pub mod pool_settings;
 pub mod process;
 pub mod refresh;
+pub mod request_metrics;
 pub mod resolve;
 pub mod rotating_file;
 pub mod server;
+pub mod shared_spool;
 pub mod shutdown;
 pub mod spool;
 pub mod spool_target;

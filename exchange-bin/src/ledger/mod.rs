@@ -14,24 +14,24 @@ pub mod worker;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::Instant,
 };
 
 use rtb_core::ledger_sample::WallAnchor;
 pub use rtb_io::ledger_flags::LedgerArgs;
 use rtb_io::{
+    clock::unix_us,
     metrics_text::{labeled, single},
-    spool::{Producer, Spool, SpoolStats},
+    shared_spool::SharedSpool,
+    spool::Producer,
 };
 
 /// A running ledger: the writer thread, the producers not yet taken by workers, the counters.
 #[derive(Debug)]
 pub struct Ledger {
-    spool: Mutex<Option<Spool>>,
-    producers: Mutex<Vec<Option<Producer>>>,
-    stats: Arc<SpoolStats>,
+    spool: SharedSpool,
     /// Non-winning records not kept by sampling, summed over workers.
     sampled_out: AtomicU64,
     sample: f64,
@@ -47,18 +47,13 @@ impl Ledger {
             return Ok(None);
         };
         let config = args.spool_config(workers);
-        let (spool, producers) = target.start(config, args.rotation(), "rtb-ledger")?;
-        let anchor_unix_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let started = target.start(config, args.rotation(), "rtb-ledger")?;
         Ok(Some(Arc::new(Ledger {
-            stats: spool.stats().clone(),
-            spool: Mutex::new(Some(spool)),
-            producers: Mutex::new(producers.into_iter().map(Some).collect()),
+            spool: SharedSpool::new(started),
             sampled_out: 0.into(),
             sample: args.ledger_sample,
             anchor: WallAnchor {
-                unix_us: anchor_unix_us,
+                unix_us: unix_us(),
                 at: Instant::now(),
             },
         })))
@@ -66,16 +61,12 @@ impl Ledger {
 
     /// Worker `index`'s producer (once).
     fn take_producer(&self, index: usize) -> Option<Producer> {
-        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
-        producers.get_mut(index).and_then(Option::take)
+        self.spool.take_producer(index)
     }
 
     /// Writes every queued record and stops the writer. Call after the workers stopped.
     pub fn stop(&self) {
-        let spool = self.spool.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(spool) = spool {
-            spool.stop();
-        }
+        self.spool.stop();
     }
 
     /// Appends `rtb_ledger_records_total` to a Prometheus text exposition.
@@ -87,10 +78,10 @@ impl Ledger {
             "Ledger records by result: written, dropped (no free buffer: the writer is behind), sampled_out (--ledger-sample), failed (the sink refused them).",
         );
         let lines = [
-            ("written", get(&self.stats.written)),
-            ("dropped", get(&self.stats.dropped)),
+            ("written", get(&self.spool.stats().written)),
+            ("dropped", get(&self.spool.stats().dropped)),
             ("sampled_out", get(&self.sampled_out)),
-            ("failed", get(&self.stats.failed)),
+            ("failed", get(&self.spool.stats().failed)),
         ];
         labeled(out, family, "result", lines);
         let family = (
@@ -98,6 +89,6 @@ impl Ledger {
             "counter",
             "Flushes of the ledger sink that failed (the records accepted since the last flush are counted as failed).",
         );
-        single(out, family, get(&self.stats.flush_failed));
+        single(out, family, get(&self.spool.stats().flush_failed));
     }
 }
