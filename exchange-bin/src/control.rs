@@ -15,18 +15,17 @@
 //! parsed here, never on a worker.
 
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_channel::oneshot;
-pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
+pub use rtb_core::directory::{Onboard, OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
     dns::Answer,
-    registry::{DspEntry, DspOptions, Upsert},
+    registry::{DspOptions, Upsert},
     roster::Roster,
 };
 use rtb_io::{
@@ -46,20 +45,9 @@ pub const COMMAND_QUEUE_MAX: usize = 256;
 /// How often the control thread expires DSPs and looks up the hosts whose record expired.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// Result of an onboarding.
-#[derive(Debug, Clone)]
-pub struct Onboarded {
-    /// What happened.
-    pub upsert: Upsert,
-    /// The registry version that holds it.
-    pub version: u64,
-    /// The stored entry.
-    pub entry: DspEntry,
-    /// The first address resolved (of `addrs`).
-    pub addr: SocketAddr,
-    /// Every address resolved.
-    pub addrs: Arc<[SocketAddr]>,
-}
+/// A successful onboarding: what the directory did, and the registry version that holds it
+/// (what workers will reach).
+pub type Onboarded = (Onboard, u64);
 
 /// A request to the control thread.
 #[derive(Debug)]
@@ -222,13 +210,7 @@ impl Control {
         if done.changed {
             self.publish();
         }
-        Ok(Onboarded {
-            upsert: done.upsert,
-            version: self.published_version,
-            entry: done.entry,
-            addr,
-            addrs: done.addrs,
-        })
+        Ok((done, self.published_version))
     }
 
     fn expire(&mut self) {
@@ -340,6 +322,7 @@ mod tests {
     use super::*;
     use rtb_core::dns::DnsLimits;
     use rtb_io::resolve::Answer;
+    use std::net::SocketAddr;
     use std::sync::Mutex;
 
     const PERIOD: Duration = Duration::from_secs(30);
@@ -385,13 +368,13 @@ mod tests {
         let r = c
             .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
             .unwrap();
-        assert_eq!((r.upsert, r.version), (Upsert::Added, 1));
+        assert_eq!((r.0.upsert, r.1), (Upsert::Added, 1));
         assert_eq!(rx.drain(|_| {}), 1);
         // A refresh bumps the registry's version but is not broadcast: the reply says so.
         let r = c
             .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
             .unwrap();
-        assert_eq!((r.upsert, r.version), (Upsert::Refreshed, 1));
+        assert_eq!((r.0.upsert, r.1), (Upsert::Refreshed, 1));
         assert_eq!(rx.drain(|_| {}), 0);
         // Same address on re-resolve: nothing; a move (to two addresses): one snapshot.
         let period_ms = u64::try_from(PERIOD.as_millis()).unwrap();
