@@ -20,6 +20,10 @@ round (A B, B A, ...), so drift on a shared machine shows up in both; medians ar
         --tls tls --half-load          # the DSPs over https; p99 at half the closed-loop rate
     benches/scripts/cpu-per-auction.py --build off=target/release --build lurl=target/release \
         --dsp-args 'lurl=--lurl'     # every bid carries a lurl: each auction fires loss notices
+    benches/scripts/cpu-per-auction.py --build shed=target/release --build auction=target/release \
+        --exchange-args 'shed=--max-auctions-in-flight 1' --dsp-args 'shed=--latency fixed:20' \
+        --dsps 0,3                   # what a shed costs: one auction at a time, the rest shed,
+                                     # beside a 404 (0 DSPs) and a real auction
     benches/scripts/cpu-per-auction.py --build plain=target/release --build gzip=target/release \
         --gzip gzip                  # gzip requests to the DSPs and gzip answers back
     benches/scripts/cpu-per-auction.py --build http=target/release --build roster=target/release \
@@ -92,11 +96,15 @@ def start_fleet(rl, procs, bins, count, tag, certs=None, driver=None, dsp_args=(
     tls += ["--io-driver", driver] if driver else []
     scheme = "https://" if certs else "http://"
     urls = []
+    # Fast DSPs unless the label's --dsp-args say otherwise (rtb-dsp takes each flag once).
+    defaults = [arg for flag, value in (("--latency", "fixed:0"), ("--bid-rate", "1"),
+                                        ("--hang-rate", "0"))
+                if flag not in dsp_args for arg in (flag, value)]
     for i in range(min(count, processes or count)):
         name = f"{tag}-dsp{i}"
         p = procs.start(name, [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
-            "--workers", "1", "--latency", "fixed:0", "--bid-rate", "1", "--hang-rate", "0",
+            "--workers", "1", *defaults,
             "--onboard-interval-s", "3600", *tls, *dsp_args], core=rl.CLIENT_CORE)
         urls.append(scheme + procs.wait_line(name, p, r"^listening on (\S+)"))
     for i in range(count):
@@ -247,8 +255,9 @@ def main():
                     help="LABEL=N: that label's exchange gets its DSPs from a roster file with N "
                     "more DSPs that match no request (the cost of planning with policy)")
     ap.add_argument("--floor", action="store_true",
-                    help="also measure the fan-out floor (rtb-io's bench_forward from the first "
-                    "build: same DSPs and pools, no JSON, no auction) as the build `floor`")
+                    help="also measure the fan-out floor (rtb-io's bench_forward: same DSPs and "
+                    "pools, no JSON, no auction) as the build `floor`, or of each build as "
+                    "`floor LABEL` when several are given")
     ap.add_argument("--shapes",
                     help="comma-separated request shapes (size:BYTES, imps:N; see "
                     "request_shapes.py): each build is measured once per shape, as the label "
@@ -259,8 +268,13 @@ def main():
     extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.exchange_args}
     dsp_extra = {e.split("=", 1)[0]: e.split("=", 1)[1].split() for e in args.dsp_args}
     rosters = {e.split("=", 1)[0]: int(e.split("=", 1)[1]) for e in args.roster}
+    floors = []
     if args.floor:
-        builds.append(("floor", builds[0][1]))
+        # One floor per build when builds are compared (a change to rtb-io's IO path moves
+        # both), named `floor LABEL`; a single build's is just `floor`.
+        for label, bins in builds[:len(args.build)]:
+            floors.append("floor" if len(args.build) == 1 else f"floor {label}")
+            builds.append((floors[-1], bins))
     counts = [int(x) for x in args.dsps.split(",") if x.strip()]
     if args.floor and min(counts) < 1:
         ap.error("--floor needs at least one DSP in every count")
@@ -285,7 +299,7 @@ def main():
                             tag, flags,
                             certs if label in args.tls else None, args.half_load,
                             args.dsp_io_driver, dsp_extra.get(label, []), args.dsp_processes,
-                            floor=args.floor and label == "floor", gzip=label in args.gzip,
+                            floor=label in floors, gzip=label in args.gzip,
                             roster_unmatched=rosters.get(label))
                 r["dir_bytes"] = sum(f.stat().st_size for f in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)

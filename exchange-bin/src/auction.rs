@@ -129,7 +129,7 @@ impl AuctionShell {
                     mirror_policy_skips(&self.engine.borrow(), &set);
                 }
                 metrics.shed(reason);
-                self.ledger.shed(reason, &request, req.arrival);
+                self.ledger.shed(reason, request.as_ref(), req.arrival);
                 return Response::new(StatusCode::NO_CONTENT);
             }
         };

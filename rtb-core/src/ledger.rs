@@ -63,16 +63,21 @@ pub fn encode_auction<'n>(
     out.extend_from_slice(b"}\n");
 }
 
-/// Writes the record of a request shed before any DSP was called (decoded and valid: the
-/// engine sheds after validation, so the record says whose request it was).
+/// Writes the record of a request shed before any DSP was called. A request shed once decoded
+/// (too late, no DSP matched, the adaptive share) is named by its id, channel, publisher and
+/// test flag; one shed for overload (`request` is `None`) was never decoded: an empty id.
 pub fn encode_shed(
     reason: ShedReason,
-    request: &BidRequest<'_>,
+    request: Option<&BidRequest<'_>>,
     meta: RecordMeta,
     out: &mut Vec<u8>,
 ) {
     head(out, "shed", meta);
-    whose(out, request);
+    match request {
+        Some(request) => whose(out, request),
+        // Shed for overload before it was decoded: nobody's request, as far as we know.
+        None => out.extend_from_slice(br#","id":"","channel":null,"publisher":null,"test":false"#),
+    }
     str_field(out, "reason", reason.as_str());
     out.extend_from_slice(b"}\n");
 }
@@ -390,7 +395,7 @@ mod tests {
         let (mut doc, mut decoder) = (crate::Document::default(), crate::Decoder::new());
         let body = br#"{"id":"s1","app":{"publisher":{"id":"p"}},"test":1,"imp":[{"id":"1","banner":{}}]}"#;
         let request = BidRequest::decode(body, &mut doc, &mut decoder).unwrap();
-        encode_shed(ShedReason::InFlight, &request, META, &mut out);
+        encode_shed(ShedReason::InFlight, Some(&request), META, &mut out);
         let r = parse(&out);
         assert_eq!(
             (r["kind"].as_str(), r["reason"].as_str(), r["id"].as_str()),

@@ -75,7 +75,9 @@ fn every_kind_of_record_validates() {
         &mut decoder,
     )
     .unwrap();
-    encode_shed(ShedReason::TooLate, &shed, META, &mut out);
+    encode_shed(ShedReason::TooLate, Some(&shed), META, &mut out);
+    lines.push(out.clone());
+    encode_shed(ShedReason::InFlight, None, META, &mut out);
     lines.push(out.clone());
     encode_invalid(
         br#"{"error":"missing","field":"id","rule":"missing"}"#,
@@ -90,7 +92,7 @@ fn every_kind_of_record_validates() {
         assert!(errs.is_empty(), "{errs:?}\n{record}");
         kinds.push(record["kind"].as_str().unwrap().to_string());
     }
-    assert_eq!(kinds, ["auction", "auction", "shed", "invalid"]);
+    assert_eq!(kinds, ["auction", "auction", "shed", "shed", "invalid"]);
     let shed: Value = serde_json::from_slice(&lines[2]).unwrap();
     assert_eq!(
         (
@@ -101,6 +103,11 @@ fn every_kind_of_record_validates() {
         ),
         (&json!("r3"), &json!("site"), &json!("p3"), &json!(false)),
         "{shed}"
+    );
+    let unread: Value = serde_json::from_slice(&lines[3]).unwrap();
+    assert_eq!(
+        (&unread["id"], &unread["reason"]),
+        (&json!(""), &json!("in_flight"))
     );
     let first: Value = serde_json::from_slice(&lines[0]).unwrap();
     assert_eq!(first["imps"][0]["winner"]["bid"], "z", "{first}");

@@ -594,7 +594,11 @@ fn broadcast_reaches_all_workers() {
         thread::sleep(Duration::from_millis(3));
     }
     eprintln!("broadcast worst visibility over 20 rounds: {worst:?}");
-    assert!(worst < Duration::from_millis(10), "{worst:?}");
+    // The applier runs every millisecond on an idle worker (a few ms seen here), but these
+    // unpinned workers share two cores with whatever else runs: under a parallel build they
+    // waited over 10 ms for a core. What is checked is that each update is applied by the
+    // workers' own timers, with no request to wake them, well within a scheduling delay.
+    assert!(worst < Duration::from_millis(250), "{worst:?}");
     drop(server);
 }
 

@@ -62,8 +62,9 @@ impl WorkerLedger {
             .try_record(|out| encode_auction(finished, meta, name, out));
     }
 
-    /// Records a request shed before any DSP was called (as sampled).
-    pub fn shed(&self, reason: ShedReason, request: &BidRequest<'_>, arrival: Instant) {
+    /// Records a request shed before any DSP was called (as sampled); `None`: shed for
+    /// overload before it was decoded.
+    pub fn shed(&self, reason: ShedReason, request: Option<&BidRequest<'_>>, arrival: Instant) {
         let Some(on) = &self.on else { return };
         if on.keep(false) {
             let meta = on.meta(arrival);

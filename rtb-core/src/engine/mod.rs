@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  Engine::start(workspace, body, x-openrtb-version header, arrival, now, load)
-//!    -> Invalid(400 body) | NoDsp (404) | Shed { reason, request } (204)
+//!    -> Shed { reason, request: None } (204: the worker is overloaded; nothing decoded)
+//!     | Invalid(400 body) | NoDsp (404) | Shed { reason, request } (204)
 //!    -> Call(run, plan)      plan: which DSPs to call, the body (tmax spliced), the deadline,
 //!                            the OpenRTB version to state (the request's: 2.5, or 2.6)
 //!  shell: one fan-out over plan.calls, bounded by plan.deadline; for each result
@@ -174,8 +175,11 @@ pub enum Start<'w> {
     Shed {
         /// Why.
         reason: ShedReason,
-        /// The request shed (decoded: a shed is decided after validation), for its record.
-        request: BidRequest<'w>,
+        /// The request shed, for its record; `None` when the worker was overloaded (event-loop
+        /// lag or auctions in flight over their limits, [`OverloadPolicy`]): that is decided
+        /// before the body is decoded, so a shed costs about what a 404 does, not a decode
+        /// and a validation on a worker already short of CPU (issue 14).
+        request: Option<BidRequest<'w>>,
     },
     /// Call the DSPs of the plan, report each result to the run, then finish it.
     Call(AuctionRun<'w>, Plan<'w>),
@@ -266,6 +270,27 @@ impl Engine {
         now: Instant,
         load: WorkerLoad,
     ) -> Start<'w> {
+        // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
+        let overloaded = (!self.dsps.is_empty()).then(|| self.config.overload.shed(load));
+        if let Some(Some(reason)) = overloaded {
+            return Start::Shed {
+                reason,
+                request: None,
+            };
+        }
+        self.decode_and_plan(ws, body, version, arrival, now, load)
+    }
+
+    /// [`Engine::start`] once the worker has room for the auction.
+    fn decode_and_plan<'w>(
+        &mut self,
+        ws: &'w mut Workspace,
+        body: &'w [u8],
+        version: Option<&[u8]>,
+        arrival: Instant,
+        now: Instant,
+        load: WorkerLoad,
+    ) -> Start<'w> {
         let Workspace {
             decoder,
             request_doc,
@@ -294,15 +319,15 @@ impl Engine {
             return Start::NoDsp;
         }
         let (tmax_ms, deadline) = match self.budget(&request, arrival, now, load) {
-            Ok(budget) => budget,
-            Err(reason) => return Start::Shed { reason, request },
+            Some(budget) => budget,
+            None => return shed(ShedReason::TooLate, request),
         };
         let (traits, planned) = (
             RequestTraits::of(&request),
             (&mut *outcomes, &mut *adjustments),
         );
         if let Err(reason) = self.plan(&traits, (tmax_ms, now, load), calls, planned) {
-            return Start::Shed { reason, request };
+            return shed(reason, request);
         }
         if response_docs.len() < calls.len() {
             response_docs.resize_with(calls.len(), Document::default);
@@ -335,14 +360,14 @@ impl Engine {
         Start::Call(run, plan)
     }
 
-    /// The `tmax` every DSP is sent and when to stop waiting, or why the auction is shed.
+    /// The `tmax` every DSP is sent and when to stop waiting; `None`: too late to call anyone.
     fn budget(
         &self,
         request: &BidRequest<'_>,
         arrival: Instant,
         now: Instant,
         load: WorkerLoad,
-    ) -> Result<(u32, Instant), ShedReason> {
+    ) -> Option<(u32, Instant)> {
         let policy = &self.config.deadline;
         let timing = policy.timing(arrival, request.tmax_ms);
         // Calls return up to a timer tick or two after their deadline, and later still when
@@ -351,16 +376,12 @@ impl Engine {
         // answer to leave by `answer_by`.
         let slack =
             self.config.timer_slack + load.event_loop_lag.min(self.config.lag_compensation_max);
-        let budget = match policy.dsp_budget(&timing, now + slack) {
+        match policy.dsp_budget(&timing, now + slack) {
             DspBudget::Call {
                 tmax_ms,
                 call_deadline,
-            } => (tmax_ms, call_deadline - slack),
-            DspBudget::TooLate => return Err(ShedReason::TooLate),
-        };
-        match self.config.overload.shed(load) {
-            Some(reason) => Err(reason),
-            None => Ok(budget),
+            } => Some((tmax_ms, call_deadline - slack)),
+            DspBudget::TooLate => None,
         }
     }
 
@@ -468,6 +489,14 @@ fn body_to_send<'w>(
     }
 }
 
+/// A shed decided once the request was decoded: its record names it.
+fn shed(reason: ShedReason, request: BidRequest<'_>) -> Start<'_> {
+    Start::Shed {
+        reason,
+        request: Some(request),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +525,48 @@ mod tests {
             other => panic!("{other:?}"),
         };
         result
+    }
+
+    /// An overloaded worker sheds before decoding (so even a body that is not JSON gets a
+    /// 204, with no request to record); with no DSP registered there is nothing to shed, and
+    /// the same body gets its 400.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // tests need some instant; the logic never reads a clock
+    fn overload_is_shed_before_the_body_is_decoded() {
+        let mut engine = Engine::new(EngineConfig::default());
+        let mut workspace = engine.workspace();
+        let now = Instant::now();
+        let overloaded = WorkerLoad {
+            event_loop_lag: Duration::ZERO,
+            auctions_in_flight: engine.config.overload.auctions_in_flight_max,
+        };
+        let garbage = b"not json at all";
+        match engine.start(&mut workspace, garbage, None, now, now, overloaded) {
+            Start::Invalid { .. } => {}
+            other => panic!("no DSP: {other:?}"),
+        }
+        engine.set_dsps([DspSpec {
+            name: "dsp".into(),
+            endpoint: "dsp:5000".into(),
+        }]);
+        match engine.start(&mut workspace, garbage, None, now, now, overloaded) {
+            Start::Shed {
+                reason: ShedReason::InFlight,
+                request: None,
+            } => {}
+            other => panic!("overloaded: {other:?}"),
+        }
+        let lagging = WorkerLoad {
+            event_loop_lag: engine.config.overload.event_loop_lag_max + Duration::from_millis(1),
+            auctions_in_flight: 0,
+        };
+        match engine.start(&mut workspace, NEGATIVE_WIDTH, None, now, now, lagging) {
+            Start::Shed {
+                reason: ShedReason::EventLoopLag,
+                request: None,
+            } => {}
+            other => panic!("lagging: {other:?}"),
+        };
     }
 
     /// A video-only DSP and one that takes everything.

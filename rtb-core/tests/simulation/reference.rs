@@ -302,6 +302,13 @@ pub fn admission(
     now: Instant,
     load: WorkerLoad,
 ) -> Expected {
+    // Overload is decided first, before the body is decoded (while any DSP is registered).
+    if !no_dsp && load.event_loop_lag > config.overload.event_loop_lag_max {
+        return Expected::Shed(ShedReason::EventLoopLag);
+    }
+    if !no_dsp && load.auctions_in_flight >= config.overload.auctions_in_flight_max {
+        return Expected::Shed(ShedReason::InFlight);
+    }
     if request.defect.is_some() {
         return Expected::Invalid;
     }
@@ -314,12 +321,6 @@ pub fn admission(
     let tmax = left.saturating_sub(config.deadline.network_allowance);
     if tmax < config.deadline.dsp_budget_min {
         return Expected::Shed(ShedReason::TooLate);
-    }
-    if load.event_loop_lag > config.overload.event_loop_lag_max {
-        return Expected::Shed(ShedReason::EventLoopLag);
-    }
-    if load.auctions_in_flight >= config.overload.auctions_in_flight_max {
-        return Expected::Shed(ShedReason::InFlight);
     }
     if no_match {
         return Expected::Shed(ShedReason::NoDspMatched);
