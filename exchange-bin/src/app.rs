@@ -13,7 +13,7 @@ use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
 
 use crate::{
     config::Config,
-    control::{self, ControlConfig, Resolved},
+    control::{self, Resolved},
     debug::DebugHandler,
     handler::ExchangeHandler,
     metrics::WorkerMetrics,
@@ -54,7 +54,8 @@ pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roste
         return Ok(None);
     };
     let poll = Duration::from_millis(config.roster_poll_ms);
-    let mut file = RosterFile::new(path.clone(), poll, !config.deny_loopback_dsp);
+    let mut file =
+        crate::roster::roster_file(path.clone(), poll, !config.directory.deny_loopback_dsp);
     let roster = file
         .load()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -100,15 +101,10 @@ impl App {
         let (rates_refresh, currency) = start_currency(config, workers);
         let roster = load_roster(config)?;
         let roster_status = roster.as_ref().map(|(file, _)| file.status.clone());
-        let dns_status = crate::dns::status();
+        let dns_status = rtb_io::dns_status::status();
         let (control, first_version, control_thread) = control::spawn(
-            ControlConfig {
-                dsps_max: config.max_dsps,
-                ttl: Duration::from_secs(config.dsp_ttl_s),
-                allow_loopback: !config.deny_loopback_dsp,
-                dns: config.dns_limits(),
-                resolve_timeout: Duration::from_millis(config.dns_timeout_ms),
-            },
+            config.directory.directory_config(),
+            config.directory.resolve_timeout(),
             broadcast.clone(),
             rates_refresh,
             roster,
@@ -122,7 +118,7 @@ impl App {
         let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),
-            dsp_pools: config.dsp_pool_settings(),
+            dsp_pools: config.dsp_client.pool_settings(),
             dsp_tls_roots,
             token: config.onboard_token.clone(),
             control,
@@ -130,7 +126,7 @@ impl App {
             server_stats: Mutex::new(Vec::new()),
             ready: false.into(),
             win_queue_max: config.win_queue_max,
-            allow_loopback: !config.deny_loopback_dsp,
+            allow_loopback: !config.directory.deny_loopback_dsp,
             onboard_limit: Mutex::new(TokenBucket::new(
                 config.onboard_rate_per_s,
                 config.onboard_burst,

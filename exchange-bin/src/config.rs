@@ -1,5 +1,8 @@
 //! Owns the exchange's configuration: every flag, its environment variable and its default, and
-//! the translation into rtb-io's [`ServerConfig`] and rtb-core's [`DeadlinePolicy`].
+//! the translation into rtb-io's [`ServerConfig`]. The engine's, the directory's, the server
+//! limits', the DSP pools' and the ledger's flags are their crates' (`rtb_core::engine_flags`,
+//! `rtb_core::directory_flags`, `rtb_io::limit_flags`, `rtb_io::client_flags`,
+//! `rtb_io::ledger_flags`), flattened here; the rules across flags are checked here.
 //!
 //! Parsing is clap's (derive, `env`); on a bad value the error names the flag, the variable and
 //! the value (see [`Config::parse_or_exit`]).
@@ -11,24 +14,13 @@ use std::{
 };
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use rtb_core::{
-    deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
-    dns::DnsLimits,
-    engine::EngineConfig,
-    ValidationMode,
-};
+use rtb_core::engine::EngineConfig;
 use rtb_io::{ClientConfig, DriverKind, ServerConfig};
 
 /// Default main port.
 pub const PORT_DEFAULT: u16 = 3000;
 /// Default debug/metrics port.
 pub const DEBUG_PORT_DEFAULT: u16 = 6060;
-/// Default cap on an auction's duration, ms.
-pub const DEADLINE_MS_CAP_DEFAULT: u64 = 80;
-/// Default TTL of a DSP that stopped re-onboarding, s.
-pub const DSP_TTL_S_DEFAULT: u64 = 30;
-/// Default cap on registered DSPs.
-pub const DSPS_MAX_DEFAULT: usize = rtb_core::registry::DEFAULT_DSPS_MAX;
 /// Default pending win notices per worker.
 pub const WIN_QUEUE_MAX_DEFAULT: usize = 1024;
 /// Longest onboarding token accepted (a longer one is a configuration mistake).
@@ -72,15 +64,9 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_IO_DRIVER", default_value = "auto")]
     pub io_driver: DriverKind,
 
-    /// Cap on an auction's duration, ms, whatever the request's tmax says.
-    #[arg(long, env = "RTB_EXCHANGE_DEADLINE_MS", default_value_t = DEADLINE_MS_CAP_DEFAULT,
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub deadline_ms: u64,
-
-    /// Time kept after the DSP deadline to run the auction and answer, ms.
-    #[arg(long, env = "RTB_EXCHANGE_MARGIN_MS", default_value_t = DEFAULT_RESPONSE_MARGIN.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    pub margin_ms: u64,
+    /// The auction engine's settings (deadline, shedding, breaker, validation).
+    #[command(flatten)]
+    pub engine: rtb_core::engine_flags::EngineArgs,
 
     /// Bearer token required by POST /dsp, GET /dsp, DELETE /dsp/{name} and /debug/registry
     /// [default: none: open onboarding, refused off loopback without --open-onboarding].
@@ -92,41 +78,9 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_OPEN_ONBOARDING", default_value_t = false)]
     pub open_onboarding: bool,
 
-    /// A DSP not re-onboarded within this many seconds is removed.
-    #[arg(long, env = "RTB_EXCHANGE_DSP_TTL_S", default_value_t = DSP_TTL_S_DEFAULT,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub dsp_ttl_s: u64,
-
-    /// Longest wait before a DSP host is looked up again, s: a DNS record's TTL is followed up
-    /// to it (and no shorter than 1 s); it is the period itself when no TTL is known (the
-    /// getaddrinfo fallback, used when /etc/resolv.conf cannot be read) or a lookup failed.
-    #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_S", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3_600))]
-    pub dns_reresolve_s: u64,
-
-    /// Shortest wait before a DSP host is looked up again, ms, whatever its record's TTL.
-    #[arg(long, env = "RTB_EXCHANGE_DNS_RERESOLVE_MIN_MS", default_value_t = rtb_core::dns::RERESOLVE_MIN_DEFAULT.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
-    pub dns_reresolve_min_ms: u64,
-
-    /// Most addresses kept per DSP host (the lowest ones, when a name has more); new
-    /// connections go round robin across them.
-    #[arg(long, env = "RTB_EXCHANGE_DNS_ADDRS_MAX", default_value_t = rtb_core::dns::ADDRS_PER_DSP_MAX_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub dns_addrs_max: u64,
-
-    /// Longest wait for one DNS lookup on the control thread; a slower one counts as failed.
-    #[arg(long, env = "RTB_EXCHANGE_DNS_TIMEOUT_MS", default_value_t = 2_000,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub dns_timeout_ms: u64,
-
-    /// Most DSPs registered at once; onboarding beyond it answers 409.
-    #[arg(long, env = "RTB_EXCHANGE_MAX_DSPS", default_value_t = DSPS_MAX_DEFAULT)]
-    pub max_dsps: usize,
-
-    /// Refuse DSPs on loopback addresses (127.0.0.0/8, ::1, localhost).
-    #[arg(long, env = "RTB_EXCHANGE_DENY_LOOPBACK_DSP", default_value_t = false)]
-    pub deny_loopback_dsp: bool,
+    /// The DSP directory's settings (size, TTL, loopback, DNS).
+    #[command(flatten)]
+    pub directory: rtb_core::directory_flags::DirectoryArgs,
 
     /// The HTTP server's limits (request sizes, connections, read timeouts).
     #[command(flatten)]
@@ -141,43 +95,6 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
 
-    /// Shed new auctions (204 at once) while a worker's event loop lags more than this, ms: its
-    /// timers, the DSP deadlines among them, would fire late.
-    #[arg(long, env = "RTB_EXCHANGE_SHED_LAG_MS", default_value_t = rtb_core::engine::admission::DEFAULT_EVENT_LOOP_LAG_MAX.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub shed_lag_ms: u64,
-
-    /// Shed new auctions (204 at once) while this many already wait for DSPs on a worker.
-    #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = rtb_core::engine::admission::DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_auctions_in_flight: u32,
-
-    /// Shed a share of new auctions, steered by the worker's event-loop lag (a PIE
-    /// controller, issue 14; README "Overload").
-    #[arg(long, env = "RTB_EXCHANGE_ADAPTIVE_SHEDDING", default_value_t = false,
-          action = clap::ArgAction::Set)]
-    pub adaptive_shedding: bool,
-
-    /// The event-loop lag the adaptive shedding steers towards, ms.
-    #[arg(long, env = "RTB_EXCHANGE_SHED_TARGET_LAG_MS", default_value_t = 4,
-          value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub shed_target_lag_ms: u64,
-
-    /// Consecutive failures (errors, timeouts) that open a DSP's circuit breaker on a worker;
-    /// 0 disables the breaker.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_FAILURES", default_value_t = rtb_core::engine::breaker::FAILURES_TO_TRIP_DEFAULT)]
-    pub breaker_failures: u32,
-
-    /// First cool-down of an open breaker, ms (doubles on each failed probe).
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_DEFAULT.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub breaker_cooldown_ms: u64,
-
-    /// Longest cool-down of an open breaker, ms.
-    #[arg(long, env = "RTB_EXCHANGE_BREAKER_COOLDOWN_MAX_MS", default_value_t = rtb_core::engine::breaker::COOLDOWN_MAX_DEFAULT.as_millis() as u64,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub breaker_cooldown_max_ms: u64,
-
     /// Onboarding calls (POST /dsp, DELETE /dsp/{name}) allowed per second, process-wide;
     /// beyond it (and the burst) they answer 429. 0 disables the limit.
     #[arg(long, env = "RTB_EXCHANGE_ONBOARD_RATE_PER_S", default_value_t = crate::onboard::ONBOARD_RATE_PER_S_DEFAULT)]
@@ -187,11 +104,6 @@ pub struct Config {
     #[arg(long, env = "RTB_EXCHANGE_ONBOARD_BURST", default_value_t = crate::onboard::ONBOARD_BURST_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub onboard_burst: u32,
-
-    /// How much of each bid request is validated: strict (the whole OpenRTB 2.6 object model
-    /// and the Native 1.2 request) or lenient (only the fields the auction reads).
-    #[arg(long, env = "RTB_EXCHANGE_VALIDATION", default_value_t = ValidationMode::Strict)]
-    pub validation: ValidationMode,
 
     /// The DSP roster file (YAML or JSON; issue 15): each DSP with its URL and policy (QPS
     /// cap, channels, media, countries, own tmax, bid adjustment; gzip). Reloaded when it
@@ -284,11 +196,11 @@ impl Config {
                 format!("invalid value '{value}' for '--{flag}' (env {env}): {why}"),
             )
         };
-        if self.margin_ms >= self.deadline_ms {
+        if self.engine.margin_ms >= self.engine.deadline_ms {
             return Err(bad(
                 "margin-ms",
                 "RTB_EXCHANGE_MARGIN_MS",
-                self.margin_ms.to_string(),
+                self.engine.margin_ms.to_string(),
                 "must be below --deadline-ms",
             ));
         }
@@ -312,38 +224,18 @@ impl Config {
                 ));
             }
         }
-        let nonzero: [(&str, &str, u64); 6] = [
-            ("max-dsps", "RTB_EXCHANGE_MAX_DSPS", self.max_dsps as u64),
-            (
-                "head-bytes-max",
-                "RTB_EXCHANGE_HEAD_BYTES_MAX",
-                self.server_limits.head_bytes_max as u64,
-            ),
-            (
-                "body-bytes-max",
-                "RTB_EXCHANGE_BODY_BYTES_MAX",
-                self.server_limits.body_bytes_max as u64,
-            ),
-            (
-                "connections-per-worker",
-                "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
-                self.server_limits.connections_per_worker as u64,
-            ),
+        let own = [
+            ("max-dsps", "RTB_EXCHANGE_MAX_DSPS", self.directory.max_dsps),
             (
                 "win-queue-max",
                 "RTB_EXCHANGE_WIN_QUEUE_MAX",
-                self.win_queue_max as u64,
-            ),
-            (
-                "header-timeout-ms",
-                "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
-                self.server_limits.header_timeout_ms,
+                self.win_queue_max,
             ),
         ];
-        for (flag, env, value) in nonzero {
-            if value == 0 {
-                return Err(bad(flag, env, "0".into(), "must be > 0"));
-            }
+        let zero = own.into_iter().find(|(_, _, value)| *value == 0);
+        let zero = zero.map(|(flag, env, _)| (flag, env));
+        if let Some((flag, env)) = zero.or_else(|| self.server_limits.zero_limit()) {
+            return Err(bad(flag, env, "0".into(), "must be > 0"));
         }
         Ok(())
     }
@@ -385,80 +277,9 @@ impl Config {
         })
     }
 
-    /// The timing policy.
-    pub fn deadline_policy(&self) -> DeadlinePolicy {
-        DeadlinePolicy {
-            cap: Duration::from_millis(self.deadline_ms),
-            response_margin: Duration::from_millis(self.margin_ms),
-            ..DeadlinePolicy::default()
-        }
-    }
-
-    /// When a worker sheds auctions.
-    pub fn overload_policy(&self) -> rtb_core::engine::OverloadPolicy {
-        rtb_core::engine::OverloadPolicy {
-            event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
-            auctions_in_flight_max: self.max_auctions_in_flight,
-        }
-    }
-
-    /// The circuit breaker's settings.
-    pub fn breaker_config(&self) -> rtb_core::engine::breaker::BreakerConfig {
-        let cooldown = Duration::from_millis(self.breaker_cooldown_ms);
-        let cooldown_max = Duration::from_millis(self.breaker_cooldown_max_ms).max(cooldown);
-        rtb_core::engine::breaker::BreakerConfig {
-            failures_to_trip: self.breaker_failures,
-            cooldown,
-            cooldown_max,
-            probe_timeout: rtb_core::engine::breaker::PROBE_TIMEOUT_DEFAULT
-                .max(Duration::from_millis(self.deadline_ms * 2)),
-        }
-    }
-
     /// Everything the auction engine decides by.
     pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
-            deadline: self.deadline_policy(),
-            overload: self.overload_policy(),
-            shed_rate: rtb_core::engine::ShedRatePolicy {
-                enabled: self.adaptive_shedding,
-                target: Duration::from_millis(self.shed_target_lag_ms),
-                ..rtb_core::engine::ShedRatePolicy::default()
-            },
-            breaker: self.breaker_config(),
-            validation: self.validation,
-            workers: self.worker_count(),
-            ..EngineConfig::default()
-        }
-    }
-
-    /// How each worker builds its pool to a DSP, from the flags.
-    pub fn dsp_pool_settings(&self) -> crate::dsps::PoolSettings {
-        crate::dsps::PoolSettings {
-            client: self.dsp_client_config(),
-            prewarm: self.dsp_client.dsp_prewarm,
-            prewarm_lanes: usize::try_from(self.dsp_client.dsp_prewarm_connects_in_flight)
-                .unwrap_or(usize::MAX),
-            tls: self.dsp_tls_pool_settings(),
-        }
-    }
-
-    /// What differs for the pools of https:// DSPs, from the flags.
-    pub fn dsp_tls_pool_settings(&self) -> crate::dsps::TlsPoolSettings {
-        crate::dsps::TlsPoolSettings {
-            prewarm: self.dsp_client.dsp_tls_prewarm,
-            connects_in_flight: usize::try_from(self.dsp_client.dsp_tls_connects_in_flight)
-                .unwrap_or(usize::MAX),
-        }
-    }
-
-    /// How the control thread keeps and follows DSP hosts' DNS answers.
-    pub fn dns_limits(&self) -> DnsLimits {
-        DnsLimits {
-            addrs_max: usize::try_from(self.dns_addrs_max).unwrap_or(usize::MAX),
-            reresolve_min: Duration::from_millis(self.dns_reresolve_min_ms),
-            reresolve_max: Duration::from_secs(self.dns_reresolve_s),
-        }
+        self.engine.engine_config(self.worker_count())
     }
 
     /// Each worker's pool limits for one DSP.
@@ -491,6 +312,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use rtb_core::{dns::DnsLimits, ValidationMode};
     use rtb_io::{
         client_flags::{DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT, DSP_TLS_PREWARM_DEFAULT},
         limits::HEADERS_COUNT_MAX_DEFAULT,
@@ -503,18 +325,18 @@ mod tests {
         let c = Config::try_parse_from(["rtb-exchange"]).unwrap();
         assert_eq!(c.port, 3000);
         assert_eq!(c.debug_port, 6060);
-        assert_eq!(c.deadline_ms, 80);
-        assert_eq!(c.dsp_ttl_s, 30);
+        assert_eq!(c.engine.deadline_ms, 80);
+        assert_eq!(c.directory.dsp_ttl_s, 30);
         assert!(c.pin);
         assert_eq!(c.io_driver, DriverKind::Auto);
-        assert_eq!(c.deadline_policy().cap, Duration::from_millis(80));
-        assert_eq!(c.validation, ValidationMode::Strict);
+        assert_eq!(c.engine.deadline_policy().cap, Duration::from_millis(80));
+        assert_eq!(c.engine.validation, ValidationMode::Strict);
     }
 
     #[test]
     fn validation_mode_from_flag_or_env() {
         let c = Config::try_parse_from(["rtb-exchange", "--validation", "lenient"]).unwrap();
-        assert_eq!(c.validation, ValidationMode::Lenient);
+        assert_eq!(c.engine.validation, ValidationMode::Lenient);
         assert_eq!(c.engine_config().validation, ValidationMode::Lenient);
         let e = Config::try_parse_from_env(["rtb-exchange", "--validation", "loose"]).unwrap_err();
         let text = e.to_string();
@@ -526,17 +348,26 @@ mod tests {
 
     #[test]
     fn dns_period_and_timeout_flags_are_bounded() {
-        let defaults = Config::try_parse_from(["x"]).unwrap().dns_limits();
+        let defaults = Config::try_parse_from(["x"])
+            .unwrap()
+            .directory
+            .dns_limits();
         assert_eq!(defaults, DnsLimits::default());
         let flags = ["x", "--dns-reresolve-min-ms", "250", "--dns-addrs-max", "4"];
-        let limits = Config::try_parse_from(flags).unwrap().dns_limits();
+        let limits = Config::try_parse_from(flags)
+            .unwrap()
+            .directory
+            .dns_limits();
         assert_eq!(limits.reresolve_min, Duration::from_millis(250));
         assert_eq!(limits.addrs_max, 4);
         let e = Config::try_parse_from_env(["x", "--dns-addrs-max", "0"]).unwrap_err();
         assert!(e.to_string().contains("--dns-addrs-max"), "{e}");
         let c = Config::try_parse_from(["x", "--dns-reresolve-s", "5", "--dns-timeout-ms", "300"])
             .unwrap();
-        assert_eq!((c.dns_reresolve_s, c.dns_timeout_ms), (5, 300));
+        assert_eq!(
+            (c.directory.dns_reresolve_s, c.directory.dns_timeout_ms),
+            (5, 300)
+        );
         let e = Config::try_parse_from_env(["x", "--dns-timeout-ms", "5"]).unwrap_err();
         assert!(e.to_string().contains("RTB_EXCHANGE_DNS_TIMEOUT_MS"), "{e}");
         let e = Config::try_parse_from_env(["x", "--dns-reresolve-s", "0"]).unwrap_err();
@@ -692,9 +523,9 @@ mod tests {
             "700",
         ])
         .unwrap();
-        let tls = c.dsp_tls_pool_settings();
+        let tls = c.dsp_client.pool_settings().tls;
         assert_eq!((tls.prewarm, tls.connects_in_flight), (7, 3));
-        let tls = defaults.dsp_tls_pool_settings();
+        let tls = defaults.dsp_client.pool_settings().tls;
         assert_eq!(
             (tls.prewarm, tls.connects_in_flight),
             (DSP_TLS_PREWARM_DEFAULT, DSP_TLS_CONNECTS_IN_FLIGHT_DEFAULT)
@@ -711,6 +542,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--dsp-connect-burst"), "{e}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        for (flag, env) in [
+            ("--max-dsps", "RTB_EXCHANGE_MAX_DSPS"),
+            ("--win-queue-max", "RTB_EXCHANGE_WIN_QUEUE_MAX"),
+            ("--head-bytes-max", "RTB_EXCHANGE_HEAD_BYTES_MAX"),
+            ("--header-timeout-ms", "RTB_EXCHANGE_HEADER_TIMEOUT_MS"),
+        ] {
+            let args = ["rtb-exchange", "--bind", "127.0.0.1", flag, "0"];
+            let e = Config::try_parse_from_env(args).unwrap_err().to_string();
+            assert!(e.contains(env) && e.contains("must be > 0"), "{e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Workers never resolve names or touch the registry: they send a [`Command`] over a bounded
 //! crossbeam channel and await a `futures_channel::oneshot` reply. The control thread resolves
 //! host names (blocking, off the workers, each lookup bounded by `--dns-timeout-ms`, with the
-//! resolver of [`crate::dns`]), applies the command to the directory, and broadcasts a
+//! resolver of `rtb_io::dns::control_resolver`, counted by `rtb_io::dns_status`), applies the command to the directory, and broadcasts a
 //! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
 //! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
 //! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
@@ -15,48 +15,39 @@
 //! parsed here, never on a worker.
 
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use futures_channel::oneshot;
-pub use rtb_core::directory::{OnboardError, Resolved, ResolvedDsp};
+pub use rtb_core::directory::{Onboard, OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
 use rtb_core::{
     directory::{Directory, DirectoryConfig, Reresolved},
-    dns::DnsLimits,
-    registry::{DspEntry, DspOptions, Upsert},
+    dns::Answer,
+    registry::{DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{clock::unix_ms, dns::control_resolver, resolve::Resolver, Broadcast};
-
-use crate::{
-    dns::{lookup, DnsStatus},
-    rates::RatesRefresh,
-    roster::RosterFile,
+use rtb_io::{
+    clock::unix_ms,
+    control_loop::{self, CommandSender, ControlState},
+    dns::control_resolver,
+    resolve::Resolver,
+    Broadcast,
 };
+
+use rtb_io::dns_status::DnsStatus;
+
+use crate::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
 /// How often the control thread expires DSPs and looks up the hosts whose record expired.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// Result of an onboarding.
-#[derive(Debug, Clone)]
-pub struct Onboarded {
-    /// What happened.
-    pub upsert: Upsert,
-    /// The registry version that holds it.
-    pub version: u64,
-    /// The stored entry.
-    pub entry: DspEntry,
-    /// The first address resolved (of `addrs`).
-    pub addr: SocketAddr,
-    /// Every address resolved.
-    pub addrs: Arc<[SocketAddr]>,
-}
+/// A successful onboarding: what the directory did, and the registry version that holds it
+/// (what workers will reach).
+pub type Onboarded = (Onboard, u64);
 
 /// A request to the control thread.
 #[derive(Debug)]
@@ -89,36 +80,7 @@ pub enum Command {
 }
 
 /// The workers' end of the control thread.
-#[derive(Debug, Clone)]
-pub struct ControlHandle {
-    tx: Sender<Command>,
-}
-
-impl ControlHandle {
-    /// Queues a command; false when the queue is full or the thread is gone.
-    pub fn send(&self, cmd: Command) -> bool {
-        match self.tx.try_send(cmd) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        }
-    }
-}
-
-/// Control-plane settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ControlConfig {
-    /// Cap on DSPs.
-    pub dsps_max: usize,
-    /// TTL of a DSP since its last onboarding.
-    pub ttl: Duration,
-    /// Whether loopback DSPs are allowed.
-    pub allow_loopback: bool,
-    /// Addresses kept per host (`--dns-addrs-max`) and how a record's TTL is followed
-    /// (`--dns-reresolve-min-ms`, `--dns-reresolve-s`: also the period when no TTL is known).
-    pub dns: DnsLimits,
-    /// Longest wait for one lookup (`--dns-timeout-ms`), so DNS cannot stall the control thread.
-    pub resolve_timeout: Duration,
-}
+pub type ControlHandle = CommandSender<Command>;
 
 /// The registry version the control thread published after applying the first roster (0
 /// without one): workers that applied it call every roster DSP.
@@ -127,28 +89,39 @@ pub type FirstVersion = std::sync::mpsc::Receiver<u64>;
 /// Starts the control thread. It stops when every [`ControlHandle`] is dropped.
 /// `dns` counts its lookups for `/metrics`.
 pub fn spawn(
-    config: ControlConfig,
+    config: DirectoryConfig,
+    resolve_timeout: Duration,
     broadcast: Broadcast<Resolved>,
     rates: Option<RatesRefresh>,
     roster: Option<(RosterFile, Roster)>,
     dns: Arc<DnsStatus>,
 ) -> std::io::Result<(ControlHandle, FirstVersion, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_MAX);
     let (first_tx, first_rx) = std::sync::mpsc::sync_channel(1);
-    let join = std::thread::Builder::new()
-        .name("rtb-control".into())
-        .spawn(move || {
-            let resolver = control_resolver(config.resolve_timeout);
-            let mut control = Control::new(config, broadcast, resolver, dns);
-            control.rates = rates;
-            if let Some((file, first)) = roster {
-                control.apply_roster(&first);
-                control.roster = Some(file);
-            }
-            let _ = first_tx.send(control.published_version);
-            control.run(&rx)
-        })?;
-    Ok((ControlHandle { tx }, first_rx, join))
+    let start = move || {
+        let resolver = control_resolver(resolve_timeout);
+        let mut control = Control::new(config, resolve_timeout, broadcast, resolver, dns);
+        control.rates = rates;
+        if let Some((file, first)) = roster {
+            control.apply_roster(&first);
+            control.roster_poll = file.poll;
+            control.roster = Some(file);
+        }
+        let _ = first_tx.send(control.published_version);
+        control
+    };
+    let (handle, join) = control_loop::spawn("rtb-control", COMMAND_QUEUE_MAX, start)?;
+    Ok((handle, first_rx, join))
+}
+
+/// One lookup with `resolver`, counted in `dns`, in the directory's terms.
+fn lookup(resolver: &Resolver, dns: &DnsStatus, host: &str, port: u16) -> Result<Answer, String> {
+    let answer = dns
+        .lookup(resolver, host, port)
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        addrs: answer.addrs,
+        ttl: answer.ttl,
+    })
 }
 
 struct Control {
@@ -166,57 +139,34 @@ struct Control {
     rates: Option<RatesRefresh>,
     /// The roster file, when `--roster` is set.
     roster: Option<RosterFile>,
+    /// How often the roster file is looked at (`--roster-poll-ms`).
+    roster_poll: Duration,
+    /// When expiry, re-resolution and the rates refresh are next due.
+    next_tick: Instant,
+    /// When the roster file is next looked at.
+    next_roster: Instant,
 }
 
 impl Control {
     fn new(
-        config: ControlConfig,
+        config: DirectoryConfig,
+        resolve_timeout: Duration,
         broadcast: Broadcast<Resolved>,
         resolver: Resolver,
         dns: Arc<DnsStatus>,
     ) -> Self {
         Self {
             resolver,
-            resolve_timeout: config.resolve_timeout,
+            resolve_timeout,
             dns,
-            directory: Directory::new(DirectoryConfig {
-                dsps_max: config.dsps_max,
-                ttl: config.ttl,
-                allow_loopback: config.allow_loopback,
-                dns: config.dns,
-            }),
+            directory: Directory::new(config),
             broadcast,
             published_version: 0,
             rates: None,
             roster: None,
-        }
-    }
-
-    fn run(mut self, rx: &Receiver<Command>) {
-        let mut next_tick = Instant::now() + TICK;
-        let roster_poll = self.roster.as_ref().map_or(TICK, |r| r.poll);
-        let mut next_roster = Instant::now() + roster_poll;
-        loop {
-            match rx.recv_deadline(next_tick.min(next_roster)) {
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let now = Instant::now();
-            if now >= next_tick {
-                next_tick = now + TICK;
-                self.expire();
-                self.reresolve(unix_ms());
-                if let Some(rates) = &mut self.rates {
-                    rates.poll(now);
-                }
-            }
-            if now >= next_roster {
-                next_roster = now + roster_poll;
-                if let Some(roster) = self.roster.as_mut().and_then(RosterFile::poll) {
-                    self.apply_roster(&roster);
-                }
-            }
+            roster_poll: TICK,
+            next_tick: Instant::now() + TICK,
+            next_roster: Instant::now() + TICK,
         }
     }
 
@@ -236,32 +186,6 @@ impl Control {
         );
         if applied.changed {
             self.publish();
-        }
-    }
-
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Onboard {
-                name,
-                base_url,
-                bid_path,
-                options,
-                reply,
-            } => {
-                let r = self.onboard(&name, &base_url, bid_path.as_deref(), options);
-                let _ = reply.send(r);
-            }
-            Command::Remove { name, reply } => {
-                let removed = self.directory.remove(&name);
-                if removed {
-                    tracing::info!(dsp = truncate(&name), "dsp removed");
-                    self.publish();
-                }
-                let _ = reply.send((removed, self.published_version));
-            }
-            Command::List { reply } => {
-                let _ = reply.send(self.directory.list_json(unix_ms()));
-            }
         }
     }
 
@@ -286,13 +210,7 @@ impl Control {
         if done.changed {
             self.publish();
         }
-        Ok(Onboarded {
-            upsert: done.upsert,
-            version: self.published_version,
-            entry: done.entry,
-            addr,
-            addrs: done.addrs,
-        })
+        Ok((done, self.published_version))
     }
 
     fn expire(&mut self) {
@@ -339,16 +257,72 @@ impl Control {
 
     fn publish(&mut self) {
         let resolved = self.directory.resolved();
-        self.dns.published(&resolved);
+        let counts = resolved.dsps.iter();
+        (self.dns).published(counts.map(|d| (d.entry.name.clone(), d.addrs.len())));
         self.published_version = resolved.version;
         self.broadcast.send(resolved);
+    }
+}
+
+impl ControlState for Control {
+    type Command = Command;
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Onboard {
+                name,
+                base_url,
+                bid_path,
+                options,
+                reply,
+            } => {
+                let r = self.onboard(&name, &base_url, bid_path.as_deref(), options);
+                let _ = reply.send(r);
+            }
+            Command::Remove { name, reply } => {
+                let removed = self.directory.remove(&name);
+                if removed {
+                    tracing::info!(dsp = truncate(&name), "dsp removed");
+                    self.publish();
+                }
+                let _ = reply.send((removed, self.published_version));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.directory.list_json(unix_ms()));
+            }
+        }
+    }
+
+    fn wake_at(&self) -> Instant {
+        self.next_tick.min(self.next_roster)
+    }
+
+    /// Every [`TICK`]: expiry, re-resolution and the rates refresh; every roster poll: the
+    /// roster file, when it changed.
+    fn wake(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.expire();
+            self.reresolve(unix_ms());
+            if let Some(rates) = &mut self.rates {
+                rates.poll(now);
+            }
+        }
+        if now >= self.next_roster {
+            self.next_roster = now + self.roster_poll;
+            if let Some(roster) = self.roster.as_mut().and_then(|file| file.poll()) {
+                self.apply_roster(&roster);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtb_core::dns::DnsLimits;
     use rtb_io::resolve::Answer;
+    use std::net::SocketAddr;
     use std::sync::Mutex;
 
     const PERIOD: Duration = Duration::from_secs(30);
@@ -367,7 +341,7 @@ mod tests {
             })
         });
         let broadcast = Broadcast::new(1);
-        let config = ControlConfig {
+        let config = DirectoryConfig {
             dsps_max: 4,
             ttl: Duration::from_secs(30),
             allow_loopback: false,
@@ -375,9 +349,15 @@ mod tests {
                 reresolve_max: PERIOD,
                 ..DnsLimits::default()
             },
-            resolve_timeout: rtb_io::resolve::RESOLVE_TIMEOUT,
         };
-        let control = Control::new(config, broadcast.clone(), resolver, Default::default());
+        let timeout = rtb_io::resolve::RESOLVE_TIMEOUT;
+        let control = Control::new(
+            config,
+            timeout,
+            broadcast.clone(),
+            resolver,
+            Default::default(),
+        );
         (control, broadcast, answer)
     }
 
@@ -388,13 +368,13 @@ mod tests {
         let r = c
             .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
             .unwrap();
-        assert_eq!((r.upsert, r.version), (Upsert::Added, 1));
+        assert_eq!((r.0.upsert, r.1), (Upsert::Added, 1));
         assert_eq!(rx.drain(|_| {}), 1);
         // A refresh bumps the registry's version but is not broadcast: the reply says so.
         let r = c
             .onboard("a", "http://dsp.test:8080", None, DspOptions::default())
             .unwrap();
-        assert_eq!((r.upsert, r.version), (Upsert::Refreshed, 1));
+        assert_eq!((r.0.upsert, r.1), (Upsert::Refreshed, 1));
         assert_eq!(rx.drain(|_| {}), 0);
         // Same address on re-resolve: nothing; a move (to two addresses): one snapshot.
         let period_ms = u64::try_from(PERIOD.as_millis()).unwrap();

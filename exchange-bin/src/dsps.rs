@@ -9,35 +9,13 @@ use rtb_core::{
     engine::DspSpec,
     policy::{DspPolicy, SkipReason},
 };
-use rtb_io::{tls::WorkerTls, ClientConfig, Upstream, UpstreamTls};
+use rtb_io::{
+    pool_settings::{PoolSettings, PoolTarget},
+    tls::WorkerTls,
+    Upstream,
+};
 
 use crate::{control::Resolved, metrics::WorkerMetrics};
-
-/// How a worker's pools to new DSPs are built.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    /// Pool limits (draining, connect pacing).
-    pub client: ClientConfig,
-    /// Connections opened ahead of traffic, per worker; also the least a pool shrinks to.
-    pub prewarm: usize,
-    /// Pre-warm connects in flight at once per worker, across every new DSP.
-    pub prewarm_lanes: usize,
-    /// What differs for `https://` DSPs.
-    pub tls: TlsPoolSettings,
-}
-
-/// Pool settings of `https://` DSPs. A handshake costs both ends about 1.6 ms of CPU (32 at
-/// once took 50 ms on loopback, BENCHMARKS.md "TLS to DSPs"), so a TLS pool that grows under
-/// load stalls the worker's other auctions: it is opened ahead of traffic to the size load
-/// needs, and grows a few handshakes at a time.
-#[derive(Debug, Clone, Copy)]
-pub struct TlsPoolSettings {
-    /// Connections opened ahead of traffic, per worker (instead of `prewarm`).
-    pub prewarm: usize,
-    /// Handshakes in flight at once per DSP per worker (instead of the client config's
-    /// `connects_in_flight_max`).
-    pub connects_in_flight: usize,
-}
 
 /// One DSP as a worker calls it.
 #[derive(Debug)]
@@ -87,40 +65,6 @@ pub struct DspSet {
     pub slots: Vec<DspSlot>,
 }
 
-/// A pool for a newly seen DSP: TLS for an `https://` URL, the certificate checked against
-/// the URL's host (also sent as SNI). `None` when the host is no valid TLS name (logged).
-fn new_pool(
-    dsp: &crate::control::ResolvedDsp,
-    pools: PoolSettings,
-    tls: &WorkerTls,
-) -> Option<Rc<Upstream>> {
-    let url = &dsp.entry.url;
-    let upstream_tls = if url.tls {
-        let Ok(server_name) = rtb_io::tls::server_name(&url.host) else {
-            tracing::warn!(dsp = %dsp.entry.name, "host is not a valid TLS server name");
-            return None;
-        };
-        Some(UpstreamTls {
-            connector: tls.clone(),
-            server_name,
-        })
-    } else {
-        None
-    };
-    let mut client = pools.client;
-    client.connections_min = pools.prewarm;
-    if url.tls {
-        client.connects_in_flight_max = pools.tls.connects_in_flight;
-        client.connections_min = pools.tls.prewarm;
-    }
-    Some(Upstream::with_addrs(
-        &dsp.addrs,
-        &url.authority(),
-        client,
-        upstream_tls,
-    ))
-}
-
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
 /// change (re-pointing them if only the addresses changed) and pre-warming new ones, a few
 /// connects at a time across all of them ([`rtb_io::spawn_prewarm`]). `tls` is the worker's
@@ -153,7 +97,14 @@ pub fn apply_snapshot(
                 (s.upstream.clone(), counted.0, counted.1)
             }
             None => {
-                let Some(up) = new_pool(dsp, pools, tls) else {
+                let target = PoolTarget {
+                    addrs: &dsp.addrs,
+                    host: &url.host,
+                    authority: &url.authority(),
+                    tls: url.tls,
+                };
+                let Some(up) = pools.pool(target, tls) else {
+                    tracing::warn!(dsp = %dsp.entry.name, "host is not a valid TLS server name");
                     continue;
                 };
                 let prewarm = up.config().connections_min;
@@ -172,7 +123,7 @@ pub fn apply_snapshot(
             gzip: dsp.entry.options.gzip,
             policy: Rc::new(DspPolicy::clone(&dsp.entry.options.policy)),
             upstream,
-            metrics: metrics.dsp(&dsp.entry.name),
+            metrics: metrics.dsps.get(&dsp.entry.name),
             pool_counted,
             policy_counted,
         });

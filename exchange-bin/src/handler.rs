@@ -20,7 +20,7 @@ use crate::{
     auction::AuctionShell,
     control::Resolved,
     dsps::{apply_snapshot, DspSet},
-    json_error, lag,
+    json_error,
     ledger::worker::WorkerLedger,
     metrics::{Route, WorkerMetrics},
     notices, onboard, Currency, Shared,
@@ -60,7 +60,7 @@ impl ExchangeHandler {
         }
         let notices = notices::spawn(shared.clone(), index, dsps.clone());
         let auction = AuctionShell {
-            lag: lag::spawn_lag_monitor(ctx.shutdown.clone()),
+            lag: rtb_io::lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
             ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
             qps_shares: crate::qps_shares::ShareRefresh::default(),

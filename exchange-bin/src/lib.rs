@@ -9,14 +9,11 @@
 //! - [`record`]: the engine's outcome records counted into metrics.
 //! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
-//! - [`notice_metrics`]: the notices' counters, by kind, result and drop reason.
-//! - [`lag`]: the worker's event-loop lag probe.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: per-worker counters and which series the exchange exposes (the text
-//!   writers are `rtb_io::metrics_text`, shared with [`notice_metrics`] and [`revenue`]).
+//!   writers are `rtb_io::metrics_text`, shared with [`revenue`]).
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
-//! - [`notice_metrics`]: win and loss notice counters.
 //! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
 
@@ -25,14 +22,11 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
-pub mod dns;
 pub mod dsp_gzip;
 pub mod dsps;
 pub mod handler;
-pub mod lag;
 pub mod ledger;
 pub mod metrics;
-pub mod notice_metrics;
 pub mod notices;
 pub mod onboard;
 pub mod qps_shares;
@@ -53,7 +47,7 @@ pub struct Shared {
     /// What every worker's auction engine decides by.
     pub engine: EngineConfig,
     /// How each worker builds its pool to a DSP (limits, sizing, pre-warm, TLS).
-    pub dsp_pools: dsps::PoolSettings,
+    pub dsp_pools: rtb_io::pool_settings::PoolSettings,
     /// Roots trusted for https:// DSPs and notices; each worker builds its own client config
     /// (and so its own TLS session cache) from them.
     pub dsp_tls_roots: rtb_io::TlsRoots,
@@ -80,7 +74,7 @@ pub struct Shared {
     /// The roster file's reload counters, when `--roster` is set.
     pub roster: Option<Arc<roster::RosterStatus>>,
     /// DNS lookups and each DSP's address count.
-    pub dns: Arc<dns::DnsStatus>,
+    pub dns: Arc<rtb_io::dns_status::DnsStatus>,
 }
 
 /// The currency rates as workers and the debug port get them.
@@ -95,24 +89,10 @@ pub struct Currency {
     pub status: Arc<rates::RatesStatus>,
 }
 
-/// Compares a presented secret with the configured one in time independent of where they
-/// differ (the length may leak; the content does not).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl Shared {
     /// Whether `req` carries the configured bearer token (always true when none is set).
     pub fn authorized(&self, req: &Request) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        req.header("authorization")
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .is_some_and(|got| constant_time_eq(got, token.as_bytes()))
+        rtb_core::onboard::bearer_authorized(req.header("authorization"), self.token.as_deref())
     }
 }
 
@@ -134,17 +114,4 @@ pub fn unauthorized() -> Response {
         http::HeaderValue::from_static("Bearer"),
     );
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -72,7 +72,7 @@ fn run(config: &Config) -> std::io::Result<()> {
         addr = %app.addr(),
         debug_addr = %app.debug_addr(),
         workers = app.workers(),
-        deadline_ms = config.deadline_ms,
+        deadline_ms = config.engine.deadline_ms,
         onboarding_token = config.onboard_token.is_some(),
         "rtb-exchange serving"
     );

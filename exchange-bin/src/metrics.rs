@@ -1,33 +1,35 @@
-//! Owns the exchange's counters and their Prometheus text exposition.
+//! Owns the exchange's counters and which series it exposes.
 //!
 //! Every worker owns one [`WorkerMetrics`] (in an `Arc<[WorkerMetrics]>` list) and is its only
 //! writer: counters are rtb-io's single-writer [`Counter`] (relaxed load + store, no locked
 //! read-modify-write, no shared cache line between workers). The debug port sums them on
-//! scrape. Per-DSP counters are an `Arc<DspMetrics>` held by the worker's DSP slot; the
-//! worker's name → metrics list sits behind a mutex touched only when the DSP set changes and
-//! on scrape, never per request.
+//! scrape. Per-DSP counters are an `Arc<DspMetrics>` held by the worker's DSP slot, kept per
+//! name by `rtb_io::keyed_metrics` (touched only when the DSP set changes and on scrape). The
+//! text writers are `rtb_io::metrics_text`'s.
 
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, OnceLock,
+        Arc, OnceLock,
     },
 };
 
 use rtb_core::{
-    engine::{CallFailure, ShedReason},
+    engine::{breaker::State, CallFailure, NoticeKind, ShedReason},
     policy::SkipReason,
     RejectReason,
 };
 use rtb_io::{
+    keyed_metrics::Keyed,
     limits::Counter,
     metrics_text::{
-        self, escape_label, header, histogram, BuildInfo, HistSnapshot, Histogram, LabeledSeries,
-        Series,
+        self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, Histogram,
+        LabeledSeries, Series,
     },
+    notify_metrics::{KindSeries, NotifyCounters},
     pool_metrics::{PoolMetrics, PoolSum},
+    request_metrics::RequestCounts,
     ServerStats,
 };
 
@@ -54,18 +56,14 @@ pub enum Route {
     Other,
 }
 
-const ROUTES: [(Route, &str); 6] = [
-    (Route::Auction, "auction"),
-    (Route::DspOnboard, "dsp_onboard"),
-    (Route::DspList, "dsp_list"),
-    (Route::DspDelete, "dsp_delete"),
-    (Route::Health, "health"),
-    (Route::Other, "other"),
-];
-
-/// Statuses with their own counter; the rest count as "other".
-const STATUSES: [u16; 14] = [
-    200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 507,
+/// Route labels, in [`Route`] order.
+const ROUTES: [&str; 6] = [
+    "auction",
+    "dsp_onboard",
+    "dsp_list",
+    "dsp_delete",
+    "health",
+    "other",
 ];
 
 /// Auction outcomes.
@@ -83,13 +81,8 @@ pub enum Outcome {
     NoDsp,
 }
 
-const OUTCOMES: [(Outcome, &str); 5] = [
-    (Outcome::Won, "won"),
-    (Outcome::NoBid, "no_bid"),
-    (Outcome::Shed, "shed"),
-    (Outcome::Invalid, "invalid"),
-    (Outcome::NoDsp, "no_dsp"),
-];
+/// Outcome labels, in [`Outcome`] order.
+const OUTCOMES: [&str; 5] = ["won", "no_bid", "shed", "invalid", "no_dsp"];
 
 const CALL_ERRORS: [CallFailure; CallFailure::ALL.len()] = CallFailure::ALL;
 
@@ -135,8 +128,8 @@ pub struct DspMetrics {
     pub latency: Histogram,
     /// This worker's pool to the DSP (mirrored after each call).
     pub pool: PoolMetrics,
-    /// This worker's breaker state for the DSP (0 closed, 1 open, 2 half-open: rendered as
-    /// one `rtb_dsp_breaker_state{state}` series per state).
+    /// This worker's breaker state for the DSP (`State::gauge`: 0 closed, 1 open, 2
+    /// half-open: rendered as one `rtb_dsp_breaker_state{state}` series per state).
     pub breaker_state: AtomicU64,
     /// Closed → open transitions.
     pub breaker_trips: Counter,
@@ -186,16 +179,26 @@ impl DspMetrics {
     }
 }
 
+/// One worker's notice counters, by kind in `NoticeKind::ALL` order.
+pub type NoticeCounters = NotifyCounters<{ NoticeKind::ALL.len() }>;
+
+/// The kinds as `/metrics` shows them (`rtb_win_notices_total`, `rtb_loss_notices_total`), in
+/// `NoticeKind::ALL` order.
+pub const NOTICE_KINDS: [KindSeries; NoticeKind::ALL.len()] = [
+    ("win", "Win notices by result."),
+    ("loss", "Loss notices by result."),
+];
+
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
-    requests: [[Counter; STATUSES.len() + 1]; ROUTES.len()],
+    requests: RequestCounts<{ ROUTES.len() }>,
     outcomes: [Counter; OUTCOMES.len()],
     shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
     pub auction_latency: Histogram,
-    /// Win and loss notices by result (see [`crate::notice_metrics`]).
-    pub notices: crate::notice_metrics::NoticeCounters,
+    /// Win and loss notices by result (see `rtb_io::notify_metrics`).
+    pub notices: NoticeCounters,
     /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
     /// apart (they are in `rtb_auctions_total` too), billed nothing, no notice fired.
     pub test_auctions: [Counter; 2],
@@ -203,18 +206,14 @@ pub struct WorkerMetrics {
     pub applied_version: AtomicU64,
     /// The IO driver, set once the worker runs.
     pub driver: OnceLock<&'static str>,
-    dsps: Mutex<Vec<(String, Arc<DspMetrics>)>>,
+    /// Every DSP's counters on this worker, by name (created when the DSP set changes).
+    pub dsps: Keyed<DspMetrics, DSP_METRIC_NAMES_MAX>,
 }
 
 impl WorkerMetrics {
     /// Counts a request by route and status. Owner thread only.
     pub fn request(&self, route: Route, status: u16) {
-        let r = ROUTES.iter().position(|(k, _)| *k == route).unwrap_or(0);
-        let s = STATUSES
-            .iter()
-            .position(|&k| k == status)
-            .unwrap_or(STATUSES.len());
-        self.requests[r][s].incr();
+        self.requests.count(route as usize, status);
     }
 
     /// Counts a shed auction (outcome `shed`) with its reason. Owner thread only.
@@ -227,120 +226,23 @@ impl WorkerMetrics {
 
     /// Counts an auction outcome. Owner thread only.
     pub fn outcome(&self, o: Outcome) {
-        if let Some(i) = OUTCOMES.iter().position(|(k, _)| *k == o) {
-            self.outcomes[i].incr();
-        }
-    }
-
-    /// Value of one outcome counter.
-    pub fn outcome_count(&self, o: Outcome) -> u64 {
-        OUTCOMES
-            .iter()
-            .position(|(k, _)| *k == o)
-            .map_or(0, |i| self.outcomes[i].get())
-    }
-
-    /// Every DSP's counters on this worker, by name (a copy of the list, for the QPS
-    /// rebalancer's thread; never called on a worker).
-    pub fn dsp_list(&self) -> Vec<(String, Arc<DspMetrics>)> {
-        self.dsps.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The counters of DSP `name` on this worker, created on first use. Called when the DSP set
-    /// changes, not per request.
-    pub fn dsp(&self, name: &str) -> Arc<DspMetrics> {
-        let mut list = self.dsps.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
-            return m.clone();
-        }
-        let name = if list.len() >= DSP_METRIC_NAMES_MAX {
-            "_other"
-        } else {
-            name
-        };
-        if let Some((_, m)) = list.iter().find(|(n, _)| n == name) {
-            return m.clone();
-        }
-        let m = Arc::new(DspMetrics::default());
-        list.push((name.to_string(), m.clone()));
-        m
+        self.outcomes[o as usize].incr();
     }
 }
 
-/// A per-DSP series: name, type, help, value.
-type DspSeries = Series<DspSum>;
+/// One DSP's counters on every worker that has them.
+type DspRow = Vec<Arc<DspMetrics>>;
 
-#[derive(Default)]
-struct DspSum {
-    calls: u64,
-    bids: u64,
-    wins: u64,
-    no_bids: u64,
-    call_errors: [u64; CALL_ERRORS.len()],
-    decode_errors: u64,
-    bad_status: u64,
-    rejections: [u64; REJECT_REASONS.len()],
-    latency: HistSnapshot,
-    pool: PoolSum,
-    breaker_state: u64,
-    breaker_trips: u64,
-    skipped: u64,
-    policy_skips: [u64; SkipReason::ALL.len()],
-    revenue: RevenueSum,
+/// One counter of a DSP summed over workers.
+fn sum(row: &DspRow, get: impl Fn(&DspMetrics) -> u64) -> u64 {
+    row.iter().map(|m| get(m)).sum()
 }
 
-impl DspSum {
-    /// Adds one worker's counters for the DSP; the breaker keeps the worst state seen.
-    fn add(&mut self, m: &DspMetrics) {
-        self.calls += m.calls.get();
-        self.bids += m.bids.get();
-        self.wins += m.wins.get();
-        self.no_bids += m.no_bids.get();
-        for (a, b) in self.call_errors.iter_mut().zip(m.call_errors.iter()) {
-            *a += b.get();
-        }
-        self.decode_errors += m.decode_errors.get();
-        self.bad_status += m.bad_status.get();
-        for (a, b) in self.rejections.iter_mut().zip(m.rejections.iter()) {
-            *a += b.get();
-        }
-        self.latency.merge(&m.latency.snapshot());
-        self.pool.add(&m.pool);
-        let state = m.breaker_state.load(Ordering::Relaxed);
-        if breaker_severity(state) > breaker_severity(self.breaker_state) {
-            self.breaker_state = state;
-        }
-        self.breaker_trips += m.breaker_trips.get();
-        self.skipped += m.skipped.get();
-        for (a, b) in self.policy_skips.iter_mut().zip(m.policy_skips.iter()) {
-            *a += b.load(Ordering::Relaxed);
-        }
-        m.revenue.add_to(&mut self.revenue);
-    }
-
-    /// The call errors other than timeouts (those have their own family), with their names.
-    fn errors_but_timeouts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        CALL_ERRORS
-            .iter()
-            .zip(self.call_errors)
-            .filter(|(e, _)| **e != CallFailure::Timeout)
-            .map(|(e, n)| (e.as_str(), n))
-            .chain([
-                ("bad_status", self.bad_status),
-                ("decode_error", self.decode_errors),
-            ])
-    }
-
-    fn timeouts(&self) -> u64 {
-        CALL_ERRORS
-            .iter()
-            .position(|&e| e == CallFailure::Timeout)
-            .map_or(0, |i| self.call_errors[i])
-    }
+/// The worst breaker state any worker has for the DSP.
+fn worst_breaker_state(row: &DspRow) -> u64 {
+    let states = row.iter().map(|m| m.breaker_state.load(Ordering::Relaxed));
+    states.max_by_key(|&s| breaker_severity(s)).unwrap_or(0)
 }
-
-/// The per-DSP gauge values of [`DspMetrics::breaker_state`] and the `state` label of each.
-const BREAKER_STATES: [(u64, &str); 3] = [(0, "closed"), (1, "open"), (2, "half_open")];
 
 /// This binary's build.
 pub const BUILD: BuildInfo = BuildInfo {
@@ -361,19 +263,21 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
     metrics_text::render_build_info(&mut out, &BUILD);
     render_requests(&mut out, workers);
     render_auctions(&mut out, workers);
-    crate::notice_metrics::render(&mut out, workers.iter().map(|w| &w.notices));
-    let dsps = dsp_sums(workers);
+    let notices = workers.iter().map(|w| &w.notices);
+    rtb_io::notify_metrics::render(&mut out, &NOTICE_KINDS, notices);
+    let dsps = Keyed::rows(workers.iter().map(|w| &w.dsps));
     render_dsp_counters(&mut out, &dsps);
     metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_FAILURES);
     metrics_text::labeled_table(&mut out, "dsp", &dsps, &DSP_BREAKERS);
-    crate::revenue::render(
-        &mut out,
-        dsps.iter().map(|(name, s)| {
-            let mut label = String::new();
-            escape_label(name, &mut label);
-            (label, &s.revenue)
-        }),
-    );
+    let revenue = dsps.iter().map(|(name, row)| {
+        let mut sums = RevenueSum::new();
+        row.iter().for_each(|m| m.revenue.add_to(&mut sums));
+        let mut label = String::new();
+        escape_label(name, &mut label);
+        (label, sums)
+    });
+    let revenue: Vec<(String, RevenueSum)> = revenue.collect();
+    crate::revenue::render(&mut out, revenue.iter().map(|(l, s)| (l.clone(), s)));
     if let Some(st) = server {
         metrics_text::render_server(&mut out, st);
     }
@@ -383,166 +287,135 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
 
 /// `rtb_worker_info` and `rtb_requests_total`.
 fn render_requests(out: &mut String, workers: &[WorkerMetrics]) {
-    header(
-        out,
-        "rtb_worker_info",
-        "gauge",
-        "Worker threads and their IO driver.",
-    );
+    let (name, help) = ("rtb_worker_info", "Worker threads and their IO driver.");
+    header(out, name, "gauge", help);
     for (i, w) in workers.iter().enumerate() {
         let driver = w.driver.get().copied().unwrap_or("starting");
-        let _ = writeln!(
-            out,
-            "rtb_worker_info{{worker=\"{i}\",driver=\"{driver}\"}} 1"
-        );
+        let _ = writeln!(out, "{name}{{worker=\"{i}\",driver=\"{driver}\"}} 1");
     }
-    header(
-        out,
-        "rtb_requests_total",
-        "counter",
-        "HTTP requests by route and status.",
-    );
-    for (r, (_, route)) in ROUTES.iter().enumerate() {
-        for s in 0..=STATUSES.len() {
-            let n: u64 = workers.iter().map(|w| w.requests[r][s].get()).sum();
-            if n == 0 {
-                continue;
-            }
-            let status = STATUSES.get(s).map_or("other".to_string(), u16::to_string);
-            let _ = writeln!(
-                out,
-                "rtb_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-    }
+    rtb_io::request_metrics::render(out, &ROUTES, workers.iter().map(|w| &w.requests));
 }
 
 /// Auction outcomes, shed reasons and the auction duration histogram.
 fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
-    header(out, "rtb_auctions_total", "counter", "Auctions by outcome.");
-    for (i, (_, name)) in OUTCOMES.iter().enumerate() {
-        let n: u64 = workers.iter().map(|w| w.outcomes[i].get()).sum();
-        let _ = writeln!(out, "rtb_auctions_total{{outcome=\"{name}\"}} {n}");
-    }
-    header(
+    let total = |get: &dyn Fn(&WorkerMetrics) -> &Counter| -> u64 {
+        workers.iter().map(|w| get(w).get()).sum()
+    };
+    let family = ("rtb_auctions_total", "counter", "Auctions by outcome.");
+    let outcomes = OUTCOMES.iter().enumerate();
+    labeled(
         out,
+        family,
+        "outcome",
+        outcomes.map(|(i, name)| (*name, total(&|w| &w.outcomes[i]))),
+    );
+    let family = (
         "rtb_auctions_shed_total",
         "counter",
         "Auctions answered 204 at once, by reason: too_late (no DSP budget left), event_loop_lag (the worker runs late), in_flight (too many auctions waiting for DSPs).",
     );
-    for (i, reason) in ShedReason::ALL.iter().enumerate() {
-        let n: u64 = workers.iter().map(|w| w.shed_reasons[i].get()).sum();
-        let _ = writeln!(
-            out,
-            "rtb_auctions_shed_total{{reason=\"{}\"}} {n}",
-            reason.as_str()
-        );
-    }
-    header(
-        out,
-        "rtb_auction_duration_seconds",
-        "histogram",
-        "Arrival to answer of auctions that called DSPs.",
-    );
+    let reasons = ShedReason::ALL.iter().enumerate();
+    let lines = reasons.map(|(i, r)| (r.as_str(), total(&|w| &w.shed_reasons[i])));
+    labeled(out, family, "reason", lines);
+    let name = "rtb_auction_duration_seconds";
+    let help = "Arrival to answer of auctions that called DSPs.";
+    header(out, name, "histogram", help);
     let mut h = HistSnapshot::default();
-    for w in workers {
-        h.merge(&w.auction_latency.snapshot());
-    }
-    histogram(out, "rtb_auction_duration_seconds", "", &h);
-    header(
-        out,
+    workers.iter().for_each(|w| h.add(&w.auction_latency));
+    histogram(out, name, "", &h);
+    let family = (
         "rtb_test_auctions_total",
         "counter",
         "Auctions of test: 1 requests that called DSPs, by outcome (also in rtb_auctions_total): not billed, no win or loss notice fired.",
     );
-    for (i, outcome) in ["won", "no_bid"].iter().enumerate() {
-        let n: u64 = workers.iter().map(|w| w.test_auctions[i].get()).sum();
-        let _ = writeln!(out, "rtb_test_auctions_total{{outcome=\"{outcome}\"}} {n}");
-    }
+    let outcomes = ["won", "no_bid"].into_iter().enumerate();
+    let lines = outcomes.map(|(i, o)| (o, total(&|w| &w.test_auctions[i])));
+    labeled(out, family, "outcome", lines);
 }
 
-/// Every DSP's counters summed over workers, by name.
-fn dsp_sums(workers: &[WorkerMetrics]) -> BTreeMap<String, DspSum> {
-    let mut dsps: BTreeMap<String, DspSum> = BTreeMap::new();
-    for w in workers {
-        let list = w.dsps.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, m) in list.iter() {
-            dsps.entry(name.clone()).or_default().add(m);
-        }
-    }
-    dsps
-}
+/// Calls, bids, wins, no-bids and skips of each DSP.
+const DSP_COUNTERS: [Series<DspRow>; 5] = [
+    (
+        "rtb_dsp_calls_total",
+        "counter",
+        "Calls made to each DSP.",
+        |s| sum(s, |m| m.calls.get()),
+    ),
+    (
+        "rtb_dsp_bids_total",
+        "counter",
+        "Bids received from each DSP.",
+        |s| sum(s, |m| m.bids.get()),
+    ),
+    (
+        "rtb_dsp_wins_total",
+        "counter",
+        "Impressions won by each DSP.",
+        |s| sum(s, |m| m.wins.get()),
+    ),
+    (
+        "rtb_dsp_no_bids_total",
+        "counter",
+        "204 or empty answers from each DSP.",
+        |s| sum(s, |m| m.no_bids.get()),
+    ),
+    (
+        "rtb_dsp_skipped_total",
+        "counter",
+        "Calls not made because the DSP's circuit breaker was open.",
+        |s| sum(s, |m| m.skipped.get()),
+    ),
+];
 
-/// Calls, bids, wins, no-bids, skips, the call duration histogram and the pools.
-fn render_dsp_counters(out: &mut String, dsps: &BTreeMap<String, DspSum>) {
-    let simple: [DspSeries; 5] = [
-        (
-            "rtb_dsp_calls_total",
-            "counter",
-            "Calls made to each DSP.",
-            |s| s.calls,
-        ),
-        (
-            "rtb_dsp_bids_total",
-            "counter",
-            "Bids received from each DSP.",
-            |s| s.bids,
-        ),
-        (
-            "rtb_dsp_wins_total",
-            "counter",
-            "Impressions won by each DSP.",
-            |s| s.wins,
-        ),
-        (
-            "rtb_dsp_no_bids_total",
-            "counter",
-            "204 or empty answers from each DSP.",
-            |s| s.no_bids,
-        ),
-        (
-            "rtb_dsp_skipped_total",
-            "counter",
-            "Calls not made because the DSP's circuit breaker was open.",
-            |s| s.skipped,
-        ),
-    ];
-    metrics_text::series_table(out, "dsp", dsps, &simple);
-    header(
-        out,
-        "rtb_dsp_call_duration_seconds",
-        "histogram",
-        "DSP call latency, start to answer or failure.",
-    );
+/// The counters of [`DSP_COUNTERS`], the call duration histogram and the pools.
+fn render_dsp_counters(out: &mut String, dsps: &std::collections::BTreeMap<String, DspRow>) {
+    metrics_text::series_table(out, "dsp", dsps, &DSP_COUNTERS);
+    let name = "rtb_dsp_call_duration_seconds";
+    let help = "DSP call latency, start to answer or failure.";
+    header(out, name, "histogram", help);
     let mut label = String::new();
-    for (dsp, s) in dsps {
+    for (dsp, row) in dsps {
         label.clear();
         label.push_str("dsp=\"");
         escape_label(dsp, &mut label);
         label.push('"');
-        histogram(out, "rtb_dsp_call_duration_seconds", &label, &s.latency);
+        let mut h = HistSnapshot::default();
+        row.iter().for_each(|m| h.add(&m.latency));
+        histogram(out, name, &label, &h);
     }
-    let pools = dsps.iter().map(|(dsp, s)| (dsp.clone(), s.pool)).collect();
-    rtb_io::pool_metrics::render(out, &pools);
+    let pools = dsps.iter().map(|(dsp, row)| {
+        let mut pool = PoolSum::default();
+        row.iter().for_each(|m| pool.add(&m.pool));
+        (dsp.clone(), pool)
+    });
+    rtb_io::pool_metrics::render(out, &pools.collect());
 }
 
 /// Timeouts, other failures by kind, and rejected bids by reason. A timeout is counted in
 /// `rtb_dsp_timeouts_total` only, so the two families add up to the failed calls.
-const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
+const DSP_FAILURES: [LabeledSeries<DspRow>; 4] = [
     (
         "rtb_dsp_timeouts_total",
         "counter",
         "DSP calls that missed the deadline.",
-        |s, line| line("", s.timeouts()),
+        |s, line| {
+            let timeout = CALL_ERRORS.iter().position(|&e| e == CallFailure::Timeout);
+            line("", timeout.map_or(0, |i| sum(s, |m| m.call_errors[i].get())));
+        },
     ),
     (
         "rtb_dsp_errors_total",
         "counter",
         "DSP call failures other than timeouts, by kind (transport errors, bad status, undecodable response).",
         |s, line| {
-            for (kind, n) in s.errors_but_timeouts() {
-                line(&format!(",kind=\"{kind}\""), n);
+            for (i, kind) in CALL_ERRORS.iter().enumerate() {
+                if *kind != CallFailure::Timeout {
+                    let n = sum(s, |m| m.call_errors[i].get());
+                    line(&format!(",kind=\"{}\"", kind.as_str()), n);
+                }
             }
+            line(",kind=\"bad_status\"", sum(s, |m| m.bad_status.get()));
+            line(",kind=\"decode_error\"", sum(s, |m| m.decode_errors.get()));
         },
     ),
     (
@@ -550,7 +423,8 @@ const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
         "counter",
         "Requests not sent to each DSP because its roster policy does not want them, by reason.",
         |s, line| {
-            for (reason, &n) in SkipReason::ALL.iter().zip(&s.policy_skips) {
+            for (i, reason) in SkipReason::ALL.iter().enumerate() {
+                let n = sum(s, |m| m.policy_skips[i].load(Ordering::Relaxed));
                 line(&format!(",reason=\"{}\"", reason.label()), n);
             }
         },
@@ -560,7 +434,8 @@ const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
         "counter",
         "Bids that did not win, by reason.",
         |s, line| {
-            for (reason, &n) in REJECT_REASONS.iter().zip(&s.rejections) {
+            for (i, reason) in REJECT_REASONS.iter().enumerate() {
+                let n = sum(s, |m| m.rejections[i].get());
                 if n > 0 {
                     line(&format!(",reason=\"{reason}\""), n);
                 }
@@ -569,19 +444,17 @@ const DSP_FAILURES: [LabeledSeries<DspSum>; 4] = [
     ),
 ];
 
-/// One series per breaker state (1 for the worst state over workers, 0 for the others) and
-/// the trips.
-const DSP_BREAKERS: [LabeledSeries<DspSum>; 2] = [
+/// One series per breaker state (1 for the worst state over workers, 0 for the others; a
+/// state's gauge value is its index in `State::NAMES`) and the trips.
+const DSP_BREAKERS: [LabeledSeries<DspRow>; 2] = [
     (
         "rtb_dsp_breaker_state",
         "gauge",
         "Circuit breaker state of each DSP, worst over workers (open > half_open > closed): 1 for the state it is in, 0 for the others.",
         |s, line| {
-            for (gauge, state) in BREAKER_STATES {
-                line(
-                    &format!(",state=\"{state}\""),
-                    u64::from(s.breaker_state == gauge),
-                );
+            let worst = worst_breaker_state(s);
+            for (gauge, state) in (0..).zip(State::NAMES) {
+                line(&format!(",state=\"{state}\""), u64::from(worst == gauge));
             }
         },
     ),
@@ -589,7 +462,7 @@ const DSP_BREAKERS: [LabeledSeries<DspSum>; 2] = [
         "rtb_dsp_breaker_trips_total",
         "counter",
         "Circuit breaker trips (closed to open), summed over workers.",
-        |s, line| line("", s.breaker_trips),
+        |s, line| line("", sum(s, |m| m.breaker_trips.get())),
     ),
 ];
 
@@ -598,6 +471,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn kinds_are_rendered_by_their_names() {
+        for (kind, (label, _)) in NoticeKind::ALL.iter().zip(NOTICE_KINDS) {
+            assert_eq!(kind.as_str(), label);
+        }
+    }
 
     #[test]
     fn histogram_is_cumulative_with_inf() {
@@ -619,7 +499,7 @@ mod tests {
         for w in &ws {
             w.request(Route::Auction, 200);
             w.outcome(Outcome::Won);
-            let d = w.dsp("br\"aid");
+            let d = w.dsps.get("br\"aid");
             d.calls.incr();
             d.call_error(CallFailure::Timeout);
             d.rejection(RejectReason::BelowFloor);
@@ -670,7 +550,7 @@ mod tests {
                 .collect()
         };
         for w in &ws {
-            w.dsp("a").breaker_state.store(0, Ordering::Relaxed);
+            w.dsps.get("a").breaker_state.store(0, Ordering::Relaxed);
         }
         let closed = [
             "rtb_dsp_breaker_state{dsp=\"a\",state=\"closed\"} 1",
@@ -678,7 +558,11 @@ mod tests {
             "rtb_dsp_breaker_state{dsp=\"a\",state=\"half_open\"} 0",
         ];
         assert_eq!(states(&ws), closed);
-        ws[1].dsp("a").breaker_state.store(2, Ordering::Relaxed);
+        ws[1]
+            .dsps
+            .get("a")
+            .breaker_state
+            .store(2, Ordering::Relaxed);
         assert_eq!(
             states(&ws),
             [
@@ -687,7 +571,11 @@ mod tests {
                 "rtb_dsp_breaker_state{dsp=\"a\",state=\"half_open\"} 1",
             ]
         );
-        ws[2].dsp("a").breaker_state.store(1, Ordering::Relaxed);
+        ws[2]
+            .dsps
+            .get("a")
+            .breaker_state
+            .store(1, Ordering::Relaxed);
         assert_eq!(
             states(&ws),
             [
@@ -700,15 +588,15 @@ mod tests {
 
     #[test]
     fn breaker_state_labels_match_the_breakers_gauge() {
-        use rtb_core::engine::breaker::State;
         let now = std::time::Instant::now();
         for (state, label) in [
             (State::Closed { failures: 0 }, "closed"),
             (State::Open { until: now }, "open"),
             (State::HalfOpen { probe_sent: now }, "half_open"),
         ] {
-            let found = BREAKER_STATES.iter().find(|(g, _)| *g == state.gauge());
-            assert_eq!(found.map(|(_, l)| *l), Some(label), "{state:?}");
+            let found = State::NAMES.get(state.gauge() as usize);
+            assert_eq!(found, Some(&label), "{state:?}");
+            assert_eq!(state.as_str(), label);
         }
     }
 

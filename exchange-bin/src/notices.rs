@@ -7,32 +7,37 @@
 //! fill only part of the queue ([`LOSS_QUEUE_SHARE_DIVISOR`]): an auction has a winner but may
 //! have many losers, and a flood of loss notices must not crowd out the win notices DSPs bill
 //! by. [`NOTICE_TASKS`] tasks drain the queue, so at most that many notices are in flight.
-//! Every drop is counted by kind and reason ([`crate::notice_metrics`]).
+//! Every drop is counted by kind and reason (`rtb_io::notify_metrics`).
 //!
-//! Address policy: the exchange never resolves names on a worker. A notice URL is fired only
-//! when its host is an IP literal that passes `check_address`, or when it names the host of a
-//! registered DSP (then that DSP's resolved address is used, with the URL's port). Anything
-//! else is dropped and counted, so a DSP cannot make the exchange call arbitrary hosts.
+//! Address policy (`rtb_core::registry::NoticeUrl::addr`): the exchange never resolves names
+//! on a worker. A notice URL is fired only when its host is an IP literal that passes
+//! `check_address`, or when it names the host of a registered DSP (then that DSP's resolved
+//! address is used, with the URL's port). Anything else is dropped and counted.
 //!
 //! Transport: an `https://` notice goes over TLS (the certificate checked against the URL's
 //! host, by the roots of `--dsp-ca-file` and the public ones), from a pool of its own.
 
 use std::{
     cell::RefCell,
-    net::{IpAddr, SocketAddr},
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use rtb_core::engine::NoticeKind;
-use rtb_core::registry::{check_address, NoticeUrl};
+use rtb_core::registry::NoticeUrl;
 use rtb_io::{
     notify::{self, SendQueue},
+    notify_metrics::NotifyDrop as NoticeDrop,
     notify_pools::{self, GetTarget, NotifyPools},
 };
 
-use crate::{dsps::DspSet, metrics::WorkerMetrics, notice_metrics::NoticeDrop, Shared};
+use crate::{dsps::DspSet, metrics::WorkerMetrics, Shared};
+
+/// A kind's index in `NoticeKind::ALL`, which its counters are kept by.
+fn kind_index(kind: NoticeKind) -> usize {
+    NoticeKind::ALL.iter().position(|&k| k == kind).unwrap_or(0)
+}
 
 /// Loss notices are queued only while the queue is less than 1/N full (N = this): the rest
 /// is kept for win notices.
@@ -59,7 +64,9 @@ impl NoticeQueue {
             NoticeKind::Loss => self.queue.max() / LOSS_QUEUE_SHARE_DIVISOR,
         };
         if !self.queue.enqueue(kind, url, room) {
-            metrics.notices.dropped(kind, NoticeDrop::QueueFull);
+            metrics
+                .notices
+                .dropped(kind_index(kind), NoticeDrop::QueueFull);
         }
     }
 }
@@ -94,19 +101,6 @@ impl Notifier {
     fn metrics(&self) -> &WorkerMetrics {
         &self.shared.metrics[self.index]
     }
-
-    fn target_addr(&self, url: &NoticeUrl<'_>) -> Option<SocketAddr> {
-        if let Ok(ip) = url.host.parse::<IpAddr>() {
-            check_address(ip, self.shared.allow_loopback).ok()?;
-            return Some(SocketAddr::new(ip, url.port));
-        }
-        let set = self.dsps.borrow();
-        let slot = set
-            .slots
-            .iter()
-            .find(|s| s.host.eq_ignore_ascii_case(url.host))?;
-        Some(SocketAddr::new(slot.addr.ip(), url.port))
-    }
 }
 
 impl notify::Sender<NoticeKind> for Notifier {
@@ -118,12 +112,18 @@ impl notify::Sender<NoticeKind> for Notifier {
             .ok()
             .and_then(|u| NoticeUrl::parse(u, self.shared.allow_loopback).ok());
         let Some(parsed) = parsed else {
-            metrics.dropped(kind, NoticeDrop::BadUrl);
+            metrics.dropped(kind_index(kind), NoticeDrop::BadUrl);
             tracing::debug!("notice URL refused");
             return;
         };
-        let Some(addr) = self.target_addr(&parsed) else {
-            metrics.dropped(kind, NoticeDrop::HostRefused);
+        let dsp_ip = |host: &str| {
+            let set = self.dsps.borrow();
+            let mut slots = set.slots.iter();
+            let slot = slots.find(|s| s.host.eq_ignore_ascii_case(host))?;
+            Some(slot.addr.ip())
+        };
+        let Some(addr) = parsed.addr(self.shared.allow_loopback, dsp_ip) else {
+            metrics.dropped(kind_index(kind), NoticeDrop::HostRefused);
             tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
             return;
         };
@@ -134,7 +134,7 @@ impl notify::Sender<NoticeKind> for Notifier {
             tls: parsed.tls,
         };
         let Some(pool) = self.pools.pool(target) else {
-            metrics.dropped(kind, NoticeDrop::BadUrl);
+            metrics.dropped(kind_index(kind), NoticeDrop::BadUrl);
             tracing::debug!("notice host is no valid TLS name");
             return;
         };
@@ -150,9 +150,9 @@ impl notify::Sender<NoticeKind> for Notifier {
         metrics.connects.add(sent.connects);
         metrics.shrunk.add(sent.shrunk);
         match sent.result {
-            Ok(()) => metrics.sent(kind),
+            Ok(()) => metrics.sent(kind_index(kind)),
             Err(e) => {
-                metrics.failed(kind);
+                metrics.failed(kind_index(kind));
                 tracing::debug!(error = e.as_str(), "notice failed");
             }
         }
@@ -162,11 +162,12 @@ impl notify::Sender<NoticeKind> for Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notice_metrics::NoticeCounters;
+    use crate::metrics::{NoticeCounters, NOTICE_KINDS};
 
     fn rendered(counters: &NoticeCounters) -> String {
         let mut out = String::new();
-        crate::notice_metrics::render(&mut out, std::iter::once(counters));
+        let kinds = &NOTICE_KINDS;
+        rtb_io::notify_metrics::render(&mut out, kinds, std::iter::once(counters));
         out
     }
 

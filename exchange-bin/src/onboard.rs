@@ -22,7 +22,7 @@ use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 
 use crate::{
-    control::{truncate, Command, OnboardError, Onboarded},
+    control::{truncate, Command, Onboard, OnboardError},
     json_error, unauthorized, Shared,
 };
 
@@ -112,9 +112,9 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         return control_unavailable();
     }
     match rx.await {
-        Ok(Ok(done)) => {
-            wait_applied(shared, done.version).await;
-            onboarded(&done)
+        Ok(Ok((done, version))) => {
+            wait_applied(shared, version).await;
+            onboarded(&done, version)
         }
         Ok(Err(OnboardError::Invalid(msg))) => {
             tracing::debug!(dsp = %name_for_log, error = %msg, "onboarding refused");
@@ -134,16 +134,16 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
 
 /// The answer to a successful onboarding: 201 added, 200 refreshed or replaced, with what the
 /// DSP is now.
-fn onboarded(done: &Onboarded) -> Response {
+fn onboarded(done: &Onboard, version: u64) -> Response {
     let status = match done.upsert {
         Upsert::Added => StatusCode::CREATED,
         Upsert::Refreshed | Upsert::Replaced => StatusCode::OK,
     };
     let body = rtb_core::onboard::onboarded_json(
         done.upsert,
-        done.version,
+        version,
         &done.entry,
-        done.addr,
+        done.addrs[0],
         &done.addrs,
     );
     Response::json(status, body)

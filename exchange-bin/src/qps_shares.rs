@@ -56,7 +56,7 @@ type PerWorker = Vec<Option<Arc<DspMetrics>>>;
 pub fn rebalance(workers: &[WorkerMetrics], history: &mut DemandHistory) {
     let mut by_name: HashMap<String, PerWorker> = HashMap::new();
     for (w, worker) in workers.iter().enumerate() {
-        for (name, metrics) in worker.dsp_list() {
+        for (name, metrics) in worker.dsps.list() {
             let slots = by_name
                 .entry(name)
                 .or_insert_with(|| vec![None; workers.len()]);
@@ -114,11 +114,15 @@ mod tests {
 
     /// Counts `calls` calls of DSP `name` on `worker`.
     fn call(worker: &WorkerMetrics, name: &str, calls: u64) {
-        worker.dsp(name).calls.add(calls);
+        worker.dsps.get(name).calls.add(calls);
     }
 
     fn ppm(worker: &WorkerMetrics, name: &str) -> u64 {
-        worker.dsp(name).qps_fraction_ppm.load(Ordering::Relaxed)
+        worker
+            .dsps
+            .get(name)
+            .qps_fraction_ppm
+            .load(Ordering::Relaxed)
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! but still used.
 
 use std::{
-    fmt::Write as _,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -20,6 +19,7 @@ use rtb_core::currency::{CurrencyRates, RATES_FILE_BYTES_MAX};
 use rtb_io::{
     clock::unix_ms as now_ms,
     fetch::{self, HttpTarget},
+    metrics_text::single,
     refresh::{Loaded, Refresh, RefreshStatus},
     Broadcast,
 };
@@ -55,44 +55,34 @@ pub type RatesStatus = RefreshStatus;
 /// Appends the `rtb_currency_*` series of `status` in the Prometheus text format.
 pub fn render(status: &RatesStatus, now_ms: u64, out: &mut String) {
     let age = status.age(now_ms).map_or(f64::NAN, |a| a.as_secs_f64());
-    let series: [(&str, &str, &str, String); 5] = [
-        (
-            "rtb_currency_rates_age_seconds",
-            "gauge",
-            "Seconds since the currency rates were last loaded (NaN: never).",
-            format!("{age:.3}"),
-        ),
-        (
-            "rtb_currency_rates_stale",
-            "gauge",
-            "1 when the rates were never loaded or are older than --currency-stale-s.",
-            u8::from(status.is_stale(now_ms)).to_string(),
-        ),
-        (
-            "rtb_currency_rates_currencies",
-            "gauge",
-            "Currencies in the table in force.",
-            status.entries().to_string(),
-        ),
-        (
-            "rtb_currency_rates_loads_total",
-            "counter",
-            "Successful loads of the rates (startup and refreshes).",
-            status.loads().to_string(),
-        ),
-        (
-            "rtb_currency_rates_failures_total",
-            "counter",
-            "Loads that failed (unreadable, unreachable or invalid): the old table was kept.",
-            status.failures().to_string(),
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
+    let (gauge, counter) = ("gauge", "counter");
+    let help = "Seconds since the currency rates were last loaded (NaN: never).";
+    single(
+        out,
+        ("rtb_currency_rates_age_seconds", gauge, help),
+        format!("{age:.3}"),
+    );
+    let help = "1 when the rates were never loaded or are older than --currency-stale-s.";
+    let stale = u8::from(status.is_stale(now_ms));
+    single(out, ("rtb_currency_rates_stale", gauge, help), stale);
+    let help = "Currencies in the table in force.";
+    single(
+        out,
+        ("rtb_currency_rates_currencies", gauge, help),
+        status.entries(),
+    );
+    let help = "Successful loads of the rates (startup and refreshes).";
+    single(
+        out,
+        ("rtb_currency_rates_loads_total", counter, help),
+        status.loads(),
+    );
+    let help = "Loads that failed (unreadable, unreachable or invalid): the old table was kept.";
+    single(
+        out,
+        ("rtb_currency_rates_failures_total", counter, help),
+        status.failures(),
+    );
 }
 
 /// The rates refresh, run by the control thread: loads on a period, publishes a changed table

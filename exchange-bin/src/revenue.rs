@@ -5,80 +5,43 @@
 //!
 //! Prices are kept as integer micro-CPM (a millionth of a currency unit per thousand
 //! impressions: the precision rtb-core rounds converted prices to), so the hot path adds
-//! integers into single-writer [`Counter`]s, like every other per-worker counter: no lock, no
+//! integers into single-writer counters, like every other per-worker counter: no lock, no
 //! read-modify-write, no cache line shared between workers. The auction currency is the
-//! request's, so each DSP keeps [`CURRENCY_SLOTS`] currencies, claimed on first use by the
-//! worker that owns the counters; any currency beyond them, or a code that is not three
-//! ASCII capitals, is counted under `currency="other"` so a stream of odd codes cannot grow
-//! memory or the number of series. The amounts (codes, micro-CPM, sums) are
+//! request's, so each DSP keeps [`CURRENCY_SLOTS`] currencies (`rtb_io::code_slots`), claimed
+//! on first use; any currency beyond them, or a code that is not three ASCII capitals, is
+//! counted under `currency="other"`. The amounts (codes, micro-CPM, sums) are
 //! `rtb_core::revenue`'s.
 
-use std::{
-    fmt::Write as _,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::fmt::Write as _;
 
 use rtb_core::revenue::{add_sum, cpm_micros, currency_name, CurrencySum};
 pub use rtb_core::revenue::{currency_code, RevenueSum};
-use rtb_io::limits::Counter;
-
-use rtb_io::metrics_text::header;
+use rtb_io::{code_slots::CodeSlots, metrics_text::header};
 
 /// Currencies counted by name per DSP per worker; more share the `other` slot.
 pub const CURRENCY_SLOTS: usize = 4;
 
-/// One DSP's won clearing prices on one worker, by auction currency. Single writer.
+/// One DSP's won clearing prices (micro-CPM) on one worker, by auction currency code
+/// ([`currency_code`]). Single writer.
 #[derive(Debug, Default)]
-pub struct Revenue {
-    /// The currency of each named slot; 0 while free. Written once by the owner (release),
-    /// read at scrape (acquire) so a slot's code is seen before its counts.
-    codes: [AtomicU32; CURRENCY_SLOTS],
-    /// Clearing prices, micro-CPM; the last slot is `other`.
-    clearing_micros: [Counter; CURRENCY_SLOTS + 1],
-    /// Impressions won; the last slot is `other`.
-    wins: [Counter; CURRENCY_SLOTS + 1],
-}
+pub struct Revenue(CodeSlots<CURRENCY_SLOTS>);
 
 impl Revenue {
     /// Counts one impression won at `clearing_cpm` in the currency `code`
     /// ([`currency_code`]). Owner thread only.
     pub fn won(&self, code: u32, clearing_cpm: f64) {
-        let i = self.slot(code);
-        self.clearing_micros[i].add(cpm_micros(clearing_cpm));
-        self.wins[i].incr();
-    }
-
-    fn slot(&self, code: u32) -> usize {
-        if code == 0 {
-            return CURRENCY_SLOTS;
-        }
-        for (i, slot) in self.codes.iter().enumerate() {
-            match slot.load(Ordering::Relaxed) {
-                c if c == code => return i,
-                0 => {
-                    slot.store(code, Ordering::Release);
-                    return i;
-                }
-                _ => {}
-            }
-        }
-        CURRENCY_SLOTS
+        self.0.add(code, cpm_micros(clearing_cpm));
     }
 
     /// Adds this worker's counts to `into`, by currency name.
     pub fn add_to(&self, into: &mut RevenueSum) {
-        let codes = self.codes.iter().map(|c| c.load(Ordering::Acquire));
-        for (i, code) in codes.chain([0]).enumerate() {
-            let wins = self.wins[i].get();
-            if wins == 0 {
-                continue;
-            }
+        self.0.for_each(|code, clearing_micros, wins| {
             let counted = CurrencySum {
-                clearing_micros: self.clearing_micros[i].get(),
+                clearing_micros,
                 wins,
             };
             into.entry(currency_name(code)).or_default().add(counted);
-        }
+        });
     }
 }
 

@@ -20,14 +20,18 @@
 //! - [`ledger_sample`]: which ledger records a worker keeps, and their wall-clock time.
 //! - [`ledger_summary`]: `rtb-ledger`'s report over ledger records (revenue, win rate, latency).
 //! - [`revenue`]: revenue amounts as the exchange counts them (currency codes, micro-CPM, sums).
-//! - [`registry`]: DSP registry data, URL and address policy, versioned snapshots.
+//! - [`registry`]: DSP registry data, URL and address policy (a notice URL's too), versioned
+//!   snapshots.
 //! - [`directory`]: the registry with every address of each DSP's host (onboard, expire,
 //!   re-resolve), as the control plane keeps it; the resolver and the clock are parameters.
+//! - `engine_flags`, `directory_flags` (feature `flags`): the engine's and the directory's
+//!   settings as clap flags, for a binary to flatten into its own.
 //! - [`dns`]: a DNS answer as the directory keeps it (every address checked, bounded) and
 //!   when to look a host up again (its TTL, clamped).
 //! - [`policy`]: per-DSP policy at planning time (filters, each worker's share of a QPS cap).
 //! - [`token_bucket`]: the token bucket (a DSP's QPS cap per worker, the onboarding rate).
-//! - [`onboard`]: the `POST /dsp` body, parsed and checked, and the answer to an onboarding.
+//! - [`onboard`]: the `POST /dsp` body, parsed and checked, the answer to an onboarding, and
+//!   the onboarding token check.
 //! - [`policy_fields`]: the policy as operators write it (roster entry, `POST /dsp`), checked.
 //! - [`roster`]: the DSP roster file (per-DSP policy), parsed and validated.
 //! - [`echo`]: hostile text cut short before it is echoed into errors and logs.
@@ -101,10 +105,14 @@ mod creative;
 pub mod currency;
 pub mod deadline;
 pub mod directory;
+#[cfg(feature = "flags")]
+pub mod directory_flags;
 pub mod dns;
 pub mod echo;
 pub mod encode;
 pub mod engine;
+#[cfg(feature = "flags")]
+pub mod engine_flags;
 pub mod error;
 pub mod json;
 pub mod ledger;

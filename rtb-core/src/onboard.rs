@@ -1,5 +1,6 @@
 //! Owns the `POST /dsp` onboarding body: parsed and checked into what the registry takes, with
-//! an error that names the field at fault, and the JSON answer to a successful onboarding.
+//! an error that names the field at fault, and the JSON answer to a successful onboarding; and
+//! whether a call carries the onboarding token ([`bearer_authorized`]).
 //! The URL and address rules are the registry's ([`crate::registry`]); the HTTP statuses are
 //! the shell's.
 
@@ -111,8 +112,46 @@ pub fn onboarded_json(
     body.to_string()
 }
 
+/// Whether an `Authorization` header value carries `Bearer <token>` (always true when no
+/// token is configured). The comparison takes the same time wherever the two differ (the
+/// length may leak; the content does not).
+pub fn bearer_authorized(authorization: Option<&[u8]>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    authorization
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .is_some_and(|got| constant_time_eq(got, token.as_bytes()))
+}
+
+/// Compares a presented secret with the configured one in time independent of where they
+/// differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_token_is_checked_only_when_one_is_set() {
+        assert!(bearer_authorized(None, None));
+        assert!(bearer_authorized(Some(b"Bearer t"), Some("t")));
+        for wrong in [None, Some(&b"Bearer u"[..]), Some(b"t"), Some(b"Basic t")] {
+            assert!(!bearer_authorized(wrong, Some("t")), "{wrong:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

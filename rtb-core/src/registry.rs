@@ -8,7 +8,7 @@
 //! no link-local or cloud-metadata targets; loopback is a policy the caller chooses.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::policy::DspPolicy;
@@ -276,6 +276,25 @@ impl<'a> NoticeUrl<'a> {
             port,
             target,
         })
+    }
+
+    /// Where the notice may be sent, by the exchange's address policy (it never resolves a
+    /// name on a worker, and a DSP must not make it call arbitrary hosts): an IP literal host
+    /// that passes [`check_address`], or a registered DSP's host, at the address `dsp_ip`
+    /// knows for it (`None`: no such DSP); with the URL's port either way.
+    pub fn addr(
+        &self,
+        allow_loopback: bool,
+        dsp_ip: impl FnOnce(&str) -> Option<IpAddr>,
+    ) -> Option<SocketAddr> {
+        let ip = match self.host.parse::<IpAddr>() {
+            Ok(ip) => {
+                check_address(ip, allow_loopback).ok()?;
+                ip
+            }
+            Err(_) => dsp_ip(self.host)?,
+        };
+        Some(SocketAddr::new(ip, self.port))
     }
 }
 
@@ -550,6 +569,18 @@ mod tests {
             NoticeUrl::parse("http://a/b c", true),
             Err(UrlError::BadPath)
         );
+        let dsp = |host: &str| (host == "dsp.example").then(|| IpAddr::from([10, 0, 0, 7]));
+        let url = |u| NoticeUrl::parse(u, true).unwrap();
+        let addr = url("http://DSP.example:81/w").addr(false, |h| dsp(&h.to_lowercase()));
+        assert_eq!(addr, Some(SocketAddr::from(([10, 0, 0, 7], 81))));
+        assert_eq!(url("http://other.example/w").addr(false, dsp), None);
+        assert_eq!(
+            url("http://127.0.0.1/w").addr(false, dsp),
+            None,
+            "loopback refused"
+        );
+        let addr = url("http://127.0.0.1:82/w").addr(true, dsp);
+        assert_eq!(addr, Some(SocketAddr::from(([127, 0, 0, 1], 82))));
     }
 
     fn url(s: &str) -> BidUrl {

@@ -8,7 +8,7 @@
 //! its deadline, `--deadline-ms` after its scheduled arrival (like the fan-out's one timer per
 //! auction), records how late it woke, then busy-spins `--work-us` microseconds (an auction's
 //! CPU). The core's utilization is about `rate x work`. A probe task sleeps 1 ms at a time, as
-//! the exchange's lag monitor does (`exchange-bin/src/lag.rs`), and records its own lateness
+//! the exchange's lag monitor does (`rtb-io/src/lag.rs`), and records its own lateness
 //! and the EWMA the exchange sheds on.
 //!
 //! It prints one Markdown table row per run: lateness p50/p99/p99.9/max, the share of the run

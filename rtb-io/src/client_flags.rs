@@ -1,8 +1,8 @@
 //! Owns the command-line flags (and environment variables) of the DSP connection pools:
 //! draining of timed-out calls' connections, answer size, address back-off, connect pacing,
 //! pool sizing and pre-warm (plain and TLS); and their translation into [`ClientConfig`]. A
-//! binary flattens [`DspClientArgs`] into its own clap parser (`#[command(flatten)]`) and reads
-//! the pre-warm fields for its pools.
+//! binary flattens [`DspClientArgs`] into its own clap parser (`#[command(flatten)]`) and builds
+//! its pools by the [`PoolSettings`] they make.
 //!
 //! The environment variables are `rtb-exchange`'s (`RTB_EXCHANGE_DSP_*`), the one binary that
 //! exposes these limits; names, defaults and ranges are part of its interface (the chart and
@@ -10,7 +10,10 @@
 
 use std::time::Duration;
 
-use crate::ClientConfig;
+use crate::{
+    pool_settings::{PoolSettings, TlsPoolSettings},
+    ClientConfig,
+};
 
 /// Default connections opened ahead of traffic to a new DSP, per worker.
 pub const DSP_PREWARM_DEFAULT: usize = 2;
@@ -112,6 +115,20 @@ impl DspClientArgs {
                 .unwrap_or(usize::MAX),
             pool_peak_half_life: Duration::from_secs(self.dsp_pool_peak_half_life_s),
             ..ClientConfig::default()
+        }
+    }
+
+    /// How each worker builds its pool to a new DSP: the pool limits, the pre-warm, TLS.
+    pub fn pool_settings(&self) -> PoolSettings {
+        let lanes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        PoolSettings {
+            client: self.client_config(),
+            prewarm: self.dsp_prewarm,
+            prewarm_lanes: lanes(self.dsp_prewarm_connects_in_flight),
+            tls: TlsPoolSettings {
+                prewarm: self.dsp_tls_prewarm,
+                connects_in_flight: lanes(self.dsp_tls_connects_in_flight),
+            },
         }
     }
 }

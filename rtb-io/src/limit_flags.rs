@@ -59,6 +59,35 @@ pub struct ServerLimitArgs {
 }
 
 impl ServerLimitArgs {
+    /// The first limit that is 0 but must not be (0 would refuse every request or
+    /// connection), as its flag and variable.
+    pub fn zero_limit(&self) -> Option<(&'static str, &'static str)> {
+        let limits = [
+            (
+                "head-bytes-max",
+                "RTB_EXCHANGE_HEAD_BYTES_MAX",
+                self.head_bytes_max as u64,
+            ),
+            (
+                "body-bytes-max",
+                "RTB_EXCHANGE_BODY_BYTES_MAX",
+                self.body_bytes_max as u64,
+            ),
+            (
+                "connections-per-worker",
+                "RTB_EXCHANGE_CONNECTIONS_PER_WORKER",
+                self.connections_per_worker as u64,
+            ),
+            (
+                "header-timeout-ms",
+                "RTB_EXCHANGE_HEADER_TIMEOUT_MS",
+                self.header_timeout_ms,
+            ),
+        ];
+        let zero = limits.into_iter().find(|(_, _, value)| *value == 0);
+        zero.map(|(flag, env, _)| (flag, env))
+    }
+
     /// The limits these flags set (the decompressed cap no lower than the body cap; body and
     /// idle timeouts at least 1 ms and 1 s), the rest at their defaults.
     pub fn limits(&self) -> ServerLimits {

@@ -9,7 +9,11 @@
 //! here every counter has one writer thread (relaxed load + store, see [`Counter`]) and the
 //! scrape sums the workers, so an increment costs what a plain add does.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::{Display, Write as _},
+    time::Duration,
+};
 
 use crate::{limits::Counter, ServerStats};
 
@@ -113,6 +117,26 @@ pub fn histogram(out: &mut String, name: &str, labels: &str, h: &HistSnapshot) {
     };
     let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+}
+
+/// A family of one unlabelled series: header, then `name value`.
+pub fn single(out: &mut String, (name, kind, help): (&str, &str, &str), value: impl Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A family with one label of fixed values: header, then `name{label="value"} n` for every
+/// `(value, n)` of `lines` (values are not escaped: they are the binary's own names).
+pub fn labeled<'a>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    label: &str,
+    lines: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    header(out, name, kind, help);
+    for (value, n) in lines {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
 }
 
 /// One family of a series table: name, type, help and the value read from a row.

@@ -1,5 +1,5 @@
-//! Owns the worker's event-loop lag probe: how late its timers fire, which the engine takes
-//! into account (a late loop makes every DSP deadline late too) and sheds on.
+//! Owns a worker's event-loop lag probe: how late its timers fire (the exchange's engine takes
+//! it into account, since a late loop makes every DSP deadline late too, and sheds on it).
 
 use std::{cell::Cell, rc::Rc, time::Duration, time::Instant};
 
@@ -10,7 +10,7 @@ const LAG_PROBE_PERIOD: Duration = Duration::from_millis(1);
 /// Starts a task that sleeps a millisecond at a time and records how much longer it took,
 /// smoothed (EWMA, 1/4 weight on the newest sample). One wake-up per millisecond per worker;
 /// no cross-core traffic.
-pub fn spawn_lag_monitor(shutdown: rtb_io::ShutdownHandle) -> Rc<Cell<Duration>> {
+pub fn spawn_lag_monitor(shutdown: crate::ShutdownHandle) -> Rc<Cell<Duration>> {
     let lag = Rc::new(Cell::new(Duration::ZERO));
     let out = lag.clone();
     monoio::spawn(async move {
