@@ -20,7 +20,6 @@ use monoio::time::{sleep_until, Instant as MonoInstant};
 
 use crate::client::{CallError, RequestParts, Upstream};
 use crate::pinned::PinnedSlots;
-use crate::shared_body::{most_shared, release, share, SharedBody};
 
 /// One call of a fan-out.
 #[derive(Debug, Clone, Copy)]
@@ -51,30 +50,12 @@ pub async fn fan_out<F>(calls: &[FanOutCall<'_>], deadline: Instant, mut on_resu
 where
     F: FnMut(usize, Result<Answer<'_>, CallError>, Instant),
 {
-    let shared = most_shared(calls.iter().map(|call| call.request.body)).map(share);
-    poll_calls(calls, shared.as_ref(), deadline, &mut on_result).await;
-    // Every call's future is gone: a write the kernel still holds keeps its own clone.
-    if let Some(shared) = shared {
-        release(shared);
-    }
-}
-
-/// The fan-out itself: every call polled in place until all are reported or `deadline`.
-async fn poll_calls<F>(
-    calls: &[FanOutCall<'_>],
-    shared: Option<&SharedBody>,
-    deadline: Instant,
-    on_result: &mut F,
-) where
-    F: FnMut(usize, Result<Answer<'_>, CallError>, Instant),
-{
     let started = Instant::now();
     let deadline = MonoInstant::from_std(deadline);
-    let shared_for =
-        |call: &FanOutCall<'_>| shared.filter(|body| std::ptr::eq(body.bytes(), call.request.body));
-    let mut set = pin!(PinnedSlots::new(calls.iter().map(|call| {
-        (call.upstream).exchange_parts(call.request, shared_for(call), deadline)
-    })));
+    let mut set =
+        pin!(PinnedSlots::new(calls.iter().map(|call| {
+            call.upstream.exchange_parts(call.request, deadline)
+        })));
     let mut timer = pin!(sleep_until(deadline));
     poll_fn(|cx| {
         set.as_mut().poll_all(cx, |index, result| {
@@ -112,7 +93,6 @@ async fn poll_calls<F>(
     })
     .await
 }
-
 #[cfg(test)]
 mod tests {
     use crate::client::{RequestParts, Upstream};
@@ -128,7 +108,6 @@ mod tests {
         let body = b"{}";
         let call = up.exchange_parts(
             RequestParts::openrtb_post("/bid", body),
-            None,
             monoio::time::Instant::now(),
         );
         assert!(

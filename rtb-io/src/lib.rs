@@ -87,7 +87,6 @@ pub mod request_metrics;
 pub mod resolve;
 pub mod rotating_file;
 pub mod server;
-mod shared_body;
 pub mod shared_spool;
 pub mod shutdown;
 pub mod spool;

@@ -30,7 +30,7 @@ use super::sizing::PoolSizer;
 use super::targets::Targets;
 use super::wire::{exchange, Conn, ExchangeError, Received};
 use super::{CallError, ClientConfig, ClientRequest, ClientResponse, RequestParts};
-use crate::{shared_body::SharedBody, stream::NetStream, tls::UpstreamTls};
+use crate::{stream::NetStream, tls::UpstreamTls};
 
 /// Counters of one upstream on one worker (single-threaded, plain cells).
 #[derive(Debug, Default)]
@@ -466,7 +466,7 @@ impl Upstream {
     ) -> Result<Completed<'_>, CallError> {
         let started = Instant::now();
         let deadline = MonoInstant::from_std(deadline);
-        let result = match timeout_at(deadline, self.exchange_parts(req, None, deadline)).await {
+        let result = match timeout_at(deadline, self.exchange_parts(req, deadline)).await {
             Ok(r) => r,
             Err(_elapsed) => Err(CallError::Timeout),
         };
@@ -479,7 +479,6 @@ impl Upstream {
     pub(crate) async fn exchange_parts(
         &self,
         req: RequestParts<'_>,
-        shared: Option<&SharedBody>,
         deadline: MonoInstant,
     ) -> Result<Completed<'_>, CallError> {
         if self.in_flight.get() >= self.config.in_flight_max {
@@ -505,8 +504,7 @@ impl Upstream {
                 None => Box::pin(self.connect(deadline)).await?,
             };
             let mut lent = Lent::new(self, conn);
-            let result =
-                exchange(lent.conn(), &req, shared, &self.host, &self.config, reused).await;
+            let result = exchange(lent.conn(), &req, &self.host, &self.config, reused).await;
             let conn = lent.take();
             match result {
                 Ok(received) => return Ok(self.completed(conn, received, reused)),

@@ -16,7 +16,6 @@ use crate::{
     body::{BodyError, ChunkedDecoder},
     gunzip::{gunzip_into, GunzipError},
     http::format_usize,
-    shared_body::{write_head_and_body, SharedBody},
     stream::NetStream,
 };
 
@@ -116,12 +115,6 @@ async fn read_more(conn: &mut Conn) -> io::Result<usize> {
 }
 
 pub(crate) fn encode_request(out: &mut Vec<u8>, req: &RequestParts<'_>, host: &[u8]) {
-    encode_request_head(out, req, host);
-    out.extend_from_slice(req.body);
-}
-
-/// The request line and headers of `req`, up to and including the blank line.
-fn encode_request_head(out: &mut Vec<u8>, req: &RequestParts<'_>, host: &[u8]) {
     out.clear();
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
@@ -134,6 +127,7 @@ fn encode_request_head(out: &mut Vec<u8>, req: &RequestParts<'_>, host: &[u8]) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(req.header_lines);
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(req.body);
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -250,12 +244,10 @@ fn io_to_call(e: &io::Error) -> CallError {
 }
 
 /// Writes `req` and reads the whole response. On a `reused` connection, a close before any
-/// response byte is [`ExchangeError::StaleConnection`]. `shared`, when given, holds
-/// `req.body`'s bytes: they go out from there, after the head, with no copy per call.
+/// response byte is [`ExchangeError::StaleConnection`].
 pub(crate) async fn exchange(
     conn: &mut Conn,
     req: &RequestParts<'_>,
-    shared: Option<&SharedBody>,
     host: &[u8],
     config: &ClientConfig,
     reused: bool,
@@ -263,17 +255,8 @@ pub(crate) async fn exchange(
     conn.rbuf.clear();
     conn.unanswered = false;
     let mut wbuf = std::mem::take(&mut conn.wbuf);
-    let (res, wbuf) = match shared {
-        Some(body) => {
-            encode_request_head(&mut wbuf, req, host);
-            write_head_and_body(&mut conn.stream, wbuf, body).await
-        }
-        None => {
-            encode_request(&mut wbuf, req, host);
-            let (res, wbuf) = conn.stream.write_all(wbuf).await;
-            (res.map(drop), wbuf)
-        }
-    };
+    encode_request(&mut wbuf, req, host);
+    let (res, wbuf) = conn.stream.write_all(wbuf).await;
     conn.wbuf = wbuf;
     if let Err(e) = res {
         return Err(stale_if(reused, io_to_call(&e)));
