@@ -271,8 +271,11 @@ impl Engine {
         load: WorkerLoad,
     ) -> Start<'w> {
         // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
-        let overloaded = (!self.dsps.is_empty()).then(|| self.config.overload.shed(load));
-        if let Some(Some(reason)) = overloaded {
+        let overload = match self.dsps.is_empty() {
+            true => None,
+            false => self.config.overload.shed(load),
+        };
+        if let Some(reason) = overload {
             return Start::Shed {
                 reason,
                 request: None,
