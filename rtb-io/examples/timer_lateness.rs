@@ -22,9 +22,17 @@
 //! target/release/examples/timer_lateness --driver uring --work-us 50 --rate 12000 --burst 8
 //! ```
 //!
+//! With `--work-at arrival`, a task does its work when it arrives and then sleeps to its
+//! deadline, as the exchange's auction does (read, decode and fan out, then wait for the
+//! DSPs): a burst of arrivals is then work queued ahead of the deadlines already due. With
+//! `--turn-budget-us N`, a task waits for the worker's turn budget before its work
+//! (`rtb_io::turn_budget`, as the server does before a request's handler), and the row adds
+//! how long tasks waited to start.
+//!
 //! Flags: `--driver auto|uring|epoll` (auto), `--work-us` (50), `--rate` per second (12000),
-//! `--burst` (1), `--deadline-ms` (10), `--seconds` (5), `--core` (0), `--header` (print the
-//! table's header first).
+//! `--burst` (1), `--deadline-ms` (10), `--seconds` (5), `--core` (0), `--work-at
+//! deadline|arrival` (deadline), `--turn-budget-us` (0: off), `--header` (print the table's
+//! header first).
 
 use std::{
     cell::RefCell,
@@ -32,7 +40,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtb_io::driver::{build_runtime, DriverKind, URING_ENTRIES_DEFAULT};
+use rtb_io::{
+    driver::{build_runtime, DriverKind, URING_ENTRIES_DEFAULT},
+    turn_budget::{spawn_turn_marker, wait_for_budget, TurnBudget},
+    ShutdownHandle,
+};
 
 /// One run's settings, from the command line.
 #[derive(Debug, Clone)]
@@ -44,6 +56,10 @@ struct Settings {
     deadline: Duration,
     seconds: f64,
     core: usize,
+    /// The work runs when the task arrives (then it sleeps to its deadline), not after.
+    work_at_arrival: bool,
+    /// Zero: off.
+    turn_budget: Duration,
     header: bool,
 }
 
@@ -57,6 +73,8 @@ impl Settings {
             deadline: Duration::from_millis(10),
             seconds: 5.0,
             core: 0,
+            work_at_arrival: false,
+            turn_budget: Duration::ZERO,
             header: false,
         };
         let mut args = std::env::args().skip(1);
@@ -77,6 +95,14 @@ impl Settings {
                 }
                 "--seconds" => s.seconds = value.parse().map_err(|e| bad(&e))?,
                 "--core" => s.core = value.parse().map_err(|e| bad(&e))?,
+                "--work-at" => match value.as_str() {
+                    "arrival" => s.work_at_arrival = true,
+                    "deadline" => s.work_at_arrival = false,
+                    _ => return Err(bad(&"arrival or deadline")),
+                },
+                "--turn-budget-us" => {
+                    s.turn_budget = Duration::from_micros(value.parse().map_err(|e| bad(&e))?)
+                }
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -98,6 +124,10 @@ struct Record {
     probe_ewma_max: Duration,
     /// Timers due per 1 ms tick since the start (index = deadline's millisecond).
     due_per_tick: Vec<u32>,
+    /// With `--work-at arrival`: each task's wait from its arrival to the start of its work.
+    start_delay_us: Vec<u32>,
+    /// With `--work-at arrival`: tasks that started too late to finish before their deadline.
+    shed: u32,
 }
 
 /// A small xorshift generator: the example needs exponential gaps, not a crate.
@@ -164,20 +194,51 @@ fn model_lateness(s: &Settings) -> Vec<u32> {
     late
 }
 
-/// One auction-like task: its timer, then its work.
-async fn deadline_task(deadline: Instant, work: Duration, record: Rc<RefCell<Record>>) {
+/// Sleeps until `deadline` (the fan-out's one timer per auction) and records how late it woke.
+async fn sleep_and_record_lateness(deadline: Instant, ctx: &TaskCtx) {
     monoio::time::sleep_until(monoio::time::Instant::from_std(deadline)).await;
     let late = Instant::now().saturating_duration_since(deadline);
-    record
+    ctx.record
         .borrow_mut()
         .timer_late_us
         .push(late.as_micros() as u32);
+}
+
+/// One auction-like task: its timer, then its work (behind the turn budget, if any).
+async fn deadline_task(deadline: Instant, work: Duration, ctx: Rc<TaskCtx>) {
+    sleep_and_record_lateness(deadline, &ctx).await;
+    wait_for_budget(&ctx.budget).await;
     spin(work);
+}
+
+/// One auction-like task as the exchange runs it: its work when it arrives (behind the turn
+/// budget, if any), then its timer. A task that starts too late to finish its work before its
+/// deadline is shed, as the engine sheds it: its timer would measure the queue, not the timer.
+async fn arrival_task(arrival: Instant, deadline: Instant, work: Duration, ctx: Rc<TaskCtx>) {
+    wait_for_budget(&ctx.budget).await;
+    let started = Instant::now();
+    let delay = started.saturating_duration_since(arrival);
+    {
+        let mut record = ctx.record.borrow_mut();
+        record.start_delay_us.push(delay.as_micros() as u32);
+        if started + work >= deadline {
+            record.shed += 1;
+            return;
+        }
+    }
+    spin(work);
+    sleep_and_record_lateness(deadline, &ctx).await;
+}
+
+/// What every task shares: the record and the worker's turn budget.
+struct TaskCtx {
+    record: Rc<RefCell<Record>>,
+    budget: Rc<TurnBudget>,
 }
 
 /// Spawns bursts open loop: a late generator catches up, as requests that waited
 /// in the kernel would, and each task's deadline counts from its scheduled arrival.
-async fn generate(s: Settings, start: Instant, record: Rc<RefCell<Record>>) {
+async fn generate(s: Settings, start: Instant, ctx: Rc<TaskCtx>) {
     let mut arrivals = schedule(&s).map(|a| start + a).peekable();
     while let Some(&first) = arrivals.peek() {
         monoio::time::sleep_until(monoio::time::Instant::from_std(first)).await;
@@ -186,14 +247,18 @@ async fn generate(s: Settings, start: Instant, record: Rc<RefCell<Record>>) {
             let deadline = next + s.deadline;
             let tick = deadline.duration_since(start).as_millis() as usize;
             {
-                let mut r = record.borrow_mut();
+                let mut r = ctx.record.borrow_mut();
                 if r.due_per_tick.len() <= tick {
                     r.due_per_tick.resize(tick + 1, 0);
                 }
                 r.due_per_tick[tick] += s.burst as u32;
             }
             for _ in 0..s.burst {
-                monoio::spawn(deadline_task(deadline, s.work, record.clone()));
+                if s.work_at_arrival {
+                    monoio::spawn(arrival_task(next, deadline, s.work, ctx.clone()));
+                } else {
+                    monoio::spawn(deadline_task(deadline, s.work, ctx.clone()));
+                }
             }
         }
     }
@@ -257,11 +322,40 @@ fn report(s: &Settings, driver: &str, share: &Share, mut record: Record) {
     let p = &record.probe_late_us;
     let max_batch = record.due_per_tick.iter().copied().max().unwrap_or(0);
     let batch_work_ms = f64::from(max_batch) * s.work.as_secs_f64() * 1000.0;
-    let mut model = model_lateness(s);
-    model.sort_unstable();
+    // The model knows only work after the timer and no budget.
+    let model = if s.work_at_arrival || !s.turn_budget.is_zero() {
+        "n/a".to_string()
+    } else {
+        let mut model = model_lateness(s);
+        model.sort_unstable();
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            percentile_ms(&model, 0.5),
+            percentile_ms(&model, 0.99),
+            percentile_ms(&model, 1.0)
+        )
+    };
+    record.start_delay_us.sort_unstable();
+    let d = &record.start_delay_us;
+    let start_delay = if s.work_at_arrival {
+        format!(
+            "{:.2} / {:.2} ({} shed)",
+            percentile_ms(d, 0.99),
+            percentile_ms(d, 1.0),
+            record.shed
+        )
+    } else {
+        "n/a".to_string()
+    };
+    let work_at = if s.work_at_arrival {
+        "arrival"
+    } else {
+        "deadline"
+    };
     println!(
-        "| {driver} | {:.0} | {} | {} | {:.0}% | {:.1}% | {} | {:.2} | {:.2} | {:.2} | {:.2} | \
-         {max_batch} ({batch_work_ms:.1} ms) | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+        "| {driver} | {work_at} | {} | {:.0} | {} | {} | {:.0}% | {:.1}% | {} | {:.2} | {:.2} | {:.2} | {:.2} | \
+         {max_batch} ({batch_work_ms:.1} ms) | {model} | {start_delay} | {:.2} / {:.2} | {:.2} |",
+        s.turn_budget.as_micros(),
         s.rate,
         s.burst,
         s.work.as_micros(),
@@ -272,9 +366,6 @@ fn report(s: &Settings, driver: &str, share: &Share, mut record: Record) {
         percentile_ms(t, 0.99),
         percentile_ms(t, 0.999),
         percentile_ms(t, 1.0),
-        percentile_ms(&model, 0.5),
-        percentile_ms(&model, 0.99),
-        percentile_ms(&model, 1.0),
         percentile_ms(p, 0.99),
         percentile_ms(p, 1.0),
         record.probe_ewma_max.as_secs_f64() * 1000.0,
@@ -295,11 +386,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (cpu_before, delay_before) = (thread_cpu(), thread_run_delay());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(s.seconds);
+    let ctx = Rc::new(TaskCtx {
+        record: record.clone(),
+        budget: Rc::new(TurnBudget::new(s.turn_budget, start)),
+    });
     rt.block_on({
-        let (s, record) = (s.clone(), record.clone());
+        let s = s.clone();
         async move {
-            monoio::spawn(probe(end, record.clone()));
-            generate(s, start, record).await;
+            monoio::spawn(probe(end, ctx.record.clone()));
+            let shutdown = ShutdownHandle::new();
+            spawn_turn_marker(ctx.budget.clone(), shutdown.clone());
+            generate(s, start, ctx).await;
+            shutdown.trigger();
         }
     });
     let wall = start.elapsed().as_secs_f64();
@@ -309,10 +407,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if s.header {
         println!(
-            "| driver | rate/s | burst | work us | core busy | waited for core | timers | p50 ms | p99 ms | \
-             p99.9 ms | max ms | max due per tick (its work) | model p50 / p99 / max ms | probe p99 / max ms | lag EWMA max ms |"
+            "| driver | work at | turn budget us | rate/s | burst | work us | core busy | waited for core | timers | \
+             p50 ms | p99 ms | p99.9 ms | max ms | max due per tick (its work) | model p50 / p99 / max ms | \
+             start delay p99 / max ms (shed) | probe p99 / max ms | lag EWMA max ms |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let record = std::mem::take(&mut *record.borrow_mut());
     report(&s, active.as_str(), &share, record);

@@ -31,6 +31,7 @@ use crate::{
     http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
     limits::{ServerLimits, WorkerStats},
     stream::NetStream,
+    turn_budget::{wait_for_budget, TurnBudget},
 };
 
 /// Initial read buffer per connection; grows to the head and body limits when needed.
@@ -60,6 +61,8 @@ pub(crate) struct ConnShared {
     pub gzip: RefCell<Option<GzipEncoder>>,
     /// TLS on accepted connections (`None`: plain).
     pub tls: Option<crate::tls::ServerTls>,
+    /// How much request work runs before the worker's timers get their turn.
+    pub turn_budget: Rc<TurnBudget>,
 }
 
 /// A future every idle TLS connection can wait on, completed once at shutdown.
@@ -72,6 +75,7 @@ impl ConnShared {
         idle_cancel: CancelHandle,
         drain_signal: DrainSignal,
         tls: Option<crate::tls::ServerTls>,
+        turn_budget: Rc<TurnBudget>,
     ) -> Self {
         Self {
             limits,
@@ -81,6 +85,7 @@ impl ConnShared {
             drain_signal,
             gzip: RefCell::new(None),
             tls,
+            turn_budget,
         }
     }
 }
@@ -209,6 +214,9 @@ pub(crate) async fn serve_conn<H: Handler>(
             Err(error) => return connection_error(&shared, &error),
         };
         first = false;
+        if wait_for_budget(&shared.turn_budget).await {
+            shared.stats.requests_waited_turn.incr();
+        }
         let future = handler.handle(req, &ctx);
         let future = reuse_box(&mut running, future);
         // A bug in one handler call must not take the worker (its listener, every connection

@@ -93,6 +93,7 @@ pub mod spool;
 pub mod spool_target;
 pub mod stream;
 pub mod tls;
+pub mod turn_budget;
 pub mod watched_file;
 
 pub use bodies::BodyPool;

@@ -45,6 +45,12 @@ pub struct ServerLimitArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub accepts_in_flight: usize,
 
+    /// Request work a worker runs between two checks of its timers, us (0: off): a request
+    /// read once it is spent waits for the next turn, so DSP deadlines fire on time.
+    #[arg(long, env = "RTB_EXCHANGE_TURN_BUDGET_US",
+          default_value_t = crate::turn_budget::TURN_BUDGET_DEFAULT.as_micros() as u64)]
+    pub turn_budget_us: u64,
+
     /// Time allowed to read a request head, ms.
     #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
     pub header_timeout_ms: u64,
@@ -98,6 +104,7 @@ impl ServerLimitArgs {
             decompressed_bytes_max: self.decompressed_bytes_max.max(self.body_bytes_max),
             connections_per_worker_max: self.connections_per_worker,
             accepts_in_flight: self.accepts_in_flight,
+            turn_budget: Duration::from_micros(self.turn_budget_us),
             header_read_timeout: Duration::from_millis(self.header_timeout_ms),
             body_read_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
             idle_keepalive_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),

@@ -50,6 +50,9 @@ pub struct ServerLimits {
     /// least 1. One accept completes per turn of the event loop, and under load a turn takes
     /// milliseconds: with one, a burst of 500 connects waited seconds in the accept queue.
     pub accepts_in_flight: usize,
+    /// Request work a worker runs before its event loop checks its timers again; a request
+    /// read past it waits for the next turn (`turn_budget`). Zero: off.
+    pub turn_budget: Duration,
     /// First head byte to end of head. Over it: 408.
     pub header_read_timeout: Duration,
     /// End of head to end of body. Over it: 408.
@@ -70,6 +73,7 @@ impl Default for ServerLimits {
             decompressed_bytes_max: DECOMPRESSED_BYTES_MAX_DEFAULT,
             connections_per_worker_max: CONNECTIONS_PER_WORKER_MAX_DEFAULT,
             accepts_in_flight: ACCEPTS_IN_FLIGHT_DEFAULT,
+            turn_budget: crate::turn_budget::TURN_BUDGET_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             response_write_timeout: RESPONSE_WRITE_TIMEOUT_DEFAULT,
@@ -154,6 +158,8 @@ stats! {
     connections_idle_closed,
     /// Requests handed to the handler.
     requests_handled,
+    /// Requests that waited a turn of the event loop so its timers fire first (`turn_budget`).
+    requests_waited_turn,
     /// 400: malformed head, bad chunking, bad gzip, request smuggling attempt.
     rejected_bad_request,
     /// 408: head or body not received in time.

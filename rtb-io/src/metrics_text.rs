@@ -273,6 +273,17 @@ pub fn render_server(out: &mut String, st: &ServerStats) {
         "Handler panics caught by the HTTP layer (answered 500; should stay 0).",
     );
     let _ = writeln!(out, "rtb_handler_panics_total {}", st.handler_panics);
+    header(
+        out,
+        "rtb_requests_waited_turn_total",
+        "counter",
+        "Requests that waited for the next event-loop turn: the worker's turn budget was spent.",
+    );
+    let _ = writeln!(
+        out,
+        "rtb_requests_waited_turn_total {}",
+        st.requests_waited_turn
+    );
 }
 
 #[cfg(test)]

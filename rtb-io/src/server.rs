@@ -8,7 +8,7 @@ use std::{
     rc::Rc,
     sync::{mpsc, Arc},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use monoio::{
@@ -24,6 +24,7 @@ use crate::{
     limits::{ServerLimits, ServerStats, WorkerStats},
     shutdown::{ShutdownHandle, SHUTDOWN_POLL_PERIOD},
     stream::NetStream,
+    turn_budget::{spawn_turn_marker, TurnBudget},
 };
 
 /// Listen backlog per worker socket.
@@ -302,12 +303,15 @@ where
     let handler = Rc::new(factory(&ctx));
     let canceller = Canceller::new();
     let (drain_tx, drain_rx) = futures_channel::oneshot::channel();
+    let turn_budget = Rc::new(TurnBudget::new(config.limits.turn_budget, Instant::now()));
+    spawn_turn_marker(turn_budget.clone(), shutdown.clone());
     let shared = Rc::new(ConnShared::new(
         config.limits,
         stats.clone(),
         canceller.handle(),
         futures_util::FutureExt::shared(drain_rx),
         config.tls.clone(),
+        turn_budget,
     ));
     spawn_drain_on_shutdown(shutdown, shared.clone(), canceller, drain_tx);
     let _ = ready.send(Ok(info));

@@ -24,8 +24,8 @@ use test_support::{
     wire::gzip,
 };
 
-/// Echoes the body; `/slow` waits 200 ms first; `/worker` answers the worker index; `/panic`
-/// panics.
+/// Echoes the body; `/slow` waits 200 ms first; `/spin` keeps the worker's CPU 5 ms first;
+/// `/worker` answers the worker index; `/panic` panics.
 struct Echo;
 
 impl Handler for Echo {
@@ -33,6 +33,13 @@ impl Handler for Echo {
         match req.path() {
             "/slow" => {
                 monoio::time::sleep(Duration::from_millis(200)).await;
+                Response::with_body(StatusCode::OK, "text/plain", req.body)
+            }
+            "/spin" => {
+                let until = Instant::now() + Duration::from_millis(5);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
                 Response::with_body(StatusCode::OK, "text/plain", req.body)
             }
             "/panic" => panic!("a handler bug"),
@@ -611,4 +618,32 @@ fn bytes_body_is_zero_copy_slice() {
     let r = roundtrip(server.local_addr(), &post("/echo", &body)).unwrap();
     assert_eq!(r.body.len(), body.len());
     let _ = Bytes::new();
+}
+
+/// Sends four `/spin` requests at once on four connections to a one-worker server and returns
+/// how many waited for a turn of the event loop.
+fn spins_that_waited_a_turn(turn_budget: Duration) -> u64 {
+    let limits = ServerLimits {
+        turn_budget,
+        ..ServerLimits::default()
+    };
+    let server = start_with(limits, 1);
+    let mut conns: Vec<_> = (0..4).map(|_| connect(server.local_addr())).collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.write_all(&post("/spin", format!("spin {i}").as_bytes()))
+            .unwrap();
+    }
+    for (i, s) in conns.iter_mut().enumerate() {
+        let r = read_response(s, &mut Vec::new()).unwrap();
+        assert_eq!((r.status, r.body), (200, format!("spin {i}").into_bytes()));
+    }
+    server.stats().requests_waited_turn
+}
+
+#[test]
+fn requests_read_after_the_turn_budget_is_spent_wait_and_are_all_answered() {
+    // Each request keeps the worker 5 ms, more than a 1 ms budget: those read behind it wait
+    // for the turn marker (the timers' check) before they run.
+    assert!(spins_that_waited_a_turn(Duration::from_millis(1)) >= 1);
+    assert_eq!(spins_that_waited_a_turn(Duration::ZERO), 0);
 }
