@@ -22,7 +22,6 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
-pub mod dsp_gzip;
 pub mod dsps;
 pub mod handler;
 pub mod ledger;

@@ -1,0 +1,9 @@
+//! The monoio driver of `rtb_core::engine::Engine` (the `engine` feature: the quinn /
+//! quinn-proto split, with rtb-core as the sans-IO state machine). Everything here performs
+//! decisions rtb-core makes, over this crate's sockets, threads and counters; no auction rule
+//! lives here. A binary (the exchange) keeps its flags, routes, wiring and which metric series
+//! it shows.
+//!
+//! - [`dsp_gzip`]: the header lines of a call to a DSP that takes gzip.
+
+pub mod dsp_gzip;
