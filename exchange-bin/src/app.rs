@@ -9,7 +9,10 @@ use std::{
 };
 
 use rtb_core::{roster::Roster, token_bucket::TokenBucket};
-use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
+use rtb_io::{
+    engine_shell::roster::{roster_file, RosterFile},
+    Broadcast, Server, ShutdownHandle, WorkerCtx,
+};
 
 use crate::{
     config::Config,
@@ -18,7 +21,6 @@ use crate::{
     handler::ExchangeHandler,
     metrics::WorkerMetrics,
     rates::{RatesRefresh, RatesStatus},
-    roster::RosterFile,
     Currency, Shared,
 };
 
@@ -54,8 +56,7 @@ pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roste
         return Ok(None);
     };
     let poll = Duration::from_millis(config.roster_poll_ms);
-    let mut file =
-        crate::roster::roster_file(path.clone(), poll, !config.directory.deny_loopback_dsp);
+    let mut file = roster_file(path.clone(), poll, !config.directory.deny_loopback_dsp);
     let roster = file
         .load()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

@@ -113,7 +113,7 @@ pub struct Config {
     pub roster: Option<std::path::PathBuf>,
 
     /// How often the roster file is looked at for a change, ms.
-    #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = crate::roster::ROSTER_POLL_MS_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = rtb_io::engine_shell::roster::ROSTER_POLL_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub roster_poll_ms: u64,
 

@@ -38,7 +38,9 @@ use rtb_io::{
 
 use rtb_io::dns_status::DnsStatus;
 
-use crate::{rates::RatesRefresh, roster::RosterFile};
+use rtb_io::engine_shell::roster::RosterFile;
+
+use crate::rates::RatesRefresh;
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;

@@ -41,7 +41,7 @@ impl DebugHandler {
             ledger.render_metrics(&mut text);
         }
         if let Some(roster) = &self.shared.roster {
-            roster.render(&crate::roster::ROSTER_SERIES, &mut text);
+            roster.render(&rtb_io::engine_shell::roster::ROSTER_SERIES, &mut text);
         }
         self.shared.dns.render(&mut text);
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)

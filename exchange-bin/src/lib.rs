@@ -32,7 +32,6 @@ pub mod qps_shares;
 pub mod rates;
 pub mod record;
 pub mod revenue;
-pub mod roster;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
 
@@ -71,7 +70,7 @@ pub struct Shared {
     /// The auction ledger, when `--ledger` is set.
     pub ledger: Option<Arc<ledger::Ledger>>,
     /// The roster file's reload counters, when `--roster` is set.
-    pub roster: Option<Arc<roster::RosterStatus>>,
+    pub roster: Option<Arc<rtb_io::engine_shell::roster::RosterStatus>>,
     /// DNS lookups and each DSP's address count.
     pub dns: Arc<rtb_io::dns_status::DnsStatus>,
 }

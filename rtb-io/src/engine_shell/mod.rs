@@ -5,5 +5,7 @@
 //! it shows.
 //!
 //! - [`dsp_gzip`]: the header lines of a call to a DSP that takes gzip.
+//! - [`roster`]: the roster file the control thread watches.
 
 pub mod dsp_gzip;
+pub mod roster;
