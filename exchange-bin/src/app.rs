@@ -10,6 +10,7 @@ use std::{
 
 use rtb_core::{roster::Roster, token_bucket::TokenBucket};
 use rtb_io::{
+    engine_shell::rates::{RatesRefresh, RatesStatus},
     engine_shell::roster::{roster_file, RosterFile},
     Broadcast, Server, ShutdownHandle, WorkerCtx,
 };
@@ -20,7 +21,6 @@ use crate::{
     debug::DebugHandler,
     handler::ExchangeHandler,
     metrics::WorkerMetrics,
-    rates::{RatesRefresh, RatesStatus},
     Currency, Shared,
 };
 

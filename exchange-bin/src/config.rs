@@ -133,17 +133,17 @@ pub struct Config {
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the
     /// auction currency [default: none: bids must be in the auction currency].
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_RATES", value_parser = crate::rates::RatesSource::parse)]
-    pub currency_rates: Option<crate::rates::RatesSource>,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_RATES", value_parser = rtb_io::engine_shell::rates::RatesSource::parse)]
+    pub currency_rates: Option<rtb_io::engine_shell::rates::RatesSource>,
 
     /// Seconds between loads of --currency-rates (a failed load keeps the previous table).
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_REFRESH_S", default_value_t = crate::rates::REFRESH_S_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_REFRESH_S", default_value_t = rtb_io::engine_shell::rates::REFRESH_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub currency_refresh_s: u64,
 
     /// Rates not loaded successfully for this many seconds are reported stale (metrics, logs);
     /// they are still used.
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_STALE_S", default_value_t = crate::rates::STALE_S_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_STALE_S", default_value_t = rtb_io::engine_shell::rates::STALE_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub currency_stale_s: u64,
 
@@ -470,7 +470,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             c.currency_rates,
-            Some(crate::rates::RatesSource::Http { .. })
+            Some(rtb_io::engine_shell::rates::RatesSource::Http { .. })
         ));
         let e = Config::try_parse_from_env([
             "rtb-exchange",

@@ -11,7 +11,7 @@
 //! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
 //! a pass taking about one lookup timeout at most before the commands queued get their turn.
 //! When `--currency-rates` is set, every tick also
-//! gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates are fetched and
+//! gives the rates refresh ([`RatesRefresh`]) its turn, so rates are fetched and
 //! parsed here, never on a worker.
 
 use std::{
@@ -38,9 +38,7 @@ use rtb_io::{
 
 use rtb_io::dns_status::DnsStatus;
 
-use rtb_io::engine_shell::roster::RosterFile;
-
-use crate::rates::RatesRefresh;
+use rtb_io::engine_shell::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;

@@ -35,7 +35,11 @@ impl DebugHandler {
             .unwrap_or_default();
         let mut text = metrics::render(&self.shared.metrics, Some(&stats));
         if let Some(currency) = &self.shared.currency {
-            crate::rates::render(&currency.status, rtb_io::clock::unix_ms(), &mut text);
+            rtb_io::engine_shell::rates::render(
+                &currency.status,
+                rtb_io::clock::unix_ms(),
+                &mut text,
+            );
         }
         if let Some(ledger) = &self.shared.ledger {
             ledger.render_metrics(&mut text);

@@ -14,8 +14,10 @@
 //! - [`metrics`]: per-worker counters and which series the exchange exposes (the text
 //!   writers are `rtb_io::metrics_text`, shared with [`revenue`]).
 //! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
-//! - [`rates`]: currency rates: source, loading, refresh, status.
 //! - [`debug`]: the debug port's handler.
+//!
+//! The engine's monoio driver pieces that need no exchange state (the roster file, the
+//! currency rates refresh, the gzip DSP call) are `rtb_io::engine_shell`'s.
 
 pub mod app;
 pub mod auction;
@@ -29,7 +31,6 @@ pub mod metrics;
 pub mod notices;
 pub mod onboard;
 pub mod qps_shares;
-pub mod rates;
 pub mod record;
 pub mod revenue;
 
@@ -84,7 +85,7 @@ pub struct Currency {
     /// Every later table, to every worker.
     pub updates: rtb_io::Broadcast<Arc<rtb_core::CurrencyRates>>,
     /// Age, staleness and counters, for /metrics.
-    pub status: Arc<rates::RatesStatus>,
+    pub status: Arc<rtb_io::engine_shell::rates::RatesStatus>,
 }
 
 impl Shared {

@@ -5,7 +5,9 @@
 //! it shows.
 //!
 //! - [`dsp_gzip`]: the header lines of a call to a DSP that takes gzip.
-//! - [`roster`]: the roster file the control thread watches.
+//! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
+//!   file it watches.
 
 pub mod dsp_gzip;
+pub mod rates;
 pub mod roster;
