@@ -10,6 +10,7 @@ use std::{
 
 use rtb_core::{roster::Roster, token_bucket::TokenBucket};
 use rtb_io::{
+    engine_shell::metrics::WorkerMetrics,
     engine_shell::rates::{RatesRefresh, RatesStatus},
     engine_shell::roster::{roster_file, RosterFile},
     Broadcast, Server, ShutdownHandle, WorkerCtx,
@@ -20,7 +21,7 @@ use crate::{
     control::{self, Resolved},
     debug::DebugHandler,
     handler::ExchangeHandler,
-    metrics::WorkerMetrics,
+    metrics::RouteCounts,
     Currency, Shared,
 };
 
@@ -124,6 +125,7 @@ impl App {
             token: config.onboard_token.clone(),
             control,
             metrics,
+            requests: (0..workers).map(|_| RouteCounts::default()).collect(),
             server_stats: Mutex::new(Vec::new()),
             ready: false.into(),
             win_queue_max: config.win_queue_max,

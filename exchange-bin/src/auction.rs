@@ -19,6 +19,7 @@ use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
     client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
     engine_shell::dsp_gzip::{gzip_call_headers, RequestGzip},
+    engine_shell::metrics::{Outcome, WorkerMetrics},
     fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
@@ -27,7 +28,6 @@ use crate::{
     dsps::DspSet,
     json_error,
     ledger::worker::WorkerLedger,
-    metrics::{Outcome, WorkerMetrics},
     notices::NoticeQueue,
     qps_shares::{self, ShareRefresh},
     record::{mirror_policy_skips, record_outcomes},

@@ -33,7 +33,7 @@ impl DebugHandler {
             .lock()
             .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
             .unwrap_or_default();
-        let mut text = metrics::render(&self.shared.metrics, Some(&stats));
+        let mut text = metrics::render(&self.shared.metrics, &self.shared.requests, Some(&stats));
         if let Some(currency) = &self.shared.currency {
             rtb_io::engine_shell::rates::render(
                 &currency.status,

@@ -15,7 +15,9 @@ use rtb_io::{
     Upstream,
 };
 
-use crate::{control::Resolved, metrics::WorkerMetrics};
+use rtb_io::engine_shell::metrics::{DspMetrics, WorkerMetrics};
+
+use crate::control::Resolved;
 
 /// One DSP as a worker calls it.
 #[derive(Debug)]
@@ -38,7 +40,7 @@ pub struct DspSlot {
     /// This worker's pool.
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
-    pub metrics: Arc<crate::metrics::DspMetrics>,
+    pub metrics: Arc<DspMetrics>,
     /// The pool's counters already added to the `_total` counters. A re-onboarded DSP gets a
     /// new pool counting from zero; counting deltas keeps the totals monotonic.
     pub pool_counted: Rc<std::cell::Cell<rtb_io::pool_metrics::PoolCounted>>,

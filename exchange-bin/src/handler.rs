@@ -22,7 +22,7 @@ use crate::{
     dsps::{apply_snapshot, DspSet},
     json_error,
     ledger::worker::WorkerLedger,
-    metrics::{Route, WorkerMetrics},
+    metrics::Route,
     notices, onboard, Currency, Shared,
 };
 
@@ -80,8 +80,11 @@ impl ExchangeHandler {
         }
     }
 
-    pub(crate) fn metrics(&self) -> &WorkerMetrics {
-        &self.shared.metrics[self.index]
+    /// Counts a request by route and status on this worker.
+    fn count(&self, route: Route, status: u16) {
+        if let Some(requests) = self.shared.requests.get(self.index) {
+            requests.count(route as usize, status);
+        }
     }
 }
 
@@ -187,7 +190,7 @@ impl Handler for ExchangeHandler {
                 json_error(StatusCode::NOT_FOUND, "no such route", ""),
             ),
         };
-        self.metrics().request(route, response.status.as_u16());
+        self.count(route, response.status.as_u16());
         response
     }
 }

@@ -11,13 +11,14 @@
 //! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
-//! - [`metrics`]: per-worker counters and which series the exchange exposes (the text
-//!   writers are `rtb_io::metrics_text`, shared with [`revenue`]).
-//! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
+//! - [`metrics`]: which series the exchange exposes, and the requests counted by route (the
+//!   counters are `rtb_io::engine_shell::metrics`', the text writers `rtb_io::metrics_text`').
+//! - [`revenue`]: the clearing price and revenue series.
 //! - [`debug`]: the debug port's handler.
 //!
 //! The engine's monoio driver pieces that need no exchange state (the roster file, the
-//! currency rates refresh, the gzip DSP call) are `rtb_io::engine_shell`'s.
+//! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters) are
+//! `rtb_io::engine_shell`'s.
 
 pub mod app;
 pub mod auction;
@@ -55,7 +56,9 @@ pub struct Shared {
     /// The control thread.
     pub control: control::ControlHandle,
     /// One entry per worker, each written by its worker only.
-    pub metrics: Arc<[metrics::WorkerMetrics]>,
+    pub metrics: Arc<[rtb_io::engine_shell::metrics::WorkerMetrics]>,
+    /// Requests by route and status, one entry per worker, each written by its worker only.
+    pub requests: Arc<[metrics::RouteCounts]>,
     /// The HTTP layer's per-worker counters, filled in by each worker's factory.
     pub server_stats: Mutex<Vec<Arc<WorkerStats>>>,
     /// Set once every worker and the debug port listen; cleared at shutdown.

@@ -32,7 +32,9 @@ use rtb_io::{
     notify_pools::{self, GetTarget, NotifyPools},
 };
 
-use crate::{dsps::DspSet, metrics::WorkerMetrics, Shared};
+use rtb_io::engine_shell::metrics::WorkerMetrics;
+
+use crate::{dsps::DspSet, Shared};
 
 /// A kind's index in `NoticeKind::ALL`, which its counters are kept by.
 fn kind_index(kind: NoticeKind) -> usize {
@@ -162,7 +164,8 @@ impl notify::Sender<NoticeKind> for Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{NoticeCounters, NOTICE_KINDS};
+    use crate::metrics::NOTICE_KINDS;
+    use rtb_io::engine_shell::metrics::NoticeCounters;
 
     fn rendered(counters: &NoticeCounters) -> String {
         let mut out = String::new();

@@ -5,9 +5,13 @@
 //! it shows.
 //!
 //! - [`dsp_gzip`]: the header lines of a call to a DSP that takes gzip.
+//! - [`metrics`]: the per-worker and per-DSP counters; [`revenue`]: clearing prices by
+//!   currency.
 //! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
 //!   file it watches.
 
 pub mod dsp_gzip;
+pub mod metrics;
 pub mod rates;
+pub mod revenue;
 pub mod roster;
