@@ -19,13 +19,13 @@ use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
 use rtb_io::{
     client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
     engine_shell::dsp_gzip::{gzip_call_headers, RequestGzip},
+    engine_shell::dsps::DspSet,
     engine_shell::metrics::{Outcome, WorkerMetrics},
     fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
 
 use crate::{
-    dsps::DspSet,
     json_error,
     ledger::worker::WorkerLedger,
     notices::NoticeQueue,

@@ -12,18 +12,14 @@ use std::{
 use http::{HeaderValue, Method, StatusCode};
 use rtb_core::engine::Engine;
 use rtb_io::{
-    broadcast::APPLY_PERIOD_DEFAULT, BodyPool, BroadcastReceiver, Handler, Request, Response,
-    WorkerCtx,
+    broadcast::APPLY_PERIOD_DEFAULT,
+    engine_shell::dsps::{apply_snapshot, DspSet},
+    BodyPool, BroadcastReceiver, Handler, Request, Response, WorkerCtx,
 };
 
 use crate::{
-    auction::AuctionShell,
-    control::Resolved,
-    dsps::{apply_snapshot, DspSet},
-    json_error,
-    ledger::worker::WorkerLedger,
-    metrics::Route,
-    notices, onboard, Currency, Shared,
+    auction::AuctionShell, control::Resolved, json_error, ledger::worker::WorkerLedger,
+    metrics::Route, notices, onboard, Currency, Shared,
 };
 
 /// The main port's handler; one per worker: routing, with the auction route's shell.

@@ -5,7 +5,6 @@
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
-//! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
 //! - [`record`]: the engine's outcome records counted into metrics.
 //! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
@@ -17,7 +16,8 @@
 //! - [`debug`]: the debug port's handler.
 //!
 //! The engine's monoio driver pieces that need no exchange state (the roster file, the
-//! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters) are
+//! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters, a worker's
+//! DSP slots) are
 //! `rtb_io::engine_shell`'s.
 
 pub mod app;
@@ -25,7 +25,6 @@ pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
-pub mod dsps;
 pub mod handler;
 pub mod ledger;
 pub mod metrics;

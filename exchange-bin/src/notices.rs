@@ -32,9 +32,9 @@ use rtb_io::{
     notify_pools::{self, GetTarget, NotifyPools},
 };
 
-use rtb_io::engine_shell::metrics::WorkerMetrics;
+use rtb_io::engine_shell::{dsps::DspSet, metrics::WorkerMetrics};
 
-use crate::{dsps::DspSet, Shared};
+use crate::Shared;
 
 /// A kind's index in `NoticeKind::ALL`, which its counters are kept by.
 fn kind_index(kind: NoticeKind) -> usize {

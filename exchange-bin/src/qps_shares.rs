@@ -20,8 +20,10 @@ use std::{
 use rtb_core::engine::Engine;
 use rtb_core::policy::DemandHistory;
 
-use crate::dsps::DspSet;
-use rtb_io::engine_shell::metrics::{DspMetrics, WorkerMetrics};
+use rtb_io::engine_shell::{
+    dsps::DspSet,
+    metrics::{DspMetrics, WorkerMetrics},
+};
 
 /// Default `--qps-rebalance-ms`.
 pub const QPS_REBALANCE_MS_DEFAULT: u64 = 1000;

@@ -15,10 +15,9 @@ use rtb_core::{
     ledger_sample::LedgerSampler,
     BidRequest,
 };
-use rtb_io::spool::Producer;
+use rtb_io::{engine_shell::dsps::DspSet, spool::Producer};
 
 use super::Ledger;
-use crate::dsps::DspSet;
 
 /// A worker's ledger handle; does nothing when the ledger is off.
 #[derive(Debug)]

@@ -4,13 +4,15 @@
 //! lives here. A binary (the exchange) keeps its flags, routes, wiring and which metric series
 //! it shows.
 //!
-//! - [`dsp_gzip`]: the header lines of a call to a DSP that takes gzip.
+//! - [`dsps`]: a worker's DSP slots, in the engine's table order; [`dsp_gzip`]: the header
+//!   lines of a call to a DSP that takes gzip.
 //! - [`metrics`]: the per-worker and per-DSP counters; [`revenue`]: clearing prices by
 //!   currency.
 //! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
 //!   file it watches.
 
 pub mod dsp_gzip;
+pub mod dsps;
 pub mod metrics;
 pub mod rates;
 pub mod revenue;
