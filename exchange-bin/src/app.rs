@@ -115,7 +115,7 @@ impl App {
         let metrics: Arc<[WorkerMetrics]> =
             (0..workers).map(|_| WorkerMetrics::default()).collect();
         let rebalance = Duration::from_millis(config.qps_rebalance_ms);
-        crate::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
+        rtb_io::engine_shell::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
         let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
         let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {

@@ -21,18 +21,13 @@ use rtb_io::{
     engine_shell::dsp_gzip::{gzip_call_headers, RequestGzip},
     engine_shell::dsps::DspSet,
     engine_shell::metrics::{Outcome, WorkerMetrics},
+    engine_shell::qps_shares::{self, ShareRefresh},
+    engine_shell::record::{mirror_policy_skips, record_outcomes},
     fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
 
-use crate::{
-    json_error,
-    ledger::worker::WorkerLedger,
-    notices::NoticeQueue,
-    qps_shares::{self, ShareRefresh},
-    record::{mirror_policy_skips, record_outcomes},
-    Shared,
-};
+use crate::{json_error, ledger::worker::WorkerLedger, notices::NoticeQueue, Shared};
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
 pub const WORKSPACES_IDLE_MAX: usize = 64;

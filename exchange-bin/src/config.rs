@@ -119,7 +119,7 @@ pub struct Config {
 
     /// How often each DSP's QPS cap is split again between workers by the traffic each saw
     /// for it, ms (a worker enforces its part with its own token bucket).
-    #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = crate::qps_shares::QPS_REBALANCE_MS_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = rtb_io::engine_shell::qps_shares::QPS_REBALANCE_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub qps_rebalance_ms: u64,
 

@@ -59,7 +59,7 @@ impl ExchangeHandler {
             lag: rtb_io::lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
             ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
-            qps_shares: crate::qps_shares::ShareRefresh::default(),
+            qps_shares: rtb_io::engine_shell::qps_shares::ShareRefresh::default(),
             shared: shared.clone(),
             index,
             engine,

@@ -5,7 +5,6 @@
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
-//! - [`record`]: the engine's outcome records counted into metrics.
 //! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
@@ -17,7 +16,7 @@
 //!
 //! The engine's monoio driver pieces that need no exchange state (the roster file, the
 //! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters, a worker's
-//! DSP slots) are
+//! DSP slots, the outcome records counted, the QPS-share rebalancer) are
 //! `rtb_io::engine_shell`'s.
 
 pub mod app;
@@ -30,8 +29,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
-pub mod qps_shares;
-pub mod record;
 pub mod revenue;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};

@@ -6,14 +6,17 @@
 //!
 //! - [`dsps`]: a worker's DSP slots, in the engine's table order; [`dsp_gzip`]: the header
 //!   lines of a call to a DSP that takes gzip.
-//! - [`metrics`]: the per-worker and per-DSP counters; [`revenue`]: clearing prices by
-//!   currency.
+//! - [`metrics`]: the per-worker and per-DSP counters; [`record`]: a finished auction's
+//!   outcome records counted into them; [`revenue`]: clearing prices by currency.
+//! - [`qps_shares`]: each DSP's QPS cap split between workers by their traffic.
 //! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
 //!   file it watches.
 
 pub mod dsp_gzip;
 pub mod dsps;
 pub mod metrics;
+pub mod qps_shares;
 pub mod rates;
+pub mod record;
 pub mod revenue;
 pub mod roster;
