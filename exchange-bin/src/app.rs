@@ -116,7 +116,7 @@ impl App {
             (0..workers).map(|_| WorkerMetrics::default()).collect();
         let rebalance = Duration::from_millis(config.qps_rebalance_ms);
         rtb_io::engine_shell::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
-        let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
+        let ledger = rtb_io::engine_shell::ledger::Ledger::start(&config.ledger, workers)?;
         let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             engine: config.engine_config(),

@@ -20,6 +20,7 @@ use rtb_io::{
     client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
     engine_shell::dsp_gzip::{gzip_call_headers, RequestGzip},
     engine_shell::dsps::DspSet,
+    engine_shell::ledger::worker::WorkerLedger,
     engine_shell::metrics::{Outcome, WorkerMetrics},
     engine_shell::qps_shares::{self, ShareRefresh},
     engine_shell::record::{mirror_policy_skips, record_outcomes},
@@ -27,7 +28,7 @@ use rtb_io::{
 };
 use smallvec::SmallVec;
 
-use crate::{json_error, ledger::worker::WorkerLedger, notices::NoticeQueue, Shared};
+use crate::{json_error, notices::NoticeQueue, Shared};
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
 pub const WORKSPACES_IDLE_MAX: usize = 64;

@@ -149,7 +149,7 @@ pub struct Config {
 
     /// The auction ledger (`--ledger*` flags).
     #[command(flatten)]
-    pub ledger: crate::ledger::LedgerArgs,
+    pub ledger: rtb_io::ledger_flags::LedgerArgs,
 
     /// The DSP connection pools' limits (draining, connects, sizing, pre-warm, TLS).
     #[command(flatten)]

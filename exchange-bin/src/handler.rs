@@ -14,12 +14,13 @@ use rtb_core::engine::Engine;
 use rtb_io::{
     broadcast::APPLY_PERIOD_DEFAULT,
     engine_shell::dsps::{apply_snapshot, DspSet},
+    engine_shell::ledger::worker::WorkerLedger,
     BodyPool, BroadcastReceiver, Handler, Request, Response, WorkerCtx,
 };
 
 use crate::{
-    auction::AuctionShell, control::Resolved, json_error, ledger::worker::WorkerLedger,
-    metrics::Route, notices, onboard, Currency, Shared,
+    auction::AuctionShell, control::Resolved, json_error, metrics::Route, notices, onboard,
+    Currency, Shared,
 };
 
 /// The main port's handler; one per worker: routing, with the auction route's shell.

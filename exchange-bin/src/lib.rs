@@ -5,7 +5,6 @@
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
 //! - [`auction`]: the auction route's shell around `rtb_core::engine`.
-//! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
 //! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
@@ -16,7 +15,7 @@
 //!
 //! The engine's monoio driver pieces that need no exchange state (the roster file, the
 //! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters, a worker's
-//! DSP slots, the outcome records counted, the QPS-share rebalancer) are
+//! DSP slots, the outcome records counted, the QPS-share rebalancer, the auction ledger) are
 //! `rtb_io::engine_shell`'s.
 
 pub mod app;
@@ -25,7 +24,6 @@ pub mod config;
 pub mod control;
 pub mod debug;
 pub mod handler;
-pub mod ledger;
 pub mod metrics;
 pub mod notices;
 pub mod onboard;
@@ -68,7 +66,7 @@ pub struct Shared {
     /// Currency rates, when `--currency-rates` is set.
     pub currency: Option<Currency>,
     /// The auction ledger, when `--ledger` is set.
-    pub ledger: Option<Arc<ledger::Ledger>>,
+    pub ledger: Option<Arc<rtb_io::engine_shell::ledger::Ledger>>,
     /// The roster file's reload counters, when `--roster` is set.
     pub roster: Option<Arc<rtb_io::engine_shell::roster::RosterStatus>>,
     /// DNS lookups and each DSP's address count.

@@ -9,11 +9,13 @@
 //! - [`metrics`]: the per-worker and per-DSP counters; [`record`]: a finished auction's
 //!   outcome records counted into them; [`revenue`]: clearing prices by currency.
 //! - [`qps_shares`]: each DSP's QPS cap split between workers by their traffic.
+//! - [`ledger`]: the auction ledger's writer and per-worker ends.
 //! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
 //!   file it watches.
 
 pub mod dsp_gzip;
 pub mod dsps;
+pub mod ledger;
 pub mod metrics;
 pub mod qps_shares;
 pub mod rates;
