@@ -10,9 +10,13 @@ use std::{
 
 use rtb_core::{roster::Roster, token_bucket::TokenBucket};
 use rtb_io::{
-    engine_shell::metrics::WorkerMetrics,
-    engine_shell::rates::{RatesRefresh, RatesStatus},
-    engine_shell::roster::{roster_file, RosterFile},
+    engine_shell::{
+        self,
+        metrics::WorkerMetrics,
+        rates::{RatesRefresh, RatesStatus},
+        roster::{roster_file, RosterFile},
+        Currency,
+    },
     Broadcast, Server, ShutdownHandle, WorkerCtx,
 };
 
@@ -22,7 +26,7 @@ use crate::{
     debug::DebugHandler,
     handler::ExchangeHandler,
     metrics::RouteCounts,
-    Currency, Shared,
+    Shared,
 };
 
 /// With `--currency-rates`: the first load (blocking, before any worker starts, so the first
@@ -86,6 +90,29 @@ fn wait_first_roster(first_version: &control::FirstVersion, workers: &[WorkerMet
     }
 }
 
+/// What every worker's engine shell reads, with the threads that feed it started: the
+/// QPS-share rebalancer and the ledger's writer (when `--ledger` is set).
+fn start_shell(
+    config: &Config,
+    workers: usize,
+    currency: Option<Currency>,
+) -> std::io::Result<Arc<engine_shell::Shared>> {
+    let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
+    let rebalance = Duration::from_millis(config.qps_rebalance_ms);
+    engine_shell::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
+    let ledger = engine_shell::ledger::Ledger::start(&config.ledger, workers)?;
+    Ok(Arc::new(engine_shell::Shared {
+        engine: config.engine_config(),
+        dsp_pools: config.dsp_client.pool_settings(),
+        dsp_tls_roots: rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?,
+        metrics,
+        win_queue_max: config.win_queue_max,
+        allow_loopback: !config.directory.deny_loopback_dsp,
+        currency,
+        ledger,
+    }))
+}
+
 /// A running exchange.
 #[derive(Debug)]
 pub struct App {
@@ -112,31 +139,18 @@ impl App {
             roster,
             dns_status.clone(),
         )?;
-        let metrics: Arc<[WorkerMetrics]> =
-            (0..workers).map(|_| WorkerMetrics::default()).collect();
-        let rebalance = Duration::from_millis(config.qps_rebalance_ms);
-        rtb_io::engine_shell::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
-        let ledger = rtb_io::engine_shell::ledger::Ledger::start(&config.ledger, workers)?;
-        let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
-            engine: config.engine_config(),
-            dsp_pools: config.dsp_client.pool_settings(),
-            dsp_tls_roots,
+            shell: start_shell(config, workers, currency)?,
             token: config.onboard_token.clone(),
             control,
-            metrics,
             requests: (0..workers).map(|_| RouteCounts::default()).collect(),
             server_stats: Mutex::new(Vec::new()),
             ready: false.into(),
-            win_queue_max: config.win_queue_max,
-            allow_loopback: !config.directory.deny_loopback_dsp,
             onboard_limit: Mutex::new(TokenBucket::new(
                 config.onboard_rate_per_s,
                 config.onboard_burst,
                 std::time::Instant::now(),
             )),
-            currency,
-            ledger,
             roster: roster_status,
             dns: dns_status,
         });
@@ -148,7 +162,7 @@ impl App {
         let debug_server = Server::start(config.debug_server_config(), move |_ctx: &WorkerCtx| {
             DebugHandler::new(debug_shared.clone())
         })?;
-        wait_first_roster(&first_version, &shared.metrics);
+        wait_first_roster(&first_version, &shared.shell.metrics);
         shared.ready.store(true, Ordering::Release);
         Ok(App {
             server,
@@ -185,7 +199,7 @@ impl App {
         self.shared.ready.store(false, Ordering::Release);
         self.server.shutdown_handle().trigger();
         let joined = self.server.join();
-        if let Some(ledger) = &self.shared.ledger {
+        if let Some(ledger) = &self.shared.shell.ledger {
             ledger.stop();
         }
         joined?;

@@ -22,13 +22,14 @@ use rtb_io::{
     engine_shell::dsps::DspSet,
     engine_shell::ledger::worker::WorkerLedger,
     engine_shell::metrics::{Outcome, WorkerMetrics},
+    engine_shell::notices::NoticeQueue,
     engine_shell::qps_shares::{self, ShareRefresh},
     engine_shell::record::{mirror_policy_skips, record_outcomes},
     fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
 };
 use smallvec::SmallVec;
 
-use crate::{json_error, notices::NoticeQueue, Shared};
+use crate::{json_error, Shared};
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
 pub const WORKSPACES_IDLE_MAX: usize = 64;
@@ -78,7 +79,7 @@ pub struct AuctionShell {
 
 impl AuctionShell {
     fn metrics(&self) -> &WorkerMetrics {
-        &self.shared.metrics[self.index]
+        &self.shared.shell.metrics[self.index]
     }
     /// `POST /openrtb2/auction`.
     pub(crate) async fn serve(&self, req: &Request) -> Response {

@@ -33,15 +33,19 @@ impl DebugHandler {
             .lock()
             .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
             .unwrap_or_default();
-        let mut text = metrics::render(&self.shared.metrics, &self.shared.requests, Some(&stats));
-        if let Some(currency) = &self.shared.currency {
+        let mut text = metrics::render(
+            &self.shared.shell.metrics,
+            &self.shared.requests,
+            Some(&stats),
+        );
+        if let Some(currency) = &self.shared.shell.currency {
             rtb_io::engine_shell::rates::render(
                 &currency.status,
                 rtb_io::clock::unix_ms(),
                 &mut text,
             );
         }
-        if let Some(ledger) = &self.shared.ledger {
+        if let Some(ledger) = &self.shared.shell.ledger {
             ledger.render_metrics(&mut text);
         }
         if let Some(roster) = &self.shared.roster {
@@ -64,6 +68,7 @@ impl DebugHandler {
         };
         let applied: Vec<u64> = self
             .shared
+            .shell
             .metrics
             .iter()
             .map(|m| m.applied_version.load(Ordering::Acquire))

@@ -15,12 +15,12 @@ use rtb_io::{
     broadcast::APPLY_PERIOD_DEFAULT,
     engine_shell::dsps::{apply_snapshot, DspSet},
     engine_shell::ledger::worker::WorkerLedger,
+    engine_shell::{notices, Currency},
     BodyPool, BroadcastReceiver, Handler, Request, Response, WorkerCtx,
 };
 
 use crate::{
-    auction::AuctionShell, control::Resolved, json_error, metrics::Route, notices, onboard,
-    Currency, Shared,
+    auction::AuctionShell, control::Resolved, json_error, metrics::Route, onboard, Shared,
 };
 
 /// The main port's handler; one per worker: routing, with the auction route's shell.
@@ -41,25 +41,25 @@ impl ExchangeHandler {
         updates: Option<BroadcastReceiver<Resolved>>,
     ) -> Self {
         let index = ctx.info.index;
-        if let Some(m) = shared.metrics.get(index) {
+        if let Some(m) = shared.shell.metrics.get(index) {
             let _ = m.driver.set(ctx.info.driver.as_str());
         }
         if let Ok(mut stats) = shared.server_stats.lock() {
             stats.push(ctx.stats.clone());
         }
-        let engine = Rc::new(RefCell::new(Engine::new(shared.engine)));
+        let engine = Rc::new(RefCell::new(Engine::new(shared.shell.engine)));
         let dsps: Rc<RefCell<Rc<DspSet>>> = Rc::default();
         if let Some(updates) = updates {
             spawn_applier(ctx, &shared, updates, engine.clone(), dsps.clone());
         }
-        if let Some(currency) = &shared.currency {
+        if let Some(currency) = &shared.shell.currency {
             spawn_rates_applier(ctx, currency, engine.clone());
         }
-        let notices = notices::spawn(shared.clone(), index, dsps.clone());
+        let notices = notices::spawn(shared.shell.clone(), index, dsps.clone());
         let auction = AuctionShell {
             lag: rtb_io::lag::spawn_lag_monitor(ctx.shutdown.clone()),
             in_flight: Cell::new(0),
-            ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
+            ledger: WorkerLedger::new(shared.shell.ledger.as_ref(), index),
             qps_shares: rtb_io::engine_shell::qps_shares::ShareRefresh::default(),
             shared: shared.clone(),
             index,
@@ -97,15 +97,15 @@ fn spawn_applier(
     let index = ctx.info.index;
     let shared = shared.clone();
     // This worker's TLS client config: its session cache serves this worker's pools only.
-    let tls = shared.dsp_tls_roots.worker_connector();
+    let tls = shared.shell.dsp_tls_roots.worker_connector();
     updates.spawn_applier(
         APPLY_PERIOD_DEFAULT,
         ctx.shutdown.clone(),
         move |snapshot| {
-            let Some(metrics) = shared.metrics.get(index) else {
+            let Some(metrics) = shared.shell.metrics.get(index) else {
                 return;
             };
-            let pools = shared.dsp_pools;
+            let pools = shared.shell.dsp_pools;
             let next = apply_snapshot(&dsps.borrow(), &snapshot, metrics, pools, &tls);
             let specs = next.slots.iter().map(|s| (s.spec(), s.policy.clone()));
             engine.borrow_mut().set_dsps_with_policies(specs);

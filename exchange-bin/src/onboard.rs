@@ -70,6 +70,7 @@ fn over_rate(shared: &Shared) -> Option<Response> {
 async fn wait_applied(shared: &Shared, version: u64) {
     let give_up = std::time::Instant::now() + APPLY_WAIT_MAX;
     while shared
+        .shell
         .metrics
         .iter()
         .any(|m| m.applied_version.load(Ordering::Acquire) < version)
