@@ -9,7 +9,7 @@ use futures_channel::oneshot;
 use http::{Method, StatusCode};
 use rtb_io::{Handler, Request, Response, ServerStats, WorkerCtx};
 
-use crate::{control::Command, json_error, metrics, unauthorized, Shared};
+use crate::{control::Command, metrics, unauthorized, Shared};
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -61,10 +61,10 @@ impl DebugHandler {
         }
         let (tx, rx) = oneshot::channel();
         if !self.shared.control.send(Command::List { reply: tx }) {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane busy", "");
+            return Response::json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane busy", "");
         }
         let Ok(registry) = rx.await else {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane gone", "");
+            return Response::json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane gone", "");
         };
         let applied: Vec<u64> = self
             .shared
@@ -84,13 +84,13 @@ impl DebugHandler {
 impl Handler for DebugHandler {
     async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
         if req.method != Method::GET {
-            return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+            return Response::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
         }
         match req.path() {
             "/metrics" => self.metrics(),
             "/debug/registry" => self.registry(&req).await,
             "/healthz" => Response::json(StatusCode::OK, r#"{"status":"ok"}"#),
-            _ => json_error(StatusCode::NOT_FOUND, "no such route", ""),
+            _ => Response::json_error(StatusCode::NOT_FOUND, "no such route", ""),
         }
     }
 }

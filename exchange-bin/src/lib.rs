@@ -4,7 +4,6 @@
 //! - [`config`]: flags and environment.
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
-//! - [`auction`]: the auction route's shell around `rtb_core::engine`.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
 //! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: which series the exchange exposes, and the requests counted by route (the
@@ -18,7 +17,6 @@
 //! `rtb_io::engine_shell`'s.
 
 pub mod app;
-pub mod auction;
 pub mod config;
 pub mod control;
 pub mod debug;
@@ -64,15 +62,9 @@ impl Shared {
     }
 }
 
-/// A JSON error body `{"error": ..., "field": ...}`.
-pub fn json_error(status: StatusCode, error: &str, field: &str) -> Response {
-    let body = serde_json::json!({ "error": error, "field": field }).to_string();
-    Response::json(status, body)
-}
-
 /// 401 with a `WWW-Authenticate` challenge.
 pub fn unauthorized() -> Response {
-    let mut r = json_error(
+    let mut r = Response::json_error(
         StatusCode::UNAUTHORIZED,
         "missing or invalid bearer token",
         "authorization",

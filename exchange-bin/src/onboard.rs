@@ -23,7 +23,7 @@ use rtb_io::{Request, Response};
 
 use crate::{
     control::{truncate, Command, Onboard, OnboardError},
-    json_error, unauthorized, Shared,
+    unauthorized, Shared,
 };
 
 /// Default sustained onboarding calls per second.
@@ -36,7 +36,7 @@ pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis
 const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn control_unavailable() -> Response {
-    json_error(
+    Response::json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "control plane busy, retry",
         "",
@@ -55,7 +55,7 @@ fn over_rate(shared: &Shared) -> Option<Response> {
     }
     let retry_after = bucket.retry_after_s();
     drop(bucket);
-    let mut r = json_error(
+    let mut r = Response::json_error(
         StatusCode::TOO_MANY_REQUESTS,
         "too many onboarding calls (--onboard-rate-per-s), retry later",
         "",
@@ -95,7 +95,7 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     let (body, policy) = match rtb_core::onboard::parse(&req.body) {
         Ok(read) => read,
         Err(refused) => {
-            return json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
+            return Response::json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
         }
     };
     let (tx, rx) = oneshot::channel();
@@ -120,11 +120,11 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         Ok(Err(OnboardError::Invalid(msg))) => {
             tracing::debug!(dsp = %name_for_log, error = %msg, "onboarding refused");
             let field = msg.split_once(':').map_or("", |(f, _)| f);
-            json_error(StatusCode::BAD_REQUEST, &msg, field)
+            Response::json_error(StatusCode::BAD_REQUEST, &msg, field)
         }
         // 409: the request conflicts with the registry's state (it is full); retrying after a
         // DSP leaves or expires can succeed.
-        Ok(Err(OnboardError::Full)) => json_error(
+        Ok(Err(OnboardError::Full)) => Response::json_error(
             StatusCode::CONFLICT,
             "the registry is full (--max-dsps)",
             "name",
@@ -188,7 +188,7 @@ pub async fn delete_dsp(shared: &Shared, req: &Request, name: &str) -> Response 
             let body = serde_json::json!({ "status": "removed", "name": name, "version": version });
             Response::json(StatusCode::OK, body.to_string())
         }
-        Ok((false, _)) => json_error(StatusCode::NOT_FOUND, "no such DSP", "name"),
+        Ok((false, _)) => Response::json_error(StatusCode::NOT_FOUND, "no such DSP", "name"),
         Err(_) => control_unavailable(),
     }
 }

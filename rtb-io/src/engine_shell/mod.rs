@@ -6,6 +6,9 @@
 //!
 //! - [`Shared`]: what every worker's shell reads (engine settings, pool settings, counters).
 //!
+//! - [`auction`]: the auction route's shell ([`auction::AuctionShell`]): one fan-out per
+//!   auction over the worker's pools, the answer, the notices, the counts; [`apply`]: the
+//!   tasks that install registry snapshots and currency rates between requests.
 //! - [`dsps`]: a worker's DSP slots, in the engine's table order; [`dsp_gzip`]: the header
 //!   lines of a call to a DSP that takes gzip.
 //! - [`metrics`]: the per-worker and per-DSP counters; [`record`]: a finished auction's
@@ -16,6 +19,8 @@
 //! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
 //!   file it watches.
 
+pub mod apply;
+pub mod auction;
 pub mod dsp_gzip;
 pub mod dsps;
 pub mod ledger;
