@@ -12,6 +12,7 @@ use rtb_core::{roster::Roster, token_bucket::TokenBucket};
 use rtb_io::{
     engine_shell::{
         self,
+        control::{self, Resolved},
         metrics::WorkerMetrics,
         rates::{RatesRefresh, RatesStatus},
         roster::{roster_file, RosterFile},
@@ -21,12 +22,7 @@ use rtb_io::{
 };
 
 use crate::{
-    config::Config,
-    control::{self, Resolved},
-    debug::DebugHandler,
-    handler::ExchangeHandler,
-    metrics::RouteCounts,
-    Shared,
+    config::Config, debug::DebugHandler, handler::ExchangeHandler, metrics::RouteCounts, Shared,
 };
 
 /// With `--currency-rates`: the first load (blocking, before any worker starts, so the first

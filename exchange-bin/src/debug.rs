@@ -9,7 +9,9 @@ use futures_channel::oneshot;
 use http::{Method, StatusCode};
 use rtb_io::{Handler, Request, Response, ServerStats, WorkerCtx};
 
-use crate::{control::Command, metrics, unauthorized, Shared};
+use rtb_io::engine_shell::control::Command;
+
+use crate::{metrics, unauthorized, Shared};
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

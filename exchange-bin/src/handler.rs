@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode};
 use rtb_io::{
-    engine_shell::auction::AuctionShell, BroadcastReceiver, Handler, Request, Response, WorkerCtx,
+    engine_shell::{auction::AuctionShell, control::Resolved},
+    BroadcastReceiver, Handler, Request, Response, WorkerCtx,
 };
 
-use crate::{control::Resolved, metrics::Route, onboard, Shared};
+use crate::{metrics::Route, onboard, Shared};
 
 /// The main port's handler; one per worker: routing, with the auction route's shell.
 #[derive(Debug)]

@@ -5,7 +5,6 @@
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
 //! - [`handler`]: the per-worker handler: its state and routing.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
-//! - [`control`]: the control thread that owns the registry.
 //! - [`metrics`]: which series the exchange exposes, and the requests counted by route (the
 //!   counters are `rtb_io::engine_shell::metrics`', the text writers `rtb_io::metrics_text`').
 //! - [`revenue`]: the clearing price and revenue series.
@@ -18,7 +17,6 @@
 
 pub mod app;
 pub mod config;
-pub mod control;
 pub mod debug;
 pub mod handler;
 pub mod metrics;
@@ -40,7 +38,7 @@ pub struct Shared {
     /// Onboarding bearer token (never logged).
     pub token: Option<String>,
     /// The control thread.
-    pub control: control::ControlHandle,
+    pub control: rtb_io::engine_shell::control::ControlHandle,
     /// Requests by route and status, one entry per worker, each written by its worker only.
     pub requests: Arc<[metrics::RouteCounts]>,
     /// The HTTP layer's per-worker counters, filled in by each worker's factory.

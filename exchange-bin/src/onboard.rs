@@ -3,7 +3,7 @@
 //! and `/readyz`.
 //!
 //! Workers only check the token and the JSON shape; resolution, address checks and the
-//! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
+//! registry itself live on the control thread (`rtb_io::engine_shell::control`). A successful onboarding is
 //! answered once every worker has applied the new registry version (bounded by
 //! [`APPLY_WAIT_MAX`]), so a client that gets 201 can bid at once on any connection.
 //!
@@ -21,10 +21,9 @@ use http::StatusCode;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 
-use crate::{
-    control::{truncate, Command, Onboard, OnboardError},
-    unauthorized, Shared,
-};
+use rtb_io::engine_shell::control::{truncate, Command, Onboard, OnboardError};
+
+use crate::{unauthorized, Shared};
 
 /// Default sustained onboarding calls per second.
 pub const ONBOARD_RATE_PER_S_DEFAULT: u32 = 50;

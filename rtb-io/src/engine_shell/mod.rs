@@ -16,11 +16,12 @@
 //! - [`qps_shares`]: each DSP's QPS cap split between workers by their traffic.
 //! - [`notices`]: the win and loss notices a worker fires.
 //! - [`ledger`]: the auction ledger's writer and per-worker ends.
-//! - [`rates`]: the currency rates refresh the control thread runs; [`roster`]: the roster
-//!   file it watches.
+//! - [`control`]: the control thread that owns the DSP directory; [`rates`]: the currency
+//!   rates refresh it runs; [`roster`]: the roster file it watches.
 
 pub mod apply;
 pub mod auction;
+pub mod control;
 pub mod dsp_gzip;
 pub mod dsps;
 pub mod ledger;

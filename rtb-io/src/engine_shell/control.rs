@@ -5,20 +5,29 @@
 //! Workers never resolve names or touch the registry: they send a [`Command`] over a bounded
 //! crossbeam channel and await a `futures_channel::oneshot` reply. The control thread resolves
 //! host names (blocking, off the workers, each lookup bounded by `--dns-timeout-ms`, with the
-//! resolver of `rtb_io::dns::control_resolver`, counted by `rtb_io::dns_status`), applies the command to the directory, and broadcasts a
-//! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
-//! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
-//! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
-//! a pass taking about one lookup timeout at most before the commands queued get their turn.
-//! When `--currency-rates` is set, every tick also
-//! gives the rates refresh ([`RatesRefresh`]) its turn, so rates are fetched and
-//! parsed here, never on a worker.
+//! resolver of [`crate::dns::control_resolver`], counted by [`crate::dns_status`]), applies the
+//! command to the directory, and broadcasts a [`Resolved`] snapshot to every worker with
+//! [`crate::Broadcast`] when workers need one. Every [`TICK`] it expires DSPs not seen within
+//! the TTL and looks up again each host whose record expired (its TTL, at least
+//! `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`), a pass taking about one lookup
+//! timeout at most before the commands queued get their turn. When `--currency-rates` is set,
+//! every tick also gives the rates refresh ([`super::rates::RatesRefresh`]) its turn, so rates
+//! are fetched and parsed here, never on a worker.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use super::{rates::RatesRefresh, roster::RosterFile};
+use crate::{
+    clock::unix_ms,
+    control_loop::{self, CommandSender, ControlState},
+    dns::control_resolver,
+    dns_status::DnsStatus,
+    resolve::Resolver,
+    Broadcast,
+};
 use futures_channel::oneshot;
 pub use rtb_core::directory::{Onboard, OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
@@ -28,17 +37,6 @@ use rtb_core::{
     registry::{DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{
-    clock::unix_ms,
-    control_loop::{self, CommandSender, ControlState},
-    dns::control_resolver,
-    resolve::Resolver,
-    Broadcast,
-};
-
-use rtb_io::dns_status::DnsStatus;
-
-use rtb_io::engine_shell::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
@@ -320,8 +318,8 @@ impl ControlState for Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::Answer;
     use rtb_core::dns::DnsLimits;
-    use rtb_io::resolve::Answer;
     use std::net::SocketAddr;
     use std::sync::Mutex;
 
@@ -350,7 +348,7 @@ mod tests {
                 ..DnsLimits::default()
             },
         };
-        let timeout = rtb_io::resolve::RESOLVE_TIMEOUT;
+        let timeout = crate::resolve::RESOLVE_TIMEOUT;
         let control = Control::new(
             config,
             timeout,
