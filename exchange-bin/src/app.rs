@@ -13,7 +13,7 @@ use rtb_io::{
     engine_shell::{
         self,
         control::{self, Resolved},
-        metrics::WorkerMetrics,
+        metrics::{all_applied, WorkerMetrics},
         rates::{RatesRefresh, RatesStatus},
         roster::{roster_file, RosterFile},
         Currency,
@@ -76,8 +76,7 @@ fn wait_first_roster(first_version: &control::FirstVersion, workers: &[WorkerMet
         tracing::warn!("the control thread did not apply the roster in time");
         return;
     };
-    let applied = || (workers.iter()).all(|m| m.applied_version.load(Ordering::Acquire) >= version);
-    while !applied() {
+    while !all_applied(workers, version) {
         if std::time::Instant::now() >= give_up {
             tracing::warn!(version, "not every worker applied the first roster in time");
             return;

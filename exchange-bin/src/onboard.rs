@@ -21,7 +21,10 @@ use http::StatusCode;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 
-use rtb_io::engine_shell::control::{truncate, Command, Onboard, OnboardError};
+use rtb_io::engine_shell::{
+    control::{truncate, Command, Onboard, OnboardError},
+    metrics::all_applied,
+};
 
 use crate::{unauthorized, Shared};
 
@@ -68,12 +71,7 @@ fn over_rate(shared: &Shared) -> Option<Response> {
 
 async fn wait_applied(shared: &Shared, version: u64) {
     let give_up = std::time::Instant::now() + APPLY_WAIT_MAX;
-    while shared
-        .shell
-        .metrics
-        .iter()
-        .any(|m| m.applied_version.load(Ordering::Acquire) < version)
-    {
+    while !all_applied(&shared.shell.metrics, version) {
         if std::time::Instant::now() >= give_up {
             tracing::warn!(version, "not every worker applied the registry in time");
             return;
