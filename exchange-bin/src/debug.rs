@@ -5,11 +5,10 @@
 
 use std::sync::{atomic::Ordering, Arc};
 
-use futures_channel::oneshot;
 use http::{Method, StatusCode};
 use rtb_io::{Handler, Request, Response, ServerStats, WorkerCtx};
 
-use rtb_io::engine_shell::control::Command;
+use rtb_io::engine_shell::control::{ask, Command, Unanswered};
 
 use crate::{metrics, unauthorized, Shared};
 
@@ -61,12 +60,11 @@ impl DebugHandler {
         if !self.shared.authorized(req) {
             return unauthorized();
         }
-        let (tx, rx) = oneshot::channel();
-        if !self.shared.control.send(Command::List { reply: tx }) {
-            return Response::json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane busy", "");
-        }
-        let Ok(registry) = rx.await else {
-            return Response::json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane gone", "");
+        let unavailable = |why| Response::json_error(StatusCode::SERVICE_UNAVAILABLE, why, "");
+        let registry = match ask(&self.shared.control, |reply| Command::List { reply }).await {
+            Ok(registry) => registry,
+            Err(Unanswered::Busy) => return unavailable("control plane busy"),
+            Err(Unanswered::Gone) => return unavailable("control plane gone"),
         };
         let applied: Vec<u64> = self
             .shared

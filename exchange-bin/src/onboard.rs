@@ -16,13 +16,12 @@
 
 use std::sync::atomic::Ordering;
 
-use futures_channel::oneshot;
 use http::StatusCode;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 
 use rtb_io::engine_shell::{
-    control::{truncate, Command, Onboard, OnboardError},
+    control::{ask, truncate, Command, Onboard, OnboardError},
     metrics::all_applied,
 };
 
@@ -95,21 +94,19 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
             return Response::json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
         }
     };
-    let (tx, rx) = oneshot::channel();
     let name_for_log = truncate(&body.name).to_string();
-    if !shared.control.send(Command::Onboard {
+    let options = DspOptions {
+        gzip: body.gzip,
+        policy: std::sync::Arc::new(policy),
+    };
+    let answer = ask(&shared.control, |reply| Command::Onboard {
         name: body.name,
         base_url: body.base_url,
         bid_path: body.bid_path,
-        options: DspOptions {
-            gzip: body.gzip,
-            policy: std::sync::Arc::new(policy),
-        },
-        reply: tx,
-    }) {
-        return control_unavailable();
-    }
-    match rx.await {
+        options,
+        reply,
+    });
+    match answer.await {
         Ok(Ok((done, version))) => {
             wait_applied(shared, version).await;
             onboarded(&done, version)
@@ -154,11 +151,7 @@ pub async fn list(shared: &Shared, req: &Request) -> Response {
     if !shared.authorized(req) {
         return over_rate(shared).unwrap_or_else(unauthorized);
     }
-    let (tx, rx) = oneshot::channel();
-    if !shared.control.send(Command::List { reply: tx }) {
-        return control_unavailable();
-    }
-    match rx.await {
+    match ask(&shared.control, |reply| Command::List { reply }).await {
         Ok(json) => Response::json(StatusCode::OK, json),
         Err(_) => control_unavailable(),
     }
@@ -172,14 +165,12 @@ pub async fn delete_dsp(shared: &Shared, req: &Request, name: &str) -> Response 
     if !shared.authorized(req) {
         return unauthorized();
     }
-    let (tx, rx) = oneshot::channel();
-    if !shared.control.send(Command::Remove {
-        name: name.to_string(),
-        reply: tx,
-    }) {
-        return control_unavailable();
-    }
-    match rx.await {
+    let name_owned = name.to_string();
+    let answer = ask(&shared.control, |reply| Command::Remove {
+        name: name_owned,
+        reply,
+    });
+    match answer.await {
         Ok((true, version)) => {
             wait_applied(shared, version).await;
             let body = serde_json::json!({ "status": "removed", "name": name, "version": version });

@@ -80,6 +80,28 @@ pub enum Command {
 /// The workers' end of the control thread.
 pub type ControlHandle = CommandSender<Command>;
 
+/// Why a command got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Its queue was full (or the thread is gone): the command was not sent.
+    Busy,
+    /// The thread dropped the reply without answering (it stopped).
+    Gone,
+}
+
+/// Sends the command `command` builds around a fresh reply channel and awaits the reply; a
+/// worker's way to ask the control thread anything.
+pub async fn ask<T>(
+    control: &ControlHandle,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Unanswered> {
+    let (reply, answer) = oneshot::channel();
+    if !control.send(command(reply)) {
+        return Err(Unanswered::Busy);
+    }
+    answer.await.map_err(|_| Unanswered::Gone)
+}
+
 /// The registry version the control thread published after applying the first roster (0
 /// without one): workers that applied it call every roster DSP.
 pub type FirstVersion = std::sync::mpsc::Receiver<u64>;
