@@ -1,19 +1,16 @@
-//! rtb-exchange as a library: configuration, the worker handler, the control plane, metrics and
-//! win and loss notices, so `main.rs` stays thin and tests reach the pure helpers.
+//! rtb-exchange as a library: flags, routes, wiring and which metric series it shows, so
+//! `main.rs` stays thin and tests can start an exchange in-process. The engine's monoio driver
+//! (the auction shell, DSP slots, notices, counters, ledger, QPS shares, the control thread,
+//! rates and roster) is `rtb_io::engine_shell`'s; the auction's rules are `rtb_core`'s.
 //!
 //! - [`config`]: flags and environment.
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
-//! - [`handler`]: the per-worker handler: its state and routing.
+//! - [`handler`]: the main port's per-worker handler: routing, and requests counted by route.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
-//! - [`metrics`]: which series the exchange exposes, and the requests counted by route (the
-//!   counters are `rtb_io::engine_shell::metrics`', the text writers `rtb_io::metrics_text`').
+//! - [`metrics`]: which series the exchange exposes (the counters are
+//!   `rtb_io::engine_shell::metrics`', the text writers `rtb_io::metrics_text`').
 //! - [`revenue`]: the clearing price and revenue series.
 //! - [`debug`]: the debug port's handler.
-//!
-//! The engine's monoio driver pieces that need no exchange state (the roster file, the
-//! currency rates refresh, the gzip DSP call, the per-worker and per-DSP counters, a worker's
-//! DSP slots, the outcome records counted, the QPS-share rebalancer, the auction ledger) are
-//! `rtb_io::engine_shell`'s.
 
 pub mod app;
 pub mod config;

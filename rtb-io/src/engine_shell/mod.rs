@@ -5,7 +5,6 @@
 //! it shows.
 //!
 //! - [`Shared`]: what every worker's shell reads (engine settings, pool settings, counters).
-//!
 //! - [`auction`]: the auction route's shell ([`auction::AuctionShell`]): one fan-out per
 //!   auction over the worker's pools, the answer, the notices, the counts; [`apply`]: the
 //!   tasks that install registry snapshots and currency rates between requests.
