@@ -9,17 +9,20 @@ use std::{
 };
 
 use rtb_core::{roster::Roster, token_bucket::TokenBucket};
-use rtb_io::{Broadcast, Server, ShutdownHandle, WorkerCtx};
+use rtb_io::{
+    engine_shell::{
+        self,
+        control::{self, Resolved},
+        metrics::{all_applied, WorkerMetrics},
+        rates::{RatesRefresh, RatesStatus},
+        roster::{roster_file, RosterFile},
+        Currency,
+    },
+    Broadcast, Server, ShutdownHandle, WorkerCtx,
+};
 
 use crate::{
-    config::Config,
-    control::{self, Resolved},
-    debug::DebugHandler,
-    handler::ExchangeHandler,
-    metrics::WorkerMetrics,
-    rates::{RatesRefresh, RatesStatus},
-    roster::RosterFile,
-    Currency, Shared,
+    config::Config, debug::DebugHandler, handler::ExchangeHandler, metrics::RouteCounts, Shared,
 };
 
 /// With `--currency-rates`: the first load (blocking, before any worker starts, so the first
@@ -54,8 +57,7 @@ pub fn load_roster(config: &Config) -> std::io::Result<Option<(RosterFile, Roste
         return Ok(None);
     };
     let poll = Duration::from_millis(config.roster_poll_ms);
-    let mut file =
-        crate::roster::roster_file(path.clone(), poll, !config.directory.deny_loopback_dsp);
+    let mut file = roster_file(path.clone(), poll, !config.directory.deny_loopback_dsp);
     let roster = file
         .load()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -74,14 +76,36 @@ fn wait_first_roster(first_version: &control::FirstVersion, workers: &[WorkerMet
         tracing::warn!("the control thread did not apply the roster in time");
         return;
     };
-    let applied = || (workers.iter()).all(|m| m.applied_version.load(Ordering::Acquire) >= version);
-    while !applied() {
+    while !all_applied(workers, version) {
         if std::time::Instant::now() >= give_up {
             tracing::warn!(version, "not every worker applied the first roster in time");
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// What every worker's engine shell reads, with the threads that feed it started: the
+/// QPS-share rebalancer and the ledger's writer (when `--ledger` is set).
+fn start_shell(
+    config: &Config,
+    workers: usize,
+    currency: Option<Currency>,
+) -> std::io::Result<Arc<engine_shell::Shared>> {
+    let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
+    let rebalance = Duration::from_millis(config.qps_rebalance_ms);
+    engine_shell::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
+    let ledger = engine_shell::ledger::Ledger::start(&config.ledger, workers)?;
+    Ok(Arc::new(engine_shell::Shared {
+        engine: config.engine_config(),
+        dsp_pools: config.dsp_client.pool_settings(),
+        dsp_tls_roots: rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?,
+        metrics,
+        win_queue_max: config.win_queue_max,
+        allow_loopback: !config.directory.deny_loopback_dsp,
+        currency,
+        ledger,
+    }))
 }
 
 /// A running exchange.
@@ -110,30 +134,18 @@ impl App {
             roster,
             dns_status.clone(),
         )?;
-        let metrics: Arc<[WorkerMetrics]> =
-            (0..workers).map(|_| WorkerMetrics::default()).collect();
-        let rebalance = Duration::from_millis(config.qps_rebalance_ms);
-        crate::qps_shares::spawn(Arc::downgrade(&metrics), rebalance)?;
-        let ledger = crate::ledger::Ledger::start(&config.ledger, workers)?;
-        let dsp_tls_roots = rtb_io::TlsRoots::load(config.dsp_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
-            engine: config.engine_config(),
-            dsp_pools: config.dsp_client.pool_settings(),
-            dsp_tls_roots,
+            shell: start_shell(config, workers, currency)?,
             token: config.onboard_token.clone(),
             control,
-            metrics,
+            requests: (0..workers).map(|_| RouteCounts::default()).collect(),
             server_stats: Mutex::new(Vec::new()),
             ready: false.into(),
-            win_queue_max: config.win_queue_max,
-            allow_loopback: !config.directory.deny_loopback_dsp,
             onboard_limit: Mutex::new(TokenBucket::new(
                 config.onboard_rate_per_s,
                 config.onboard_burst,
                 std::time::Instant::now(),
             )),
-            currency,
-            ledger,
             roster: roster_status,
             dns: dns_status,
         });
@@ -145,7 +157,7 @@ impl App {
         let debug_server = Server::start(config.debug_server_config(), move |_ctx: &WorkerCtx| {
             DebugHandler::new(debug_shared.clone())
         })?;
-        wait_first_roster(&first_version, &shared.metrics);
+        wait_first_roster(&first_version, &shared.shell.metrics);
         shared.ready.store(true, Ordering::Release);
         Ok(App {
             server,
@@ -182,7 +194,7 @@ impl App {
         self.shared.ready.store(false, Ordering::Release);
         self.server.shutdown_handle().trigger();
         let joined = self.server.join();
-        if let Some(ledger) = &self.shared.ledger {
+        if let Some(ledger) = &self.shared.shell.ledger {
             ledger.stop();
         }
         joined?;

@@ -113,13 +113,13 @@ pub struct Config {
     pub roster: Option<std::path::PathBuf>,
 
     /// How often the roster file is looked at for a change, ms.
-    #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = crate::roster::ROSTER_POLL_MS_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_ROSTER_POLL_MS", default_value_t = rtb_io::engine_shell::roster::ROSTER_POLL_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub roster_poll_ms: u64,
 
     /// How often each DSP's QPS cap is split again between workers by the traffic each saw
     /// for it, ms (a worker enforces its part with its own token bucket).
-    #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = crate::qps_shares::QPS_REBALANCE_MS_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_QPS_REBALANCE_MS", default_value_t = rtb_io::engine_shell::qps_shares::QPS_REBALANCE_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub qps_rebalance_ms: u64,
 
@@ -133,23 +133,23 @@ pub struct Config {
     /// Currency rates in Prebid Server's file format: a file path or an http:// URL (https is
     /// not supported yet). Bids and floors in a currency with a rate are converted to the
     /// auction currency [default: none: bids must be in the auction currency].
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_RATES", value_parser = crate::rates::RatesSource::parse)]
-    pub currency_rates: Option<crate::rates::RatesSource>,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_RATES", value_parser = rtb_io::engine_shell::rates::RatesSource::parse)]
+    pub currency_rates: Option<rtb_io::engine_shell::rates::RatesSource>,
 
     /// Seconds between loads of --currency-rates (a failed load keeps the previous table).
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_REFRESH_S", default_value_t = crate::rates::REFRESH_S_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_REFRESH_S", default_value_t = rtb_io::engine_shell::rates::REFRESH_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub currency_refresh_s: u64,
 
     /// Rates not loaded successfully for this many seconds are reported stale (metrics, logs);
     /// they are still used.
-    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_STALE_S", default_value_t = crate::rates::STALE_S_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_CURRENCY_STALE_S", default_value_t = rtb_io::engine_shell::rates::STALE_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub currency_stale_s: u64,
 
     /// The auction ledger (`--ledger*` flags).
     #[command(flatten)]
-    pub ledger: crate::ledger::LedgerArgs,
+    pub ledger: rtb_io::ledger_flags::LedgerArgs,
 
     /// The DSP connection pools' limits (draining, connects, sizing, pre-warm, TLS).
     #[command(flatten)]
@@ -470,7 +470,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             c.currency_rates,
-            Some(crate::rates::RatesSource::Http { .. })
+            Some(rtb_io::engine_shell::rates::RatesSource::Http { .. })
         ));
         let e = Config::try_parse_from_env([
             "rtb-exchange",

@@ -5,11 +5,12 @@
 
 use std::sync::{atomic::Ordering, Arc};
 
-use futures_channel::oneshot;
 use http::{Method, StatusCode};
 use rtb_io::{Handler, Request, Response, ServerStats, WorkerCtx};
 
-use crate::{control::Command, json_error, metrics, unauthorized, Shared};
+use rtb_io::engine_shell::control::{ask, Command, Unanswered};
+
+use crate::{metrics, unauthorized, Shared};
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,15 +34,23 @@ impl DebugHandler {
             .lock()
             .map(|s| ServerStats::sum(s.iter().map(|w| &**w)))
             .unwrap_or_default();
-        let mut text = metrics::render(&self.shared.metrics, Some(&stats));
-        if let Some(currency) = &self.shared.currency {
-            crate::rates::render(&currency.status, rtb_io::clock::unix_ms(), &mut text);
+        let mut text = metrics::render(
+            &self.shared.shell.metrics,
+            &self.shared.requests,
+            Some(&stats),
+        );
+        if let Some(currency) = &self.shared.shell.currency {
+            rtb_io::engine_shell::rates::render(
+                &currency.status,
+                rtb_io::clock::unix_ms(),
+                &mut text,
+            );
         }
-        if let Some(ledger) = &self.shared.ledger {
+        if let Some(ledger) = &self.shared.shell.ledger {
             ledger.render_metrics(&mut text);
         }
         if let Some(roster) = &self.shared.roster {
-            roster.render(&crate::roster::ROSTER_SERIES, &mut text);
+            roster.render(&rtb_io::engine_shell::roster::ROSTER_SERIES, &mut text);
         }
         self.shared.dns.render(&mut text);
         Response::with_body(StatusCode::OK, PROMETHEUS_CONTENT_TYPE, text)
@@ -51,15 +60,15 @@ impl DebugHandler {
         if !self.shared.authorized(req) {
             return unauthorized();
         }
-        let (tx, rx) = oneshot::channel();
-        if !self.shared.control.send(Command::List { reply: tx }) {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane busy", "");
-        }
-        let Ok(registry) = rx.await else {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "control plane gone", "");
+        let unavailable = |why| Response::json_error(StatusCode::SERVICE_UNAVAILABLE, why, "");
+        let registry = match ask(&self.shared.control, |reply| Command::List { reply }).await {
+            Ok(registry) => registry,
+            Err(Unanswered::Busy) => return unavailable("control plane busy"),
+            Err(Unanswered::Gone) => return unavailable("control plane gone"),
         };
         let applied: Vec<u64> = self
             .shared
+            .shell
             .metrics
             .iter()
             .map(|m| m.applied_version.load(Ordering::Acquire))
@@ -75,13 +84,13 @@ impl DebugHandler {
 impl Handler for DebugHandler {
     async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
         if req.method != Method::GET {
-            return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+            return Response::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
         }
         match req.path() {
             "/metrics" => self.metrics(),
             "/debug/registry" => self.registry(&req).await,
             "/healthz" => Response::json(StatusCode::OK, r#"{"status":"ok"}"#),
-            _ => json_error(StatusCode::NOT_FOUND, "no such route", ""),
+            _ => Response::json_error(StatusCode::NOT_FOUND, "no such route", ""),
         }
     }
 }

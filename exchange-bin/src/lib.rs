@@ -1,92 +1,53 @@
-//! rtb-exchange as a library: configuration, the worker handler, the control plane, metrics and
-//! win and loss notices, so `main.rs` stays thin and tests reach the pure helpers.
+//! rtb-exchange as a library: flags, routes, wiring and which metric series it shows, so
+//! `main.rs` stays thin and tests can start an exchange in-process. The engine's monoio driver
+//! (the auction shell, DSP slots, notices, counters, ledger, QPS shares, the control thread,
+//! rates and roster) is `rtb_io::engine_shell`'s; the auction's rules are `rtb_core`'s.
 //!
 //! - [`config`]: flags and environment.
 //! - [`app`]: a running exchange: everything started from a [`config::Config`], and stopped.
-//! - [`handler`]: the per-worker handler: its state and routing.
-//! - [`auction`]: the auction route's shell around `rtb_core::engine`.
-//! - [`dsps`]: the worker's DSP slots (pools), in the engine's table order.
-//! - [`record`]: the engine's outcome records counted into metrics.
-//! - [`ledger`]: the auction ledger (flags, writer thread, per-worker ends, `rtb-ledger`).
-//! - [`notices`]: per-worker notice queue and the tasks that fire them (win and loss notices).
+//! - [`handler`]: the main port's per-worker handler: routing, and requests counted by route.
 //! - [`onboard`]: the HTTP side of the control plane (POST/GET/DELETE /dsp, health).
-//! - [`control`]: the control thread that owns the registry.
-//! - [`metrics`]: per-worker counters and which series the exchange exposes (the text
-//!   writers are `rtb_io::metrics_text`, shared with [`revenue`]).
-//! - [`revenue`]: per-DSP clearing prices by currency, and the exchange's revenue.
-//! - [`rates`]: currency rates: source, loading, refresh, status.
+//! - [`metrics`]: which series the exchange exposes (the counters are
+//!   `rtb_io::engine_shell::metrics`', the text writers `rtb_io::metrics_text`').
+//! - [`revenue`]: the clearing price and revenue series.
 //! - [`debug`]: the debug port's handler.
 
 pub mod app;
-pub mod auction;
 pub mod config;
-pub mod control;
 pub mod debug;
-pub mod dsp_gzip;
-pub mod dsps;
 pub mod handler;
-pub mod ledger;
 pub mod metrics;
-pub mod notices;
 pub mod onboard;
-pub mod qps_shares;
-pub mod rates;
-pub mod record;
 pub mod revenue;
-pub mod roster;
 
 use std::sync::{atomic::AtomicBool, Arc, Mutex};
 
 use http::StatusCode;
-use rtb_core::engine::EngineConfig;
 use rtb_io::{limits::WorkerStats, Request, Response};
 
 /// State shared by every worker and the debug port (read-only on the hot path).
 #[derive(Debug)]
 pub struct Shared {
-    /// What every worker's auction engine decides by.
-    pub engine: EngineConfig,
-    /// How each worker builds its pool to a DSP (limits, sizing, pre-warm, TLS).
-    pub dsp_pools: rtb_io::pool_settings::PoolSettings,
-    /// Roots trusted for https:// DSPs and notices; each worker builds its own client config
-    /// (and so its own TLS session cache) from them.
-    pub dsp_tls_roots: rtb_io::TlsRoots,
+    /// What every worker's engine shell reads: the engine's settings, the DSP pools' settings
+    /// and TLS roots, the per-worker counters, the notice queue's size, the currency rates and
+    /// the ledger.
+    pub shell: Arc<rtb_io::engine_shell::Shared>,
     /// Onboarding bearer token (never logged).
     pub token: Option<String>,
     /// The control thread.
-    pub control: control::ControlHandle,
-    /// One entry per worker, each written by its worker only.
-    pub metrics: Arc<[metrics::WorkerMetrics]>,
+    pub control: rtb_io::engine_shell::control::ControlHandle,
+    /// Requests by route and status, one entry per worker, each written by its worker only.
+    pub requests: Arc<[metrics::RouteCounts]>,
     /// The HTTP layer's per-worker counters, filled in by each worker's factory.
     pub server_stats: Mutex<Vec<Arc<WorkerStats>>>,
     /// Set once every worker and the debug port listen; cleared at shutdown.
     pub ready: AtomicBool,
-    /// Pending win notices per worker.
-    pub win_queue_max: usize,
-    /// Whether loopback DSP and win-notice addresses are allowed.
-    pub allow_loopback: bool,
     /// Onboarding rate limit (process-wide; touched only by onboarding calls).
     pub onboard_limit: Mutex<rtb_core::token_bucket::TokenBucket>,
-    /// Currency rates, when `--currency-rates` is set.
-    pub currency: Option<Currency>,
-    /// The auction ledger, when `--ledger` is set.
-    pub ledger: Option<Arc<ledger::Ledger>>,
     /// The roster file's reload counters, when `--roster` is set.
-    pub roster: Option<Arc<roster::RosterStatus>>,
+    pub roster: Option<Arc<rtb_io::engine_shell::roster::RosterStatus>>,
     /// DNS lookups and each DSP's address count.
     pub dns: Arc<rtb_io::dns_status::DnsStatus>,
-}
-
-/// The currency rates as workers and the debug port get them.
-#[derive(Debug)]
-pub struct Currency {
-    /// The table loaded at startup (None: the first load failed; auctions keep today's rule
-    /// until a refresh succeeds).
-    pub initial: Option<Arc<rtb_core::CurrencyRates>>,
-    /// Every later table, to every worker.
-    pub updates: rtb_io::Broadcast<Arc<rtb_core::CurrencyRates>>,
-    /// Age, staleness and counters, for /metrics.
-    pub status: Arc<rates::RatesStatus>,
 }
 
 impl Shared {
@@ -96,15 +57,9 @@ impl Shared {
     }
 }
 
-/// A JSON error body `{"error": ..., "field": ...}`.
-pub fn json_error(status: StatusCode, error: &str, field: &str) -> Response {
-    let body = serde_json::json!({ "error": error, "field": field }).to_string();
-    Response::json(status, body)
-}
-
 /// 401 with a `WWW-Authenticate` challenge.
 pub fn unauthorized() -> Response {
-    let mut r = json_error(
+    let mut r = Response::json_error(
         StatusCode::UNAUTHORIZED,
         "missing or invalid bearer token",
         "authorization",

@@ -1,43 +1,31 @@
-//! Owns the exchange's counters and which series it exposes.
-//!
-//! Every worker owns one [`WorkerMetrics`] (in an `Arc<[WorkerMetrics]>` list) and is its only
-//! writer: counters are rtb-io's single-writer [`Counter`] (relaxed load + store, no locked
-//! read-modify-write, no shared cache line between workers). The debug port sums them on
-//! scrape. Per-DSP counters are an `Arc<DspMetrics>` held by the worker's DSP slot, kept per
-//! name by `rtb_io::keyed_metrics` (touched only when the DSP set changes and on scrape). The
+//! Owns which series the exchange exposes, drawn from the counters every worker keeps
+//! (`rtb_io::engine_shell::metrics`: [`WorkerMetrics`], and per DSP [`DspMetrics`]) and the
+//! requests counted by route here ([`RouteCounts`]). The debug port sums them on scrape; the
 //! text writers are `rtb_io::metrics_text`'s.
 
 use std::{
     fmt::Write as _,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, OnceLock,
-    },
+    sync::{atomic::Ordering, Arc},
 };
 
 use rtb_core::{
     engine::{breaker::State, CallFailure, NoticeKind, ShedReason},
     policy::SkipReason,
-    RejectReason,
+    revenue::RevenueSum,
 };
 use rtb_io::{
+    engine_shell::metrics::{DspMetrics, WorkerMetrics, CALL_ERRORS, OUTCOMES, REJECT_REASONS},
     keyed_metrics::Keyed,
     limits::Counter,
     metrics_text::{
-        self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, Histogram,
-        LabeledSeries, Series,
+        self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, LabeledSeries,
+        Series,
     },
-    notify_metrics::{KindSeries, NotifyCounters},
-    pool_metrics::{PoolMetrics, PoolSum},
+    notify_metrics::KindSeries,
+    pool_metrics::PoolSum,
     request_metrics::RequestCounts,
     ServerStats,
 };
-
-use crate::revenue::{Revenue, RevenueSum};
-
-/// Per-DSP metric entries kept per worker (DSPs that left keep their counters); names beyond it
-/// share one `_other` entry so a churn of names cannot grow memory without bound.
-pub const DSP_METRIC_NAMES_MAX: usize = 1024;
 
 /// Routes counted in `rtb_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,85 +54,6 @@ const ROUTES: [&str; 6] = [
     "other",
 ];
 
-/// Auction outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// 200 with at least one winner.
-    Won,
-    /// 204: DSPs called, nobody won.
-    NoBid,
-    /// 204 at once: too late to start.
-    Shed,
-    /// 400: request failed validation.
-    Invalid,
-    /// 404: no DSP registered.
-    NoDsp,
-}
-
-/// Outcome labels, in [`Outcome`] order.
-const OUTCOMES: [&str; 5] = ["won", "no_bid", "shed", "invalid", "no_dsp"];
-
-const CALL_ERRORS: [CallFailure; CallFailure::ALL.len()] = CallFailure::ALL;
-
-/// Names of [`RejectReason`]s, in a fixed order for the per-DSP counters.
-const REJECT_REASONS: [&str; 17] = [
-    "defective",
-    "auction_id_mismatch",
-    "wrong_currency",
-    "unknown_imp",
-    "invalid_price",
-    "price_too_high",
-    "unknown_deal",
-    "private_auction_needs_deal",
-    "seat_not_allowed",
-    "below_floor",
-    "below_deal_floor",
-    "blocked_advertiser",
-    "blocked_category",
-    "lost_to_higher_bid",
-    "lost_to_deal",
-    "media_type_not_offered",
-    "size_not_allowed",
-];
-
-/// One DSP's counters on one worker.
-#[derive(Debug, Default)]
-pub struct DspMetrics {
-    /// Calls started.
-    pub calls: Counter,
-    /// Bids received (every bid of every 200 response).
-    pub bids: Counter,
-    /// Impressions won.
-    pub wins: Counter,
-    /// 204 or empty answers.
-    pub no_bids: Counter,
-    call_errors: [Counter; CALL_ERRORS.len()],
-    /// 200 responses that did not decode.
-    pub decode_errors: Counter,
-    /// Answers with a status other than 200 and 204.
-    pub bad_status: Counter,
-    rejections: [Counter; REJECT_REASONS.len()],
-    /// Call latency (answered calls and errors; timeouts included).
-    pub latency: Histogram,
-    /// This worker's pool to the DSP (mirrored after each call).
-    pub pool: PoolMetrics,
-    /// This worker's breaker state for the DSP (`State::gauge`: 0 closed, 1 open, 2
-    /// half-open: rendered as one `rtb_dsp_breaker_state{state}` series per state).
-    pub breaker_state: AtomicU64,
-    /// Closed → open transitions.
-    pub breaker_trips: Counter,
-    /// Calls not made because the breaker was open (or half-open with a probe out).
-    pub skipped: Counter,
-    /// Requests its roster policy kept from it, by reason in `SkipReason::ALL` order (mirrors
-    /// the engine's counts, see `record::mirror_policy_skips`).
-    pub policy_skips: [AtomicU64; SkipReason::ALL.len()],
-    /// This worker's part of the DSP's QPS cap, in millionths, set by the rebalancer
-    /// (`crate::qps_shares`; 0: not set yet, an equal part).
-    pub qps_fraction_ppm: AtomicU64,
-    /// Clearing prices of the impressions won in non-test auctions, by auction currency.
-    pub revenue: Revenue,
-}
-
 /// Orders breaker gauge values by severity (closed < half-open < open) so the scrape shows the
 /// worst state any worker has.
 fn breaker_severity(state: u64) -> u8 {
@@ -155,33 +64,6 @@ fn breaker_severity(state: u64) -> u8 {
     }
 }
 
-impl DspMetrics {
-    /// Requests this worker wanted to send the DSP (its filters admitted them): calls made,
-    /// calls its breaker held back and requests over its QPS part.
-    pub fn qps_demand(&self) -> u64 {
-        let over_cap = self.policy_skips[SkipReason::Qps as usize].load(Ordering::Relaxed);
-        self.calls.get() + self.skipped.get() + over_cap
-    }
-
-    /// Counts a failed call. Owner thread only.
-    pub fn call_error(&self, e: CallFailure) {
-        if let Some(i) = CALL_ERRORS.iter().position(|&k| k == e) {
-            self.call_errors[i].incr();
-        }
-    }
-
-    /// Counts a rejected bid. Owner thread only.
-    pub fn rejection(&self, r: RejectReason) {
-        let name = r.as_str();
-        if let Some(i) = REJECT_REASONS.iter().position(|&k| k == name) {
-            self.rejections[i].incr();
-        }
-    }
-}
-
-/// One worker's notice counters, by kind in `NoticeKind::ALL` order.
-pub type NoticeCounters = NotifyCounters<{ NoticeKind::ALL.len() }>;
-
 /// The kinds as `/metrics` shows them (`rtb_win_notices_total`, `rtb_loss_notices_total`), in
 /// `NoticeKind::ALL` order.
 pub const NOTICE_KINDS: [KindSeries; NoticeKind::ALL.len()] = [
@@ -189,46 +71,8 @@ pub const NOTICE_KINDS: [KindSeries; NoticeKind::ALL.len()] = [
     ("loss", "Loss notices by result."),
 ];
 
-/// One worker's counters.
-#[derive(Debug, Default)]
-pub struct WorkerMetrics {
-    requests: RequestCounts<{ ROUTES.len() }>,
-    outcomes: [Counter; OUTCOMES.len()],
-    shed_reasons: [Counter; ShedReason::ALL.len()],
-    /// Arrival to answer of auctions that called DSPs.
-    pub auction_latency: Histogram,
-    /// Win and loss notices by result (see `rtb_io::notify_metrics`).
-    pub notices: NoticeCounters,
-    /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
-    /// apart (they are in `rtb_auctions_total` too), billed nothing, no notice fired.
-    pub test_auctions: [Counter; 2],
-    /// Registry version this worker applied (read by onboarding to wait for every worker).
-    pub applied_version: AtomicU64,
-    /// The IO driver, set once the worker runs.
-    pub driver: OnceLock<&'static str>,
-    /// Every DSP's counters on this worker, by name (created when the DSP set changes).
-    pub dsps: Keyed<DspMetrics, DSP_METRIC_NAMES_MAX>,
-}
-
-impl WorkerMetrics {
-    /// Counts a request by route and status. Owner thread only.
-    pub fn request(&self, route: Route, status: u16) {
-        self.requests.count(route as usize, status);
-    }
-
-    /// Counts a shed auction (outcome `shed`) with its reason. Owner thread only.
-    pub fn shed(&self, reason: ShedReason) {
-        self.outcome(Outcome::Shed);
-        if let Some(i) = ShedReason::ALL.iter().position(|&r| r == reason) {
-            self.shed_reasons[i].incr();
-        }
-    }
-
-    /// Counts an auction outcome. Owner thread only.
-    pub fn outcome(&self, o: Outcome) {
-        self.outcomes[o as usize].incr();
-    }
-}
+/// One worker's requests by route and status (the handler counts them).
+pub type RouteCounts = RequestCounts<{ ROUTES.len() }>;
 
 /// One DSP's counters on every worker that has them.
 type DspRow = Vec<Arc<DspMetrics>>;
@@ -256,12 +100,17 @@ pub const BUILD: BuildInfo = BuildInfo {
     os: std::env::consts::OS,
 };
 
-/// Renders every worker's counters, summed, plus the server's connection counters, the
-/// process's own figures and the build, in the Prometheus text format (version 0.0.4).
-pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String {
+/// Renders every worker's counters and requests, summed, plus the server's connection
+/// counters, the process's own figures and the build, in the Prometheus text format (version
+/// 0.0.4).
+pub fn render(
+    workers: &[WorkerMetrics],
+    requests: &[RouteCounts],
+    server: Option<&ServerStats>,
+) -> String {
     let mut out = String::with_capacity(16 * 1024);
     metrics_text::render_build_info(&mut out, &BUILD);
-    render_requests(&mut out, workers);
+    render_requests(&mut out, workers, requests);
     render_auctions(&mut out, workers);
     let notices = workers.iter().map(|w| &w.notices);
     rtb_io::notify_metrics::render(&mut out, &NOTICE_KINDS, notices);
@@ -286,14 +135,14 @@ pub fn render(workers: &[WorkerMetrics], server: Option<&ServerStats>) -> String
 }
 
 /// `rtb_worker_info` and `rtb_requests_total`.
-fn render_requests(out: &mut String, workers: &[WorkerMetrics]) {
+fn render_requests(out: &mut String, workers: &[WorkerMetrics], requests: &[RouteCounts]) {
     let (name, help) = ("rtb_worker_info", "Worker threads and their IO driver.");
     header(out, name, "gauge", help);
     for (i, w) in workers.iter().enumerate() {
         let driver = w.driver.get().copied().unwrap_or("starting");
         let _ = writeln!(out, "{name}{{worker=\"{i}\",driver=\"{driver}\"}} 1");
     }
-    rtb_io::request_metrics::render(out, &ROUTES, workers.iter().map(|w| &w.requests));
+    rtb_io::request_metrics::render(out, &ROUTES, requests.iter());
 }
 
 /// Auction outcomes, shed reasons and the auction duration histogram.
@@ -471,6 +320,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use rtb_core::RejectReason;
+    use rtb_io::engine_shell::{metrics::Outcome, revenue::currency_code};
 
     #[test]
     fn kinds_are_rendered_by_their_names() {
@@ -485,7 +336,7 @@ mod tests {
         w.auction_latency.observe(Duration::from_micros(40));
         w.auction_latency.observe(Duration::from_micros(700));
         w.auction_latency.observe(Duration::from_millis(500));
-        let text = render(std::slice::from_ref(&w), None);
+        let text = render(std::slice::from_ref(&w), &[], None);
         assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.00005\"} 1\n"));
         assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.001\"} 2\n"));
         assert!(text.contains("rtb_auction_duration_seconds_bucket{le=\"0.1\"} 2\n"));
@@ -496,8 +347,9 @@ mod tests {
     #[test]
     fn sums_workers_and_labels_dsps() {
         let ws: Vec<WorkerMetrics> = (0..2).map(|_| WorkerMetrics::default()).collect();
-        for w in &ws {
-            w.request(Route::Auction, 200);
+        let requests: Vec<RouteCounts> = (0..2).map(|_| RouteCounts::default()).collect();
+        for (w, r) in ws.iter().zip(&requests) {
+            r.count(Route::Auction as usize, 200);
             w.outcome(Outcome::Won);
             let d = w.dsps.get("br\"aid");
             d.calls.incr();
@@ -505,10 +357,10 @@ mod tests {
             d.rejection(RejectReason::BelowFloor);
             d.call_error(CallFailure::ConnectPaced);
             d.pool.drains[1].store(3, Ordering::Relaxed);
-            d.revenue.won(crate::revenue::currency_code("USD"), 1.5);
+            d.revenue.won(currency_code("USD"), 1.5);
         }
         ws[0].driver.set("epoll").unwrap();
-        let text = render(&ws, None);
+        let text = render(&ws, &requests, None);
         assert!(text.contains("rtb_requests_total{route=\"auction\",status=\"200\"} 2\n"));
         assert!(text.contains("rtb_auctions_total{outcome=\"won\"} 2\n"));
         assert!(text.contains("rtb_dsp_calls_total{dsp=\"br\\\"aid\"} 2\n"));
@@ -543,7 +395,7 @@ mod tests {
     fn breaker_state_is_one_series_per_state_worst_over_workers() {
         let ws: Vec<WorkerMetrics> = (0..3).map(|_| WorkerMetrics::default()).collect();
         let states = |ws: &[WorkerMetrics]| -> Vec<String> {
-            render(ws, None)
+            render(ws, &[], None)
                 .lines()
                 .filter(|l| l.starts_with("rtb_dsp_breaker_state{"))
                 .map(str::to_string)
@@ -597,37 +449,6 @@ mod tests {
             let found = State::NAMES.get(state.gauge() as usize);
             assert_eq!(found, Some(&label), "{state:?}");
             assert_eq!(state.as_str(), label);
-        }
-    }
-
-    #[test]
-    fn reject_reason_names_cover_the_enum() {
-        use rtb_core::response::BidDefect;
-        let all = [
-            RejectReason::Defective(BidDefect::MissingPrice),
-            RejectReason::AuctionIdMismatch,
-            RejectReason::WrongCurrency,
-            RejectReason::UnknownImp,
-            RejectReason::InvalidPrice,
-            RejectReason::PriceTooHigh,
-            RejectReason::UnknownDeal,
-            RejectReason::PrivateAuctionNeedsDeal,
-            RejectReason::SeatNotAllowed,
-            RejectReason::BelowFloor,
-            RejectReason::BelowDealFloor,
-            RejectReason::BlockedAdvertiser,
-            RejectReason::BlockedCategory,
-            RejectReason::LostToHigherBid,
-            RejectReason::LostToDeal,
-            RejectReason::MediaTypeNotOffered,
-            RejectReason::SizeNotAllowed,
-        ];
-        // The ledger's schema lists the same names (its `reason` enum).
-        let schema = include_str!("../../deploy/ledger/ledger-record.v2.schema.json");
-        for r in all {
-            assert!(REJECT_REASONS.contains(&r.as_str()), "{}", r.as_str());
-            let quoted = format!("\"{}\"", r.as_str());
-            assert!(schema.contains(&quoted), "ledger schema lacks {quoted}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and `/readyz`.
 //!
 //! Workers only check the token and the JSON shape; resolution, address checks and the
-//! registry itself live on the control thread ([`crate::control`]). A successful onboarding is
+//! registry itself live on the control thread (`rtb_io::engine_shell::control`). A successful onboarding is
 //! answered once every worker has applied the new registry version (bounded by
 //! [`APPLY_WAIT_MAX`]), so a client that gets 201 can bid at once on any connection.
 //!
@@ -16,15 +16,16 @@
 
 use std::sync::atomic::Ordering;
 
-use futures_channel::oneshot;
 use http::StatusCode;
 use rtb_core::registry::{DspOptions, Upsert};
 use rtb_io::{Request, Response};
 
-use crate::{
-    control::{truncate, Command, Onboard, OnboardError},
-    json_error, unauthorized, Shared,
+use rtb_io::engine_shell::{
+    control::{ask, truncate, Command, Onboard, OnboardError},
+    metrics::all_applied,
 };
+
+use crate::{unauthorized, Shared};
 
 /// Default sustained onboarding calls per second.
 pub const ONBOARD_RATE_PER_S_DEFAULT: u32 = 50;
@@ -36,7 +37,7 @@ pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis
 const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn control_unavailable() -> Response {
-    json_error(
+    Response::json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "control plane busy, retry",
         "",
@@ -55,7 +56,7 @@ fn over_rate(shared: &Shared) -> Option<Response> {
     }
     let retry_after = bucket.retry_after_s();
     drop(bucket);
-    let mut r = json_error(
+    let mut r = Response::json_error(
         StatusCode::TOO_MANY_REQUESTS,
         "too many onboarding calls (--onboard-rate-per-s), retry later",
         "",
@@ -69,11 +70,7 @@ fn over_rate(shared: &Shared) -> Option<Response> {
 
 async fn wait_applied(shared: &Shared, version: u64) {
     let give_up = std::time::Instant::now() + APPLY_WAIT_MAX;
-    while shared
-        .metrics
-        .iter()
-        .any(|m| m.applied_version.load(Ordering::Acquire) < version)
-    {
+    while !all_applied(&shared.shell.metrics, version) {
         if std::time::Instant::now() >= give_up {
             tracing::warn!(version, "not every worker applied the registry in time");
             return;
@@ -94,24 +91,22 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
     let (body, policy) = match rtb_core::onboard::parse(&req.body) {
         Ok(read) => read,
         Err(refused) => {
-            return json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
+            return Response::json_error(StatusCode::BAD_REQUEST, &refused.message, refused.field)
         }
     };
-    let (tx, rx) = oneshot::channel();
     let name_for_log = truncate(&body.name).to_string();
-    if !shared.control.send(Command::Onboard {
+    let options = DspOptions {
+        gzip: body.gzip,
+        policy: std::sync::Arc::new(policy),
+    };
+    let answer = ask(&shared.control, |reply| Command::Onboard {
         name: body.name,
         base_url: body.base_url,
         bid_path: body.bid_path,
-        options: DspOptions {
-            gzip: body.gzip,
-            policy: std::sync::Arc::new(policy),
-        },
-        reply: tx,
-    }) {
-        return control_unavailable();
-    }
-    match rx.await {
+        options,
+        reply,
+    });
+    match answer.await {
         Ok(Ok((done, version))) => {
             wait_applied(shared, version).await;
             onboarded(&done, version)
@@ -119,11 +114,11 @@ pub async fn post_dsp(shared: &Shared, req: &Request) -> Response {
         Ok(Err(OnboardError::Invalid(msg))) => {
             tracing::debug!(dsp = %name_for_log, error = %msg, "onboarding refused");
             let field = msg.split_once(':').map_or("", |(f, _)| f);
-            json_error(StatusCode::BAD_REQUEST, &msg, field)
+            Response::json_error(StatusCode::BAD_REQUEST, &msg, field)
         }
         // 409: the request conflicts with the registry's state (it is full); retrying after a
         // DSP leaves or expires can succeed.
-        Ok(Err(OnboardError::Full)) => json_error(
+        Ok(Err(OnboardError::Full)) => Response::json_error(
             StatusCode::CONFLICT,
             "the registry is full (--max-dsps)",
             "name",
@@ -156,11 +151,7 @@ pub async fn list(shared: &Shared, req: &Request) -> Response {
     if !shared.authorized(req) {
         return over_rate(shared).unwrap_or_else(unauthorized);
     }
-    let (tx, rx) = oneshot::channel();
-    if !shared.control.send(Command::List { reply: tx }) {
-        return control_unavailable();
-    }
-    match rx.await {
+    match ask(&shared.control, |reply| Command::List { reply }).await {
         Ok(json) => Response::json(StatusCode::OK, json),
         Err(_) => control_unavailable(),
     }
@@ -174,20 +165,18 @@ pub async fn delete_dsp(shared: &Shared, req: &Request, name: &str) -> Response 
     if !shared.authorized(req) {
         return unauthorized();
     }
-    let (tx, rx) = oneshot::channel();
-    if !shared.control.send(Command::Remove {
-        name: name.to_string(),
-        reply: tx,
-    }) {
-        return control_unavailable();
-    }
-    match rx.await {
+    let name_owned = name.to_string();
+    let answer = ask(&shared.control, |reply| Command::Remove {
+        name: name_owned,
+        reply,
+    });
+    match answer.await {
         Ok((true, version)) => {
             wait_applied(shared, version).await;
             let body = serde_json::json!({ "status": "removed", "name": name, "version": version });
             Response::json(StatusCode::OK, body.to_string())
         }
-        Ok((false, _)) => json_error(StatusCode::NOT_FOUND, "no such DSP", "name"),
+        Ok((false, _)) => Response::json_error(StatusCode::NOT_FOUND, "no such DSP", "name"),
         Err(_) => control_unavailable(),
     }
 }

@@ -170,6 +170,13 @@ impl Response {
         Self::with_body(status, "application/json", body)
     }
 
+    /// A JSON error body `{"error": ..., "field": ...}` (`field`: the request field at fault,
+    /// or empty).
+    pub fn json_error(status: StatusCode, error: &str, field: &str) -> Self {
+        let body = serde_json::json!({ "error": error, "field": field }).to_string();
+        Self::json(status, body)
+    }
+
     /// The same response with pre-encoded header lines (see [`Response::static_headers`]).
     pub fn with_static_headers(mut self, lines: &'static [u8]) -> Self {
         debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));

@@ -45,6 +45,9 @@
 //! - [`watched_file`]: a configuration file reloaded when the file behind its path changes
 //!   (the last good copy kept, loads counted).
 //!
+//! - [`engine_shell`] (the `engine` feature, which brings in rtb-core): the monoio driver of
+//!   `rtb_core::engine::Engine`, performing the engine's decisions over the pools above.
+//!
 //! Nothing here holds auction rules; see `rtb-core` for those.
 
 pub mod bodies;
@@ -61,6 +64,8 @@ pub mod control_loop;
 pub mod dns;
 pub mod dns_status;
 pub mod driver;
+#[cfg(feature = "engine")]
+pub mod engine_shell;
 pub mod fanout;
 pub mod fetch;
 pub mod file_stamp;

@@ -1,13 +1,13 @@
 //! Owns the notices a worker fires (win notices, `nurl`, and loss notices, `lurl`): what is
 //! queued, where each may go, and what is counted. The queue (reused URL buffers, bounded, a
-//! fixed set of tasks sending off the auction's path) is `rtb_io::notify`'s, the pools the
-//! GETs go over `rtb_io::notify_pools`'.
+//! fixed set of tasks sending off the auction's path) is [`crate::notify`]'s, the pools the
+//! GETs go over [`crate::notify_pools`]'.
 //!
 //! When the queue is full a notice is dropped and counted, never waited for. Loss notices may
 //! fill only part of the queue ([`LOSS_QUEUE_SHARE_DIVISOR`]): an auction has a winner but may
 //! have many losers, and a flood of loss notices must not crowd out the win notices DSPs bill
 //! by. [`NOTICE_TASKS`] tasks drain the queue, so at most that many notices are in flight.
-//! Every drop is counted by kind and reason (`rtb_io::notify_metrics`).
+//! Every drop is counted by kind and reason ([`crate::notify_metrics`]).
 //!
 //! Address policy (`rtb_core::registry::NoticeUrl::addr`): the exchange never resolves names
 //! on a worker. A notice URL is fired only when its host is an IP literal that passes
@@ -24,15 +24,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtb_core::engine::NoticeKind;
-use rtb_core::registry::NoticeUrl;
-use rtb_io::{
+use crate::{
     notify::{self, SendQueue},
     notify_metrics::NotifyDrop as NoticeDrop,
     notify_pools::{self, GetTarget, NotifyPools},
 };
+use rtb_core::engine::NoticeKind;
+use rtb_core::registry::NoticeUrl;
 
-use crate::{dsps::DspSet, metrics::WorkerMetrics, Shared};
+use super::{dsps::DspSet, metrics::WorkerMetrics, Shared};
 
 /// A kind's index in `NoticeKind::ALL`, which its counters are kept by.
 fn kind_index(kind: NoticeKind) -> usize {
@@ -124,7 +124,7 @@ impl notify::Sender<NoticeKind> for Notifier {
         };
         let Some(addr) = parsed.addr(self.shared.allow_loopback, dsp_ip) else {
             metrics.dropped(kind_index(kind), NoticeDrop::HostRefused);
-            tracing::debug!(host = %crate::control::truncate(parsed.host), "notice host refused");
+            tracing::debug!(host = %rtb_core::echo::truncate(parsed.host), "notice host refused");
             return;
         };
         let target = GetTarget {
@@ -162,12 +162,12 @@ impl notify::Sender<NoticeKind> for Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{NoticeCounters, NOTICE_KINDS};
+    use crate::engine_shell::metrics::NoticeCounters;
 
     fn rendered(counters: &NoticeCounters) -> String {
         let mut out = String::new();
-        let kinds = &NOTICE_KINDS;
-        rtb_io::notify_metrics::render(&mut out, kinds, std::iter::once(counters));
+        let kinds = [("win", "Win notices."), ("loss", "Loss notices.")];
+        crate::notify_metrics::render(&mut out, &kinds, std::iter::once(counters));
         out
     }
 

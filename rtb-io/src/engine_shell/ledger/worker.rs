@@ -9,16 +9,14 @@ use std::{
     time::Instant,
 };
 
+use super::Ledger;
+use crate::{engine_shell::dsps::DspSet, spool::Producer};
 use rtb_core::{
     engine::{Answer, Finished, ShedReason},
     ledger::{encode_auction, encode_invalid, encode_shed, RecordMeta},
     ledger_sample::LedgerSampler,
     BidRequest,
 };
-use rtb_io::spool::Producer;
-
-use super::Ledger;
-use crate::dsps::DspSet;
 
 /// A worker's ledger handle; does nothing when the ledger is off.
 #[derive(Debug)]

@@ -1,13 +1,13 @@
-//! Owns the roster file in the exchange (issue 15): `--roster PATH` is read at start (a file
+//! Owns the exchange's roster file (issue 15): `--roster PATH` is read at start (a file
 //! that does not load stops the start, with the entry and field at fault), then watched from
 //! the control thread every `--roster-poll-ms`; a change reloads it, and a file that does not
-//! read or parse keeps the last good roster (`rtb_io::watched_file`, which also counts). The
+//! read or parse keeps the last good roster ([`crate::watched_file`], which also counts). The
 //! parsing and validation are `rtb_core::roster`'s, applying it is `rtb_core::directory`'s.
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::watched_file::{WatchSeries, WatchStatus, WatchedFile};
 use rtb_core::roster::{self, Roster, ROSTER_BYTES_MAX};
-use rtb_io::watched_file::{WatchSeries, WatchStatus, WatchedFile};
 
 /// Default `--roster-poll-ms`: a change reaches every worker within about this much (plus
 /// the workers' own apply period).

@@ -1,15 +1,15 @@
 //! Owns the gzip form of an auction's DSP request (issue 16): the body is compressed once per
-//! auction (`rtb_io::body_gzip`), only when a DSP that asked for gzip (`"gzip": true` at
+//! auction ([`crate::body_gzip`]), only when a DSP that asked for gzip (`"gzip": true` at
 //! onboarding) is called, and the same bytes go to every such DSP; the header lines that say
 //! so are pre-encoded per OpenRTB version. A body that gzip does not make smaller, or one too
 //! large to compress on the hot path, goes out as it is, still with `Accept-Encoding: gzip`.
 
-use rtb_core::version::OpenRtbVersion;
-pub use rtb_io::body_gzip::RequestGzip;
-use rtb_io::client::{
+pub use crate::body_gzip::RequestGzip;
+use crate::client::{
     OPENRTB_2_5_JSON_ACCEPT_GZIP_HEADERS, OPENRTB_2_5_JSON_GZIP_HEADERS,
     OPENRTB_2_6_JSON_ACCEPT_GZIP_HEADERS, OPENRTB_2_6_JSON_GZIP_HEADERS,
 };
+use rtb_core::version::OpenRtbVersion;
 
 /// The header lines of a call to a gzip DSP: with `Content-Encoding: gzip` when the body is
 /// compressed; `Accept-Encoding: gzip` either way.

@@ -6,16 +6,17 @@ use std::{net::SocketAddr, rc::Rc, sync::Arc};
 
 use http::uri::PathAndQuery;
 use rtb_core::{
+    directory::Resolved,
     engine::DspSpec,
     policy::{DspPolicy, SkipReason},
 };
-use rtb_io::{
+
+use super::metrics::{DspMetrics, WorkerMetrics};
+use crate::{
     pool_settings::{PoolSettings, PoolTarget},
     tls::WorkerTls,
     Upstream,
 };
-
-use crate::{control::Resolved, metrics::WorkerMetrics};
 
 /// One DSP as a worker calls it.
 #[derive(Debug)]
@@ -38,10 +39,10 @@ pub struct DspSlot {
     /// This worker's pool.
     pub upstream: Rc<Upstream>,
     /// This worker's counters for the DSP.
-    pub metrics: Arc<crate::metrics::DspMetrics>,
+    pub metrics: Arc<DspMetrics>,
     /// The pool's counters already added to the `_total` counters. A re-onboarded DSP gets a
     /// new pool counting from zero; counting deltas keeps the totals monotonic.
-    pub pool_counted: Rc<std::cell::Cell<rtb_io::pool_metrics::PoolCounted>>,
+    pub pool_counted: Rc<std::cell::Cell<crate::pool_metrics::PoolCounted>>,
     /// The engine's policy refusal counts already added to the metrics (the same idea).
     pub policy_counted: Rc<std::cell::Cell<[u64; SkipReason::ALL.len()]>>,
 }
@@ -67,7 +68,7 @@ pub struct DspSet {
 
 /// Builds the set for `snapshot`, keeping the pools of DSPs whose name and authority did not
 /// change (re-pointing them if only the addresses changed) and pre-warming new ones, a few
-/// connects at a time across all of them ([`rtb_io::spawn_prewarm`]). `tls` is the worker's
+/// connects at a time across all of them ([`crate::spawn_prewarm`]). `tls` is the worker's
 /// connector, used for `https://` DSPs.
 pub fn apply_snapshot(
     old: &DspSet,
@@ -129,7 +130,7 @@ pub fn apply_snapshot(
         });
     }
     if !to_warm.is_empty() {
-        rtb_io::spawn_prewarm(to_warm, pools.prewarm_lanes);
+        crate::spawn_prewarm(to_warm, pools.prewarm_lanes);
     }
     DspSet {
         version: snapshot.version,

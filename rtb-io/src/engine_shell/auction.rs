@@ -1,6 +1,9 @@
 //! Owns the auction route's shell: it lends the engine a workspace, performs the engine's
 //! decisions (one fan-out over this worker's pools, the answer, the notices) and counts them.
-//! The auction's rules and lifecycle live in `rtb_core::engine`.
+//! [`AuctionShell::start`] builds a worker's shell inside its runtime (the engine, the DSP
+//! slots, the notice tasks, the lag probe, and the tasks that apply registry snapshots and
+//! currency rates, see [`super::apply`]). The auction's rules and lifecycle live in
+//! `rtb_core::engine`.
 
 use std::{
     cell::{Cell, RefCell},
@@ -11,27 +14,29 @@ use std::{
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use rtb_core::directory::Resolved;
 use rtb_core::engine::{
     Answer, AuctionRun, CallFailure, Engine, Finished, Plan, PlannedCall, ShedReason, Start,
     WorkerLoad, Workspace,
 };
 use rtb_core::version::{OpenRtbVersion, OPENRTB_VERSION_HEADER};
-use rtb_io::{
-    client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
-    fan_out, BodyPool, CallError, FanOutCall, Request, RequestParts, Response,
-};
 use smallvec::SmallVec;
 
-use crate::{
+use super::{
+    apply::{spawn_applier, spawn_rates_applier},
     dsp_gzip::{gzip_call_headers, RequestGzip},
     dsps::DspSet,
-    json_error,
     ledger::worker::WorkerLedger,
     metrics::{Outcome, WorkerMetrics},
-    notices::NoticeQueue,
+    notices::{self, NoticeQueue},
     qps_shares::{self, ShareRefresh},
     record::{mirror_policy_skips, record_outcomes},
     Shared,
+};
+use crate::{
+    client::{OPENRTB_2_5_JSON_HEADERS, OPENRTB_2_6_JSON_HEADERS},
+    fan_out, BodyPool, BroadcastReceiver, CallError, FanOutCall, Request, RequestParts, Response,
+    WorkerCtx,
 };
 
 /// Idle workspaces kept per worker (one per concurrently running auction is needed).
@@ -55,37 +60,74 @@ fn answer_version_header(version: OpenRtbVersion) -> &'static [u8] {
 /// Fan-out calls kept on the stack before the list spills to the heap.
 const CALLS_INLINE: usize = 8;
 
-/// The auction route's shell on one worker, and the state it owns (built by the handler).
+/// The auction route's shell on one worker, and the state it owns.
 #[derive(Debug)]
 pub struct AuctionShell {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) index: usize,
+    shared: Arc<Shared>,
+    index: usize,
     /// The auction engine of this worker (touched between awaits only).
-    pub(crate) engine: Rc<RefCell<Engine>>,
+    engine: Rc<RefCell<Engine>>,
     /// The DSP slots, in the engine's table order.
-    pub(crate) dsps: Rc<RefCell<Rc<DspSet>>>,
-    pub(crate) workspaces: RefCell<Vec<Workspace>>,
+    dsps: Rc<RefCell<Rc<DspSet>>>,
+    workspaces: RefCell<Vec<Workspace>>,
     /// Where answers are copied for rtb-io to write (see `AuctionShell::answer`).
-    pub(crate) answers: RefCell<BodyPool>,
+    answers: RefCell<BodyPool>,
     /// Compresses the request once per auction for DSPs that asked for gzip.
-    pub(crate) request_gzip: RefCell<RequestGzip>,
-    pub(crate) notices: NoticeQueue,
+    request_gzip: RefCell<RequestGzip>,
+    notices: NoticeQueue,
     /// How late this worker's event loop runs (smoothed).
-    pub(crate) lag: Rc<Cell<Duration>>,
+    lag: Rc<Cell<Duration>>,
     /// Auctions on this worker waiting for DSPs.
-    pub(crate) in_flight: Cell<u32>,
+    in_flight: Cell<u32>,
     /// This worker's end of the auction ledger.
-    pub(crate) ledger: WorkerLedger,
+    ledger: WorkerLedger,
     /// When this worker next reads its parts of the DSPs' QPS caps.
-    pub(crate) qps_shares: ShareRefresh,
+    qps_shares: ShareRefresh,
+}
+
+impl AuctionShell {
+    /// Builds a worker's shell; runs inside the worker's runtime (spawns the registry applier
+    /// when `updates` is given, the rates applier, the notice tasks and the lag probe).
+    pub fn start(
+        ctx: &WorkerCtx,
+        shared: Arc<Shared>,
+        updates: Option<BroadcastReceiver<Resolved>>,
+    ) -> Self {
+        let index = ctx.info.index;
+        if let Some(m) = shared.metrics.get(index) {
+            let _ = m.driver.set(ctx.info.driver.as_str());
+        }
+        let engine = Rc::new(RefCell::new(Engine::new(shared.engine)));
+        let dsps: Rc<RefCell<Rc<DspSet>>> = Rc::default();
+        if let Some(updates) = updates {
+            spawn_applier(ctx, &shared, updates, engine.clone(), dsps.clone());
+        }
+        if let Some(currency) = &shared.currency {
+            spawn_rates_applier(ctx, currency, engine.clone());
+        }
+        AuctionShell {
+            lag: crate::lag::spawn_lag_monitor(ctx.shutdown.clone()),
+            in_flight: Cell::new(0),
+            ledger: WorkerLedger::new(shared.ledger.as_ref(), index),
+            qps_shares: ShareRefresh::default(),
+            notices: notices::spawn(shared.clone(), index, dsps.clone()),
+            shared,
+            index,
+            engine,
+            dsps,
+            workspaces: RefCell::new(Vec::new()),
+            answers: RefCell::new(BodyPool::default()),
+            request_gzip: RefCell::default(),
+        }
+    }
 }
 
 impl AuctionShell {
     fn metrics(&self) -> &WorkerMetrics {
         &self.shared.metrics[self.index]
     }
-    /// `POST /openrtb2/auction`.
-    pub(crate) async fn serve(&self, req: &Request) -> Response {
+    /// `POST /openrtb2/auction`: the answer (200, 204, 400 or 404).
+    pub async fn serve(&self, req: &Request) -> Response {
         let idle = self.workspaces.borrow_mut().pop();
         let mut workspace = idle.unwrap_or_else(|| self.engine.borrow().workspace());
         let response = self.run_auction(req, &mut workspace).await;
@@ -122,7 +164,7 @@ impl AuctionShell {
             }
             Start::NoDsp => {
                 metrics.outcome(Outcome::NoDsp);
-                return json_error(StatusCode::NOT_FOUND, "no DSP registered", "");
+                return Response::json_error(StatusCode::NOT_FOUND, "no DSP registered", "");
             }
             Start::Shed { reason, request } => {
                 if reason == ShedReason::NoDspMatched {

@@ -1,8 +1,8 @@
 //! Owns the currency rates' refresh in the exchange: loading them on the control thread
-//! (`rtb_io::fetch` reads the file or GETs the `http://` URL, bounded in bytes and time;
+//! ([`crate::fetch`] reads the file or GETs the `http://` URL, bounded in bytes and time;
 //! `rtb_core::currency` parses the source and the table), and their logs and metrics. The
 //! period, keeping the last good table, handing each new one to every worker and the status
-//! (age, stale, loads, failures) are `rtb_io::refresh`'s.
+//! (age, stale, loads, failures) are [`crate::refresh`]'s.
 //!
 //! A file that does not load or parse keeps the previous table and counts a failure. The age
 //! is the time since the last successful load; past `--currency-stale-s` the rates are
@@ -14,15 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use rtb_core::currency::RatesSource;
-use rtb_core::currency::{CurrencyRates, RATES_FILE_BYTES_MAX};
-use rtb_io::{
+use crate::{
     clock::unix_ms as now_ms,
     fetch::{self, HttpTarget},
     metrics_text::single,
     refresh::{Loaded, Refresh, RefreshStatus},
     Broadcast,
 };
+pub use rtb_core::currency::RatesSource;
+use rtb_core::currency::{CurrencyRates, RATES_FILE_BYTES_MAX};
 
 /// Default `--currency-refresh-s` (Prebid Server's default period too).
 pub const REFRESH_S_DEFAULT: u64 = 1800;

@@ -5,20 +5,29 @@
 //! Workers never resolve names or touch the registry: they send a [`Command`] over a bounded
 //! crossbeam channel and await a `futures_channel::oneshot` reply. The control thread resolves
 //! host names (blocking, off the workers, each lookup bounded by `--dns-timeout-ms`, with the
-//! resolver of `rtb_io::dns::control_resolver`, counted by `rtb_io::dns_status`), applies the command to the directory, and broadcasts a
-//! [`Resolved`] snapshot to every worker with `rtb_io::Broadcast` when workers need one. Every
-//! [`TICK`] it expires DSPs not seen within the TTL and looks up again each host whose record
-//! expired (its TTL, at least `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`),
-//! a pass taking about one lookup timeout at most before the commands queued get their turn.
-//! When `--currency-rates` is set, every tick also
-//! gives the rates refresh ([`crate::rates::RatesRefresh`]) its turn, so rates are fetched and
-//! parsed here, never on a worker.
+//! resolver of [`crate::dns::control_resolver`], counted by [`crate::dns_status`]), applies the
+//! command to the directory, and broadcasts a [`Resolved`] snapshot to every worker with
+//! [`crate::Broadcast`] when workers need one. Every [`TICK`] it expires DSPs not seen within
+//! the TTL and looks up again each host whose record expired (its TTL, at least
+//! `--dns-reresolve-min-ms`, at most `--dns-reresolve-s`), a pass taking about one lookup
+//! timeout at most before the commands queued get their turn. When `--currency-rates` is set,
+//! every tick also gives the rates refresh ([`super::rates::RatesRefresh`]) its turn, so rates
+//! are fetched and parsed here, never on a worker.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use super::{rates::RatesRefresh, roster::RosterFile};
+use crate::{
+    clock::unix_ms,
+    control_loop::{self, CommandSender, ControlState},
+    dns::control_resolver,
+    dns_status::DnsStatus,
+    resolve::Resolver,
+    Broadcast,
+};
 use futures_channel::oneshot;
 pub use rtb_core::directory::{Onboard, OnboardError, Resolved, ResolvedDsp};
 pub use rtb_core::echo::truncate;
@@ -28,17 +37,6 @@ use rtb_core::{
     registry::{DspOptions, Upsert},
     roster::Roster,
 };
-use rtb_io::{
-    clock::unix_ms,
-    control_loop::{self, CommandSender, ControlState},
-    dns::control_resolver,
-    resolve::Resolver,
-    Broadcast,
-};
-
-use rtb_io::dns_status::DnsStatus;
-
-use crate::{rates::RatesRefresh, roster::RosterFile};
 
 /// Control commands queued at most; beyond it onboarding answers 503.
 pub const COMMAND_QUEUE_MAX: usize = 256;
@@ -81,6 +79,28 @@ pub enum Command {
 
 /// The workers' end of the control thread.
 pub type ControlHandle = CommandSender<Command>;
+
+/// Why a command got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Its queue was full (or the thread is gone): the command was not sent.
+    Busy,
+    /// The thread dropped the reply without answering (it stopped).
+    Gone,
+}
+
+/// Sends the command `command` builds around a fresh reply channel and awaits the reply; a
+/// worker's way to ask the control thread anything.
+pub async fn ask<T>(
+    control: &ControlHandle,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Unanswered> {
+    let (reply, answer) = oneshot::channel();
+    if !control.send(command(reply)) {
+        return Err(Unanswered::Busy);
+    }
+    answer.await.map_err(|_| Unanswered::Gone)
+}
 
 /// The registry version the control thread published after applying the first roster (0
 /// without one): workers that applied it call every roster DSP.
@@ -320,8 +340,8 @@ impl ControlState for Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::Answer;
     use rtb_core::dns::DnsLimits;
-    use rtb_io::resolve::Answer;
     use std::net::SocketAddr;
     use std::sync::Mutex;
 
@@ -350,7 +370,7 @@ mod tests {
                 ..DnsLimits::default()
             },
         };
-        let timeout = rtb_io::resolve::RESOLVE_TIMEOUT;
+        let timeout = crate::resolve::RESOLVE_TIMEOUT;
         let control = Control::new(
             config,
             timeout,

@@ -1,13 +1,13 @@
 //! Owns the exchange's auction ledger: the sink it writes to, the writer thread
-//! (an `rtb_io::spool`), the per-worker ends ([`worker::WorkerLedger`]) and its metrics. The
+//! (a [`crate::spool`]), the per-worker ends ([`worker::WorkerLedger`]) and its metrics. The
 //! record itself is `rtb_core::ledger`'s; the JSON Schema is
 //! `deploy/ledger/ledger-record.v2.schema.json`.
 //!
 //! - [`worker`]: what a worker does per auction: sample, encode into a pooled buffer, hand over.
 //!
 //! The sinks (a size-rotated file, or batched JSONEachRow inserts into ClickHouse over HTTP,
-//! retried) and the choice between them are `rtb_io::spool_target`'s, the flags
-//! `rtb_io::ledger_flags`'.
+//! retried) and the choice between them are [`crate::spool_target`]'s, the flags
+//! [`crate::ledger_flags`]'.
 
 pub mod worker;
 
@@ -19,14 +19,14 @@ use std::{
     time::Instant,
 };
 
-use rtb_core::ledger_sample::WallAnchor;
-pub use rtb_io::ledger_flags::LedgerArgs;
-use rtb_io::{
+pub use crate::ledger_flags::LedgerArgs;
+use crate::{
     clock::unix_us,
     metrics_text::{labeled, single},
     shared_spool::SharedSpool,
     spool::Producer,
 };
+use rtb_core::ledger_sample::WallAnchor;
 
 /// A running ledger: the writer thread, the producers not yet taken by workers, the counters.
 #[derive(Debug)]

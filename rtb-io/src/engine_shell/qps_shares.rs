@@ -20,8 +20,8 @@ use std::{
 use rtb_core::engine::Engine;
 use rtb_core::policy::DemandHistory;
 
-use crate::dsps::DspSet;
-use crate::metrics::{DspMetrics, WorkerMetrics};
+use super::dsps::DspSet;
+use super::metrics::{DspMetrics, WorkerMetrics};
 
 /// Default `--qps-rebalance-ms`.
 pub const QPS_REBALANCE_MS_DEFAULT: u64 = 1000;

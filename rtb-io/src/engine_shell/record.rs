@@ -8,8 +8,8 @@ use rtb_core::engine::breaker::Transition;
 use rtb_core::engine::{CallStatus, DspOutcome, Engine, Finished};
 use rtb_core::policy::SkipReason;
 
-use crate::dsps::{DspSet, DspSlot};
-use crate::revenue::currency_code;
+use super::dsps::{DspSet, DspSlot};
+use super::revenue::currency_code;
 
 /// Counts every outcome of `finished` on the DSP slots it names.
 pub fn record_outcomes(finished: &Finished<'_>, set: &DspSet) {
