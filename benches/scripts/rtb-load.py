@@ -391,6 +391,10 @@ def parse_metrics(text):
     return values
 
 
+# rtb_core::engine::ShedReason::as_str, in its order.
+SHED_REASONS = ("too_late", "event_loop_lag", "in_flight", "no_dsp_matched", "overload")
+
+
 def metric_sum(before, after, name, label=None):
     """Delta of a counter summed over its series; optional label filter `key="value"`."""
     total = 0.0
@@ -660,6 +664,9 @@ def measured(run_fn, server, allow_zero=False):
     if after:
         res["outcomes"] = {o: metric_sum(before, after, "rtb_auctions_total", f'outcome="{o}"')
                            for o in ("won", "no_bid", "shed", "invalid", "no_dsp")}
+        res["shed_reasons"] = {r: metric_sum(before, after, "rtb_auctions_shed_total",
+                                             f'reason="{r}"') for r in SHED_REASONS}
+        res["waited_turn"] = metric_sum(before, after, "rtb_requests_waited_turn_total")
         res["dsp_timeouts"] = metric_sum(before, after, "rtb_dsp_timeouts_total")
         res["pool_opened"] = metric_sum(before, after, "rtb_dsp_pool_connections_opened_total")
         res["pool_reused"] = metric_sum(before, after, "rtb_dsp_pool_connections_reused_total")
@@ -683,6 +690,12 @@ def measured(run_fn, server, allow_zero=False):
     if res["ok"] == 0 and not allow_zero:
         raise Failure(f"zero successful requests against {server.name}")
     return res
+
+
+def shed_by_reason(runs):
+    """The shed auctions of `runs` by reason, the reasons that shed any: `too_late 12, ...`."""
+    tot = {k: sum(r.get("shed_reasons", {}).get(k, 0) for r in runs) for k in SHED_REASONS}
+    return ", ".join(f"{k} {int(v)}" for k, v in tot.items() if v) or "-"
 
 
 # ---------------------------------------------------------------- bodies
@@ -1136,8 +1149,9 @@ def write_report(results, out_dir):
     L.append("## Exchange counters over the measured runs (/metrics deltas)\n")
     L.append("| scenario | won | no_bid | shed | invalid | no_dsp | DSP timeouts | breaker skips "
              "| auctions > deadline (exchange-side) | pool opened | pool reused | reused % "
-             "| opened per 1k auctions | drained and reused | connects refused (paced) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+             "| opened per 1k auctions | drained and reused | connects refused (paced) "
+             "| shed by reason | requests that waited a turn |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results["scenarios"].items():
         runs = s["closed"].get("exchange", []) + s["open"]
         tot = {k: sum(r.get("outcomes", {}).get(k, 0) for r in runs)
@@ -1154,7 +1168,9 @@ def write_report(results, out_dir):
                  f"{int(sum(r.get('server_auctions', 0) for r in runs))} | {int(op)} | "
                  f"{int(ru)} | {share} | {per_1k} | "
                  f"{int(sum(r.get('pool_drained', 0) for r in runs))} | "
-                 f"{int(sum(r.get('connect_paced', 0) for r in runs))} |")
+                 f"{int(sum(r.get('connect_paced', 0) for r in runs))} | "
+                 f"{shed_by_reason(runs)} | "
+                 f"{int(sum(r.get('waited_turn', 0) for r in runs))} |")
     L.append("")
     if results.get("plots"):
         L.append("## Plots\n")
