@@ -87,10 +87,10 @@ impl TurnBudget {
     }
 
     /// A timer check happened at `now` (the marker fired): a new turn starts, and the oldest
-    /// waiting request is woken (a baton not taken since the last turn is dropped with it).
+    /// waiting request is woken (unless one woken already has yet to run).
     pub fn start_turn(&self, now: Instant) {
         self.turn_started.set(now);
-        self.baton.set(None);
+        // A baton already handed out stays with its holder: it was woken and will run.
         self.pass_baton();
     }
 
@@ -321,5 +321,24 @@ mod tests {
         assert_eq!(budget.waiting_count(), 0);
         assert!(poll(waiting.as_mut()).is_ready());
         assert!(!budget.is_spent(Instant::now() + Duration::from_secs(1)));
+    }
+
+    /// A turn that starts while the woken head has yet to run must not orphan it: the head
+    /// was popped from the queue, so once its baton is dropped nothing wakes it again.
+    #[test]
+    fn review_a_second_turn_before_the_head_runs_does_not_lose_it() {
+        let budget = spent_budget();
+        let mut first = std::pin::pin!(budget.admission());
+        let mut second = std::pin::pin!(budget.admission());
+        assert!(poll(first.as_mut()).is_pending());
+        assert!(poll(second.as_mut()).is_pending());
+        budget.start_turn(Instant::now()); // baton -> first (woken, not yet polled)
+        budget.start_turn(Instant::now()); // before the fix: drops first's baton
+        for _ in 0..3 {
+            budget.start_turn(Instant::now());
+        }
+        // Before the fix `first` was neither in the queue nor holding the baton.
+        assert!(poll(first.as_mut()).is_ready(), "first was lost");
+        assert!(poll(second.as_mut()).is_ready());
     }
 }
