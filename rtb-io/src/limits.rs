@@ -158,7 +158,7 @@ stats! {
     connections_idle_closed,
     /// Requests handed to the handler.
     requests_handled,
-    /// Requests that waited a turn of the event loop so its timers fire first (`turn_budget`).
+    /// Requests that queued for the turn budget (spent, or others queued ahead).
     requests_waited_turn,
     /// 400: malformed head, bad chunking, bad gzip, request smuggling attempt.
     rejected_bad_request,

@@ -277,7 +277,7 @@ pub fn render_server(out: &mut String, st: &ServerStats) {
         out,
         "rtb_requests_waited_turn_total",
         "counter",
-        "Requests that waited for the next event-loop turn: the worker's turn budget was spent.",
+        "Requests that queued for the worker's turn budget (spent, or others queued ahead).",
     );
     let _ = writeln!(
         out,

@@ -12,8 +12,8 @@
 //!
 //! The marker is a task that sleeps to the next millisecond tick of monoio's timer wheel
 //! ([`spawn_turn_marker`]): a tick of it means a timer check happened. A budget of at least
-//! one tick means the marker is always due by the time the budget is spent, so the loop never
-//! idles while requests wait. At a new turn only the queue's head is woken; each request
+//! two ticks ([`TURN_BUDGET_MIN`]) means the marker is always due by the time the budget is
+//! spent, so the loop never idles while requests wait. At a new turn only the queue's head is woken; each request
 //! admitted wakes the next (a baton), so a deep queue costs one poll per admitted request,
 //! not a poll of every waiting one per turn (measured: waking them all collapsed under a
 //! backlog). A waiting request keeps its arrival time (its first byte), so the time it waited
@@ -34,8 +34,11 @@ use std::{
 /// deadline up to the end of its millisecond).
 const TO_NEXT_TICK: Duration = Duration::from_nanos(1);
 
-/// The least budget that is not off: one tick of monoio's timer wheel (see the module doc).
-pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(1);
+/// The least budget that is not off: two ticks of monoio's timer wheel. The marker's next
+/// tick is one or two ticks after the turn starts (the turn's time is read before the marker
+/// sleeps, and a tick may pass between), so with one tick the budget could be spent a tick
+/// before the marker is due and the loop would idle while requests wait.
+pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(2);
 
 /// Default [`TurnBudget`]: about 30 three-DSP auctions of CPU (BENCHMARKS.md, "Timers under
 /// load": lateness is the tick, 1 to 2 ms, plus the work run ahead of the timer).
@@ -99,7 +102,9 @@ impl TurnBudget {
     pub fn disable(&self) {
         self.budget.set(Duration::ZERO);
         self.baton.set(None);
-        for (_, waker) in self.queue.borrow_mut().drain(..) {
+        // Taken out before waking: a waker must never run inside the queue's borrow.
+        let waiting = std::mem::take(&mut *self.queue.borrow_mut());
+        for (_, waker) in waiting {
             waker.wake();
         }
     }
@@ -114,8 +119,9 @@ impl TurnBudget {
         if self.baton.get().is_some() {
             return;
         }
-        // `wake` only queues the task on this thread's run queue; nothing runs re-entrantly.
-        if let Some((ticket, waker)) = self.queue.borrow_mut().pop_front() {
+        // Popped before waking: a waker must never run inside the queue's borrow.
+        let head = self.queue.borrow_mut().pop_front();
+        if let Some((ticket, waker)) = head {
             self.baton.set(Some(ticket));
             waker.wake();
         }
@@ -326,18 +332,17 @@ mod tests {
     /// A turn that starts while the woken head has yet to run must not orphan it: the head
     /// was popped from the queue, so once its baton is dropped nothing wakes it again.
     #[test]
-    fn review_a_second_turn_before_the_head_runs_does_not_lose_it() {
+    fn a_second_turn_before_the_woken_head_runs_does_not_lose_it() {
         let budget = spent_budget();
         let mut first = std::pin::pin!(budget.admission());
         let mut second = std::pin::pin!(budget.admission());
         assert!(poll(first.as_mut()).is_pending());
         assert!(poll(second.as_mut()).is_pending());
         budget.start_turn(Instant::now()); // baton -> first (woken, not yet polled)
-        budget.start_turn(Instant::now()); // before the fix: drops first's baton
+        budget.start_turn(Instant::now());
         for _ in 0..3 {
             budget.start_turn(Instant::now());
         }
-        // Before the fix `first` was neither in the queue nor holding the baton.
         assert!(poll(first.as_mut()).is_ready(), "first was lost");
         assert!(poll(second.as_mut()).is_ready());
     }
