@@ -855,7 +855,7 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
             # corrected latency; the uncorrected run times answered requests from their send.
             runs.append((OVERLOAD_RATE_PCT, False))
         for rate_pct, corrected in runs:
-            rate = max_rps * rate_pct / 100.0
+            rate = (args.capacity_rps or max_rps) * rate_pct / 100.0
             s = servers["exchange"]
             progress.step(f"{name}: open loop (oha) {s.name} at {rate_pct}% = {rate:.0f} req/s "
                           f"({args.duration_s:.0f}s)", args.duration_s + 0.6)
@@ -1257,6 +1257,10 @@ def main():
                     help="open-loop rates for every scenario chosen, in %% of its closed-loop "
                          "maximum (e.g. 150,200,400,1000 for issue 14's overload figures); "
                          "default: each scenario's own")
+    ap.add_argument("--capacity-rps", type=float, default=None,
+                    help="the req/s that --rates-pct are shares of, in place of each run's own "
+                         "closed-loop median: so that builds or settings compared are offered "
+                         "the same load")
     ap.add_argument("--exchange-cpus", default=None, type=CpuLimit.parse,
                     help="run the exchange in a cgroup with this CPU limit, CPUS[@PERIOD_MS] "
                          "(e.g. 0.3@1: 30%% of a core, enforced every millisecond), so that it "

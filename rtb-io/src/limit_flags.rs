@@ -45,9 +45,9 @@ pub struct ServerLimitArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub accepts_in_flight: usize,
 
-    /// Request work a worker runs between two checks of its timers, us (0: off; raised to at
-    /// least 2,000): a request read once it is spent waits for the next turn, so DSP
-    /// deadlines fire on time.
+    /// Request work a worker runs between two checks of its timers, us (0, the default: off;
+    /// raised to at least 2,000): a request read once it is spent waits for the next turn, so
+    /// DSP deadlines fire on time. Off by default: under sustained overload it cost wins.
     #[arg(long, env = "RTB_EXCHANGE_TURN_BUDGET_US",
           default_value_t = crate::turn_budget::TURN_BUDGET_DEFAULT.as_micros() as u64)]
     pub turn_budget_us: u64,

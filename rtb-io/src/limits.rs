@@ -51,7 +51,7 @@ pub struct ServerLimits {
     /// milliseconds: with one, a burst of 500 connects waited seconds in the accept queue.
     pub accepts_in_flight: usize,
     /// Request work a worker runs before its event loop checks its timers again; a request
-    /// read past it waits for the next turn (`turn_budget`). Zero: off.
+    /// read past it waits for the next turn (`turn_budget`). Zero (the default): off.
     pub turn_budget: Duration,
     /// First head byte to end of head. Over it: 408.
     pub header_read_timeout: Duration,

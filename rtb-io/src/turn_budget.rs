@@ -40,9 +40,12 @@ const TO_NEXT_TICK: Duration = Duration::from_nanos(1);
 /// before the marker is due and the loop would idle while requests wait.
 pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(2);
 
-/// Default [`TurnBudget`]: about 30 three-DSP auctions of CPU (BENCHMARKS.md, "Timers under
-/// load": lateness is the tick, 1 to 2 ms, plus the work run ahead of the timer).
-pub const TURN_BUDGET_DEFAULT: Duration = Duration::from_millis(2);
+/// Default [`TurnBudget`]: off. A 2 ms budget (about 30 three-DSP auctions of CPU) makes
+/// timers about 3x more punctual, but in the exchange under sustained overload the wait it
+/// adds eats the DSPs' share of each deadline: more DSP timeouts, breakers open, fewer wins
+/// and a longer client tail (BENCHMARKS.md, "A turn budget"). It stays off until the queue
+/// serves fresh requests first under overload (adaptive LIFO), which is not built.
+pub const TURN_BUDGET_DEFAULT: Duration = Duration::ZERO;
 
 /// A worker's budget of request work between two timer checks (single-threaded: one per
 /// worker, shared by its connections through an `Rc`).
