@@ -294,6 +294,9 @@ impl Config {
         c.pin_cores = self.pin;
         c.driver = self.io_driver;
         c.limits = self.server_limits.limits();
+        // The turn queue serves first what the engine will shed at once for its wait.
+        c.limits.turn_queue_order.stale_after =
+            Duration::from_millis(self.engine.shed_queue_wait_ms);
         c.shutdown_grace = Duration::from_secs(self.shutdown_grace_s);
         c
     }

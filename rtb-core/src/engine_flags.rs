@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::{
     deadline::{DeadlinePolicy, DEFAULT_RESPONSE_MARGIN},
     engine::{
-        admission::{DEFAULT_AUCTIONS_IN_FLIGHT_MAX, DEFAULT_EVENT_LOOP_LAG_MAX},
+        admission::{
+            DEFAULT_AUCTIONS_IN_FLIGHT_MAX, DEFAULT_EVENT_LOOP_LAG_MAX, DEFAULT_QUEUE_WAIT_MAX,
+        },
         breaker::{self, BreakerConfig},
         EngineConfig, OverloadPolicy, ShedRatePolicy,
     },
@@ -46,6 +48,12 @@ pub struct EngineArgs {
     #[arg(long, env = "RTB_EXCHANGE_MAX_AUCTIONS_IN_FLIGHT", default_value_t = DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auctions_in_flight: u32,
+
+    /// Shed (204 at once, before decoding) a request that waited longer than this, ms, in its
+    /// worker's turn queue (`--turn-budget-us`; counted as `overload`).
+    #[arg(long, env = "RTB_EXCHANGE_SHED_QUEUE_WAIT_MS", default_value_t = DEFAULT_QUEUE_WAIT_MAX.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub shed_queue_wait_ms: u64,
 
     /// Shed a share of new auctions, steered by the worker's event-loop lag (a PIE
     /// controller, issue 14; README "Overload").
@@ -94,6 +102,7 @@ impl EngineArgs {
         OverloadPolicy {
             event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
             auctions_in_flight_max: self.max_auctions_in_flight,
+            queue_wait_max: Duration::from_millis(self.shed_queue_wait_ms),
         }
     }
 

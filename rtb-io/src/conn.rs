@@ -200,7 +200,7 @@ pub(crate) async fn serve_conn<H: Handler>(
     let mut first = true;
     loop {
         let read = read_request(&mut stream, &mut rbuf, &mut wbuf, &shared, first).await;
-        let (req, rules) = match read {
+        let (mut req, rules) = match read {
             Ok(Read::Request(req, rules)) => (req, rules),
             Ok(Read::Refused(resp, rules)) => {
                 first = false;
@@ -214,8 +214,9 @@ pub(crate) async fn serve_conn<H: Handler>(
             Err(error) => return connection_error(&shared, &error),
         };
         first = false;
-        if wait_for_budget(&shared.turn_budget).await {
+        if let Some(wait) = wait_for_budget(&shared.turn_budget).await {
             shared.stats.requests_waited_turn.incr();
+            req.queue_wait = wait;
         }
         let future = handler.handle(req, &ctx);
         let future = reuse_box(&mut running, future);

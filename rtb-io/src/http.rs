@@ -4,7 +4,12 @@
 //! A request keeps its head as one refcounted `Bytes` (a slice of the connection's read buffer)
 //! and header positions as offsets into it, so parsing allocates nothing per header.
 
-use std::{future::Future, ops::Range, sync::Arc, time::Instant};
+use std::{
+    future::Future,
+    ops::Range,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -51,6 +56,8 @@ pub struct Request {
     pub body: Bytes,
     /// When the first byte of the head was read.
     pub arrival: Instant,
+    /// How long it waited in the worker's turn queue after it was read (`turn_budget`).
+    pub queue_wait: Duration,
 }
 
 impl Request {
@@ -71,6 +78,7 @@ impl Request {
             headers,
             body,
             arrival,
+            queue_wait: Duration::ZERO,
         }
     }
 

@@ -52,6 +52,13 @@ pub struct ServerLimitArgs {
           default_value_t = crate::turn_budget::TURN_BUDGET_DEFAULT.as_micros() as u64)]
     pub turn_budget_us: u64,
 
+    /// Once the oldest request in a worker's turn queue has waited longer than this, ms, the
+    /// queue serves the newest first (they still have their whole deadline); requests past
+    /// the exchange's --shed-queue-wait-ms go first, to be shed at once.
+    #[arg(long, env = "RTB_EXCHANGE_TURN_LIFO_AFTER_MS",
+          default_value_t = crate::turn_budget::LIFO_AFTER_DEFAULT.as_millis() as u64)]
+    pub turn_lifo_after_ms: u64,
+
     /// Time allowed to read a request head, ms.
     #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
     pub header_timeout_ms: u64,
@@ -106,6 +113,10 @@ impl ServerLimitArgs {
             connections_per_worker_max: self.connections_per_worker,
             accepts_in_flight: self.accepts_in_flight,
             turn_budget: Duration::from_micros(self.turn_budget_us),
+            turn_queue_order: crate::turn_budget::QueueOrder {
+                lifo_after: Duration::from_millis(self.turn_lifo_after_ms),
+                ..crate::turn_budget::QueueOrder::default()
+            },
             header_read_timeout: Duration::from_millis(self.header_timeout_ms),
             body_read_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
             idle_keepalive_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),

@@ -53,6 +53,8 @@ pub struct ServerLimits {
     /// Request work a worker runs before its event loop checks its timers again; a request
     /// read past it waits for the next turn (`turn_budget`). Zero (the default): off.
     pub turn_budget: Duration,
+    /// The order the turn budget's queue serves waiting requests in.
+    pub turn_queue_order: crate::turn_budget::QueueOrder,
     /// First head byte to end of head. Over it: 408.
     pub header_read_timeout: Duration,
     /// End of head to end of body. Over it: 408.
@@ -74,6 +76,7 @@ impl Default for ServerLimits {
             connections_per_worker_max: CONNECTIONS_PER_WORKER_MAX_DEFAULT,
             accepts_in_flight: ACCEPTS_IN_FLIGHT_DEFAULT,
             turn_budget: crate::turn_budget::TURN_BUDGET_DEFAULT,
+            turn_queue_order: crate::turn_budget::QueueOrder::default(),
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             response_write_timeout: RESPONSE_WRITE_TIMEOUT_DEFAULT,

@@ -304,6 +304,7 @@ where
     let canceller = Canceller::new();
     let (drain_tx, drain_rx) = futures_channel::oneshot::channel();
     let turn_budget = Rc::new(TurnBudget::new(config.limits.turn_budget, Instant::now()));
+    turn_budget.set_order(config.limits.turn_queue_order);
     spawn_turn_marker(turn_budget.clone(), shutdown.clone());
     let shared = Rc::new(ConnShared::new(
         config.limits,

@@ -5,7 +5,7 @@
 //! under load"). One reap that wakes 128 requests runs all of them, about 6 ms of CPU, before
 //! a DSP deadline that came due meanwhile can fire: timers are late by the work queued ahead
 //! of them, not by the core's average load. With a budget, a request that is read when the
-//! worker has gone longer than the budget since its turn marker last fired waits in a FIFO
+//! worker has gone longer than the budget since its turn marker last fired waits in a
 //! queue until the marker fires again, which it can only do once the loop has emptied its run
 //! queue and fired every timer due. So the work between two timer checks is about the budget
 //! plus one request, whatever the batch.
@@ -13,12 +13,18 @@
 //! The marker is a task that sleeps to the next millisecond tick of monoio's timer wheel
 //! ([`spawn_turn_marker`]): a tick of it means a timer check happened. A budget of at least
 //! two ticks ([`TURN_BUDGET_MIN`]) means the marker is always due by the time the budget is
-//! spent, so the loop never idles while requests wait. At a new turn only the queue's head is woken; each request
-//! admitted wakes the next (a baton), so a deep queue costs one poll per admitted request,
-//! not a poll of every waiting one per turn (measured: waking them all collapsed under a
-//! backlog). A waiting request keeps its arrival time (its first byte), so the time it waited
-//! counts against its deadline, and the engine sheds it when too little is left. The queue
-//! reuses its storage: nothing is allocated per request once it has grown.
+//! spent, so the loop never idles while requests wait. At a new turn only one waiting request
+//! is woken; each request admitted wakes the next (a baton), so a deep queue costs one poll
+//! per admitted request, not a poll of every waiting one per turn (measured: waking them all
+//! collapsed under a backlog).
+//!
+//! The queue serves oldest first while it drains, and newest first once it stands
+//! ([`QueueOrder`]: adaptive LIFO), so that under overload the requests served still have
+//! their deadline, while those that waited past `stale_after` go first, for the handler to
+//! shed at once. A request keeps its arrival time (its first byte), and the handler learns
+//! how long it waited (`Request::queue_wait`): the exchange's engine sheds it before decoding
+//! when that is over `--shed-queue-wait-ms`. The queue reuses its storage: nothing is
+//! allocated per request once it has grown.
 
 use std::{
     cell::{Cell, RefCell},
@@ -41,11 +47,42 @@ const TO_NEXT_TICK: Duration = Duration::from_nanos(1);
 pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(2);
 
 /// Default [`TurnBudget`]: off. A 2 ms budget (about 30 three-DSP auctions of CPU) makes
-/// timers about 3x more punctual, but in the exchange under sustained overload the wait it
-/// adds eats the DSPs' share of each deadline: more DSP timeouts, breakers open, fewer wins
-/// and a longer client tail (BENCHMARKS.md, "A turn budget"). It stays off until the queue
-/// serves fresh requests first under overload (adaptive LIFO), which is not built.
+/// timers about 3x more punctual. Served oldest first, its queue's wait ate the DSPs' share
+/// of each deadline under overload and cost wins; with [`QueueOrder`] (and the exchange's
+/// queue-wait shed) it won 1.3x the auctions at twice capacity, but it cost 1 to 9% of the
+/// closed-loop maximum and shed a few requests at half load: measured in two pairs of runs
+/// each (BENCHMARKS.md, "A turn budget"), too few to make it everyone's default.
 pub const TURN_BUDGET_DEFAULT: Duration = Duration::ZERO;
+
+/// The order the queue serves in (adaptive LIFO, as in Facebook's "Fail at Scale"): oldest
+/// first while it drains; once it stands, newest first, since those still have their whole
+/// deadline, except that requests waiting past `stale_after` go first so that the server's
+/// handler can shed them at once (the exchange sheds a request that waited longer than its
+/// `--shed-queue-wait-ms` before decoding it) rather than let them age past their deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueOrder {
+    /// The oldest request has waited longer than this: the queue stands.
+    pub lifo_after: Duration,
+    /// A request that has waited longer than this goes first.
+    pub stale_after: Duration,
+}
+
+/// Default [`QueueOrder::lifo_after`].
+pub const LIFO_AFTER_DEFAULT: Duration = Duration::from_millis(5);
+/// Default [`QueueOrder::stale_after`]: rtb-core's default queue-wait shed threshold.
+pub const STALE_AFTER_DEFAULT: Duration = Duration::from_millis(10);
+
+impl Default for QueueOrder {
+    fn default() -> Self {
+        Self {
+            lifo_after: LIFO_AFTER_DEFAULT,
+            stale_after: STALE_AFTER_DEFAULT,
+        }
+    }
+}
+
+/// One waiting request: its ticket, when it started waiting, and its task.
+type Waiting = (u64, Instant, Waker);
 
 /// A worker's budget of request work between two timer checks (single-threaded: one per
 /// worker, shared by its connections through an `Rc`).
@@ -55,8 +92,9 @@ pub struct TurnBudget {
     budget: Cell<Duration>,
     /// When the marker last fired.
     turn_started: Cell<Instant>,
-    /// Requests waiting, oldest first, by ticket.
-    queue: RefCell<VecDeque<(u64, Waker)>>,
+    /// Requests waiting, oldest first.
+    queue: RefCell<VecDeque<Waiting>>,
+    order: Cell<QueueOrder>,
     /// The ticket woken to run next, if it has not been polled yet.
     baton: Cell<Option<u64>>,
     next_ticket: Cell<u64>,
@@ -75,9 +113,15 @@ impl TurnBudget {
             budget: Cell::new(budget),
             turn_started: Cell::new(now),
             queue: RefCell::new(VecDeque::new()),
+            order: Cell::new(QueueOrder::default()),
             baton: Cell::new(None),
             next_ticket: Cell::new(0),
         }
+    }
+
+    /// Sets the order the queue serves in.
+    pub fn set_order(&self, order: QueueOrder) {
+        self.order.set(order);
     }
 
     /// Whether requests may be made to wait at all.
@@ -107,7 +151,7 @@ impl TurnBudget {
         self.baton.set(None);
         // Taken out before waking: a waker must never run inside the queue's borrow.
         let waiting = std::mem::take(&mut *self.queue.borrow_mut());
-        for (_, waker) in waiting {
+        for (_, _, waker) in waiting {
             waker.wake();
         }
     }
@@ -117,35 +161,56 @@ impl TurnBudget {
         self.queue.borrow().len()
     }
 
-    /// Wakes the oldest waiting request, unless one woken already has yet to run.
+    /// Wakes the next waiting request in [`QueueOrder`], unless one woken already has yet to
+    /// run.
     fn pass_baton(&self) {
         if self.baton.get().is_some() {
             return;
         }
         // Popped before waking: a waker must never run inside the queue's borrow.
-        let head = self.queue.borrow_mut().pop_front();
-        if let Some((ticket, waker)) = head {
+        let next = self.pop_next(Instant::now());
+        if let Some((ticket, _, waker)) = next {
             self.baton.set(Some(ticket));
             waker.wake();
         }
     }
 
+    fn pop_next(&self, now: Instant) -> Option<Waiting> {
+        let order = self.order.get();
+        let mut queue = self.queue.borrow_mut();
+        let oldest_wait = now.saturating_duration_since(queue.front()?.1);
+        if oldest_wait > order.lifo_after && oldest_wait <= order.stale_after {
+            queue.pop_back()
+        } else {
+            queue.pop_front()
+        }
+    }
+
+    /// Puts back a woken request that found the budget spent, where its wait puts it.
+    fn put_back(&self, waiting: Waiting) {
+        let mut queue = self.queue.borrow_mut();
+        match queue.back() {
+            Some(newest) if newest.1 > waiting.1 => queue.push_front(waiting),
+            _ => queue.push_back(waiting),
+        }
+    }
+
     /// Completes when a request may run: at once while the budget lasts and nobody waits,
-    /// otherwise in arrival order, turn after turn.
+    /// otherwise in the queue's [`QueueOrder`], turn after turn.
     pub fn admission(&self) -> Admission<'_> {
         Admission {
             budget: self,
             ticket: None,
-            waited: false,
+            queued_at: None,
         }
     }
 }
 
-/// Waits while the worker's turn budget is spent; true when it waited.
-pub async fn wait_for_budget(budget: &TurnBudget) -> bool {
+/// Waits while the worker's turn budget is spent; how long it waited, if it queued.
+pub async fn wait_for_budget(budget: &TurnBudget) -> Option<Duration> {
     let mut admission = std::pin::pin!(budget.admission());
     (&mut admission).await;
-    admission.waited
+    admission.queued_at.map(|at| at.elapsed())
 }
 
 /// The future of [`TurnBudget::admission`]: a place in the worker's queue once it waits.
@@ -154,7 +219,8 @@ pub struct Admission<'a> {
     budget: &'a TurnBudget,
     /// Its place in the queue while it waits.
     ticket: Option<u64>,
-    waited: bool,
+    /// When it joined the queue, if it did.
+    queued_at: Option<Instant>,
 }
 
 impl Future for Admission<'_> {
@@ -166,7 +232,8 @@ impl Future for Admission<'_> {
             self.ticket = None;
             return Poll::Ready(());
         }
-        let spent = budget.is_spent(Instant::now());
+        let now = Instant::now();
+        let spent = budget.is_spent(now);
         let Some(ticket) = self.ticket else {
             if !spent && budget.queue.borrow().is_empty() && budget.baton.get().is_none() {
                 return Poll::Ready(());
@@ -174,11 +241,11 @@ impl Future for Admission<'_> {
             let ticket = budget.next_ticket.get();
             budget.next_ticket.set(ticket.wrapping_add(1));
             self.ticket = Some(ticket);
-            self.waited = true;
+            self.queued_at = Some(now);
             budget
                 .queue
                 .borrow_mut()
-                .push_back((ticket, cx.waker().clone()));
+                .push_back((ticket, now, cx.waker().clone()));
             if !spent {
                 budget.pass_baton();
             }
@@ -190,10 +257,8 @@ impl Future for Admission<'_> {
         }
         budget.baton.set(None);
         if spent {
-            budget
-                .queue
-                .borrow_mut()
-                .push_front((ticket, cx.waker().clone()));
+            let queued_at = self.queued_at.unwrap_or(now);
+            budget.put_back((ticket, queued_at, cx.waker().clone()));
             return Poll::Pending;
         }
         self.ticket = None;
@@ -210,7 +275,10 @@ impl Drop for Admission<'_> {
             self.budget.baton.set(None);
             self.budget.pass_baton();
         } else {
-            self.budget.queue.borrow_mut().retain(|(t, _)| *t != ticket);
+            self.budget
+                .queue
+                .borrow_mut()
+                .retain(|(t, _, _)| *t != ticket);
         }
     }
 }
@@ -348,5 +416,49 @@ mod tests {
         }
         assert!(poll(first.as_mut()).is_ready(), "first was lost");
         assert!(poll(second.as_mut()).is_ready());
+    }
+
+    #[test]
+    fn the_queue_serves_oldest_first_newest_once_it_stands_and_stale_ones_before_all() {
+        let now = Instant::now();
+        let budget = TurnBudget::new(Duration::from_millis(2), now);
+        budget.set_order(QueueOrder {
+            lifo_after: Duration::from_millis(5),
+            stale_after: Duration::from_millis(10),
+        });
+        let ago = |ms| now - Duration::from_millis(ms);
+        let fill = |waits: &[u64]| {
+            let mut queue = budget.queue.borrow_mut();
+            queue.clear();
+            for (ticket, ms) in waits.iter().enumerate() {
+                queue.push_back((ticket as u64, ago(*ms), noop_waker()));
+            }
+        };
+        let next = || budget.pop_next(now).map(|(ticket, _, _)| ticket);
+        // Draining: the oldest has waited 3 ms, under lifo_after.
+        fill(&[3, 2, 1]);
+        assert_eq!(next(), Some(0));
+        // Standing: the oldest has waited 7 ms; the newest still has its deadline.
+        fill(&[7, 4, 1]);
+        assert_eq!(next(), Some(2));
+        // Stale: past stale_after, served first so that it is shed at once.
+        fill(&[12, 7, 1]);
+        assert_eq!((next(), next(), next()), (Some(0), Some(2), Some(1)));
+        assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn a_woken_request_put_back_keeps_its_place_by_age() {
+        let now = Instant::now();
+        let budget = TurnBudget::new(Duration::from_millis(2), now);
+        let at = |ms| now - Duration::from_millis(ms);
+        budget
+            .queue
+            .borrow_mut()
+            .push_back((1, at(5), noop_waker()));
+        budget.put_back((0, at(9), noop_waker()));
+        budget.put_back((2, at(1), noop_waker()));
+        let tickets: Vec<u64> = budget.queue.borrow().iter().map(|w| w.0).collect();
+        assert_eq!(tickets, [0, 1, 2]);
     }
 }

@@ -16,12 +16,17 @@ pub struct WorkerLoad {
     pub event_loop_lag: Duration,
     /// Auctions on this worker waiting for DSPs.
     pub auctions_in_flight: u32,
+    /// How long this request waited in the worker's own queue after it was read (the server's
+    /// turn budget; zero when it has none): time the request's DSPs will not get.
+    pub queue_wait: Duration,
 }
 
 /// Default event-loop lag above which new auctions are shed.
 pub const DEFAULT_EVENT_LOOP_LAG_MAX: Duration = Duration::from_millis(10);
 /// Default cap on auctions in flight on one worker.
 pub const DEFAULT_AUCTIONS_IN_FLIGHT_MAX: u32 = 512;
+/// Default wait in the worker's own queue above which a request is shed before it is decoded.
+pub const DEFAULT_QUEUE_WAIT_MAX: Duration = Duration::from_millis(10);
 
 /// Why an auction was answered 204 at once instead of being run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +40,8 @@ pub enum ShedReason {
     InFlight,
     /// No DSP's policy (channel, media, country filters, QPS cap) admits the request.
     NoDspMatched,
-    /// The adaptive controller's share: the worker's loop runs later than its target.
+    /// The adaptive controllers: the worker's loop runs later than its target (a share shed),
+    /// or the request waited longer than allowed in the worker's own queue.
     Overload,
 }
 
@@ -69,6 +75,8 @@ pub struct OverloadPolicy {
     pub event_loop_lag_max: Duration,
     /// Shed new auctions while this many are already waiting for DSPs on the worker.
     pub auctions_in_flight_max: u32,
+    /// Shed a request that waited longer than this in the worker's own queue.
+    pub queue_wait_max: Duration,
 }
 
 impl Default for OverloadPolicy {
@@ -76,6 +84,7 @@ impl Default for OverloadPolicy {
         Self {
             event_loop_lag_max: DEFAULT_EVENT_LOOP_LAG_MAX,
             auctions_in_flight_max: DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
+            queue_wait_max: DEFAULT_QUEUE_WAIT_MAX,
         }
     }
 }
@@ -87,6 +96,8 @@ impl OverloadPolicy {
             Some(ShedReason::EventLoopLag)
         } else if load.auctions_in_flight >= self.auctions_in_flight_max {
             Some(ShedReason::InFlight)
+        } else if load.queue_wait > self.queue_wait_max {
+            Some(ShedReason::Overload)
         } else {
             None
         }
@@ -103,6 +114,7 @@ mod tests {
         WorkerLoad {
             event_loop_lag,
             auctions_in_flight,
+            queue_wait: Duration::ZERO,
         }
     }
 
@@ -111,6 +123,7 @@ mod tests {
         let policy = OverloadPolicy {
             event_loop_lag_max: 10 * MS,
             auctions_in_flight_max: 4,
+            queue_wait_max: 5 * MS,
         };
         assert_eq!(policy.shed(load(2 * MS, 0)), None);
         assert_eq!(policy.shed(load(10 * MS, 3)), None);
@@ -126,5 +139,19 @@ mod tests {
             policy.shed(load(20 * MS, 9)),
             Some(ShedReason::EventLoopLag)
         );
+    }
+
+    #[test]
+    fn a_request_that_waited_too_long_in_the_workers_queue_is_shed() {
+        let policy = OverloadPolicy {
+            queue_wait_max: 5 * MS,
+            ..OverloadPolicy::default()
+        };
+        let waited = |queue_wait| WorkerLoad {
+            queue_wait,
+            ..WorkerLoad::default()
+        };
+        assert_eq!(policy.shed(waited(5 * MS)), None);
+        assert_eq!(policy.shed(waited(6 * MS)), Some(ShedReason::Overload));
     }
 }

@@ -542,6 +542,7 @@ mod tests {
         let overloaded = WorkerLoad {
             event_loop_lag: Duration::ZERO,
             auctions_in_flight: engine.config.overload.auctions_in_flight_max,
+            queue_wait: Duration::ZERO,
         };
         let garbage = b"not json at all";
         match engine.start(&mut workspace, garbage, None, now, now, overloaded) {
@@ -562,6 +563,7 @@ mod tests {
         let lagging = WorkerLoad {
             event_loop_lag: engine.config.overload.event_loop_lag_max + Duration::from_millis(1),
             auctions_in_flight: 0,
+            queue_wait: Duration::ZERO,
         };
         match engine.start(&mut workspace, NEGATIVE_WIDTH, None, now, now, lagging) {
             Start::Shed {

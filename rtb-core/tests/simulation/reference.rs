@@ -309,6 +309,9 @@ pub fn admission(
     if !no_dsp && load.auctions_in_flight >= config.overload.auctions_in_flight_max {
         return Expected::Shed(ShedReason::InFlight);
     }
+    if !no_dsp && load.queue_wait > config.overload.queue_wait_max {
+        return Expected::Shed(ShedReason::Overload);
+    }
     if request.defect.is_some() {
         return Expected::Invalid;
     }

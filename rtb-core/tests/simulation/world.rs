@@ -248,6 +248,8 @@ fn engine_config(rng: &mut Rng, scenario: Scenario) -> EngineConfig {
         overload: OverloadPolicy {
             event_loop_lag_max: rng.between(2 * MS, 20 * MS),
             auctions_in_flight_max: *rng.pick(&[8, 32, 512, 512, 512, 512, 512]),
+            // Not drawn: a new draw would change every seed's world.
+            ..OverloadPolicy::default()
         },
         shed_rate: ShedRatePolicy {
             enabled: *rng.pick(&[true, true, false]),

@@ -143,6 +143,7 @@ impl AuctionShell {
         let load = WorkerLoad {
             event_loop_lag: self.lag.get(),
             auctions_in_flight: self.in_flight.get(),
+            queue_wait: req.queue_wait,
         };
         // The slots and the engine's table change together, between requests: this set is the
         // one the plan's DSP indexes refer to.

@@ -31,6 +31,8 @@ impl Worker {
             load: WorkerLoad {
                 event_loop_lag: self.lag,
                 auctions_in_flight: self.in_flight,
+                // The simulated worker has no turn queue: requests start when they are read.
+                queue_wait: Duration::ZERO,
             },
         };
         let inbox = shell::Inbox::default();
