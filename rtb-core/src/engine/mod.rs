@@ -572,6 +572,17 @@ mod tests {
             } => {}
             other => panic!("lagging: {other:?}"),
         };
+        let queued_too_long = WorkerLoad {
+            queue_wait: engine.config.overload.queue_wait_max + Duration::from_millis(1),
+            ..WorkerLoad::default()
+        };
+        match engine.start(&mut workspace, garbage, None, now, now, queued_too_long) {
+            Start::Shed {
+                reason: ShedReason::Overload,
+                request: None,
+            } => {}
+            other => panic!("queued too long: {other:?}"),
+        };
     }
 
     /// A video-only DSP and one that takes everything.
