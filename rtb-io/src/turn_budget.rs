@@ -49,9 +49,9 @@ pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(2);
 /// Default [`TurnBudget`]: off. A 2 ms budget (about 30 three-DSP auctions of CPU) makes
 /// timers about 3x more punctual. Served oldest first, its queue's wait ate the DSPs' share
 /// of each deadline under overload and cost wins; with [`QueueOrder`] (and the exchange's
-/// queue-wait shed) it won 1.3x the auctions at twice capacity, but it cost 1 to 9% of the
-/// closed-loop maximum and shed a few requests at half load: measured in two pairs of runs
-/// each (BENCHMARKS.md, "A turn budget"), too few to make it everyone's default.
+/// queue-wait shed) it made auctions late by the exchange's clock 3 to 25 times rarer at
+/// twice capacity, at no measurable cost (BENCHMARKS.md, "A turn budget"). It is off until the
+/// debug-build tests that send bursts get a queue-wait shed threshold of their own.
 pub const TURN_BUDGET_DEFAULT: Duration = Duration::ZERO;
 
 /// The order the queue serves in (adaptive LIFO, as in Facebook's "Fail at Scale"): oldest
