@@ -681,6 +681,15 @@ def measured(run_fn, server, allow_zero=False):
         res["server_auctions"] = metric_sum(before, after, "rtb_auction_duration_seconds_count")
         res["server_late"] = res["server_auctions"] - metric_sum(
             before, after, "rtb_auction_duration_seconds_bucket", f'le="{DEADLINE_MS / 1000:g}"')
+        # How long requests sat unread in the kernel, by its receive stamps (--kernel-arrival;
+        # all zero without them): count, summed seconds, and how many waited over 10 ms.
+        wait = "rtb_request_kernel_wait_seconds"
+        res["kernel_wait_n"] = metric_sum(before, after, wait + "_count")
+        res["kernel_wait_s"] = metric_sum(before, after, wait + "_sum")
+        res["kernel_wait_over_10ms"] = res["kernel_wait_n"] - metric_sum(
+            before, after, wait + "_bucket", 'le="0.01"')
+        res["kernel_wait_over_deadline"] = res["kernel_wait_n"] - metric_sum(
+            before, after, wait + "_bucket", f'le="{DEADLINE_MS / 1000:g}"')
         if res["tool"] == "wrk":
             # wrk only splits 2xx/3xx from the rest; the exchange's counters say which.
             o = res["outcomes"]
@@ -895,6 +904,16 @@ def kernel_queue_cell(r):
     wait = f"{wait:.0f}" if wait is not None else "-"
     return (f"{q['mean_requests']:.0f} / {q['max_requests']:.0f} / {q['max_accept_queue']} / "
             f"{wait}")
+
+
+def kernel_wait_cell(r):
+    """Stamped kernel wait of a run: mean ms / requests over 10 ms / over the deadline (late
+    before they were read); `-` when unstamped."""
+    n, total = r.get("kernel_wait_n", 0), r.get("kernel_wait_s", 0)
+    if not n or not total:
+        return "-"
+    return (f"{total / n * 1000:.1f} / {int(r.get('kernel_wait_over_10ms', 0))} / "
+            f"{int(r.get('kernel_wait_over_deadline', 0))}")
 
 
 def rate_label(res):
@@ -1131,9 +1150,11 @@ def write_report(results, out_dir):
     L.append("| scenario | rate | offered req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
              "p99.9 ms | max ms | status codes | client errors | DSP timeouts | shed | "
              "late (exchange-side) | kernel queue: mean / max requests unread, max accept "
-             "queue, wait ms (Little) | CPU ms / 1k req | server / core 0 busy / core 1 busy | "
+             "queue, wait ms (Little) | kernel wait, stamped: mean ms / requests over 10 ms / over "
+             "the deadline "
+             "| CPU ms / 1k req | server / core 0 busy / core 1 busy | "
              "TCP SYN retrans / RTO timeouts (machine-wide) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results["scenarios"].items():
         for r in s["open"]:
             L.append(f"| {name} | {rate_label(r)} | {r['offered_rps']:.0f} | {r['rps']:.0f} | "
@@ -1142,7 +1163,7 @@ def write_report(results, out_dir):
                      f"{r['socket_errors']} | {int(r.get('dsp_timeouts', 0))} | "
                      f"{int(r.get('outcomes', {}).get('shed', 0))} | "
                      f"{int(r.get('server_late', 0))} | {kernel_queue_cell(r)} | "
-                     f"{r['cpu_ms_per_1k']:.1f} | {cores([r])} | "
+                     f"{kernel_wait_cell(r)} | {r['cpu_ms_per_1k']:.1f} | {cores([r])} | "
                      f"{r.get('tcp', {}).get('TCPSynRetrans', '-')} / "
                      f"{r.get('tcp', {}).get('TCPTimeouts', '-')} |")
     L.append("")

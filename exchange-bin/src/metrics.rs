@@ -18,8 +18,8 @@ use rtb_io::{
     keyed_metrics::Keyed,
     limits::Counter,
     metrics_text::{
-        self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, LabeledSeries,
-        Series,
+        self, escape_label, header, histogram, labeled, BuildInfo, HistSnapshot, Histogram,
+        LabeledSeries, Series,
     },
     notify_metrics::KindSeries,
     pool_metrics::PoolSum,
@@ -166,12 +166,12 @@ fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
     let reasons = ShedReason::ALL.iter().enumerate();
     let lines = reasons.map(|(i, r)| (r.as_str(), total(&|w| &w.shed_reasons[i])));
     labeled(out, family, "reason", lines);
+    let help = "Arrival to answer of auctions that called DSPs (arrival: the kernel's receive stamp with --kernel-arrival).";
     let name = "rtb_auction_duration_seconds";
-    let help = "Arrival to answer of auctions that called DSPs.";
-    header(out, name, "histogram", help);
-    let mut h = HistSnapshot::default();
-    workers.iter().for_each(|w| h.add(&w.auction_latency));
-    histogram(out, name, "", &h);
+    summed_histogram(out, name, help, workers, |w| &w.auction_latency);
+    let help = "How long bid requests waited unread in the kernel's socket buffer (--kernel-arrival; all zero without it).";
+    let name = "rtb_request_kernel_wait_seconds";
+    summed_histogram(out, name, help, workers, |w| &w.kernel_wait);
     let family = (
         "rtb_test_auctions_total",
         "counter",
@@ -180,6 +180,20 @@ fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
     let outcomes = ["won", "no_bid"].into_iter().enumerate();
     let lines = outcomes.map(|(i, o)| (o, total(&|w| &w.test_auctions[i])));
     labeled(out, family, "outcome", lines);
+}
+
+/// One histogram family: `field` of every worker, summed.
+fn summed_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    workers: &[WorkerMetrics],
+    field: fn(&WorkerMetrics) -> &Histogram,
+) {
+    header(out, name, "histogram", help);
+    let mut h = HistSnapshot::default();
+    workers.iter().for_each(|w| h.add(field(w)));
+    histogram(out, name, "", &h);
 }
 
 /// Calls, bids, wins, no-bids and skips of each DSP.

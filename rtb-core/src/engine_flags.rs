@@ -49,8 +49,9 @@ pub struct EngineArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_auctions_in_flight: u32,
 
-    /// Shed (204 at once, before decoding) a request that waited longer than this, ms, in its
-    /// worker's turn queue (`--turn-budget-us`; counted as `overload`).
+    /// Shed (204 at once, before decoding) a request that waited longer than this, ms, before
+    /// its worker started on it: unread in the kernel (`--kernel-arrival`) and in the worker's
+    /// turn queue (`--turn-budget-us`). Counted as `overload`.
     #[arg(long, env = "RTB_EXCHANGE_SHED_QUEUE_WAIT_MS", default_value_t = DEFAULT_QUEUE_WAIT_MAX.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub shed_queue_wait_ms: u64,

@@ -11,7 +11,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::FutureExt as _;
@@ -21,6 +21,7 @@ use http::{Method, StatusCode};
 use monoio::{
     buf::SliceMut,
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent},
+    net::TcpStream,
     time::{timeout_at, Instant as MonoInstant},
 };
 
@@ -29,6 +30,7 @@ use crate::{
     gzip::{self, GzipEncoder},
     head::{parse_request_head, Framing, ParsedHead, Reject},
     http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
+    kernel_stamp::{recv_stamped, StampedRead},
     limits::{ServerLimits, WorkerStats},
     stream::NetStream,
     turn_budget::{wait_for_budget, TurnBudget},
@@ -335,10 +337,17 @@ async fn read_request(
     shared: &ConnShared,
     first: bool,
 ) -> io::Result<Read> {
-    if rbuf.is_empty() && !wait_for_request(stream, rbuf, shared, first).await? {
-        return Ok(Read::Close);
-    }
-    let arrival = Instant::now();
+    // Bytes already in the buffer (pipelined) were read with an earlier request: unstamped.
+    let kernel_wait = if rbuf.is_empty() {
+        match wait_for_request(stream, rbuf, shared, first).await? {
+            Some(kernel_wait) => kernel_wait,
+            None => return Ok(Read::Close),
+        }
+    } else {
+        Duration::ZERO
+    };
+    let read_at = Instant::now();
+    let arrival = read_at.checked_sub(kernel_wait).unwrap_or(read_at);
     let head = match read_head(stream, rbuf, &shared.limits).await? {
         Ok(Some(head)) => head,
         Ok(None) => return Ok(Read::Close),
@@ -376,7 +385,7 @@ async fn read_request(
         close: head.close,
         gzip: head.accepts_gzip,
     };
-    let req = Request::from_parts(
+    let mut req = Request::from_parts(
         head.method,
         head.version_minor,
         head_bytes,
@@ -385,42 +394,87 @@ async fn read_request(
         body,
         arrival,
     );
+    req.kernel_wait = kernel_wait;
     shared.stats.requests_handled.incr();
     Ok(Read::Request(req, rules))
 }
 
-/// Waits for a request's first bytes; false when the connection should close instead (peer
-/// closed, idle timeout, shutdown).
+/// Waits for a request's first bytes: `None` when the connection should close instead (peer
+/// closed, idle timeout, shutdown), else how long they had waited in the kernel before this
+/// read (zero without kernel stamps).
 async fn wait_for_request(
     stream: &mut NetStream,
     rbuf: &mut BytesMut,
     shared: &ConnShared,
     first: bool,
-) -> io::Result<bool> {
+) -> io::Result<Option<Duration>> {
     if shared.draining.get() && !first {
         shared.stats.connections_idle_closed.incr();
-        return Ok(false);
+        return Ok(None);
     }
     let idle_deadline = MonoInstant::now() + shared.limits.idle_keepalive_timeout;
     // A new connection's first request is not cancelled at shutdown: it was accepted, so it
     // is served. Idle keep-alive waits are.
-    let read = if first {
-        timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN)).await
-    } else {
-        timeout_at(idle_deadline, read_idle(stream, rbuf, shared)).await
+    let read = match stream {
+        NetStream::Plain(tcp) if shared.limits.kernel_arrival => {
+            timeout_at(idle_deadline, read_stamped(tcp, rbuf, shared, first)).await
+        }
+        _ if first => {
+            let read = timeout_at(idle_deadline, read_more(stream, rbuf, READ_SPARE_BYTES_MIN));
+            read.await.map(unstamped)
+        }
+        _ => timeout_at(idle_deadline, read_idle(stream, rbuf, shared))
+            .await
+            .map(unstamped),
     };
     match read {
         Err(_elapsed) => {
             shared.stats.connections_idle_closed.incr();
-            Ok(false)
+            Ok(None)
         }
-        Ok(Ok(0)) => Ok(false),
-        Ok(Ok(_)) => Ok(true),
+        Ok(Ok(StampedRead { len: 0, .. })) => Ok(None),
+        Ok(Ok(read)) => Ok(Some(read.age.unwrap_or(Duration::ZERO))),
         Ok(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => {
             shared.stats.connections_idle_closed.incr();
-            Ok(false)
+            Ok(None)
         }
         Ok(Err(e)) => Err(e),
+    }
+}
+
+fn unstamped(read: io::Result<usize>) -> io::Result<StampedRead> {
+    read.map(|len| StampedRead { len, age: None })
+}
+
+/// A read that carries the kernel's receive stamp (`kernel_stamp`): take what is there, else
+/// wait until the socket is readable and take it then. The wait is given up at shutdown
+/// (`ECANCELED`), unless this is the connection's first request.
+async fn read_stamped(
+    tcp: &TcpStream,
+    rbuf: &mut BytesMut,
+    shared: &ConnShared,
+    first: bool,
+) -> io::Result<StampedRead> {
+    loop {
+        match recv_stamped(tcp, rbuf, READ_SPARE_BYTES_MIN) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            read => return read,
+        }
+        // Not relaxed: on epoll, readiness left over from an earlier read is confirmed with
+        // poll(2) first, or this loop would spin on it.
+        if first {
+            tcp.readable(false).await?;
+            continue;
+        }
+        if shared.draining.get() {
+            return Err(io::Error::from_raw_os_error(libc::ECANCELED));
+        }
+        monoio::select! {
+            ready = tcp.readable(false) => ready?,
+            _ = shared.drain_signal.clone() => {
+                return Err(io::Error::from_raw_os_error(libc::ECANCELED))
+            }
+        }
     }
 }
 

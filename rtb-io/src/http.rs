@@ -54,8 +54,12 @@ pub struct Request {
     headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
     /// Body after chunked and gzip decoding; a slice of the read buffer when neither applied.
     pub body: Bytes,
-    /// When the first byte of the head was read.
+    /// When the request arrived: the kernel's receive stamp of its first bytes when the server
+    /// stamps arrivals (`ServerLimits::kernel_arrival`), else when they were read.
     pub arrival: Instant,
+    /// How long its first bytes waited in the kernel (the socket's receive buffer) before the
+    /// worker read them; zero without kernel stamps.
+    pub kernel_wait: Duration,
     /// How long it waited in the worker's turn queue after it was read (`turn_budget`).
     pub queue_wait: Duration,
 }
@@ -78,6 +82,7 @@ impl Request {
             headers,
             body,
             arrival,
+            kernel_wait: Duration::ZERO,
             queue_wait: Duration::ZERO,
         }
     }

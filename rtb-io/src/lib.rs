@@ -74,6 +74,7 @@ pub mod gunzip;
 pub mod gzip;
 pub mod head;
 pub mod http;
+pub mod kernel_stamp;
 pub mod keyed_metrics;
 pub mod lag;
 pub mod ledger_flags;

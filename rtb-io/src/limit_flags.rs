@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::limits::{
     ServerLimits, ACCEPTS_IN_FLIGHT_DEFAULT, BODY_BYTES_MAX_DEFAULT,
     CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT, HEADERS_COUNT_CAP,
-    HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
+    HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT, KERNEL_ARRIVAL_DEFAULT,
 };
 
 /// The server's limits as flags.
@@ -58,6 +58,12 @@ pub struct ServerLimitArgs {
     #[arg(long, env = "RTB_EXCHANGE_TURN_LIFO_AFTER_MS",
           default_value_t = crate::turn_budget::LIFO_AFTER_DEFAULT.as_millis() as u64)]
     pub turn_lifo_after_ms: u64,
+
+    /// Stamp each request with the kernel's receive time of its first bytes, so its deadline
+    /// and its wait (--shed-queue-wait-ms) count the time it sat unread in the socket.
+    #[arg(long, env = "RTB_EXCHANGE_KERNEL_ARRIVAL", default_value_t = KERNEL_ARRIVAL_DEFAULT,
+          action = clap::ArgAction::Set)]
+    pub kernel_arrival: bool,
 
     /// Time allowed to read a request head, ms.
     #[arg(long, env = "RTB_EXCHANGE_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
@@ -117,6 +123,7 @@ impl ServerLimitArgs {
                 lifo_after: Duration::from_millis(self.turn_lifo_after_ms),
                 ..crate::turn_budget::QueueOrder::default()
             },
+            kernel_arrival: self.kernel_arrival,
             header_read_timeout: Duration::from_millis(self.header_timeout_ms),
             body_read_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
             idle_keepalive_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),

@@ -24,6 +24,8 @@ pub const DECOMPRESSED_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 pub const CONNECTIONS_PER_WORKER_MAX_DEFAULT: usize = 10_000;
 /// Default [`ServerLimits::accepts_in_flight`].
 pub const ACCEPTS_IN_FLIGHT_DEFAULT: usize = 8;
+/// Default for [`ServerLimits::kernel_arrival`].
+pub const KERNEL_ARRIVAL_DEFAULT: bool = false;
 /// Time allowed from a head's first byte to its last.
 pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Time allowed to read a body once its head is parsed.
@@ -55,6 +57,9 @@ pub struct ServerLimits {
     pub turn_budget: Duration,
     /// The order the turn budget's queue serves waiting requests in.
     pub turn_queue_order: crate::turn_budget::QueueOrder,
+    /// Stamp each request with the kernel's receive time of its first bytes (`kernel_stamp`),
+    /// so its deadline and its wait count the time it sat in the socket's buffer.
+    pub kernel_arrival: bool,
     /// First head byte to end of head. Over it: 408.
     pub header_read_timeout: Duration,
     /// End of head to end of body. Over it: 408.
@@ -77,6 +82,7 @@ impl Default for ServerLimits {
             accepts_in_flight: ACCEPTS_IN_FLIGHT_DEFAULT,
             turn_budget: crate::turn_budget::TURN_BUDGET_DEFAULT,
             turn_queue_order: crate::turn_budget::QueueOrder::default(),
+            kernel_arrival: KERNEL_ARRIVAL_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             response_write_timeout: RESPONSE_WRITE_TIMEOUT_DEFAULT,

@@ -112,6 +112,9 @@ impl Server {
     {
         let workers = config.workers.max(1);
         let (local_addr, listeners) = bind_listeners(config.addr, config.backlog, workers)?;
+        if config.limits.kernel_arrival {
+            listeners.iter().try_for_each(crate::kernel_stamp::enable)?;
+        }
         let cores = if config.pin_cores {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {

@@ -25,7 +25,8 @@ use test_support::{
 };
 
 /// Echoes the body; `/slow` waits 200 ms first; `/spin` keeps the worker's CPU 5 ms first;
-/// `/worker` answers the worker index; `/panic` panics.
+/// `/block` blocks the worker's thread 50 ms first; `/waited` answers the request's kernel wait
+/// and its age since arrival, us; `/worker` answers the worker index; `/panic` panics.
 struct Echo;
 
 impl Handler for Echo {
@@ -41,6 +42,17 @@ impl Handler for Echo {
                     std::hint::spin_loop();
                 }
                 Response::with_body(StatusCode::OK, "text/plain", req.body)
+            }
+            "/block" => {
+                // Holds the whole worker (not just this task): what a long turn does.
+                thread::sleep(Duration::from_millis(50));
+                Response::with_body(StatusCode::OK, "text/plain", req.body)
+            }
+            "/waited" => {
+                let since_arrival = req.arrival.elapsed().as_micros();
+                let kernel = req.kernel_wait.as_micros();
+                let waited = format!("{kernel} {since_arrival}");
+                Response::with_body(StatusCode::OK, "text/plain", waited)
             }
             "/panic" => panic!("a handler bug"),
             "/worker" => {
@@ -646,4 +658,77 @@ fn requests_read_after_the_turn_budget_is_spent_wait_and_are_all_answered() {
     // for the turn marker (the timers' check) before they run.
     assert!(spins_that_waited_a_turn(Duration::from_millis(1)) >= 1);
     assert_eq!(spins_that_waited_a_turn(Duration::ZERO), 0);
+}
+
+/// On a one-worker server, sends `/block` on one connection and, while the worker is blocked,
+/// `/waited` on another: the second request's (kernel wait, age since arrival), us.
+fn wait_behind_a_blocked_worker(kernel_arrival: bool) -> (u64, u64) {
+    let limits = ServerLimits {
+        kernel_arrival,
+        ..ServerLimits::default()
+    };
+    let server = start_with(limits, 1);
+    let mut blocker = connect(server.local_addr());
+    let mut waiter = connect(server.local_addr());
+    // Both connections accepted and idle before the worker blocks.
+    for s in [&mut blocker, &mut waiter] {
+        s.write_all(&post("/echo", b"warm")).unwrap();
+        assert_eq!(read_response(s, &mut Vec::new()).unwrap().status, 200);
+    }
+    blocker.write_all(&post("/block", b"")).unwrap();
+    thread::sleep(Duration::from_millis(10));
+    waiter.write_all(&post("/waited", b"")).unwrap();
+    let r = read_response(&mut waiter, &mut Vec::new()).unwrap();
+    assert_eq!(
+        read_response(&mut blocker, &mut Vec::new()).unwrap().status,
+        200
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    let (kernel, age) = text.split_once(' ').unwrap();
+    (kernel.parse().unwrap(), age.parse().unwrap())
+}
+
+#[test]
+fn with_kernel_arrival_a_request_counts_the_time_it_sat_unread_in_the_socket() {
+    // Sent 10 ms into a 50 ms block: it sits about 40 ms in the kernel before it is read.
+    let (kernel_wait, age) = wait_behind_a_blocked_worker(true);
+    assert!((25_000..1_000_000).contains(&kernel_wait), "{kernel_wait}");
+    assert!(age >= kernel_wait, "{age} < {kernel_wait}");
+    let (kernel_wait, age) = wait_behind_a_blocked_worker(false);
+    assert_eq!(kernel_wait, 0);
+    assert!(age < 25_000, "unstamped, the age starts at the read: {age}");
+}
+
+#[test]
+fn with_kernel_arrival_keep_alive_pipelining_and_shutdown_work_as_without() {
+    let limits = ServerLimits {
+        kernel_arrival: true,
+        ..ServerLimits::default()
+    };
+    let server = start_with(limits, 1);
+    let mut s = connect(server.local_addr());
+    let mut buf = Vec::new();
+    for i in 0..20 {
+        let body = format!("keep-alive {i}");
+        s.write_all(&post("/echo", body.as_bytes())).unwrap();
+        assert_eq!(
+            read_response(&mut s, &mut buf).unwrap().body,
+            body.as_bytes()
+        );
+    }
+    let mut raw = post("/echo", b"one");
+    raw.extend_from_slice(&post("/echo", b"two"));
+    s.write_all(&raw).unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).unwrap().body, b"one");
+    assert_eq!(read_response(&mut s, &mut buf).unwrap().body, b"two");
+    // Idle now: shutdown closes it at once, not after the keep-alive timeout.
+    let started = Instant::now();
+    server.shutdown_handle().trigger();
+    assert!(closed_by_peer(&mut s, Duration::from_secs(2)));
+    server.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -16,8 +16,9 @@ pub struct WorkerLoad {
     pub event_loop_lag: Duration,
     /// Auctions on this worker waiting for DSPs.
     pub auctions_in_flight: u32,
-    /// How long this request waited in the worker's own queue after it was read (the server's
-    /// turn budget; zero when it has none): time the request's DSPs will not get.
+    /// How long this request waited before the worker started on it: unread in the kernel's
+    /// socket buffer (when the server stamps arrivals) and in the worker's own queue after it
+    /// was read (the server's turn budget). Time the request's DSPs will not get.
     pub queue_wait: Duration,
 }
 
@@ -25,7 +26,7 @@ pub struct WorkerLoad {
 pub const DEFAULT_EVENT_LOOP_LAG_MAX: Duration = Duration::from_millis(10);
 /// Default cap on auctions in flight on one worker.
 pub const DEFAULT_AUCTIONS_IN_FLIGHT_MAX: u32 = 512;
-/// Default wait in the worker's own queue above which a request is shed before it is decoded.
+/// Default wait (kernel and worker queues) above which a request is shed before it is decoded.
 pub const DEFAULT_QUEUE_WAIT_MAX: Duration = Duration::from_millis(10);
 
 /// Why an auction was answered 204 at once instead of being run.
@@ -75,7 +76,7 @@ pub struct OverloadPolicy {
     pub event_loop_lag_max: Duration,
     /// Shed new auctions while this many are already waiting for DSPs on the worker.
     pub auctions_in_flight_max: u32,
-    /// Shed a request that waited longer than this in the worker's own queue.
+    /// Shed a request that waited longer than this before the worker started on it.
     pub queue_wait_max: Duration,
 }
 

@@ -140,10 +140,11 @@ impl AuctionShell {
 
     async fn run_auction(&self, req: &Request, workspace: &mut Workspace) -> Response {
         let metrics = self.metrics();
+        metrics.kernel_wait.observe(req.kernel_wait);
         let load = WorkerLoad {
             event_loop_lag: self.lag.get(),
             auctions_in_flight: self.in_flight.get(),
-            queue_wait: req.queue_wait,
+            queue_wait: req.kernel_wait + req.queue_wait,
         };
         // The slots and the engine's table change together, between requests: this set is the
         // one the plan's DSP indexes refer to.

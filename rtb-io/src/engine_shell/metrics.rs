@@ -146,6 +146,9 @@ pub struct WorkerMetrics {
     pub shed_reasons: [Counter; ShedReason::ALL.len()],
     /// Arrival to answer of auctions that called DSPs.
     pub auction_latency: Histogram,
+    /// How long bid requests waited unread in the kernel (kernel arrival stamps; all zero
+    /// without them).
+    pub kernel_wait: Histogram,
     /// Win and loss notices by result (see [`crate::notify_metrics`]).
     pub notices: NoticeCounters,
     /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
