@@ -318,6 +318,8 @@ fn check_case(
         // auction path this test is about.
         "--shed-lag-ms",
         "1000",
+        "--shed-queue-wait-ms",
+        "1000",
         // The default, said here because this test is also the proof that strict validation
         // allocates nothing in the real exchange.
         "--validation",

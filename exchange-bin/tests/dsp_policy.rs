@@ -106,6 +106,8 @@ fn capped_and_served_rates(dsp_bin: &std::path::Path, clients: Clients) -> (f64,
         "500",
         "--shed-lag-ms",
         "1000",
+        "--shed-queue-wait-ms",
+        "1000",
     ]);
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
@@ -191,7 +193,7 @@ fn post_dsp_takes_the_policy_fields_and_the_auction_applies_them() {
     });
     let plain = FakeDsp::start(Behaviour::bid(2.0, "plain"));
     // A loaded test machine must not shed the one auction that matters.
-    let ex = Exchange::start(&["--shed-lag-ms", "1000"]);
+    let ex = Exchange::start(&["--shed-lag-ms", "1000", "--shed-queue-wait-ms", "1000"]);
     let body = format!(
         r#"{{"name":"adjusted","base_url":"http://{}","bid_path":"/bid","tmax_ms":30,
             "bid_adjustment":0.5,"media":["banner"],"countries":["CAN","USA"]}}"#,

@@ -361,7 +361,14 @@ fn run_case(case: &Case, dsp_bin: Option<&std::path::Path>) -> Result<String, St
     // Shedding on event-loop lag is off here (its threshold is 1 s): this test is about DSP
     // faults, and a loaded shared machine lags the loop enough to shed some auctions (204s
     // that the shedding tests cover).
-    let ex = Exchange::start(&["--deadline-ms", &deadline, "--shed-lag-ms", "1000"]);
+    let ex = Exchange::start(&[
+        "--deadline-ms",
+        &deadline,
+        "--shed-lag-ms",
+        "1000",
+        "--shed-queue-wait-ms",
+        "1000",
+    ]);
     let a = FakeDsp::start(good(2.0, "good-a"));
     let b = FakeDsp::start(good(1.5, "good-b"));
     let mut _fake = None;
@@ -587,6 +594,8 @@ fn breaker_throttles_a_hanging_dsp_and_recovers() {
     // No shedding on event-loop lag (see run_case): every auction must reach the breaker.
     let ex = Exchange::start(&[
         "--shed-lag-ms",
+        "1000",
+        "--shed-queue-wait-ms",
         "1000",
         "--deadline-ms",
         "100",

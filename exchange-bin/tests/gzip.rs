@@ -60,7 +60,7 @@ fn gzip_dsps_get_compressed_requests_and_their_gzip_answers_win() {
         dsp("zipped", "fixed:3", true),
         dsp("plain", "fixed:2", false),
     );
-    let ex = Exchange::start(&["--shed-lag-ms", "1000"]);
+    let ex = Exchange::start(&["--shed-lag-ms", "1000", "--shed-queue-wait-ms", "1000"]);
     onboard_gzip(&ex, "zipped", zipped.addr);
     assert_eq!(ex.onboard("plain", plain.addr).status, 201);
     for id in 0..AUCTIONS {
@@ -118,7 +118,7 @@ fn a_gzip_bomb_answer_is_refused_within_the_limit_and_counted() {
     let bomb = bomb_dsp();
     let plain =
         DspProcess::start(&dsp_bin, "plain", 0, &ALWAYS_BIDS_AT_2).expect("rtb-dsp started");
-    let ex = Exchange::start(&["--shed-lag-ms", "1000"]);
+    let ex = Exchange::start(&["--shed-lag-ms", "1000", "--shed-queue-wait-ms", "1000"]);
     onboard_gzip(&ex, "bomb", bomb.addr);
     assert_eq!(ex.onboard("plain", plain.addr).status, 201);
     for id in 0..5 {

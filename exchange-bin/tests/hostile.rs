@@ -126,8 +126,9 @@ impl Hostile {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // These tests are about what hostile input gets, not overload. A debug build takes
         // over 10 ms on a megabyte of brackets, and a lagging worker sheds the next request
-        // before decoding it (204, README "Overload"), so the lag threshold is set out of reach.
-        let args: Vec<&str> = ["--shed-lag-ms", "10000"]
+        // before decoding it (204, README "Overload"), so the lag and queue-wait thresholds
+        // are set out of reach.
+        let args: Vec<&str> = ["--shed-lag-ms", "10000", "--shed-queue-wait-ms", "10000"]
             .iter()
             .chain(extra)
             .copied()

@@ -72,6 +72,8 @@ fn loss_notices_reach_every_loser_once_and_test_auctions_fire_none() {
     let flags = [
         "--shed-lag-ms",
         "1000",
+        "--shed-queue-wait-ms",
+        "1000",
         "--ledger",
         &target,
         "--ledger-flush-ms",

@@ -75,6 +75,8 @@ fn dsps_get_what_their_policy_admits_and_a_reload_reaches_every_worker() {
         "2",
         "--shed-lag-ms",
         "1000",
+        "--shed-queue-wait-ms",
+        "1000",
     ]);
     for id in 0..10 {
         let r = ex.auction(&body(id, "banner", "USA"));
@@ -239,6 +241,8 @@ fn the_first_auction_after_the_start_already_has_the_roster() {
         "--dns-timeout-ms",
         "300",
         "--shed-lag-ms",
+        "1000",
+        "--shed-queue-wait-ms",
         "1000",
     ]);
     let r = ex.auction(&body(1, "banner", "USA"));

@@ -298,6 +298,8 @@ fn a_roster_swapped_under_load_reaches_every_worker_within_a_second_failing_no_r
         &per_worker,
         "--shed-lag-ms",
         "1000",
+        "--shed-queue-wait-ms",
+        "1000",
     ]);
     let (conns, attempts) = connect_evenly(ex.addr, &auction_request());
     eprintln!("{CONNECTIONS} connections open, {PER_WORKER} per worker, in {attempts} attempts");

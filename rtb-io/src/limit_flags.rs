@@ -6,14 +6,23 @@
 //! The environment variables are `rtb-exchange`'s (`RTB_EXCHANGE_*`), the one binary that
 //! exposes these limits; names, defaults and ranges are part of its interface (the chart and
 //! `deploy/validate.sh` use them), so they are spelled here once.
+//!
+//! Two defaults differ from [`ServerLimits::default`], the library's: the exchange turns the
+//! turn budget and kernel arrival stamps on, because its engine sheds on the wait they measure
+//! (`--shed-queue-wait-ms`); a server without such a rule gains little from them.
 
 use std::time::Duration;
 
 use crate::limits::{
     ServerLimits, ACCEPTS_IN_FLIGHT_DEFAULT, BODY_BYTES_MAX_DEFAULT,
     CONNECTIONS_PER_WORKER_MAX_DEFAULT, DECOMPRESSED_BYTES_MAX_DEFAULT, HEADERS_COUNT_CAP,
-    HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT, KERNEL_ARRIVAL_DEFAULT,
+    HEADERS_COUNT_MAX_DEFAULT, HEAD_BYTES_MAX_DEFAULT,
 };
+
+/// The exchange's turn budget (the library's default is off).
+pub const EXCHANGE_TURN_BUDGET_DEFAULT: Duration = crate::turn_budget::TURN_BUDGET_MIN;
+/// Whether the exchange stamps arrivals with the kernel's receive time (the library: no).
+pub const EXCHANGE_KERNEL_ARRIVAL_DEFAULT: bool = true;
 
 /// The server's limits as flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,11 +54,11 @@ pub struct ServerLimitArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub accepts_in_flight: usize,
 
-    /// Request work a worker runs between two checks of its timers, us (0, the default: off;
-    /// raised to at least 2,000): a request read once it is spent waits for the next turn, so
-    /// DSP deadlines fire on time. Off by default: under sustained overload it cost wins.
+    /// Request work a worker runs between two checks of its timers, us (0: off; raised to at
+    /// least 2,000): a request read once it is spent waits for the next turn, so DSP deadlines
+    /// fire on time.
     #[arg(long, env = "RTB_EXCHANGE_TURN_BUDGET_US",
-          default_value_t = crate::turn_budget::TURN_BUDGET_DEFAULT.as_micros() as u64)]
+          default_value_t = EXCHANGE_TURN_BUDGET_DEFAULT.as_micros() as u64)]
     pub turn_budget_us: u64,
 
     /// Once the oldest request in a worker's turn queue has waited longer than this, ms, the
@@ -61,7 +70,7 @@ pub struct ServerLimitArgs {
 
     /// Stamp each request with the kernel's receive time of its first bytes, so its deadline
     /// and its wait (--shed-queue-wait-ms) count the time it sat unread in the socket.
-    #[arg(long, env = "RTB_EXCHANGE_KERNEL_ARRIVAL", default_value_t = KERNEL_ARRIVAL_DEFAULT,
+    #[arg(long, env = "RTB_EXCHANGE_KERNEL_ARRIVAL", default_value_t = EXCHANGE_KERNEL_ARRIVAL_DEFAULT,
           action = clap::ArgAction::Set)]
     pub kernel_arrival: bool,
 

@@ -50,8 +50,9 @@ pub const TURN_BUDGET_MIN: Duration = Duration::from_millis(2);
 /// timers about 3x more punctual. Served oldest first, its queue's wait ate the DSPs' share
 /// of each deadline under overload and cost wins; with [`QueueOrder`] (and the exchange's
 /// queue-wait shed) it made auctions late by the exchange's clock 3 to 25 times rarer at
-/// twice capacity, at no measurable cost (BENCHMARKS.md, "A turn budget"). It is off until the
-/// debug-build tests that send bursts get a queue-wait shed threshold of their own.
+/// twice capacity, at no measurable cost (BENCHMARKS.md, "A turn budget"). Off in the library,
+/// where nothing may shed on the queue's wait; the exchange's flags turn it on
+/// (`limit_flags::EXCHANGE_TURN_BUDGET_DEFAULT`).
 pub const TURN_BUDGET_DEFAULT: Duration = Duration::ZERO;
 
 /// The order the queue serves in (adaptive LIFO, as in Facebook's "Fail at Scale"): oldest

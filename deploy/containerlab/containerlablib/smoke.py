@@ -115,7 +115,8 @@ def check_auctions(ctx, body):
     """Exchange (chart profile) and three DSPs on the bridge, ports published."""
     dep = start_exchange(ctx.session, ctx.image, Variant("smoke", "published"), ctx.network,
                          extra=["--deadline-ms", str(DEADLINE_MS),
-                                "--shed-lag-ms", str(SHED_LAG_MS)])
+                                "--shed-lag-ms", str(SHED_LAG_MS),
+                                "--shed-queue-wait-ms", str(SHED_LAG_MS)])
     drv = drivers(dep.exchange.logs())
     uring, why = io_uring_available()
     if uring:
