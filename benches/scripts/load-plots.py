@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Plots of an rtb-load report (runs in the matplotlib venv <repo>/.tools/venv):
 latency percentile curves per scenario (HdrHistogram style: x = percentile on a log scale of
-1/(1-p), so 50, 90, 99, 99.9, 99.99 are evenly spaced) and the closed-loop throughput bars with
-the baselines. Reads <report dir>/results.json, writes SVGs next to it, prints their names.
+1/(1-p), so 50, 90, 99, 99.9, 99.99 are evenly spaced), the closed-loop throughput bars with
+the baselines, and, for a scenario run open loop at several rates, offered load against
+goodput, shed rate and p99 (issue 14). Reads <report dir>/results.json, writes SVGs next to
+it, prints their names.
 
 Usage: load-plots.py <report dir>
 """
@@ -16,7 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 TICKS = [50, 90, 99, 99.9, 99.99, 99.999]
 COLORS = {"exchange": "#1f77b4", "exchange-epoll": "#17becf", "nginx": "#2ca02c",
@@ -113,6 +115,52 @@ def throughput_plot(results, out):
     plt.close(fig)
 
 
+def per_second(run, *outcomes):
+    return sum(run.get("outcomes", {}).get(o, 0) for o in outcomes) / run["seconds"]
+
+
+def overload_plot(name, sc, deadline, out):
+    """Offered load against goodput (auctions answered after a DSP round: won + no bid), shed
+    answers and p99, one point per corrected open-loop run; False when there are fewer than
+    two rates to plot."""
+    runs = sorted((r for r in sc["open"] if r.get("corrected", True) and "outcomes" in r),
+                  key=lambda r: r["offered_rps"])
+    if len(runs) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    xs = [r["offered_rps"] for r in runs]
+    ax.plot(xs, [per_second(r, "won", "no_bid") for r in runs], marker="o", color="#1f77b4",
+            label="goodput: auctions after a DSP round (won + no bid) / s")
+    ax.plot(xs, [per_second(r, "shed") for r in runs], marker="s", color="#ff7f0e",
+            label="shed (204 at once) / s")
+    capacity = [statistics.median(r["rps"] for r in rs) for rs in sc["closed"].values() if rs]
+    if capacity:
+        ax.axhline(capacity[0], color="#1f77b4", linewidth=0.8, linestyle=":")
+        ax.text(xs[0], capacity[0] * 1.02, f"closed-loop maximum {capacity[0]:.0f}/s", fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("offered load (req/s, log scale; labels: % of the closed-loop maximum)")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:.0f}\n{r['rate_pct']}%" for x, r in zip(xs, runs)], fontsize=8)
+    ax.set_ylabel("answers / s")
+    ax.grid(True, alpha=0.3)
+    right = ax.twinx()
+    right.plot(xs, [r["percentiles_ms"].get("99", float("nan")) for r in runs], marker="^",
+               color="#d62728", linestyle="--", label="p99 ms, corrected (right axis)")
+    right.axhline(deadline, color="#d62728", linewidth=0.8, linestyle=":")
+    right.set_ylabel("p99 latency, ms (oha, latency-corrected)")
+    right.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    ax.set_title(f"{name}: offered load against goodput, sheds and p99 (deadline {deadline:.0f} ms)")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
 def main():
     out_dir = Path(sys.argv[1])
     results = json.loads((out_dir / "results.json").read_text())
@@ -124,6 +172,9 @@ def main():
         fname = f"latency-{name}.svg"
         latency_plot(name, sc, deadline, out_dir / fname)
         written.append(fname)
+        fname = f"overload-{name}.svg"
+        if overload_plot(name, sc, deadline, out_dir / fname):
+            written.append(fname)
     for w in written:
         print(w)
 

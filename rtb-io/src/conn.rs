@@ -458,6 +458,7 @@ async fn read_stamped(
     loop {
         match recv_stamped(tcp, rbuf, READ_SPARE_BYTES_MIN) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             read => return read,
         }
         // Not relaxed: on epoll, readiness left over from an earlier read is confirmed with
