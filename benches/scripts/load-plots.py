@@ -133,14 +133,14 @@ def overload_plot(name, sc, deadline, out):
             label="goodput: auctions after a DSP round (won + no bid) / s")
     ax.plot(xs, [per_second(r, "shed") for r in runs], marker="s", color="#ff7f0e",
             label="shed (204 at once) / s")
-    capacity = [statistics.median(r["rps"] for r in rs) for rs in sc["closed"].values() if rs]
-    if capacity:
-        ax.axhline(capacity[0], color="#1f77b4", linewidth=0.8, linestyle=":")
-        ax.text(xs[0], capacity[0] * 1.02, f"closed-loop maximum {capacity[0]:.0f}/s", fontsize=8)
+    # The rates' base: the closed-loop maximum, or the run's --capacity-rps.
+    base = runs[0]["offered_rps"] * 100 / runs[0]["rate_pct"]
+    ax.axhline(base, color="#1f77b4", linewidth=0.8, linestyle=":")
+    ax.text(xs[0], base * 1.02, f"capacity (the rates' base) {base:.0f}/s", fontsize=8)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("offered load (req/s, log scale; labels: % of the closed-loop maximum)")
+    ax.set_xlabel("offered load (req/s, log scale; labels: % of capacity)")
     ax.set_xticks(xs)
     ax.set_xticklabels([f"{x:.0f}\n{r['rate_pct']}%" for x, r in zip(xs, runs)], fontsize=8)
     ax.set_ylabel("answers / s")
@@ -149,8 +149,9 @@ def overload_plot(name, sc, deadline, out):
     right.plot(xs, [r["percentiles_ms"].get("99", float("nan")) for r in runs], marker="^",
                color="#d62728", linestyle="--", label="p99 ms, corrected (right axis)")
     right.axhline(deadline, color="#d62728", linewidth=0.8, linestyle=":")
-    right.set_ylabel("p99 latency, ms (oha, latency-corrected)")
-    right.set_ylim(bottom=0)
+    right.set_ylabel("p99 latency, ms (oha, latency-corrected; log scale)")
+    right.set_yscale("log")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
