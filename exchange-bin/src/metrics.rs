@@ -172,6 +172,9 @@ fn render_auctions(out: &mut String, workers: &[WorkerMetrics]) {
     let help = "How long bid requests waited unread in the kernel's socket buffer (--kernel-arrival; all zero without it).";
     let name = "rtb_request_kernel_wait_seconds";
     summed_histogram(out, name, help, workers, |w| &w.kernel_wait);
+    let help = "Arrival to answer of every bid request, sheds, invalid and no-DSP answers included (arrival: the kernel's receive stamp with --kernel-arrival).";
+    let name = "rtb_bid_request_duration_seconds";
+    summed_histogram(out, name, help, workers, |w| &w.request_latency);
     let family = (
         "rtb_test_auctions_total",
         "counter",

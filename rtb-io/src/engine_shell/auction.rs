@@ -131,6 +131,8 @@ impl AuctionShell {
         let idle = self.workspaces.borrow_mut().pop();
         let mut workspace = idle.unwrap_or_else(|| self.engine.borrow().workspace());
         let response = self.run_auction(req, &mut workspace).await;
+        (self.metrics().request_latency)
+            .observe(Instant::now().saturating_duration_since(req.arrival));
         let mut idle = self.workspaces.borrow_mut();
         if idle.len() < WORKSPACES_IDLE_MAX {
             idle.push(workspace);

@@ -149,6 +149,8 @@ pub struct WorkerMetrics {
     /// How long bid requests waited unread in the kernel (kernel arrival stamps; all zero
     /// without them).
     pub kernel_wait: Histogram,
+    /// Arrival to answer of every bid request: sheds, invalid and no-DSP answers included.
+    pub request_latency: Histogram,
     /// Win and loss notices by result (see [`crate::notify_metrics`]).
     pub notices: NoticeCounters,
     /// Auctions of `test: 1` requests that called DSPs, won (`[0]`) or not (`[1]`): counted
