@@ -23,7 +23,7 @@ pub const DECOMPRESSED_BYTES_MAX_DEFAULT: usize = 256 * 1024;
 /// Most open connections per worker by default; beyond it new connections are closed at once.
 pub const CONNECTIONS_PER_WORKER_MAX_DEFAULT: usize = 10_000;
 /// Default [`ServerLimits::accepts_in_flight`].
-pub const ACCEPTS_IN_FLIGHT_DEFAULT: usize = 8;
+pub const ACCEPTS_IN_FLIGHT_DEFAULT: usize = 64;
 /// Default for [`ServerLimits::kernel_arrival`].
 pub const KERNEL_ARRIVAL_DEFAULT: bool = false;
 /// Time allowed from a head's first byte to its last.
