@@ -38,8 +38,17 @@ struct Outcome {
 fn requests_sent_while_stopped(kernel_arrival: &str) -> Outcome {
     let dsp = FakeDsp::start(Behaviour::bid(2.0, "seat-a"));
     // The lag shed is set out of reach: the stop also makes the worker's loop lag, and this
-    // test is about the requests' own wait.
-    let ex = Exchange::start(&["--kernel-arrival", kernel_arrival, "--shed-lag-ms", "10000"]);
+    // test is about the requests' own wait. The wait shed is raised to 100 ms, still far below
+    // the 200 ms stop, so that debug-build auctions queued behind each other after the stop
+    // are not shed for that wait alone.
+    let ex = Exchange::start(&[
+        "--kernel-arrival",
+        kernel_arrival,
+        "--shed-lag-ms",
+        "10000",
+        "--shed-queue-wait-ms",
+        "100",
+    ]);
     assert_eq!(ex.onboard("a", dsp.addr).status, 201);
     // Warm: the DSP pool has a connection, the kernel stamps received segments.
     for id in 0..3 {

@@ -290,6 +290,9 @@ fn open_loop(addr: std::net::SocketAddr, rate: f64) -> Tally {
 }
 
 fn percentile_us(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
     let rank = ((sorted.len() as f64 * p / 100.0).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }

@@ -446,6 +446,16 @@ fn unstamped(read: io::Result<usize>) -> io::Result<StampedRead> {
     read.map(|len| StampedRead { len, age: None })
 }
 
+/// At shutdown, an idle wait gives up (`ECANCELED`), unless a request arrived in the same
+/// turn as the drain signal (`select!` picks its branch at random): it was sent, so it is
+/// read and served.
+fn last_read_before_drain(tcp: &TcpStream, rbuf: &mut BytesMut) -> io::Result<StampedRead> {
+    match recv_stamped(tcp, rbuf, READ_SPARE_BYTES_MIN) {
+        Ok(read) if read.len > 0 => Ok(read),
+        _ => Err(io::Error::from_raw_os_error(libc::ECANCELED)),
+    }
+}
+
 /// A read that carries the kernel's receive stamp (`kernel_stamp`): take what is there, else
 /// wait until the socket is readable and take it then. The wait is given up at shutdown
 /// (`ECANCELED`), unless this is the connection's first request.
@@ -472,9 +482,7 @@ async fn read_stamped(
         }
         monoio::select! {
             ready = tcp.readable(false) => ready?,
-            _ = shared.drain_signal.clone() => {
-                return Err(io::Error::from_raw_os_error(libc::ECANCELED))
-            }
+            _ = shared.drain_signal.clone() => return last_read_before_drain(tcp, rbuf),
         }
     }
 }

@@ -54,10 +54,11 @@ pub struct Request {
     headers: SmallVec<[(Range<usize>, Range<usize>); REQUEST_HEADERS_INLINE]>,
     /// Body after chunked and gzip decoding; a slice of the read buffer when neither applied.
     pub body: Bytes,
-    /// When the request arrived: the kernel's receive stamp of its first bytes when the server
-    /// stamps arrivals (`ServerLimits::kernel_arrival`), else when they were read.
+    /// When the request arrived: with kernel stamps (`ServerLimits::kernel_arrival`), the
+    /// kernel's receive time of the last segment the request's first read took in (a later,
+    /// so safer, time when that read also took in more); else when its first bytes were read.
     pub arrival: Instant,
-    /// How long its first bytes waited in the kernel (the socket's receive buffer) before the
+    /// How long those bytes waited in the kernel (the socket's receive buffer) before the
     /// worker read them; zero without kernel stamps.
     pub kernel_wait: Duration,
     /// How long it waited in the worker's turn queue after it was read (`turn_budget`).

@@ -107,7 +107,11 @@ fn stamp_of(msg: &libc::msghdr) -> Option<SystemTime> {
     while !cmsg.is_null() {
         // SAFETY: non-null headers from CMSG_FIRSTHDR/NXTHDR lie within the control buffer.
         let header = unsafe { &*cmsg };
-        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_TIMESTAMPNS {
+        // SAFETY: CMSG_LEN only computes a length.
+        let full = unsafe { libc::CMSG_LEN(size_of::<libc::timespec>() as u32) } as usize;
+        let is_stamp =
+            header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_TIMESTAMPNS;
+        if is_stamp && header.cmsg_len as usize >= full {
             // SAFETY: an SCM_TIMESTAMPNS message carries one timespec; read unaligned.
             let ts: libc::timespec =
                 unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };

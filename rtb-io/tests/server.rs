@@ -24,8 +24,13 @@ use test_support::{
     wire::gzip,
 };
 
+/// How long `/block` holds its worker.
+const BLOCK_FOR: Duration = Duration::from_millis(200);
+/// Set by `/block` once it holds its worker.
+static BLOCKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Echoes the body; `/slow` waits 200 ms first; `/spin` keeps the worker's CPU 5 ms first;
-/// `/block` blocks the worker's thread 50 ms first; `/waited` answers the request's kernel wait
+/// `/block` blocks the worker's thread [`BLOCK_FOR`] first; `/waited` answers the request's kernel wait
 /// and its age since arrival, us; `/worker` answers the worker index; `/panic` panics.
 struct Echo;
 
@@ -44,8 +49,10 @@ impl Handler for Echo {
                 Response::with_body(StatusCode::OK, "text/plain", req.body)
             }
             "/block" => {
-                // Holds the whole worker (not just this task): what a long turn does.
-                thread::sleep(Duration::from_millis(50));
+                // Holds the whole worker (not just this task): what a long turn does. Says so
+                // first, so that a test sends what must wait only once the worker is held.
+                BLOCKING.store(true, Ordering::Release);
+                thread::sleep(BLOCK_FOR);
                 Response::with_body(StatusCode::OK, "text/plain", req.body)
             }
             "/waited" => {
@@ -675,8 +682,11 @@ fn wait_behind_a_blocked_worker(kernel_arrival: bool) -> (u64, u64) {
         s.write_all(&post("/echo", b"warm")).unwrap();
         assert_eq!(read_response(s, &mut Vec::new()).unwrap().status, 200);
     }
+    BLOCKING.store(false, Ordering::Release);
     blocker.write_all(&post("/block", b"")).unwrap();
-    thread::sleep(Duration::from_millis(10));
+    while !BLOCKING.load(Ordering::Acquire) {
+        thread::sleep(Duration::from_millis(1));
+    }
     waiter.write_all(&post("/waited", b"")).unwrap();
     let r = read_response(&mut waiter, &mut Vec::new()).unwrap();
     assert_eq!(
@@ -690,13 +700,17 @@ fn wait_behind_a_blocked_worker(kernel_arrival: bool) -> (u64, u64) {
 
 #[test]
 fn with_kernel_arrival_a_request_counts_the_time_it_sat_unread_in_the_socket() {
-    // Sent 10 ms into a 50 ms block: it sits about 40 ms in the kernel before it is read.
+    // Sent once the worker is held for 200 ms: it sits up to 200 ms in the kernel before it
+    // is read (less by however late this thread saw the flag).
     let (kernel_wait, age) = wait_behind_a_blocked_worker(true);
-    assert!((25_000..1_000_000).contains(&kernel_wait), "{kernel_wait}");
+    assert!((100_000..1_000_000).contains(&kernel_wait), "{kernel_wait}");
     assert!(age >= kernel_wait, "{age} < {kernel_wait}");
     let (kernel_wait, age) = wait_behind_a_blocked_worker(false);
     assert_eq!(kernel_wait, 0);
-    assert!(age < 25_000, "unstamped, the age starts at the read: {age}");
+    assert!(
+        age < 100_000,
+        "unstamped, the age starts at the read: {age}"
+    );
 }
 
 #[test]
