@@ -17,9 +17,12 @@ use std::{
 
 use crate::{limits::Counter, ServerStats};
 
-/// Histogram bucket upper bounds, microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 80_000, 100_000,
+/// Histogram bucket upper bounds, microseconds. 5 and 15 ms are the exchange's tail targets at
+/// half load (p99 and p99.9), 80 ms its deadline cap and 85 ms the cap plus the 5 ms a client's
+/// answer may still take on the way back: with a bound at each, the share of answers over a
+/// target is read from the counters exactly, not interpolated between buckets.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 15_000, 25_000, 50_000, 80_000, 85_000, 100_000,
 ];
 
 /// `# HELP` and `# TYPE` lines of one metric family.
