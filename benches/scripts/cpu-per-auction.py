@@ -279,6 +279,7 @@ def main():
     if args.floor and min(counts) < 1:
         ap.error("--floor needs at least one DSP in every count")
     rl = load_rtb_load()
+    rl.keep_harness_off_server_core()
     work = Path(tempfile.mkdtemp(prefix="rtb-cpu."))
     bodies, _lines, info = rl.prepare_bodies(work)
     label_bodies = {}

@@ -197,6 +197,17 @@ def log(msg):
 # ---------------------------------------------------------------- processes
 
 
+def keep_harness_off_server_core():
+    """Pins the harness (and so its samplers, the `ss` it runs ten times a second, and every
+    child that is not pinned on purpose) to the client core. Left to roam, they ran on the
+    server's core too: at half load that stalled the exchange past 10 ms 7 to 19 times a run,
+    and the queue-wait shed answered those requests 204 (BENCHMARKS.md, "Half load")."""
+    try:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    except OSError as e:
+        log(f"could not pin the harness to core {CLIENT_CORE} ({e}): it may disturb the server")
+
+
 class Procs:
     """Every process the harness started; all are killed by stop_all (process group each)."""
 
@@ -406,6 +417,10 @@ def metric_sum(before, after, name, label=None):
 
 # With --exchange-cpus: (Cgroups, CpuLimit) the exchange processes are started under.
 EXCHANGE_LIMIT = None
+# With --dsp-nice: the niceness every rtb-dsp runs at, so that on the client core the DSPs are
+# scheduled ahead of the load generator (a diagnostic: how much of a tail is the DSPs waiting
+# for core 1). None: the harness's own, like every other process.
+DSP_NICE = None
 
 
 def start_exchange(procs, bins, driver, extra_args=()):
@@ -497,7 +512,9 @@ def start_dsps(procs, bins, profiles, prefix, processes=None):
             _, url, p = out[i % processes]
             out.append((name, url, p))
             continue
-        p = procs.start(f"dsp-{name}", [
+        niced = ([] if DSP_NICE is None else
+                 ["nice", "-n", str(DSP_NICE - os.getpriority(os.PRIO_PROCESS, 0))])
+        p = procs.start(f"dsp-{name}", niced + [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", prof["latency"], "--bid-rate", str(prof["bid_rate"]),
             "--hang-rate", str(prof["hang_rate"]), "--onboard-interval-s", "3600"]
@@ -696,6 +713,19 @@ def measured(run_fn, server, allow_zero=False):
         res["answers_n"] = metric_sum(before, after, every + "_count")
         res["answers_late"] = res["answers_n"] - metric_sum(
             before, after, every + "_bucket", f'le="{DEADLINE_MS / 1000:g}"')
+        # DSP calls (send to answer, by the exchange's clock) over 5 ms: the DSPs' share of the
+        # half-load tail, since an auction waits for its slowest DSP.
+        calls = "rtb_dsp_call_duration_seconds"
+        res["dsp_calls_n"] = metric_sum(before, after, calls + "_count")
+        res["dsp_calls_over_5ms"] = res["dsp_calls_n"] - metric_sum(
+            before, after, calls + "_bucket", 'le="0.005"')
+        # The same answers over the half-load targets (p99 5 ms, p99.9 15 ms) and over the
+        # deadline + 5 ms, where the exchange has those buckets (`None` where it has not).
+        res["answers_over_ms"] = {
+            ms: res["answers_n"] - metric_sum(before, after, every + "_bucket", f'le="{ms / 1000:g}"')
+            if any(n == every + "_bucket" and f'le="{ms / 1000:g}"' in lb for (n, lb) in after)
+            else None
+            for ms in ANSWER_TARGETS_MS}
         if res["tool"] == "wrk":
             # wrk only splits 2xx/3xx from the rest; the exchange's counters say which.
             o = res["outcomes"]
@@ -912,6 +942,21 @@ def kernel_queue_cell(r):
             f"{wait}")
 
 
+# Bounds the exchange's answer histogram is read against: half load's p99 and p99.9 targets,
+# and the deadline + 5 ms (`answers_over_cell`).
+ANSWER_TARGETS_MS = (5, 15, DEADLINE_MS + 5)
+
+
+def answers_over_cell(r):
+    """Every answer by the exchange's own clock (kernel stamp to answer written): how many took
+    over 5 / 15 / deadline + 5 ms (`-` for an exchange without those buckets), and its DSP calls
+    over 5 ms."""
+    over = r.get("answers_over_ms") or {}
+    cell = " / ".join("-" if over.get(ms) is None else str(int(over[ms]))
+                      for ms in ANSWER_TARGETS_MS)
+    return f"{cell}; DSP calls {int(r.get('dsp_calls_over_5ms', 0))}"
+
+
 def kernel_wait_cell(r):
     """Stamped kernel wait of a run: mean ms / requests over 10 ms / over the deadline (late
     before they were read); `-` when unstamped."""
@@ -1096,6 +1141,8 @@ def write_report(results, out_dir):
     L.append(f"- exchange drivers: {results.get('drivers')}")
     la0, la1 = results["loadavg_start"], results["loadavg_end"]
     L.append(f"- every process of the run at niceness {results.get('nice')} (`--nice`)")
+    if results.get("dsp_nice") is not None:
+        L.append(f"- except every rtb-dsp, at niceness {results['dsp_nice']} (`--dsp-nice`)")
     L.append(f"- machine load (1/5/15-min load average) at start {la0[0]:.2f}/{la0[1]:.2f}/"
              f"{la0[2]:.2f}, at end {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f}. Anything above ~2 "
              "means other processes shared the two cores with the runs: req/s and client-side "
@@ -1155,12 +1202,13 @@ def write_report(results, out_dir):
     L.append("## Open loop (oha, constant rate, coordinated-omission corrected), rtb-exchange\n")
     L.append("| scenario | rate | offered req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
              "p99.9 ms | max ms | status codes | client errors | DSP timeouts | shed | "
-             "late, exchange's clock: auctions / all answers | kernel queue: mean / max requests unread, max accept "
+             "late, exchange's clock: auctions / all answers | exchange's clock, answers over "
+             f"5 / 15 / {DEADLINE_MS + 5:g} ms; DSP calls over 5 ms | kernel queue: mean / max requests unread, max accept "
              "queue, wait ms (Little) | kernel wait, stamped: mean ms / requests over 10 ms / over "
              "the deadline "
              "| CPU ms / 1k req | server / core 0 busy / core 1 busy | "
              "TCP SYN retrans / RTO timeouts (machine-wide) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results["scenarios"].items():
         for r in s["open"]:
             L.append(f"| {name} | {rate_label(r)} | {r['offered_rps']:.0f} | {r['rps']:.0f} | "
@@ -1169,7 +1217,7 @@ def write_report(results, out_dir):
                      f"{r['socket_errors']} | {int(r.get('dsp_timeouts', 0))} | "
                      f"{int(r.get('outcomes', {}).get('shed', 0))} | "
                      f"{int(r.get('server_late', 0))} / {int(r.get('answers_late', 0))} | "
-                     f"{kernel_queue_cell(r)} | "
+                     f"{answers_over_cell(r)} | {kernel_queue_cell(r)} | "
                      f"{kernel_wait_cell(r)} | {r['cpu_ms_per_1k']:.1f} | {cores([r])} | "
                      f"{r.get('tcp', {}).get('TCPSynRetrans', '-')} / "
                      f"{r.get('tcp', {}).get('TCPTimeouts', '-')} |")
@@ -1293,6 +1341,10 @@ def main():
                     help="run the exchange in a cgroup with this CPU limit, CPUS[@PERIOD_MS] "
                          "(e.g. 0.3@1: 30%% of a core, enforced every millisecond), so that it "
                          "saturates before the load generator's core (root; issue 14)")
+    ap.add_argument("--dsp-nice", type=int, default=None,
+                    help="niceness of every rtb-dsp (e.g. -20), to schedule the DSPs ahead of "
+                         "the load generator on the client core: shows how much of a tail is "
+                         "the DSPs waiting for that core; default: the harness's own")
     ap.add_argument("--bin-dir", type=Path, default=None,
                     help="release binaries (default $CARGO_TARGET_DIR/release)")
     args = ap.parse_args()
@@ -1306,6 +1358,10 @@ def main():
         if not cgroups.kind:
             ap.error(f"--exchange-cpus: {cgroups.why}")
         EXCHANGE_LIMIT = (cgroups, args.exchange_cpus)
+    keep_harness_off_server_core()
+    if args.dsp_nice is not None:
+        global DSP_NICE
+        DSP_NICE = args.dsp_nice
     args.duration_s = args.duration_s or (SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S)
     args.rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     args.warmup_s = SMOKE_WARMUP_S if args.smoke else WARMUP_S
@@ -1363,7 +1419,7 @@ def main():
             "deadline_ms": DEADLINE_MS,
             "bodies": body_info,
             "loadavg_start": os.getloadavg(),
-            "nice": os.nice(0),
+            "nice": os.nice(0), "dsp_nice": DSP_NICE,
             "exchange_limit": EXCHANGE_LIMIT[1].label if EXCHANGE_LIMIT else None,
             "scenarios": {},
         }
