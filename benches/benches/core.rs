@@ -236,6 +236,17 @@ fn pipeline(c: &mut Criterion) {
             b.iter(|| pipeline.run(black_box(&case)).unwrap())
         });
     }
+    // The same with lenient validation: the decoding the pipeline did before strict validation
+    // (issue 13) existed, so that the engine's own cost is comparable with figures from then.
+    let mut lenient = EngineDriver::validating(ValidationMode::Lenient);
+    for case in pipeline_cases() {
+        let result = lenient.run(&case).unwrap();
+        assert!(result.answer_len > 0, "{}: no winner", case.stem);
+        group.throughput(Throughput::Bytes(case.request.len() as u64));
+        group.bench_function(format!("3-dsps-lenient/{}", case.stem), |b| {
+            b.iter(|| lenient.run(black_box(&case)).unwrap())
+        });
+    }
     group.finish();
 }
 

@@ -18,6 +18,7 @@ use rtb_core::engine::{
 };
 use rtb_core::json::{Decoder, Document};
 use rtb_core::request::{BidRequest, Channel, MediaTypes};
+use rtb_core::ValidationMode;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -875,7 +876,17 @@ pub const PIPELINE_DSPS: [&str; 3] = ["braid", "the-witness", "order-of-the-sink
 
 /// An engine as a worker has it, with the three pipeline DSPs registered.
 pub fn pipeline_engine() -> Engine {
-    let mut engine = Engine::new(EngineConfig::default());
+    pipeline_engine_validating(ValidationMode::Strict)
+}
+
+/// [`pipeline_engine`] validating requests in `validation` (lenient: only the fields the
+/// auction reads, as decoding did before strict validation existed).
+pub fn pipeline_engine_validating(validation: ValidationMode) -> Engine {
+    let config = EngineConfig {
+        validation,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config);
     engine.set_dsps(PIPELINE_DSPS.map(|name| DspSpec {
         name: name.into(),
         endpoint: format!("{name}:5000").into(),
@@ -895,7 +906,12 @@ pub struct EngineDriver {
 impl EngineDriver {
     /// The pipeline engine with a fresh workspace.
     pub fn new() -> Self {
-        let engine = pipeline_engine();
+        Self::validating(ValidationMode::Strict)
+    }
+
+    /// The pipeline engine validating in `validation`, with a fresh workspace.
+    pub fn validating(validation: ValidationMode) -> Self {
+        let engine = pipeline_engine_validating(validation);
         let workspace = engine.workspace();
         Self {
             engine,
