@@ -17,6 +17,7 @@ successful requests, a load generator that fails), never on a missed performance
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -421,6 +422,17 @@ EXCHANGE_LIMIT = None
 # scheduled ahead of the load generator (a diagnostic: how much of a tail is the DSPs waiting
 # for core 1). None: the harness's own, like every other process.
 DSP_NICE = None
+# With --generator-nice: the niceness oha runs at, so that it reads each answer as soon as it
+# comes (a diagnostic: how much of the client's tail is the generator's own lag on a core it
+# shares with the DSPs). None: the harness's own.
+GENERATOR_NICE = None
+
+
+def niced(niceness):
+    """The `nice -n` prefix that runs a command at `niceness`; empty for None."""
+    if niceness is None:
+        return []
+    return ["nice", "-n", str(niceness - os.getpriority(os.PRIO_PROCESS, 0))]
 
 
 def start_exchange(procs, bins, driver, extra_args=()):
@@ -512,9 +524,7 @@ def start_dsps(procs, bins, profiles, prefix, processes=None):
             _, url, p = out[i % processes]
             out.append((name, url, p))
             continue
-        niced = ([] if DSP_NICE is None else
-                 ["nice", "-n", str(DSP_NICE - os.getpriority(os.PRIO_PROCESS, 0))])
-        p = procs.start(f"dsp-{name}", niced + [
+        p = procs.start(f"dsp-{name}", niced(DSP_NICE) + [
             str(bins / "rtb-dsp"), "--dsp-name", name, "--bind", "127.0.0.1", "--port", "0",
             "--workers", "1", "--latency", prof["latency"], "--bid-rate", str(prof["bid_rate"]),
             "--hang-rate", str(prof["hang_rate"]), "--onboard-interval-s", "3600"]
@@ -559,8 +569,26 @@ def run_wrk(work, server, bodies, connections, duration_s, extra_args=()):
     }
 
 
+# With --open-in-flight-ms: beyond capacity, oha gets enough connections for every request of
+# that many milliseconds to be in flight at once. oha sends one request per connection at a
+# time, so its connection count caps what the server holds: with the scenario's 512 at 4x the
+# exchange's capacity under a 0.4 CPU quota (17,600 a second), the exchange never held more
+# than 512, about 29 ms of arrivals (BENCHMARKS.md, "How many connections the client holds").
+# None: the scenario's count.
+OPEN_IN_FLIGHT_S = None
+
+
+def open_connections(sc, rate, rate_pct):
+    """oha's connections for an open-loop run at `rate`: the scenario's, or beyond capacity
+    with --open-in-flight-ms, enough for OPEN_IN_FLIGHT_S of arrivals when that is more."""
+    if OPEN_IN_FLIGHT_S is None or rate_pct <= 100:
+        return sc["open_connections"]
+    return max(sc["open_connections"], math.ceil(rate * OPEN_IN_FLIGHT_S))
+
+
 def run_oha(server, lines_file, rate, connections, duration_s, corrected=True):
-    argv = ["taskset", "-c", str(CLIENT_CORE), str(OHA), "--no-tui", "--output-format", "json",
+    argv = ["taskset", "-c", str(CLIENT_CORE)] + niced(GENERATOR_NICE) + [
+            str(OHA), "--no-tui", "--output-format", "json",
             "-z", f"{duration_s}s", "-q", str(max(1, int(rate))), "-w", "-c", str(connections)]
     if corrected:
         argv.append("--latency-correction")
@@ -578,6 +606,7 @@ def run_oha(server, lines_file, rate, connections, duration_s, corrected=True):
     pct = {k.lstrip("p"): (v or 0.0) * 1000 for k, v in o.get("latencyPercentiles", {}).items()}
     return {
         "tool": "oha",
+        "connections": connections,
         "requests": total,
         "seconds": duration_s,
         "rps": total / duration_s,
@@ -906,7 +935,7 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
                           f"({args.duration_s:.0f}s)", args.duration_s + 0.6)
             port = int(s.addr.rsplit(":", 1)[1])
             with KernelQueue(port) as queue:
-                res = measured(lambda: run_oha(s, lines, rate, sc["open_connections"],
+                res = measured(lambda: run_oha(s, lines, rate, open_connections(sc, rate, rate_pct),
                                                args.duration_s, corrected), s)
             res["kernel_queue"] = queue.summary(bodies_mean_bytes(lines), res["rps"])
             res["rate_pct"] = rate_pct
@@ -968,7 +997,9 @@ def kernel_wait_cell(r):
 
 
 def rate_label(res):
-    return f"{res['rate_pct']}%" + ("" if res.get("corrected", True) else " uncorrected")
+    conns = f" on {res['connections']} connections" if res.get("connections") else ""
+    return (f"{res['rate_pct']}%" + ("" if res.get("corrected", True) else " uncorrected")
+            + conns)
 
 
 def pct(res, key):
@@ -1143,6 +1174,8 @@ def write_report(results, out_dir):
     L.append(f"- every process of the run at niceness {results.get('nice')} (`--nice`)")
     if results.get("dsp_nice") is not None:
         L.append(f"- except every rtb-dsp, at niceness {results['dsp_nice']} (`--dsp-nice`)")
+    if results.get("generator_nice") is not None:
+        L.append(f"- except oha, at niceness {results['generator_nice']} (`--generator-nice`)")
     L.append(f"- machine load (1/5/15-min load average) at start {la0[0]:.2f}/{la0[1]:.2f}/"
              f"{la0[2]:.2f}, at end {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f}. Anything above ~2 "
              "means other processes shared the two cores with the runs: req/s and client-side "
@@ -1345,6 +1378,15 @@ def main():
                     help="niceness of every rtb-dsp (e.g. -20), to schedule the DSPs ahead of "
                          "the load generator on the client core: shows how much of a tail is "
                          "the DSPs waiting for that core; default: the harness's own")
+    ap.add_argument("--open-in-flight-ms", type=float, default=None,
+                    help="beyond capacity, give oha enough connections for this many ms of "
+                         "arrivals in flight at once (e.g. 100), where that is more than the "
+                         "scenario's: so that the client's connection count does not cap what "
+                         "the server holds; default: the scenario's count")
+    ap.add_argument("--generator-nice", type=int, default=None,
+                    help="niceness of oha (e.g. -20), so that it reads each answer as it comes: "
+                         "shows how much of the client's tail is the generator's own lag on the "
+                         "core it shares with the DSPs; default: the harness's own")
     ap.add_argument("--bin-dir", type=Path, default=None,
                     help="release binaries (default $CARGO_TARGET_DIR/release)")
     args = ap.parse_args()
@@ -1359,9 +1401,9 @@ def main():
             ap.error(f"--exchange-cpus: {cgroups.why}")
         EXCHANGE_LIMIT = (cgroups, args.exchange_cpus)
     keep_harness_off_server_core()
-    if args.dsp_nice is not None:
-        global DSP_NICE
-        DSP_NICE = args.dsp_nice
+    global DSP_NICE, GENERATOR_NICE, OPEN_IN_FLIGHT_S
+    DSP_NICE, GENERATOR_NICE = args.dsp_nice, args.generator_nice
+    OPEN_IN_FLIGHT_S = args.open_in_flight_ms / 1000 if args.open_in_flight_ms else None
     args.duration_s = args.duration_s or (SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S)
     args.rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     args.warmup_s = SMOKE_WARMUP_S if args.smoke else WARMUP_S
@@ -1419,7 +1461,7 @@ def main():
             "deadline_ms": DEADLINE_MS,
             "bodies": body_info,
             "loadavg_start": os.getloadavg(),
-            "nice": os.nice(0), "dsp_nice": DSP_NICE,
+            "nice": os.nice(0), "dsp_nice": DSP_NICE, "generator_nice": GENERATOR_NICE,
             "exchange_limit": EXCHANGE_LIMIT[1].label if EXCHANGE_LIMIT else None,
             "scenarios": {},
         }
