@@ -249,6 +249,10 @@ fn an_auction_through_the_real_exchange_allocates_nothing_once_warm() {
     // decodes three gzip answers (issue 16).
     let gzip = |_: usize| r#""gzip":true"#.to_owned();
     check_case(&dsps, &with_rates, "gzip", &compressible_request(), &gzip);
+    // Requests of about 2.6 KB, which leave between 1 and 2 KB of a 4 KB read buffer unused:
+    // unless the buffer is taken back whole before each request, the next one is read in
+    // two parts and the second part allocates a new buffer.
+    check_case(&dsps, &with_rates, "mid-size", &mid_size_request(), &plain);
     for dsp in &dsps {
         let page = common::request(dsp.addr, "GET", "/metrics", &[], b"").text();
         for series in [
@@ -289,6 +293,20 @@ fn compressible_request() -> Vec<u8> {
         imp(3)
     )
     .into_bytes()
+}
+
+/// A bid request whose body is 2,450 bytes (padded in `ext`), so that with its head it takes
+/// between 2 and 3 KB of a connection's 4 KB read buffer.
+fn mid_size_request() -> Vec<u8> {
+    const BODY_BYTES: usize = 2_450;
+    let mut body = compressible_request();
+    let tail = body.pop();
+    assert_eq!(tail, Some(b'}'));
+    let frame = r#","ext":{"pad":""}}"#.len();
+    let pad = "p".repeat(BODY_BYTES - body.len() - frame);
+    body.extend_from_slice(format!(r#","ext":{{"pad":"{pad}"}}}}"#).as_bytes());
+    assert_eq!(body.len(), BODY_BYTES);
+    body
 }
 
 /// Runs the exchange in this process with `extra` flags against `dsps`, counts the worker's

@@ -114,6 +114,20 @@ async fn read_more(stream: &mut NetStream, buf: &mut BytesMut, spare: usize) -> 
     res
 }
 
+/// Before a request's first read, gives an empty read buffer back its whole allocation when
+/// the last request's head and body (split off it) are dropped: `try_reclaim` moves its start
+/// to the front, with no copy and no allocation. Left as it was, the read went into only the
+/// tail the last request had not used, so a request that fitted the allocation could take
+/// two reads; the second, with the head still split off and alive, had to allocate a new
+/// buffer. Under overload that was a syscall, an allocation and a copy on most requests
+/// (BENCHMARKS.md, "The read buffer taken back whole").
+fn reclaim_read_buffer(rbuf: &mut BytesMut) {
+    if rbuf.is_empty() {
+        // More than the tail holds: only the whole allocation, reclaimed, can satisfy it.
+        let _whole = rbuf.try_reclaim(rbuf.capacity() + 1);
+    }
+}
+
 /// Like [`read_more`] but cancelable at shutdown; used only while idle between requests.
 async fn read_idle(
     stream: &mut NetStream,
@@ -408,6 +422,7 @@ async fn wait_for_request(
     shared: &ConnShared,
     first: bool,
 ) -> io::Result<Option<Duration>> {
+    reclaim_read_buffer(rbuf);
     if shared.draining.get() && !first {
         shared.stats.connections_idle_closed.incr();
         return Ok(None);
@@ -625,5 +640,37 @@ async fn lingering_close(stream: &mut NetStream, rbuf: &mut BytesMut) {
             Ok(Ok(n)) if n > 0 => drained += n,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_read_buffer_takes_back_its_whole_allocation_once_the_request_is_dropped() {
+        let mut rbuf = BytesMut::with_capacity(READ_BUF_BYTES_INITIAL);
+        rbuf.extend_from_slice(&[b'x'; 3 * 1024]);
+        let start = rbuf.as_ptr();
+        let request = rbuf.split_to(3 * 1024).freeze();
+        assert_eq!(rbuf.capacity(), READ_BUF_BYTES_INITIAL - 3 * 1024);
+        // The request is still alive: nothing to take back, and nothing allocated.
+        reclaim_read_buffer(&mut rbuf);
+        assert_eq!(rbuf.capacity(), READ_BUF_BYTES_INITIAL - 3 * 1024);
+        drop(request);
+        reclaim_read_buffer(&mut rbuf);
+        assert_eq!(rbuf.capacity(), READ_BUF_BYTES_INITIAL);
+        assert_eq!(rbuf.as_ptr(), start, "the same allocation, not a new one");
+    }
+
+    #[test]
+    fn a_buffer_holding_pipelined_bytes_is_left_alone() {
+        let mut rbuf = BytesMut::with_capacity(READ_BUF_BYTES_INITIAL);
+        rbuf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\nGET");
+        drop(rbuf.split_to(18));
+        let (before, capacity) = (rbuf.as_ptr(), rbuf.capacity());
+        reclaim_read_buffer(&mut rbuf);
+        assert_eq!((rbuf.as_ptr(), rbuf.capacity()), (before, capacity));
+        assert_eq!(&rbuf[..], b"GET");
     }
 }
