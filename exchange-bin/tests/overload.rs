@@ -332,8 +332,11 @@ fn at_three_times_capacity_every_request_is_answered_and_the_p99_holds_the_deadl
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     let answers = delta("rtb_bid_request_duration_seconds_count");
     let late_answers = answers - delta(r#"rtb_bid_request_duration_seconds_bucket{le="0.08"}"#);
-    let over_limit_by_exchange =
-        answers - delta(r#"rtb_bid_request_duration_seconds_bucket{le="0.085"}"#);
+    let limit_bucket = format!(
+        "rtb_bid_request_duration_seconds_bucket{{le=\"{}\"}}",
+        (DEADLINE_MS + SLACK_MS) as f64 / 1000.0
+    );
+    let over_limit_by_exchange = answers - delta(&limit_bucket);
     let auctions = delta(r#"rtb_auctions_total{outcome="won"}"#)
         + delta(r#"rtb_auctions_total{outcome="no_bid"}"#);
     let mut latencies = tally.latencies_us.clone();
