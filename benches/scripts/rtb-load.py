@@ -573,7 +573,7 @@ def run_wrk(work, server, bodies, connections, duration_s, extra_args=()):
 # that many milliseconds to be in flight at once. oha sends one request per connection at a
 # time, so its connection count caps what the server holds: with the scenario's 512 at 4x the
 # exchange's capacity under a 0.4 CPU quota (17,600 a second), the exchange never held more
-# than 512, about 29 ms of arrivals (BENCHMARKS.md, "How many connections the client holds").
+# than 512, about 29 ms of arrivals (BENCHMARKS.md, "how many connections the client holds").
 # None: the scenario's count.
 OPEN_IN_FLIGHT_S = None
 
@@ -1236,7 +1236,7 @@ def write_report(results, out_dir):
     L.append("| scenario | rate | offered req/s | answered req/s | p50 ms | p90 ms | p99 ms | "
              "p99.9 ms | max ms | status codes | client errors | DSP timeouts | shed | "
              "late, exchange's clock: auctions / all answers | exchange's clock, answers over "
-             f"5 / 15 / {DEADLINE_MS + 5:g} ms; DSP calls over 5 ms | kernel queue: mean / max requests unread, max accept "
+             f"{' / '.join(map(str, ANSWER_TARGETS_MS))} ms; DSP calls over 5 ms | kernel queue: mean / max requests unread, max accept "
              "queue, wait ms (Little) | kernel wait, stamped: mean ms / requests over 10 ms / over "
              "the deadline "
              "| CPU ms / 1k req | server / core 0 busy / core 1 busy | "

@@ -27,22 +27,13 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill {name} {pid}");
 }
 
-/// Waits until every thread of `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
-/// `kill` returns once the signal is sent, not once it has taken effect: on a loaded machine
-/// a worker could still read the requests sent next (a clean-clone CI run saw all four
-/// served as fresh auctions), and the test would not be testing what it says.
+/// Waits until every thread of `pid` is stopped. `kill` returns once the signal is sent, not
+/// once it has taken effect: on a loaded machine a worker could still read the requests sent
+/// next (a clean-clone CI run saw all four served as fresh auctions), and the test would not
+/// be testing what it says.
 fn wait_until_stopped(pid: u32) {
-    let stopped = || {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-        tasks.map(|t| t.unwrap().path().join("stat")).all(|stat| {
-            let text = std::fs::read_to_string(stat).unwrap_or_default();
-            // The state follows the command name's closing parenthesis.
-            text.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('T'))
-        })
-    };
     let give_up = std::time::Instant::now() + Duration::from_secs(5);
-    while !stopped() {
+    while !test_support::procfs::all_threads_stopped(pid) {
         assert!(
             std::time::Instant::now() < give_up,
             "exchange {pid} did not stop"

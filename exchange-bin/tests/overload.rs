@@ -70,7 +70,7 @@ struct Cgroup {
 impl Cgroup {
     /// A new cgroup `name` under the cpu hierarchy with the quota set, or why not.
     fn create(name: &str) -> Result<Cgroup, String> {
-        if effective_uid() != 0 {
+        if test_support::procfs::effective_uid() != 0 {
             return Err("not root".into());
         }
         let v1 = Path::new("/sys/fs/cgroup/cpu");
@@ -128,14 +128,6 @@ impl Drop for Cgroup {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-/// The effective user id, from /proc (no `unsafe` for `geteuid`).
-fn effective_uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("Uid:"));
-    let euid = line.and_then(|l| l.split_whitespace().nth(2));
-    euid.and_then(|v| v.parse().ok()).unwrap_or(u32::MAX)
 }
 
 /// The exchange, one worker pinned to core 0, started inside `cgroup`.

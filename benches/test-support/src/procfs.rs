@@ -1,7 +1,7 @@
 //! Owns what tests read about a process from `/proc`: memory figures from
-//! `/proc/<pid>/status`, the count of open file descriptors, and how long threads waited for a
-//! CPU (`schedstat`), which tells a late answer caused by an overloaded machine from one the
-//! process caused.
+//! `/proc/<pid>/status`, the effective user id, the count of open file descriptors, whether
+//! every thread is stopped, and how long threads waited for a CPU (`schedstat`), which tells a
+//! late answer caused by an overloaded machine from one the process caused.
 
 use std::time::Duration;
 
@@ -16,6 +16,34 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
             .trim()
             .parse()
             .ok()
+    })
+}
+
+/// This process's effective user id, from `/proc/self/status` (no `unsafe` for `geteuid`);
+/// `u32::MAX` when it cannot be read.
+pub fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("Uid:"));
+    let euid = line.and_then(|l| l.split_whitespace().nth(2));
+    euid.and_then(|v| v.parse().ok()).unwrap_or(u32::MAX)
+}
+
+/// Whether a `stat` file's state (the field after the command name's closing parenthesis)
+/// is `T`, stopped.
+fn stat_says_stopped(stat: &str) -> bool {
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// Whether every thread of process `pid` is stopped (SIGSTOP taken effect); false when the
+/// process is gone.
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.into_iter().all(|t| {
+        let stat = t.map(|t| std::fs::read_to_string(t.path().join("stat")));
+        matches!(stat, Ok(Ok(text)) if stat_says_stopped(&text))
     })
 }
 
@@ -100,6 +128,10 @@ mod tests {
             Some(Duration::from_nanos(1_978_303))
         );
         assert!(!thread_run_delays(me).is_empty());
+        assert!(stat_says_stopped("4242 (rtb worker) T 1 4242"));
+        assert!(!stat_says_stopped("4242 (a) T) S 1 4242"));
+        assert!(!all_threads_stopped(me));
+        assert_ne!(effective_uid(), u32::MAX);
         let before = [(1, Duration::from_millis(5)), (2, Duration::from_millis(1))];
         let after = [(1, Duration::from_millis(7)), (3, Duration::from_millis(4))];
         assert_eq!(
