@@ -57,39 +57,48 @@ fn method_not_allowed(allow: &'static str) -> Response {
 }
 
 impl Handler for ExchangeHandler {
-    async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
+    /// Every route that needs no IO, and an auction shed under overload: answered without
+    /// building `handle`'s future (whose auction state is kilobytes).
+    fn answer_now(&self, req: &Request, _ctx: &WorkerCtx) -> Option<Response> {
         let path = req.path();
-        let (route, response) = match path {
-            "/openrtb2/auction" => (
-                Route::Auction,
-                if req.method == Method::POST {
-                    self.auction.serve(&req).await
-                } else {
-                    method_not_allowed("POST")
-                },
+        let (route, response) = match (path, &req.method) {
+            ("/openrtb2/auction", &Method::POST) => (Route::Auction, self.auction.shed_now(req)?),
+            ("/openrtb2/auction", _) => (Route::Auction, method_not_allowed("POST")),
+            ("/dsp", &Method::POST | &Method::GET) => return None,
+            ("/dsp", _) => (Route::Other, method_not_allowed("GET, POST")),
+            (p, &Method::DELETE) if p.starts_with("/dsp/") => return None,
+            (p, _) if p.starts_with("/dsp/") => (Route::Other, method_not_allowed("DELETE")),
+            ("/healthz" | "/readyz", _) => (Route::Health, onboard::health(&self.shared, path)),
+            _ => (Route::Other, no_such_route()),
+        };
+        self.count(route, response.status.as_u16());
+        Some(response)
+    }
+
+    /// The routes [`ExchangeHandler::answer_now`] left: an admitted auction, and onboarding.
+    async fn handle(&self, req: Request, ctx: &WorkerCtx) -> Response {
+        let path = req.path();
+        let (route, response) = match (path, &req.method) {
+            ("/openrtb2/auction", &Method::POST) => {
+                (Route::Auction, self.auction.serve(&req).await)
+            }
+            ("/dsp", &Method::POST) => (
+                Route::DspOnboard,
+                onboard::post_dsp(&self.shared, &req).await,
             ),
-            "/dsp" => match req.method {
-                Method::POST => (
-                    Route::DspOnboard,
-                    onboard::post_dsp(&self.shared, &req).await,
-                ),
-                Method::GET => (Route::DspList, onboard::list(&self.shared, &req).await),
-                _ => (Route::Other, method_not_allowed("GET, POST")),
-            },
-            p if p.starts_with("/dsp/") => match req.method {
-                Method::DELETE => (
-                    Route::DspDelete,
-                    onboard::delete_dsp(&self.shared, &req, &p["/dsp/".len()..]).await,
-                ),
-                _ => (Route::Other, method_not_allowed("DELETE")),
-            },
-            "/healthz" | "/readyz" => (Route::Health, onboard::health(&self.shared, path)),
-            _ => (
-                Route::Other,
-                Response::json_error(StatusCode::NOT_FOUND, "no such route", ""),
+            ("/dsp", &Method::GET) => (Route::DspList, onboard::list(&self.shared, &req).await),
+            (p, &Method::DELETE) if p.starts_with("/dsp/") => (
+                Route::DspDelete,
+                onboard::delete_dsp(&self.shared, &req, &p["/dsp/".len()..]).await,
             ),
+            // Not reached through rtb-io's server, which asks `answer_now` first.
+            _ => return self.answer_now(&req, ctx).unwrap_or_else(no_such_route),
         };
         self.count(route, response.status.as_u16());
         response
     }
+}
+
+fn no_such_route() -> Response {
+    Response::json_error(StatusCode::NOT_FOUND, "no such route", "")
 }

@@ -197,10 +197,11 @@ struct AnswerRules {
 
 /// Serves one accepted connection until it closes.
 ///
-/// The handler's future for a request is kept in one box per connection, reused for every
-/// request on it (`Pin::set`): the connection's own future stays small (an idle connection
-/// costs its buffers, not the handler's state), and a busy connection allocates its handler's
-/// state once, not per request.
+/// A request the handler answers at once ([`Handler::answer_now`]) costs no future. Otherwise
+/// the handler's future is kept in one box per connection, reused for every request on it
+/// (`Pin::set`): the connection's own future stays small (an idle connection costs its
+/// buffers, not the handler's state), and a busy connection allocates its handler's state
+/// once, not per request.
 pub(crate) async fn serve_conn<H: Handler>(
     mut stream: NetStream,
     handler: Rc<H>,
@@ -234,13 +235,19 @@ pub(crate) async fn serve_conn<H: Handler>(
             shared.stats.requests_waited_turn.incr();
             req.queue_wait = wait;
         }
-        let future = handler.handle(req, &ctx);
-        let future = reuse_box(&mut running, future);
         // A bug in one handler call must not take the worker (its listener, every connection
         // on it) down: answer 500, close this connection, keep serving. Free unless a panic
         // happens.
-        let (resp, panicked) = match AssertUnwindSafe(future.as_mut()).catch_unwind().await {
-            Ok(resp) => (resp, false),
+        let at_once = std::panic::catch_unwind(AssertUnwindSafe(|| handler.answer_now(&req, &ctx)));
+        let (resp, panicked) = match at_once {
+            Ok(Some(resp)) => (resp, false),
+            Ok(None) => {
+                let future = reuse_box(&mut running, handler.handle(req, &ctx));
+                match AssertUnwindSafe(future.as_mut()).catch_unwind().await {
+                    Ok(resp) => (resp, false),
+                    Err(_) => (handler_panicked(&shared), true),
+                }
+            }
             Err(_) => (handler_panicked(&shared), true),
         };
         match respond(

@@ -204,6 +204,17 @@ impl Response {
 ///
 /// Implementations may write `async fn handle(&self, req: Request, ctx: &WorkerCtx) -> Response`.
 pub trait Handler: 'static {
+    /// Answers a request that needs no IO at once (a route that does not exist, a health
+    /// check, a request shed under overload), or returns `None` to have it
+    /// [`handled`](Handler::handle). The server asks this first, for every request: an answer
+    /// given here costs no future. `handle`'s future is as large as its largest route's state
+    /// (an auction's fan-out: kilobytes), and building it is a copy of all of it into the
+    /// connection's memory, which under overload is cold. The default answers nothing at once.
+    fn answer_now(&self, req: &Request, ctx: &WorkerCtx) -> Option<Response> {
+        let _ = (req, ctx);
+        None
+    }
+
     /// Answers one request. Requests on one connection are handled one at a time, in order.
     fn handle(&self, req: Request, ctx: &WorkerCtx) -> impl Future<Output = Response>;
 }

@@ -32,9 +32,18 @@ static BLOCKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 /// Echoes the body; `/slow` waits 200 ms first; `/spin` keeps the worker's CPU 5 ms first;
 /// `/block` blocks the worker's thread [`BLOCK_FOR`] first; `/waited` answers the request's kernel wait
 /// and its age since arrival, us; `/worker` answers the worker index; `/panic` panics.
+/// At once (`answer_now`, no future): `/now` answers "now", `/panic-now` panics.
 struct Echo;
 
 impl Handler for Echo {
+    fn answer_now(&self, req: &Request, _ctx: &WorkerCtx) -> Option<Response> {
+        match req.path() {
+            "/now" => Some(Response::with_body(StatusCode::OK, "text/plain", "now")),
+            "/panic-now" => panic!("a bug in answer_now"),
+            _ => None,
+        }
+    }
+
     async fn handle(&self, req: Request, ctx: &WorkerCtx) -> Response {
         match req.path() {
             "/slow" => {
@@ -119,6 +128,29 @@ fn a_handler_panic_is_a_500_and_the_worker_keeps_serving() {
         let r = roundtrip(server.local_addr(), &post("/echo", body.as_bytes())).unwrap();
         assert_eq!((r.status, r.body), (200, body.into_bytes()));
     }
+    assert_eq!(server.stats().handler_panics, 1);
+}
+
+/// What `answer_now` answers is the answer (`handle`, which echoes, never runs), on a
+/// connection that goes on serving both kinds; a panic there is a 500 like one in `handle`.
+#[test]
+fn an_answer_given_at_once_skips_the_handler_future_and_a_panic_there_is_a_500() {
+    let server = start_with(ServerLimits::default(), 1);
+    let mut s = connect(server.local_addr());
+    let mut buf = Vec::new();
+    for path in ["/now", "/echo", "/now"] {
+        s.write_all(&post(path, b"echoed")).unwrap();
+        let r = read_response(&mut s, &mut buf).unwrap();
+        let expected: &[u8] = if path == "/now" { b"now" } else { b"echoed" };
+        assert_eq!((r.status, &r.body[..]), (200, expected), "{path}");
+    }
+    s.write_all(&post("/panic-now", b"x")).unwrap();
+    let r = read_response(&mut s, &mut buf).unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_by_peer(&mut s, Duration::from_secs(2)));
+    let r = roundtrip(server.local_addr(), &post("/now", b"x")).unwrap();
+    assert_eq!((r.status, r.body), (200, b"now".to_vec()));
     assert_eq!(server.stats().handler_panics, 1);
 }
 

@@ -270,18 +270,25 @@ impl Engine {
         now: Instant,
         load: WorkerLoad,
     ) -> Start<'w> {
-        // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
-        let overload = match self.dsps.is_empty() {
-            true => None,
-            false => self.config.overload.shed(load),
-        };
-        if let Some(reason) = overload {
+        if let Some(reason) = self.shed_before_decoding(load) {
             return Start::Shed {
                 reason,
                 request: None,
             };
         }
         self.decode_and_plan(ws, body, version, arrival, now, load)
+    }
+
+    /// The overload rule [`Engine::start`] applies first, before the body is decoded: whether
+    /// a worker under `load` sheds the request at once. A shell may ask this before it
+    /// builds anything for the auction (rtb-io's server asks through `Handler::answer_now`),
+    /// so that a shed costs no more than reading and answering the request.
+    pub fn shed_before_decoding(&self, load: WorkerLoad) -> Option<ShedReason> {
+        // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
+        match self.dsps.is_empty() {
+            true => None,
+            false => self.config.overload.shed(load),
+        }
     }
 
     /// [`Engine::start`] once the worker has room for the auction.

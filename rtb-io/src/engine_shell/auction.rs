@@ -140,14 +140,33 @@ impl AuctionShell {
         response
     }
 
-    async fn run_auction(&self, req: &Request, workspace: &mut Workspace) -> Response {
+    /// A `POST /openrtb2/auction` this worker sheds at once under its load (the engine's
+    /// rule before decoding), answered 204 and counted like any shed; `None` when the auction
+    /// is admitted (then [`AuctionShell::serve`] runs it). Called before the auction's
+    /// future is built, so a shed does not pay for it (`Handler::answer_now`).
+    pub fn shed_now(&self, req: &Request) -> Option<Response> {
+        let reason = self.engine.borrow().shed_before_decoding(self.load(req))?;
         let metrics = self.metrics();
         metrics.kernel_wait.observe(req.kernel_wait);
-        let load = WorkerLoad {
+        metrics.shed(reason);
+        self.ledger.shed(reason, None, req.arrival);
+        (metrics.request_latency).observe(Instant::now().saturating_duration_since(req.arrival));
+        Some(Response::new(StatusCode::NO_CONTENT))
+    }
+
+    /// What this worker's admission rules look at for `req`.
+    fn load(&self, req: &Request) -> WorkerLoad {
+        WorkerLoad {
             event_loop_lag: self.lag.get(),
             auctions_in_flight: self.in_flight.get(),
             queue_wait: req.kernel_wait + req.queue_wait,
-        };
+        }
+    }
+
+    async fn run_auction(&self, req: &Request, workspace: &mut Workspace) -> Response {
+        let metrics = self.metrics();
+        metrics.kernel_wait.observe(req.kernel_wait);
+        let load = self.load(req);
         // The slots and the engine's table change together, between requests: this set is the
         // one the plan's DSP indexes refer to.
         let set = self.dsps.borrow().clone();
