@@ -66,11 +66,8 @@ impl DebugHandler {
             Err(Unanswered::Busy) => return unavailable("control plane busy"),
             Err(Unanswered::Gone) => return unavailable("control plane gone"),
         };
-        let applied: Vec<u64> = self
-            .shared
-            .shell
-            .metrics
-            .iter()
+        let workers = self.shared.shell.metrics.iter();
+        let applied: Vec<u64> = workers
             .map(|m| m.applied_version.load(Ordering::Acquire))
             .collect();
         let applied = serde_json::to_string(&applied).unwrap_or_else(|_| "[]".into());
@@ -84,7 +81,7 @@ impl DebugHandler {
 impl Handler for DebugHandler {
     async fn handle(&self, req: Request, _ctx: &WorkerCtx) -> Response {
         if req.method != Method::GET {
-            return Response::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+            return Response::method_not_allowed("GET");
         }
         match req.path() {
             "/metrics" => self.metrics(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use rtb_io::{
     engine_shell::{auction::AuctionShell, control::Resolved},
     BroadcastReceiver, Handler, Request, Response, WorkerCtx,
@@ -48,14 +48,6 @@ impl ExchangeHandler {
     }
 }
 
-/// 405 with the allowed methods.
-fn method_not_allowed(allow: &'static str) -> Response {
-    let mut r = Response::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
-    r.headers
-        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
 impl Handler for ExchangeHandler {
     /// Every route that needs no IO, and an auction shed under overload: answered without
     /// building `handle`'s future (whose auction state is kilobytes).
@@ -63,13 +55,18 @@ impl Handler for ExchangeHandler {
         let path = req.path();
         let (route, response) = match (path, &req.method) {
             ("/openrtb2/auction", &Method::POST) => (Route::Auction, self.auction.shed_now(req)?),
-            ("/openrtb2/auction", _) => (Route::Auction, method_not_allowed("POST")),
+            ("/openrtb2/auction", _) => (Route::Auction, Response::method_not_allowed("POST")),
             ("/dsp", &Method::POST | &Method::GET) => return None,
-            ("/dsp", _) => (Route::Other, method_not_allowed("GET, POST")),
+            ("/dsp", _) => (Route::Other, Response::method_not_allowed("GET, POST")),
             (p, &Method::DELETE) if p.starts_with("/dsp/") => return None,
-            (p, _) if p.starts_with("/dsp/") => (Route::Other, method_not_allowed("DELETE")),
+            (p, _) if p.starts_with("/dsp/") => {
+                (Route::Other, Response::method_not_allowed("DELETE"))
+            }
             ("/healthz" | "/readyz", _) => (Route::Health, onboard::health(&self.shared, path)),
-            _ => (Route::Other, no_such_route()),
+            _ => (
+                Route::Other,
+                Response::json_error(StatusCode::NOT_FOUND, "no such route", ""),
+            ),
         };
         self.count(route, response.status.as_u16());
         Some(response)
@@ -77,8 +74,7 @@ impl Handler for ExchangeHandler {
 
     /// The routes [`ExchangeHandler::answer_now`] left: an admitted auction, and onboarding.
     async fn handle(&self, req: Request, ctx: &WorkerCtx) -> Response {
-        let path = req.path();
-        let (route, response) = match (path, &req.method) {
+        let (route, response) = match (req.path(), &req.method) {
             ("/openrtb2/auction", &Method::POST) => {
                 (Route::Auction, self.auction.serve(&req).await)
             }
@@ -91,14 +87,12 @@ impl Handler for ExchangeHandler {
                 Route::DspDelete,
                 onboard::delete_dsp(&self.shared, &req, &p["/dsp/".len()..]).await,
             ),
-            // Not reached through rtb-io's server, which asks `answer_now` first.
-            _ => return self.answer_now(&req, ctx).unwrap_or_else(no_such_route),
+            // Every other route is answered by `answer_now`, which rtb-io's server asks first.
+            _ => {
+                return (self.answer_now(&req, ctx)).unwrap_or(Response::new(StatusCode::NOT_FOUND))
+            }
         };
         self.count(route, response.status.as_u16());
         response
     }
-}
-
-fn no_such_route() -> Response {
-    Response::json_error(StatusCode::NOT_FOUND, "no such route", "")
 }

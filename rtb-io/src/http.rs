@@ -191,6 +191,13 @@ impl Response {
         Self::json(status, body)
     }
 
+    /// 405 with a JSON error body and `allow: <allow>`, the methods the route takes.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut r = Self::json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", "");
+        (r.headers).insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        r
+    }
+
     /// The same response with pre-encoded header lines (see [`Response::static_headers`]).
     pub fn with_static_headers(mut self, lines: &'static [u8]) -> Self {
         debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
