@@ -478,10 +478,20 @@ fn health_and_readiness() {
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
     assert_eq!(request(ex.addr, "GET", "/readyz", &[], b"").status, 200);
     assert_eq!(request(ex.addr, "GET", "/nope", &[], b"").status, 404);
-    assert_eq!(
-        request(ex.addr, "GET", "/openrtb2/auction", &[], b"").status,
-        405
-    );
+    // A 405 names the methods the route takes, on both ports.
+    for (addr, method, path, allow) in [
+        (ex.addr, "GET", "/openrtb2/auction", "POST"),
+        (ex.addr, "PUT", "/dsp", "GET, POST"),
+        (ex.addr, "GET", "/dsp/some", "DELETE"),
+        (ex.debug, "POST", "/metrics", "GET"),
+    ] {
+        let r = request(addr, method, path, &[], b"");
+        assert_eq!(
+            (r.status, r.header("allow")),
+            (405, Some(allow)),
+            "{method} {path}"
+        );
+    }
 }
 
 #[test]
