@@ -635,7 +635,17 @@ fn too_short_tmax_is_shed_at_once() {
 
 #[test]
 fn auctions_over_the_in_flight_cap_are_shed_at_once() {
-    let ex = Exchange::start(&["--workers", "1", "--max-auctions-in-flight", "1"]);
+    let dir = std::env::temp_dir().join(format!("rtb-in-flight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = format!("file:{}", dir.join("ledger.jsonl").display());
+    let mut ex = Exchange::start(&[
+        "--workers",
+        "1",
+        "--max-auctions-in-flight",
+        "1",
+        "--ledger",
+        &ledger,
+    ]);
     let slow = FakeDsp::start(Behaviour::Hang);
     ex.onboard("slow", slow.addr);
     // The first auction waits for the hanging DSP until its deadline...
@@ -683,6 +693,19 @@ fn auctions_over_the_in_flight_cap_are_shed_at_once() {
         sample(&ex.metrics(), "rtb_dsp_calls_total{dsp=\"slow\"}"),
         2.0
     );
+    // The shed has its ledger record like any other (it was never decoded: no id).
+    assert!(ex.terminate().success());
+    let records = std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap();
+    let sheds: Vec<serde_json::Value> = (records.lines())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|r: &serde_json::Value| r["kind"] == "shed")
+        .collect();
+    assert_eq!(sheds.len(), 1, "{records}");
+    assert_eq!(
+        (&sheds[0]["reason"], &sheds[0]["id"]),
+        (&"in_flight".into(), &"".into())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
