@@ -684,6 +684,71 @@ class KernelQueue:
         }
 
 
+# With --timeline-ms: how often the exchange's counters are scraped during an open-loop run.
+TIMELINE_S = None
+
+
+class Timeline:
+    """Scrapes the exchange's /metrics every TIMELINE_S while a run lasts, and turns the samples
+    into rates per interval: real auctions (won + no bid), sheds by reason and answers later
+    than the deadline + 5 ms by the exchange's clock. Shows whether admission holds one level
+    through a run or flips between modes (issue 14). A diagnostic: the debug port's thread
+    renders each scrape, on the exchange's CPU quota when one is set."""
+
+    def __init__(self, server):
+        self.server = server
+        self.samples = []  # (monotonic seconds, parsed metrics)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while TIMELINE_S and not self.stop.wait(TIMELINE_S):
+            try:
+                self.samples.append((time.monotonic(), self.server.metrics()))
+            except OSError:
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join(timeout=6)
+
+    def rates(self):
+        """[{t, goodput, shed, shed_<reason>..., late_85}] per interval, t from the first sample."""
+        every = "rtb_bid_request_duration_seconds"
+        late = f'le="{(DEADLINE_MS + 5) / 1000:g}"'
+        out = []
+        for (t0, a), (t1, b) in zip(self.samples, self.samples[1:]):
+            dt = t1 - t0
+            if dt <= 0:
+                continue
+            won = metric_sum(a, b, "rtb_auctions_total", 'outcome="won"')
+            no_bid = metric_sum(a, b, "rtb_auctions_total", 'outcome="no_bid"')
+            row = {"t": round(t1 - self.samples[0][0], 3), "goodput": (won + no_bid) / dt,
+                   "shed": metric_sum(a, b, "rtb_auctions_total", 'outcome="shed"') / dt,
+                   "late_85": (metric_sum(a, b, every + "_count")
+                               - metric_sum(a, b, every + "_bucket", late)) / dt}
+            for reason in SHED_REASONS:
+                row[f"shed_{reason}"] = metric_sum(
+                    a, b, "rtb_auctions_shed_total", f'reason="{reason}"') / dt
+            out.append(row)
+        return out
+
+
+def timeline_line(rows, capacity):
+    """One log line: goodput per interval as a share of `capacity`, and its spread."""
+    if not rows:
+        return "timeline: no samples"
+    shares = [100 * r["goodput"] / capacity for r in rows] if capacity else []
+    cells = " ".join(f"{x:.0f}" for x in shares)
+    return (f"timeline, goodput % of {capacity:.0f}/s per {TIMELINE_S * 1000:.0f} ms: {cells} "
+            f"(min {min(shares):.0f}, median {statistics.median(shares):.0f}, "
+            f"max {max(shares):.0f})")
+
+
 def measured(run_fn, server, allow_zero=False):
     """Runs `run_fn` and adds the server's CPU time and /metrics deltas over it. Zero
     successful requests is a Failure unless `allow_zero` (a run meant to find where nothing
@@ -934,10 +999,13 @@ def run_scenario(name, args, procs, bins, work, bodies, lines, servers, progress
             progress.step(f"{name}: open loop (oha) {s.name} at {rate_pct}% = {rate:.0f} req/s "
                           f"({args.duration_s:.0f}s)", args.duration_s + 0.6)
             port = int(s.addr.rsplit(":", 1)[1])
-            with KernelQueue(port) as queue:
+            with KernelQueue(port) as queue, Timeline(s) as timeline:
                 res = measured(lambda: run_oha(s, lines, rate, open_connections(sc, rate, rate_pct),
                                                args.duration_s, corrected), s)
             res["kernel_queue"] = queue.summary(bodies_mean_bytes(lines), res["rps"])
+            if TIMELINE_S:
+                res["timeline"] = timeline.rates()
+                log(f"    {timeline_line(res['timeline'], args.capacity_rps or max_rps)}")
             res["rate_pct"] = rate_pct
             res["corrected"] = corrected
             result["open"].append(res)
@@ -1393,6 +1461,12 @@ def main():
                          "arrivals in flight at once (e.g. 100), where that is more than the "
                          "scenario's: so that the client's connection count does not cap what "
                          "the server holds; default: the scenario's count")
+    ap.add_argument("--timeline-ms", type=float, default=None,
+                    help="during each open-loop run, scrape the exchange's counters this often "
+                         "(e.g. 100) and record goodput, sheds by reason and late answers per "
+                         "interval (results.json `timeline`, and a line in the log): does "
+                         "admission hold a level or flip between modes? A diagnostic: each "
+                         "scrape costs the exchange some CPU")
     ap.add_argument("--generator-nice", type=int, default=None,
                     help="niceness of oha (e.g. -20), so that it reads each answer as it comes: "
                          "shows how much of the client's tail is the generator's own lag on the "
@@ -1411,7 +1485,7 @@ def main():
             ap.error(f"--exchange-cpus: {cgroups.why}")
         EXCHANGE_LIMIT = (cgroups, args.exchange_cpus)
     keep_harness_off_server_core()
-    global DSP_NICE, GENERATOR_NICE, OPEN_IN_FLIGHT_S
+    global DSP_NICE, GENERATOR_NICE, OPEN_IN_FLIGHT_S, TIMELINE_S
     DSP_NICE, GENERATOR_NICE = args.dsp_nice, args.generator_nice
     for flag, niceness in (("--dsp-nice", DSP_NICE), ("--generator-nice", GENERATOR_NICE)):
         # Unprivileged, `nice` would warn and run the command at the default priority while
@@ -1419,6 +1493,7 @@ def main():
         if niceness is not None and niceness < os.nice(0) and os.geteuid() != 0:
             ap.error(f"{flag} {niceness}: raising a priority needs root")
     OPEN_IN_FLIGHT_S = args.open_in_flight_ms / 1000 if args.open_in_flight_ms else None
+    TIMELINE_S = args.timeline_ms / 1000 if args.timeline_ms else None
     args.duration_s = args.duration_s or (SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S)
     args.rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     args.warmup_s = SMOKE_WARMUP_S if args.smoke else WARMUP_S
