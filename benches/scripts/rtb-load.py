@@ -740,9 +740,9 @@ class Timeline:
 
 def timeline_line(rows, capacity):
     """One log line: goodput per interval as a share of `capacity`, and its spread."""
-    if not rows:
-        return "timeline: no samples"
-    shares = [100 * r["goodput"] / capacity for r in rows] if capacity else []
+    if not rows or not capacity:
+        return "timeline: no samples" if not rows else "timeline: no capacity to compare with"
+    shares = [100 * r["goodput"] / capacity for r in rows]
     cells = " ".join(f"{x:.0f}" for x in shares)
     return (f"timeline, goodput % of {capacity:.0f}/s per {TIMELINE_S * 1000:.0f} ms: {cells} "
             f"(min {min(shares):.0f}, median {statistics.median(shares):.0f}, "

@@ -43,6 +43,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 /// Offered requests a second: three times what the exchange completes under the quota here.
 const RATE_DEFAULT: f64 = 18_750.0;
+/// Client connections. At 18,750 a second each sends every 59 ms, so a send falls due while
+/// its connection still waits only for an answer over 59 ms: such sends are counted late and
+/// must stay under 1%, so that the load offered is the rate asked. More connections cost the
+/// exchange more per request: with 1,500 (rate x 80 ms), 1 run of 5 had a p99 of 88 ms
+/// (BENCHMARKS.md, "Capacity re-measured").
+const CONNECTIONS: usize = 1_100;
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURED: Duration = Duration::from_secs(4);
 /// The exchange's deadline cap (its default), ms.
@@ -246,13 +252,6 @@ async fn connection(
     }
 }
 
-/// Client connections. At 18,750 a second each sends every 59 ms, so a send falls due while
-/// its connection still waits only for an answer over 59 ms: such sends are counted late and
-/// must stay under 1%, so that the load offered is the rate asked. More connections cost the
-/// exchange more per request: with 1,500 (rate x 80 ms), 1 run of 5 had a p99 of 88 ms
-/// (BENCHMARKS.md, "Capacity re-measured").
-const CONNECTIONS: usize = 1_100;
-
 /// Offers `rate` requests a second over [`CONNECTIONS`] connections for the warm-up and the
 /// measured window.
 fn open_loop(addr: std::net::SocketAddr, rate: f64) -> Tally {
@@ -262,15 +261,14 @@ fn open_loop(addr: std::net::SocketAddr, rate: f64) -> Tally {
         .unwrap();
     runtime.block_on(async move {
         let tally = Rc::new(RefCell::new(Tally::default()));
-        let count = CONNECTIONS;
-        let interval = Duration::from_secs_f64(count as f64 / rate);
+        let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate);
         // Time to connect every connection before the first send.
         let start = Instant::now() + Duration::from_millis(500);
         let measure_from = start + WARMUP;
         let end = measure_from + MEASURED;
-        let tasks: Vec<_> = (0..count)
+        let tasks: Vec<_> = (0..CONNECTIONS)
             .map(|c| {
-                let offset = interval.mul_f64(c as f64 / count as f64);
+                let offset = interval.mul_f64(c as f64 / CONNECTIONS as f64);
                 let tally = tally.clone();
                 monoio::spawn(connection(
                     addr,
