@@ -625,7 +625,33 @@ def run_oha(server, lines_file, rate, connections, duration_s, corrected=True):
 KERNEL_QUEUE_SAMPLE_S = 0.1
 
 
-class KernelQueue:
+class Sampler:
+    """Takes `_sample()` every `every_s` seconds on a thread of its own while a `with` block
+    lasts (never when `every_s` is None), into `samples`; the first failed sample ends it."""
+
+    def __init__(self, every_s):
+        self.every_s = every_s
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while self.every_s and not self.stop.wait(self.every_s):
+            try:
+                self.samples.append(self._sample())
+            except (OSError, subprocess.SubprocessError):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join(timeout=6)
+
+
+class KernelQueue(Sampler):
     """Samples, with `ss`, what waits in the kernel in front of the server while a run lasts:
     bytes received on its connections but not read yet (Recv-Q of each established socket),
     and connections accepted by the kernel but not by the server (the listener's Recv-Q).
@@ -634,10 +660,8 @@ class KernelQueue:
     part of the client's latency the server's own clock cannot see (issue 14)."""
 
     def __init__(self, port):
-        self.port = port
-        self.samples = []  # (unread bytes, sockets with unread bytes, accept queue)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(KERNEL_QUEUE_SAMPLE_S)
+        self.port = port  # samples: (unread bytes, sockets with unread bytes, accept queue)
 
     def _sample(self):
         out = subprocess.run(["ss", "-Hatn", f"( sport = :{self.port} )"], capture_output=True,
@@ -653,21 +677,6 @@ class KernelQueue:
                 unread += int(cols[1])
                 sockets += 1
         return unread, sockets, accept
-
-    def _run(self):
-        while not self.stop.wait(KERNEL_QUEUE_SAMPLE_S):
-            try:
-                self.samples.append(self._sample())
-            except (OSError, subprocess.SubprocessError):
-                return
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stop.set()
-        self.thread.join(timeout=6)
 
     def summary(self, mean_body_bytes, answered_rps):
         if not self.samples:
@@ -688,7 +697,7 @@ class KernelQueue:
 TIMELINE_S = None
 
 
-class Timeline:
+class Timeline(Sampler):
     """Scrapes the exchange's /metrics every TIMELINE_S while a run lasts, and turns the samples
     into rates per interval: real auctions (won + no bid), sheds by reason and answers later
     than the deadline + 5 ms by the exchange's clock. Shows whether admission holds one level
@@ -696,25 +705,11 @@ class Timeline:
     renders each scrape, on the exchange's CPU quota when one is set."""
 
     def __init__(self, server):
-        self.server = server
-        self.samples = []  # (monotonic seconds, parsed metrics)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(TIMELINE_S)
+        self.server = server  # samples: (monotonic seconds, parsed metrics)
 
-    def _run(self):
-        while TIMELINE_S and not self.stop.wait(TIMELINE_S):
-            try:
-                self.samples.append((time.monotonic(), self.server.metrics()))
-            except OSError:
-                return
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stop.set()
-        self.thread.join(timeout=6)
+    def _sample(self):
+        return time.monotonic(), self.server.metrics()
 
     def rates(self):
         """[{t, goodput, shed, shed_<reason>..., late_85}] per interval, t from the first sample."""
