@@ -8,7 +8,6 @@ use std::{
     cell::{Cell, RefCell},
     io,
     panic::AssertUnwindSafe,
-    pin::Pin,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -32,6 +31,7 @@ use crate::{
     http::{encode_response, encode_response_with, Coding, Handler, Request, Response, WorkerCtx},
     kernel_stamp::{recv_stamped, StampedRead},
     limits::{ServerLimits, WorkerStats},
+    reused_box::ReusedBox,
     stream::NetStream,
     turn_budget::{wait_for_budget, TurnBudget},
 };
@@ -198,10 +198,10 @@ struct AnswerRules {
 /// Serves one accepted connection until it closes.
 ///
 /// A request the handler answers at once ([`Handler::answer_now`]) costs no future. Otherwise
-/// the handler's future is kept in one box per connection, reused for every request on it
-/// (`Pin::set`): the connection's own future stays small (an idle connection costs its
-/// buffers, not the handler's state), and a busy connection allocates its handler's state
-/// once, not per request.
+/// the handler's future is built in one heap slot per connection, reused for every request on
+/// it ([`ReusedBox`]): the connection's own future stays small (an idle connection costs its
+/// buffers, not the handler's state), a busy connection allocates its handler's state once,
+/// not per request, and the future is built in place, not moved.
 pub(crate) async fn serve_conn<H: Handler>(
     mut stream: NetStream,
     handler: Rc<H>,
@@ -212,8 +212,8 @@ pub(crate) async fn serve_conn<H: Handler>(
     // Allocated at the first response, not at accept: an idle connection (slowloris, or one of
     // thousands a client opens and never uses) costs only its read buffer.
     let mut wbuf = Vec::new();
-    // The handler's future, boxed once and reused (its type is only known by inference).
-    let mut running = None;
+    // The handler's future, built in one reused heap slot (its type is only known by inference).
+    let mut running = ReusedBox::new();
     let mut first = true;
     loop {
         let read = read_request(&mut stream, &mut rbuf, &mut wbuf, &shared, first).await;
@@ -242,8 +242,8 @@ pub(crate) async fn serve_conn<H: Handler>(
         let (resp, panicked) = match at_once {
             Ok(Some(resp)) => (resp, false),
             Ok(None) => {
-                let future = reuse_box(&mut running, handler.handle(req, &ctx));
-                match AssertUnwindSafe(future.as_mut()).catch_unwind().await {
+                let future = running.put(|| handler.handle(req, &ctx));
+                match AssertUnwindSafe(future).catch_unwind().await {
                     Ok(resp) => (resp, false),
                     Err(_) => (handler_panicked(&shared), true),
                 }
@@ -265,17 +265,6 @@ pub(crate) async fn serve_conn<H: Handler>(
             Ok(Next::Close) => return,
             Err(error) => return connection_error(&shared, &error),
         }
-    }
-}
-
-/// Puts `future` in the slot's box (allocated on first use, reused after) and returns it.
-fn reuse_box<F>(slot: &mut Option<Pin<Box<F>>>, future: F) -> &mut Pin<Box<F>> {
-    match slot {
-        Some(boxed) => {
-            boxed.set(future);
-            boxed
-        }
-        None => slot.insert(Box::pin(future)),
     }
 }
 

@@ -91,6 +91,7 @@ pub mod process;
 pub mod refresh;
 pub mod request_metrics;
 pub mod resolve;
+mod reused_box;
 pub mod rotating_file;
 pub mod server;
 pub mod shared_spool;

@@ -1,9 +1,9 @@
 //! Owns [`PinnedSlots`]: a fixed set of futures polled in place by one parent future, so a
 //! fan-out runs K calls concurrently without a spawned task (and its allocation) per call.
 //!
-//! This is the one module of rtb-io with `unsafe`: projecting the pin of the whole set onto
-//! each element. Up to [`SLOTS_INLINE`] futures live inline in the parent future; more spill to
-//! one heap allocation per set.
+//! One of the three modules of rtb-io with `unsafe` (with `reused_box` and `kernel_stamp`):
+//! projecting the pin of the whole set onto each element. Up to [`SLOTS_INLINE`] futures live
+//! inline in the parent future; more spill to one heap allocation per set.
 
 use std::{
     future::Future,
