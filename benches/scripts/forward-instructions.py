@@ -6,8 +6,9 @@ or to the auction's whole user-space cost, where CPU time on this shared machine
 from day to day.
 
 The server runs under valgrind on the epoll driver (valgrind does not model io_uring), with
-N upstreams served by two fast rtb-dsp (always bid); one keep-alive client sends a 1,401-byte
-sample request R1 then R2 times (after 20 to warm the pools); instructions per request = the
+N upstreams served by two fast rtb-dsp (always bid); one keep-alive client sends a sample
+request (1,401 bytes for the floor, 3,528 for the exchange; `--sample` picks another) R1 then R2
+times (after 20 to warm the pools); instructions per request = the
 difference of the two runs' totals / (R2 - R1), every thread of the process counted. The
 kernel's work and cache misses are not counted. With `--server exchange`, rtb-exchange (one
 worker) is given the N upstreams as N onboarded DSPs and every request is a real auction
