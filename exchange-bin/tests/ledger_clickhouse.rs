@@ -351,7 +351,7 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
 
     // 1. A steady run: every record is a row, the views sum to the exchange's totals.
     let mut ex = exchange_into(&server, &dsps);
-    let answers = run_auctions(&ex);
+    let sent = run_auctions(&ex);
     let metrics = ex.metrics();
     assert!(ex.terminate().success());
     let (made, not_kept) = expected_and_not_kept(&metrics);
@@ -359,7 +359,8 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
     assert_eq!(server.number("SELECT count() FROM rtb.ledger"), made as f64);
     assert_eq!(
         server.number("SELECT count() FROM rtb.ledger WHERE kind = 'invalid'"),
-        OTHERS as f64
+        (OTHERS - sent.invalid_shed) as f64,
+        "invalid requests not shed before decoding"
     );
     let viewed: Vec<DspTotals> = DSPS.iter().map(|d| view_totals(&server, d)).collect();
     let counted: Vec<DspTotals> = DSPS
@@ -373,7 +374,7 @@ fn rows_and_views_match_the_exchange_and_a_restart_loses_only_what_is_counted() 
     let stored: Vec<DspTotals> = DSPS.iter().map(|d| table_totals(&server, d)).collect();
     assert_totals_match(&stored, &counted, not_kept, &metrics);
     let revenue = server.number("SELECT sum(revenue) FROM rtb.revenue_minute");
-    let expected = answered_revenue(&answers);
+    let expected = answered_revenue(&sent.answers);
     let wins: f64 = counted.iter().map(|c| c.billable_wins).sum();
     assert!(
         (revenue - expected).abs() < 1e-9,
