@@ -56,9 +56,9 @@ pub struct EngineArgs {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub shed_queue_wait_ms: u64,
 
-    /// 0: shed every request over `--shed-queue-wait-ms`. Otherwise shed one only once the
-    /// requests read have waited over it in the kernel for this long, ms (CoDel's standing
-    /// test), or it waited over it in the turn queue alone: a passing burst is run.
+    /// 0: shed every request over `--shed-queue-wait-ms`. Otherwise a request the turn queue
+    /// did not hold is shed only once the requests read have waited over it in the kernel
+    /// for this long, ms (CoDel's standing test): a passing burst is run.
     #[arg(long, env = "RTB_EXCHANGE_SHED_QUEUE_WAIT_INTERVAL_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub shed_queue_wait_interval_ms: u64,

@@ -3,11 +3,13 @@
 //! them) or only for part of one (a passing burst: their deadline is mostly left, run them).
 //!
 //! CoDel's test (RFC 8289: the minimum sojourn over an interval stays above target), on the
-//! kernel's wait only: requests leave the kernel's socket buffers in about the order they came,
-//! which the test needs. The worker's turn queue serves newest first once it stands, so a
-//! minimum over its waits would fall under the limit on each fresh request and stop every
-//! shed; its stale requests are shed on their own wait, as without an interval
-//! ([`super::admission::OverloadPolicy::shed`]). Sans-IO: the wait and the time are passed in.
+//! requests the worker's turn queue did not hold, whose wait is the kernel's: they leave the
+//! kernel's socket buffers in about the order they came, which the test needs. The turn queue
+//! serves newest first once it stands, so a minimum over its waits would fall under the limit
+//! on each fresh request and stop every shed: a request that waited a turn is shed on its
+//! whole wait, as without an interval
+//! ([`super::admission::OverloadPolicy::shed_unless_passing`]). Sans-IO: the wait and the time
+//! are passed in.
 
 use std::time::{Duration, Instant};
 
