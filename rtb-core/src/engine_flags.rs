@@ -56,13 +56,6 @@ pub struct EngineArgs {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub shed_queue_wait_ms: u64,
 
-    /// 0: shed every request over `--shed-queue-wait-ms`. Otherwise a request the turn queue
-    /// did not hold is shed only once the requests read have waited over it in the kernel
-    /// for this long, ms (CoDel's standing test): a passing burst is run.
-    #[arg(long, env = "RTB_EXCHANGE_SHED_QUEUE_WAIT_INTERVAL_MS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=1000))]
-    pub shed_queue_wait_interval_ms: u64,
-
     /// Shed a share of new auctions, steered by the worker's event-loop lag (a PIE
     /// controller, issue 14; README "Overload").
     #[arg(long, env = "RTB_EXCHANGE_ADAPTIVE_SHEDDING", default_value_t = false,
@@ -111,7 +104,6 @@ impl EngineArgs {
             event_loop_lag_max: Duration::from_millis(self.shed_lag_ms),
             auctions_in_flight_max: self.max_auctions_in_flight,
             queue_wait_max: Duration::from_millis(self.shed_queue_wait_ms),
-            queue_wait_interval: Duration::from_millis(self.shed_queue_wait_interval_ms),
         }
     }
 

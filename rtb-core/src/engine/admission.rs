@@ -3,13 +3,10 @@
 //! deadline; queueing them all would make every one of them late.
 //!
 //! The rules: the deadline's own "too late to start" ([`crate::deadline`]), two fixed
-//! thresholds (event-loop lag, auctions in flight) as backstops, the request's own wait
-//! (with an optional standing test, [`super::standing_wait`]), then the adaptive share
+//! thresholds (event-loop lag, auctions in flight) as backstops, then the adaptive share
 //! ([`super::shed_rate`]).
 
-use std::time::{Duration, Instant};
-
-use super::standing_wait::StandingWait;
+use std::time::Duration;
 
 /// What a worker measures of itself when an auction arrives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,9 +20,6 @@ pub struct WorkerLoad {
     /// socket buffer (when the server stamps arrivals) and in the worker's own queue after it
     /// was read (the server's turn budget). Time the request's DSPs will not get.
     pub queue_wait: Duration,
-    /// The part of `queue_wait` spent unread in the kernel (zero when the server does not
-    /// stamp arrivals): the queue-wait rule's standing test reads it ([`StandingWait`]).
-    pub kernel_wait: Duration,
 }
 
 /// Default event-loop lag above which new auctions are shed.
@@ -34,9 +28,16 @@ pub const DEFAULT_EVENT_LOOP_LAG_MAX: Duration = Duration::from_millis(10);
 pub const DEFAULT_AUCTIONS_IN_FLIGHT_MAX: u32 = 512;
 /// Default wait (kernel and worker queues) above which a request is shed before it is decoded.
 ///
-/// A fixed threshold per request unless [`OverloadPolicy::queue_wait_interval`] is set; then
-/// CoDel's standing test on the kernel's wait only ([`StandingWait`] says why not on the
-/// turn queue's).
+/// A fixed threshold per request, not CoDel's minimum wait over an interval. The minimum would
+/// spare requests delayed by a passing burst (a half-load run on 2026-12-07 shed 25 of 22,843,
+/// each with about 70 ms of its deadline left), but CoDel takes it over a FIFO queue, and
+/// rtb-io's turn queue serves newest first once it stands. Taken over the requests served, the
+/// minimum would fall under the target on each fresh one while the queue stands, and the stale
+/// requests the queue hands over first, to be shed, would run. An interval rule needs a FIFO
+/// signal: the kernel's wait alone, or the age of the turn queue's oldest request. One on the
+/// kernel's wait was tried and not kept: it spared no more than chance at half load, and a
+/// form that also spared requests held by the turn queue made answers late at 3x (BENCHMARKS.md,
+/// "A standing test on the queue wait").
 pub const DEFAULT_QUEUE_WAIT_MAX: Duration = Duration::from_millis(10);
 
 /// Why an auction was answered 204 at once instead of being run.
@@ -88,11 +89,6 @@ pub struct OverloadPolicy {
     pub auctions_in_flight_max: u32,
     /// Shed a request that waited longer than this before the worker started on it.
     pub queue_wait_max: Duration,
-    /// Zero: every request over `queue_wait_max` is shed. Otherwise a request the worker's
-    /// turn queue did not hold is shed only once the kernel's wait has stood over
-    /// `queue_wait_max` for this long ([`StandingWait`]): a passing burst is run. One that
-    /// waited a turn is shed on its whole wait, as with zero.
-    pub queue_wait_interval: Duration,
 }
 
 impl Default for OverloadPolicy {
@@ -101,7 +97,6 @@ impl Default for OverloadPolicy {
             event_loop_lag_max: DEFAULT_EVENT_LOOP_LAG_MAX,
             auctions_in_flight_max: DEFAULT_AUCTIONS_IN_FLIGHT_MAX,
             queue_wait_max: DEFAULT_QUEUE_WAIT_MAX,
-            queue_wait_interval: Duration::ZERO,
         }
     }
 }
@@ -119,30 +114,6 @@ impl OverloadPolicy {
             None
         }
     }
-
-    /// [`OverloadPolicy::shed`] with the queue-wait rule's standing test: notes the request
-    /// read at `now` in `standing`, and spares it when it is over the queue-wait limit only
-    /// for a passing burst (see `queue_wait_interval`).
-    pub fn shed_unless_passing(
-        &self,
-        load: WorkerLoad,
-        standing: &mut StandingWait,
-        now: Instant,
-    ) -> Option<ShedReason> {
-        let interval = self.queue_wait_interval;
-        // Only a request the turn queue did not hold was started in about the order it came:
-        // only it is noted, and only it may be spared. One that waited a turn is judged on its
-        // whole wait: under overload the wait splits between the two queues, and sparing
-        // those with neither part over the limit made answers late (BENCHMARKS.md, "A
-        // standing test on the queue wait").
-        let read_in_order = load.queue_wait <= load.kernel_wait;
-        let stood =
-            read_in_order && standing.observe(load.kernel_wait, self.queue_wait_max, interval, now);
-        let reason = self.shed(load)?;
-        let passing =
-            reason == ShedReason::Overload && !interval.is_zero() && read_in_order && !stood;
-        (!passing).then_some(reason)
-    }
 }
 
 #[cfg(test)]
@@ -156,7 +127,6 @@ mod tests {
             event_loop_lag,
             auctions_in_flight,
             queue_wait: Duration::ZERO,
-            kernel_wait: Duration::ZERO,
         }
     }
 
@@ -166,7 +136,6 @@ mod tests {
             event_loop_lag_max: 10 * MS,
             auctions_in_flight_max: 4,
             queue_wait_max: 5 * MS,
-            queue_wait_interval: Duration::ZERO,
         };
         assert_eq!(policy.shed(load(2 * MS, 0)), None);
         assert_eq!(policy.shed(load(10 * MS, 3)), None);
@@ -196,55 +165,5 @@ mod tests {
         };
         assert_eq!(policy.shed(waited(5 * MS)), None);
         assert_eq!(policy.shed(waited(6 * MS)), Some(ShedReason::Overload));
-    }
-
-    /// With an interval, a request over the limit for a passing burst in the kernel is run,
-    /// one in a standing wait or stale in the turn queue is shed; the other rules are not
-    /// changed. Without one, every request over the limit is shed.
-    #[test]
-    #[allow(clippy::disallowed_methods)] // tests need some instant; the logic never reads a clock
-    fn a_passing_burst_is_spared_only_with_an_interval() {
-        let t0 = Instant::now();
-        let waited = |kernel_ms: u64, turn_ms: u64| WorkerLoad {
-            kernel_wait: Duration::from_millis(kernel_ms),
-            queue_wait: Duration::from_millis(kernel_ms + turn_ms),
-            ..WorkerLoad::default()
-        };
-        let strict = OverloadPolicy::default();
-        let mut standing = StandingWait::default();
-        let overload = Some(ShedReason::Overload);
-        assert_eq!(
-            strict.shed_unless_passing(waited(12, 0), &mut standing, t0),
-            overload
-        );
-
-        let policy = OverloadPolicy {
-            queue_wait_interval: 20 * MS,
-            ..OverloadPolicy::default()
-        };
-        let mut standing = StandingWait::default();
-        let mut at = |ms: u64, load: WorkerLoad| {
-            policy.shed_unless_passing(load, &mut standing, t0 + Duration::from_millis(ms))
-        };
-        assert_eq!(at(0, waited(12, 0)), None, "a burst begins");
-        assert_eq!(at(5, waited(1, 11)), overload, "stale in the turn queue");
-        assert_eq!(
-            at(6, waited(6, 6)),
-            overload,
-            "waited a turn: its whole wait counts"
-        );
-        assert_eq!(
-            at(7, waited(3, 0)),
-            None,
-            "under the limit: the burst is over"
-        );
-        assert_eq!(at(8, waited(30, 0)), None, "a new stretch over the limit");
-        assert_eq!(at(27, waited(30, 0)), None);
-        assert_eq!(at(28, waited(30, 0)), overload, "it stood for the interval");
-        let in_flight_max = WorkerLoad {
-            auctions_in_flight: policy.auctions_in_flight_max,
-            ..waited(0, 0)
-        };
-        assert_eq!(at(32, in_flight_max), Some(ShedReason::InFlight));
     }
 }

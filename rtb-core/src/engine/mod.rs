@@ -33,7 +33,6 @@ pub mod notices;
 pub mod outcome;
 mod run;
 pub mod shed_rate;
-pub mod standing_wait;
 mod views;
 mod workspace;
 
@@ -62,7 +61,6 @@ pub use notices::{Notice, NoticeKind, Notices};
 pub use outcome::{CallFailure, CallStatus, DspOutcome};
 pub use run::AuctionRun;
 pub use shed_rate::{ShedRate, ShedRatePolicy};
-pub use standing_wait::StandingWait;
 pub use workspace::Workspace;
 
 use capped::CappedBody;
@@ -194,7 +192,6 @@ pub struct Engine {
     dsps: DspTable,
     rates: Option<Arc<CurrencyRates>>,
     shed_rate: ShedRate,
-    standing_wait: StandingWait,
 }
 
 impl Engine {
@@ -205,7 +202,6 @@ impl Engine {
             dsps: DspTable::new(config.breaker, config.workers),
             rates: None,
             shed_rate: ShedRate::new(config.shed_rate),
-            standing_wait: StandingWait::default(),
         }
     }
 
@@ -274,7 +270,7 @@ impl Engine {
         now: Instant,
         load: WorkerLoad,
     ) -> Start<'w> {
-        if let Some(reason) = self.shed_before_decoding(load, now) {
+        if let Some(reason) = self.shed_before_decoding(load) {
             return Start::Shed {
                 reason,
                 request: None,
@@ -286,13 +282,12 @@ impl Engine {
     /// The overload rule [`Engine::start`] applies first, before the body is decoded: whether
     /// a worker under `load` sheds the request at once. A shell may ask this before it
     /// builds anything for the auction (rtb-io's server asks through `Handler::answer_now`),
-    /// so that a shed costs no more than reading and answering the request. `now` times the
-    /// queue-wait rule's standing test ([`OverloadPolicy::queue_wait_interval`]).
-    pub fn shed_before_decoding(&mut self, load: WorkerLoad, now: Instant) -> Option<ShedReason> {
+    /// so that a shed costs no more than reading and answering the request.
+    pub fn shed_before_decoding(&self, load: WorkerLoad) -> Option<ShedReason> {
         // With no DSP there is nothing to shed: a request gets its 400 or its 404 as ever.
         match self.dsps.is_empty() {
             true => None,
-            false => (self.config.overload).shed_unless_passing(load, &mut self.standing_wait, now),
+            false => self.config.overload.shed(load),
         }
     }
 
@@ -554,7 +549,7 @@ mod tests {
         let overloaded = WorkerLoad {
             event_loop_lag: Duration::ZERO,
             auctions_in_flight: engine.config.overload.auctions_in_flight_max,
-            ..WorkerLoad::default()
+            queue_wait: Duration::ZERO,
         };
         let garbage = b"not json at all";
         match engine.start(&mut workspace, garbage, None, now, now, overloaded) {
@@ -574,7 +569,8 @@ mod tests {
         }
         let lagging = WorkerLoad {
             event_loop_lag: engine.config.overload.event_loop_lag_max + Duration::from_millis(1),
-            ..WorkerLoad::default()
+            auctions_in_flight: 0,
+            queue_wait: Duration::ZERO,
         };
         match engine.start(&mut workspace, NEGATIVE_WIDTH, None, now, now, lagging) {
             Start::Shed {

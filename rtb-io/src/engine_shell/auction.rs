@@ -145,8 +145,7 @@ impl AuctionShell {
     /// is admitted (then [`AuctionShell::serve`] runs it). Called before the auction's
     /// future is built, so a shed does not pay for it (`Handler::answer_now`).
     pub fn shed_now(&self, req: &Request) -> Option<Response> {
-        let load = self.load(req);
-        let reason = (self.engine.borrow_mut()).shed_before_decoding(load, Instant::now())?;
+        let reason = self.engine.borrow().shed_before_decoding(self.load(req))?;
         let metrics = self.metrics();
         metrics.kernel_wait.observe(req.kernel_wait);
         metrics.shed(reason);
@@ -161,7 +160,6 @@ impl AuctionShell {
             event_loop_lag: self.lag.get(),
             auctions_in_flight: self.in_flight.get(),
             queue_wait: req.kernel_wait + req.queue_wait,
-            kernel_wait: req.kernel_wait,
         }
     }
 

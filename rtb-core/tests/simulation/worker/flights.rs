@@ -33,7 +33,6 @@ impl Worker {
                 auctions_in_flight: self.in_flight,
                 // The simulated worker has no turn queue: requests start when they are read.
                 queue_wait: Duration::ZERO,
-                kernel_wait: Duration::ZERO,
             },
         };
         let inbox = shell::Inbox::default();
